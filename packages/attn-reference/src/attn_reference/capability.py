@@ -1,0 +1,61 @@
+"""The one place that asks what the machine can run.
+
+Nothing here runs at import time: backends and tests call these functions when they need the answer, so
+importing any package of this project works on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+#: Test tiers, in order. A GPU tier is satisfied by a device of at least that compute capability, except
+#: ``sm90``, which asks for Hopper itself (wgmma and TMA do not exist on later generations' consumer parts).
+TIERS = ("cpu", "sm80", "sm90")
+
+
+def cuda_capability(device: int | torch.device | None = None) -> tuple[int, int] | None:
+    """Compute capability ``(major, minor)`` of a CUDA device, or ``None`` when CUDA is not usable."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def is_hopper(device: int | torch.device | None = None) -> bool:
+    """True on sm_90 devices (H100, H200, H800, H20)."""
+    return cuda_capability(device) == (9, 0)
+
+
+def is_sm80_or_newer(device: int | torch.device | None = None) -> bool:
+    cap = cuda_capability(device)
+    return cap is not None and cap >= (8, 0)
+
+
+@functools.cache
+def _device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def tier_unavailable(tier: str) -> str | None:
+    """``None`` when this machine can run tests of ``tier``; otherwise the reason it cannot."""
+    if tier not in (*TIERS, "gpu"):
+        raise ValueError(f"tier must be one of {(*TIERS, 'gpu')}, got {tier!r}")
+    if tier == "cpu":
+        return None
+    cap = cuda_capability()
+    if cap is None:
+        return f"needs a CUDA GPU ({tier}); this machine has none"
+    if tier == "sm80" and cap < (8, 0):
+        return f"needs compute capability >= 8.0; {_device_name()} is sm_{cap[0]}{cap[1]}"
+    if tier == "sm90" and cap != (9, 0):
+        return f"needs a Hopper GPU (sm_90); {_device_name()} is sm_{cap[0]}{cap[1]}"
+    return None
+
+
+def current_tier() -> str:
+    """The highest tier this machine runs: ``sm90``, ``sm80``, or ``cpu``."""
+    for tier in reversed(TIERS):
+        if tier_unavailable(tier) is None:
+            return tier
+    return "cpu"
