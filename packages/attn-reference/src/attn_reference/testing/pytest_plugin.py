@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     selected, deselected = [], []
     for item in items:
         needed = _required_tier(item)
-        if tier == "cpu" and needed != "cpu" or tier in ("sm80", "sm90") and needed == "cpu":
+        if (tier == "cpu" and needed != "cpu") or (tier in ("sm80", "sm90") and needed == "cpu"):
             deselected.append(item)
             continue
         if tier == "sm80" and needed == "sm90":

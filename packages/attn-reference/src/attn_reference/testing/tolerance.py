@@ -1,0 +1,86 @@
+"""The tolerance rule every backend is held to (flash-attn's).
+
+A kernel in fp16/bf16 cannot match an exact result; what it can do is be no worse than the obvious PyTorch
+computation in the same precision. So for each output::
+
+    max |actual - reference| <= factor * max |lowp_reference - reference| + atol
+
+where ``reference`` is computed in float64 (or float32 on a GPU) from the same inputs, ``lowp_reference``
+is the materialised-softmax computation in the inputs' own dtype, ``factor`` is 2 and ``atol`` is twice the
+rounding step of the dtype at the output's magnitude. NaN where the reference is finite fails, and infinite
+entries (the lse of rows that see no key) must sit at the same positions with the same sign.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rounding_atol(reference: torch.Tensor, dtype: torch.dtype) -> float:
+    """Twice the largest rounding step of ``dtype`` for values of the reference's magnitude (+0.3)."""
+    finite = reference[torch.isfinite(reference)].to(dtype)
+    if finite.numel() == 0:
+        return 0.0
+    return 2.0 * ((finite + 0.3 - 0.3) - finite).abs().max().item()
+
+
+def attention_error(actual: torch.Tensor, reference: torch.Tensor) -> float:
+    """max |actual - reference| over the reference's finite entries, in float64 (NaN in actual: inf)."""
+    finite = torch.isfinite(reference)
+    a = actual.detach().to(torch.float64)[finite]
+    r = reference.detach().to(torch.float64)[finite]
+    if a.numel() == 0:
+        return 0.0
+    diff = (a - r).abs()
+    return float("inf") if torch.isnan(diff).any() else diff.max().item()
+
+
+def assert_attention_close(
+    actual: torch.Tensor,
+    reference: torch.Tensor,
+    lowp_reference: torch.Tensor,
+    *,
+    name: str = "out",
+    factor: float = 2.0,
+    atol: float | None = None,
+) -> None:
+    """Fail unless ``actual`` is within ``factor`` times the same-precision error of the reference, + atol."""
+    if actual.shape != reference.shape:
+        raise AssertionError(
+            f"{name}: shape {tuple(actual.shape)} != reference shape {tuple(reference.shape)}"
+        )
+    act = actual.detach().to(torch.float64).cpu()
+    ref = reference.detach().to(torch.float64).cpu()
+    low = lowp_reference.detach().to(torch.float64).cpu()
+    nan = torch.isnan(act) & ~torch.isnan(ref)
+    if nan.any():
+        idx = tuple(torch.nonzero(nan)[0].tolist())
+        raise AssertionError(
+            f"{name}: {int(nan.sum())} NaN entries where the reference is finite (first at {idx}): "
+            "an out-of-bounds read, an uninitialised output, or 0/0"
+        )
+    inf_ref, inf_act = torch.isinf(ref), torch.isinf(act)
+    mismatch = (inf_ref != inf_act) | (inf_ref & (torch.sign(ref) != torch.sign(act)))
+    if mismatch.any():
+        idx = tuple(torch.nonzero(mismatch)[0].tolist())
+        raise AssertionError(
+            f"{name}: infinite entries differ from the reference at {int(mismatch.sum())} positions "
+            f"(first at {idx}: got {act[idx].item()}, expected {ref[idx].item()})"
+        )
+    if atol is None:
+        atol = rounding_atol(ref, lowp_reference.dtype)
+    err = attention_error(act, ref)
+    base = attention_error(low, ref)
+    bound = factor * base + atol
+    if not err <= bound:
+        worst = (act - ref).nan_to_num(nan=float("inf")).masked_fill(~torch.isfinite(ref), 0).abs()
+        idx = tuple(torch.nonzero(worst == worst.max())[0].tolist())
+        raise AssertionError(
+            f"{name}: max error {err:.3g} vs the reference exceeds {factor:g} x {base:.3g} (same-precision "
+            f"PyTorch error) + {atol:.3g}; worst at {idx}: got {act[idx].item():.6g}, expected {ref[idx].item():.6g}"
+        )
+
+
+def reference_dtype(device) -> torch.dtype:
+    """float64 on the CPU; float32 on GPUs, where float64 is slow and float32 is already far more exact."""
+    return torch.float64 if torch.device(device).type == "cpu" else torch.float32

@@ -1,0 +1,50 @@
+"""Capability checks and the tier plugin."""
+
+import textwrap
+
+import pytest
+import torch
+
+from attn_reference import capability
+
+pytest_plugins = ["pytester"]
+
+
+def test_tiers_on_this_machine():
+    assert capability.tier_unavailable("cpu") is None
+    if not torch.cuda.is_available():
+        assert capability.cuda_capability() is None
+        assert capability.current_tier() == "cpu"
+        for tier in ("gpu", "sm80", "sm90"):
+            assert "needs" in capability.tier_unavailable(tier)
+    with pytest.raises(ValueError, match="tier must be one of"):
+        capability.tier_unavailable("sm70")
+
+
+def test_tier_option_selects_and_skips(pytester):
+    pytester.makepyfile(
+        test_tiers=textwrap.dedent(
+            """
+            import pytest
+
+            def test_cpu(): pass
+
+            @pytest.mark.gpu
+            def test_gpu(): pass
+
+            @pytest.mark.sm90
+            def test_hopper(): pass
+
+            @pytest.mark.slow
+            def test_slow(): pass
+            """
+        )
+    )
+    cpu = pytester.runpytest("--tier", "cpu", "-p", "no:cacheprovider")
+    cpu.assert_outcomes(passed=1, skipped=1, deselected=2)  # the slow test is skipped without --run-slow
+    slow = pytester.runpytest("--tier", "cpu", "--run-slow", "-p", "no:cacheprovider")
+    slow.assert_outcomes(passed=2, deselected=2)
+    if not torch.cuda.is_available():
+        gpu = pytester.runpytest("--tier", "sm90", "-rs", "-p", "no:cacheprovider")
+        gpu.assert_outcomes(skipped=2, deselected=2)
+        gpu.stdout.fnmatch_lines(["*needs a CUDA GPU*"])
