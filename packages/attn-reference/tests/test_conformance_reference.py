@@ -11,6 +11,7 @@ REFERENCE = Backend(
     flash_attn_func=ar.flash_attn_func,
     flash_attn_varlen_func=ar.flash_attn_varlen_func,
     flash_attn_with_kvcache=ar.flash_attn_with_kvcache,
+    devices=("cpu", "cuda"),
     features=Features(
         dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
         head_dims=None,

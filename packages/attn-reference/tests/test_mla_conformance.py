@@ -17,6 +17,15 @@ class TestReferenceMLAConformance(MLAConformance):
     size = "tiny"
 
 
+@pytest.mark.gpu
+class TestReferenceMLAConformanceGPU(MLAConformance):
+    """The full grid (FlashMLA's shapes) on a GPU: the oracle must hold where the kernels are tested."""
+
+    backend = REFERENCE_MLA_BACKEND
+    device = "cuda"
+    size = "full"
+
+
 BROKEN_BACKENDS = textwrap.dedent(
     """
     import dataclasses

@@ -66,6 +66,7 @@ class Backend:
     features: Features
     flash_attn_varlen_func: Callable | None = None
     flash_attn_with_kvcache: Callable | None = None
+    devices: tuple[str, ...] = ("cuda",)  # device types the backend accepts; others must be refused
 
 
 @dataclass(frozen=True)
@@ -536,8 +537,11 @@ class AttentionConformance:
         with pytest.raises(ValueError, match="window"):
             f(q, k, v, window_size=(-5, 2))
         if torch.device(self.device).type != "cpu":
-            with pytest.raises(ValueError, match=r"device|cuda|cpu"):
-                f(q.cpu(), k.cpu(), v.cpu())
+            with pytest.raises(ValueError, match=r"device"):
+                f(q, k.cpu(), v)  # q and k on different devices
+            if "cpu" not in self.backend.devices:
+                with pytest.raises(ValueError, match=r"device|cuda|cpu"):
+                    f(q.cpu(), k.cpu(), v.cpu())
         if self.features.varlen and self.backend.flash_attn_varlen_func is not None:
             x = varlen_inputs([5, 7], [6, 8], 2, 2, d, dtype=dtype, device=self.device)
             g = self.backend.flash_attn_varlen_func
