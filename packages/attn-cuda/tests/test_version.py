@@ -1,0 +1,9 @@
+"""The installed metadata version is the one the package reports (release check: ci/check_release.py)."""
+
+import importlib.metadata
+
+import attn_cuda
+
+
+def test_installed_version_matches_module_version():
+    assert importlib.metadata.version("attn-cuda") == attn_cuda.__version__
