@@ -1,0 +1,3 @@
+from attn_bench.cli import main
+
+main()

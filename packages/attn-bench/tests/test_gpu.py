@@ -1,0 +1,27 @@
+"""sm90 tier: a short version of every suite on the GPU, with every peer that is installed."""
+
+from __future__ import annotations
+
+import pytest
+
+from attn_bench import engine, schema
+from attn_bench.suites import SUITES
+
+pytestmark = pytest.mark.sm90
+
+
+def test_every_suite_runs_short_on_the_gpu(tmp_path):
+    opts = engine.Options(mode="gpu", suites=tuple(SUITES), quick=True)
+    doc = engine.run(opts)
+    schema.load(schema.dump(doc, tmp_path / "results.json"))
+    assert doc["device"]["capability"] == "9.0"
+    assert doc["ceilings"]["matmul_tflops"] > 100 and doc["ceilings"]["copy_gbps"] > 1000
+    for suite in SUITES:
+        rows = [r for r in doc["rows"] if r["suite"] == suite]
+        assert any(r["status"] == "ok" for r in rows), (suite, [(r["impl"], r["message"]) for r in rows])
+    ref_failures = [
+        r for r in doc["rows"] if r["backend"] == "reference" and r["status"] in ("check_failed", "error")
+    ]
+    assert not ref_failures, [(r["case"], r["impl"], r["message"]) for r in ref_failures]
+    memory = [r for r in doc["rows"] if r["suite"] == "memory" and r["status"] == "ok"]
+    assert all(r["peak_memory_bytes"] > 0 for r in memory)
