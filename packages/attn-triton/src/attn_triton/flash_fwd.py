@@ -1,0 +1,504 @@
+"""FlashAttention-2 forward.
+
+One program computes one ``BLOCK_M`` block of query rows for one (batch, query head). It keeps the Q tile,
+the output accumulator and two per-row statistics in registers, and streams K/V blocks past them:
+
+    m_i   running max of the scores seen so far (log2 units)
+    l_i   running sum of exp2(score - m_i)
+    acc   running sum of exp2(score - m_i) * V
+
+When a new block raises the max from ``m_i`` to ``m_new``, the old sums are rescaled by
+``alpha = exp2(m_i - m_new)`` (the online softmax). Only at the end is ``acc`` divided by ``l_i``: this is
+FlashAttention-2's main change from version 1 (fewer non-matmul FLOPs in the loop), together with the
+parallelisation over query blocks, which gives each program independent work and no synchronisation.
+
+The logsumexp ``m_i + log2(l_i)`` (converted to natural log) is saved: the backward recomputes the
+probabilities from it without a second online pass.
+
+Two ways to move tiles, chosen at call time (see :mod:`attn_triton._runtime`):
+
+* pointers (``USE_TMA=False``): address arithmetic and masked ``tl.load``; runs on Ampere and newer;
+  Triton pipelines the loads with ``cp.async`` over ``num_stages`` buffers.
+* tensor descriptors (``USE_TMA=True``, Hopper): each program builds descriptors for its (sequence, head)
+  slice with ``tl.make_tensor_descriptor``; the TMA engine copies whole tiles to shared memory
+  asynchronously, zero-filling rows past the slice's end (so no masks on loads) and clipping stores.
+  Building them on device needs a scratch allocator (``triton.set_allocator``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_triton._runtime import ensure_allocator, interpreting, path_for, tuning_budget
+from attn_triton.flash_common import LN2, LOG2E, block_range, bucket, head_dim_pad, load_rows, tanh, visible
+
+
+@triton.jit
+def _fwd_inner(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_src,
+    v_src,
+    stride_ks,
+    stride_vs,
+    n_start,
+    n_end,
+    m0,
+    seqlen_q,
+    seqlen_k,
+    left,
+    right,
+    qk_scale2,
+    cap_scale,
+    softcap2,
+    MASKED: tl.constexpr,
+    HAS_LEFT: tl.constexpr,
+    HAS_RIGHT: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    USE_TMA: tl.constexpr,
+    WARP_SPEC: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    for n0 in tl.range(n_start, n_end, BLOCK_N, warp_specialize=WARP_SPEC):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        if USE_TMA:
+            k = k_src.load([n0, 0])
+        else:
+            # In the unmasked span every key row is in bounds: skip the row mask.
+            k = load_rows(k_src, offs_n, stride_ks, seqlen_k, HEAD_DIM, HEAD_DIM_PAD, MASKED)
+        s = tl.dot(q, tl.trans(k))
+        if SOFTCAP:
+            s = softcap2 * tanh(s * cap_scale)
+        else:
+            s = s * qk_scale2
+        if MASKED:
+            keep = visible(offs_m, offs_n, seqlen_q, seqlen_k, left, right, HAS_LEFT, HAS_RIGHT)
+            s = tl.where(keep, s, -float("inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        if MASKED:
+            # A row with no visible key so far has m_new = -inf; subtracting it would give NaN.
+            m_use = tl.where(m_new == -float("inf"), 0.0, m_new)
+        else:
+            m_use = m_new
+        p = tl.exp2(s - m_use[:, None])
+        alpha = tl.exp2(m_i - m_use)  # rescales what was accumulated under the old max
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if USE_TMA:
+            v = v_src.load([n0, 0])
+        else:
+            v = load_rows(v_src, offs_n, stride_vs, seqlen_k, HEAD_DIM, HEAD_DIM_PAD, MASKED)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(v.dtype), v, acc)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _fwd_kernel(
+    Q,
+    K,
+    V,
+    O,
+    LSE,
+    CU_Q,
+    CU_K,
+    stride_qb,
+    stride_qs,
+    stride_qh,
+    stride_kb,
+    stride_ks,
+    stride_kh,
+    stride_vb,
+    stride_vs,
+    stride_vh,
+    stride_ob,
+    stride_os,
+    stride_oh,
+    stride_lb,
+    stride_lh,
+    seqlen_q,
+    seqlen_k,
+    nheads,
+    group,
+    qk_scale2,
+    cap_scale,
+    softcap2,
+    left,
+    right,
+    TUNE_Q,
+    TUNE_K,  # autotune keys only (power-of-two buckets of the sequence lengths)
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    HAS_LEFT: tl.constexpr,
+    HAS_RIGHT: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    USE_TMA: tl.constexpr,
+    WARP_SPEC: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // nheads
+    h = pid_bh % nheads
+    kv_h = h // group  # GQA: `group` query heads share one KV head
+    if HAS_RIGHT and not HAS_LEFT:
+        # Causal: later query blocks visit more keys. Launch them first so the short ones fill the tail.
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    q_start = b * 0  # a run-time zero (not a constexpr), so .to() below works on both paths
+    k_start = b * 0
+    if IS_VARLEN:
+        q_start = tl.load(CU_Q + b)
+        seqlen_q = tl.load(CU_Q + b + 1) - q_start
+        k_start = tl.load(CU_K + b)
+        seqlen_k = tl.load(CU_K + b + 1) - k_start
+    m0 = pid_m * BLOCK_M
+    if m0 >= seqlen_q:  # varlen: this sequence is shorter than the longest
+        return
+
+    q_base = Q + b.to(tl.int64) * stride_qb + q_start.to(tl.int64) * stride_qs + h * stride_qh
+    k_base = K + b.to(tl.int64) * stride_kb + k_start.to(tl.int64) * stride_ks + kv_h * stride_kh
+    v_base = V + b.to(tl.int64) * stride_vb + k_start.to(tl.int64) * stride_vs + kv_h * stride_vh
+    o_base = O + b.to(tl.int64) * stride_ob + q_start.to(tl.int64) * stride_os + h * stride_oh
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+
+    if USE_TMA:
+        # Descriptors cover exactly this (sequence, head) slice: loads past its end read zeros, stores
+        # past it are dropped, so neighbouring sequences (varlen) are never touched.
+        q_src = tl.make_tensor_descriptor(
+            q_base, shape=[seqlen_q, HEAD_DIM], strides=[stride_qs, 1], block_shape=[BLOCK_M, HEAD_DIM_PAD]
+        )
+        k_src = tl.make_tensor_descriptor(
+            k_base,
+            shape=[tl.maximum(seqlen_k, 1), HEAD_DIM],
+            strides=[stride_ks, 1],
+            block_shape=[BLOCK_N, HEAD_DIM_PAD],
+        )
+        v_src = tl.make_tensor_descriptor(
+            v_base,
+            shape=[tl.maximum(seqlen_k, 1), HEAD_DIM],
+            strides=[stride_vs, 1],
+            block_shape=[BLOCK_N, HEAD_DIM_PAD],
+        )
+        q = q_src.load([m0, 0])
+    else:
+        k_src = k_base
+        v_src = v_base
+        q = load_rows(q_base, offs_m, stride_qs, seqlen_q, HEAD_DIM, HEAD_DIM_PAD, True)
+
+    m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+
+    lo, full_lo, full_hi, hi = block_range(
+        m0, seqlen_q, seqlen_k, left, right, HAS_LEFT, HAS_RIGHT, BLOCK_M, BLOCK_N
+    )
+    # Masked head (sliding window's left edge), unmasked middle, masked tail (diagonal, ragged end).
+    acc, l_i, m_i = _fwd_inner(
+        acc,
+        l_i,
+        m_i,
+        q,
+        k_src,
+        v_src,
+        stride_ks,
+        stride_vs,
+        lo,
+        full_lo,
+        m0,
+        seqlen_q,
+        seqlen_k,
+        left,
+        right,
+        qk_scale2,
+        cap_scale,
+        softcap2,
+        True,
+        HAS_LEFT,
+        HAS_RIGHT,
+        SOFTCAP,
+        USE_TMA,
+        False,
+        BLOCK_M,
+        BLOCK_N,
+        HEAD_DIM,
+        HEAD_DIM_PAD,
+    )
+    acc, l_i, m_i = _fwd_inner(
+        acc,
+        l_i,
+        m_i,
+        q,
+        k_src,
+        v_src,
+        stride_ks,
+        stride_vs,
+        full_lo,
+        full_hi,
+        m0,
+        seqlen_q,
+        seqlen_k,
+        left,
+        right,
+        qk_scale2,
+        cap_scale,
+        softcap2,
+        False,
+        HAS_LEFT,
+        HAS_RIGHT,
+        SOFTCAP,
+        USE_TMA,
+        WARP_SPEC,
+        BLOCK_M,
+        BLOCK_N,
+        HEAD_DIM,
+        HEAD_DIM_PAD,
+    )
+    acc, l_i, m_i = _fwd_inner(
+        acc,
+        l_i,
+        m_i,
+        q,
+        k_src,
+        v_src,
+        stride_ks,
+        stride_vs,
+        full_hi,
+        hi,
+        m0,
+        seqlen_q,
+        seqlen_k,
+        left,
+        right,
+        qk_scale2,
+        cap_scale,
+        softcap2,
+        True,
+        HAS_LEFT,
+        HAS_RIGHT,
+        SOFTCAP,
+        USE_TMA,
+        False,
+        BLOCK_M,
+        BLOCK_N,
+        HEAD_DIM,
+        HEAD_DIM_PAD,
+    )
+
+    # Epilogue: one division per row. Rows that saw no key (l_i = 0) output 0 and lse = +inf, which makes
+    # the backward's recomputed probabilities exp(s - lse) exactly 0 for them.
+    empty = l_i == 0.0
+    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    lse = tl.where(empty, float("inf"), (m_i + tl.log2(tl.where(empty, 1.0, l_i))) * 0.6931471805599453)
+    lse_ptrs = LSE + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start + offs_m
+    tl.store(lse_ptrs, lse, mask=offs_m < seqlen_q)
+    if USE_TMA:
+        o_dst = tl.make_tensor_descriptor(
+            o_base, shape=[seqlen_q, HEAD_DIM], strides=[stride_os, 1], block_shape=[BLOCK_M, HEAD_DIM_PAD]
+        )
+        o_dst.store([m0, 0], out.to(O.dtype.element_ty))
+    else:
+        cols = tl.arange(0, HEAD_DIM_PAD)
+        mask = (offs_m[:, None] < seqlen_q) & (cols[None, :] < HEAD_DIM)
+        tl.store(
+            o_base + offs_m[:, None].to(tl.int64) * stride_os + cols[None, :],
+            out.to(O.dtype.element_ty),
+            mask=mask,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs per architecture. Shared memory per stage is one K and one V tile; Q stays resident.
+
+
+def _cfg(bm, bn, warps, stages, ws=False):
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=warps, num_stages=stages)
+
+
+_CONFIGS = {
+    # Hopper: 128-row Q tiles = two warpgroups of wgmma (8 warps) or one (4 warps) with 64-row tiles.
+    "sm90": [
+        _cfg(128, 128, 8, 2),
+        _cfg(128, 128, 8, 3),
+        _cfg(128, 64, 8, 3),
+        _cfg(128, 64, 4, 3),
+        _cfg(64, 64, 4, 3),
+        _cfg(128, 32, 4, 2),
+    ],
+    # Ampere: 164 KiB shared memory, mma.sync: 128x64 / 64x64 tiles, 4 warps.
+    "sm80": [
+        _cfg(128, 64, 4, 3),
+        _cfg(128, 32, 4, 3),
+        _cfg(64, 64, 4, 3),
+        _cfg(128, 64, 8, 2),
+        _cfg(64, 32, 4, 2),
+    ],
+}
+_SMEM = {"sm90": 227 * 1024, "sm80": 163 * 1024}
+if os.environ.get("ATTN_TRITON_WARP_SPECIALIZE", "0") == "1":
+    # Triton 3.6 documents automatic warp specialisation as Blackwell-first; opt in to try it on Hopper.
+    _CONFIGS["sm90"] += [_cfg(128, 128, 8, 2, True), _cfg(128, 64, 8, 3, True)]
+
+
+def _prune(path):
+    def prune(configs, named_args, **kwargs):
+        pad = kwargs["HEAD_DIM_PAD"]
+        elem = named_args["Q"].element_size()
+        tune_q = named_args["TUNE_Q"]
+        kept = []
+        for c in configs:
+            bm, bn = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
+            smem = (bm * pad + max(c.num_stages, 1) * 2 * bn * pad) * elem
+            if smem > _SMEM[path]:
+                continue
+            if pad >= 256 and bm * bn > 128 * 64:
+                continue  # the fp32 accumulator alone would spill registers
+            if bm > tune_q and bm > 64:
+                continue  # short queries: mostly padding
+            kept.append(c)
+        return tuning_budget(kept) or [
+            min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))
+        ]
+
+    return prune
+
+
+_TUNED = {}
+
+
+def _kernel_for(path):
+    if path not in _TUNED:
+        _TUNED[path] = triton.autotune(
+            _CONFIGS[path],
+            key=["TUNE_Q", "TUNE_K", "HEAD_DIM", "IS_VARLEN", "HAS_LEFT", "HAS_RIGHT", "SOFTCAP", "USE_TMA"],
+            prune_configs_by={"early_config_prune": _prune(path)},
+        )(_fwd_kernel)
+    return _TUNED[path]
+
+
+#: Fixed tiles for the interpreter (it cannot time configs). Small, so the CPU tests stay quick, and
+#: smaller than the test sequences so that every masked/unmasked span gets exercised.
+INTERPRET_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}
+
+
+def tma_compatible(*tensors: torch.Tensor) -> bool:
+    """TMA needs 16-byte aligned bases and row strides, and a unit stride in the last dimension."""
+    for t in tensors:
+        if t.data_ptr() % 16 or t.stride(-1) != 1:
+            return False
+        if any((s * t.element_size()) % 16 for s in t.stride()[:-1]):
+            return False
+    return True
+
+
+def flash_fwd(
+    q,
+    k,
+    v,
+    *,
+    softmax_scale,
+    left,
+    right,
+    softcap,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
+    max_seqlen_q=None,
+    max_seqlen_k=None,
+    force_path=None,
+    config=None,
+):
+    """Launch the forward. Dense: q (b, sq, hq, d); varlen: q (total_q, hq, d) with cu_seqlens.
+
+    ``left``/``right`` are the window bounds with -1 for unbounded (causal already folded into right = 0).
+    Returns (out, lse): lse (b, hq, sq) or, varlen, (hq, total_q), float32, natural log.
+    """
+    varlen = cu_seqlens_q is not None
+    head_dim = q.shape[-1]
+    pad = head_dim_pad(head_dim)
+    out = torch.empty_like(q)
+    if varlen:
+        batch = cu_seqlens_q.numel() - 1
+        nheads, kheads = q.shape[1], k.shape[1]
+        lse = torch.empty((nheads, q.shape[0]), dtype=torch.float32, device=q.device)
+        sq, sk = max_seqlen_q, max_seqlen_k
+        # Views with a unit batch stride of 0 let one kernel serve both layouts.
+        strides = [(0, *t.stride()[:2]) for t in (q, k, v, out)]
+        lse_strides = (0, lse.stride(0))
+    else:
+        batch, sq, nheads = q.shape[:3]
+        sk, kheads = k.shape[1], k.shape[2]
+        lse = torch.empty((batch, nheads, sq), dtype=torch.float32, device=q.device)
+        strides = [t.stride()[:3] for t in (q, k, v, out)]
+        lse_strides = lse.stride()[:2]
+    if q.numel() == 0 or batch == 0:
+        return out, lse
+    if sk == 0 and not varlen:
+        out.zero_()
+        lse.fill_(float("inf"))
+        return out, lse
+    path = force_path or path_for(q.device)
+    # Head dims 96 and 192 would need TMA boxes wider than the tensor; keep them on pointer loads.
+    use_tma = path == "sm90" and pad == head_dim and tma_compatible(q, k, v, out)
+    if use_tma and q.is_cuda:
+        ensure_allocator(path)
+    if softcap > 0:
+        qk_scale2, cap_scale, softcap2 = 0.0, softmax_scale / softcap, softcap * LOG2E
+    else:
+        qk_scale2, cap_scale, softcap2 = softmax_scale * LOG2E, 0.0, 0.0
+    dummy = torch.empty(1, dtype=torch.int32, device=q.device)
+    args = (
+        q,
+        k,
+        v,
+        out,
+        lse,
+        cu_seqlens_q if varlen else dummy,
+        cu_seqlens_k if varlen else dummy,
+        *strides[0],
+        *strides[1],
+        *strides[2],
+        *strides[3],
+        *lse_strides,
+        sq,
+        sk,
+        nheads,
+        nheads // kheads,
+        qk_scale2,
+        cap_scale,
+        softcap2,
+        max(left, 0),
+        max(right, 0),
+        bucket(sq),
+        bucket(sk),
+    )
+    meta = dict(
+        HEAD_DIM=head_dim,
+        HEAD_DIM_PAD=pad,
+        IS_VARLEN=varlen,
+        HAS_LEFT=left >= 0,
+        HAS_RIGHT=right >= 0,
+        SOFTCAP=softcap > 0,
+        USE_TMA=use_tma,
+    )
+    grid = lambda m: (triton.cdiv(sq, m["BLOCK_M"]), batch * nheads)
+    if interpreting() or config is not None:
+        cfg = dict(config or {**INTERPRET_BLOCKS, "WARP_SPEC": False})
+        launch = {k_: cfg.pop(k_) for k_ in ("num_warps", "num_stages") if k_ in cfg}
+        _fwd_kernel[grid({**cfg})](*args, **meta, **cfg, **launch)
+    else:
+        _kernel_for(path)[grid](*args, **meta)
+    return out, lse
+
+
+__all__ = ["LN2", "flash_fwd", "tma_compatible"]

@@ -1,0 +1,124 @@
+"""What the conformance suite does not cover: the Hopper (TMA) code path run through the interpreter,
+split-KV decoding with several splits, torch.compile, the CPU-device rule, and the bench registration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attn_triton
+from attn_reference import attention_naive
+from attn_reference.errors import AttentionArgumentError
+from attn_triton._runtime import interpreting
+from attn_triton.flash_bwd import flash_bwd
+from attn_triton.flash_decode import choose_num_splits, flash_decode
+from attn_triton.flash_fwd import flash_fwd
+
+interp = pytest.mark.skipif(not interpreting(), reason="needs TRITON_INTERPRET=1")
+
+
+def _qkv(b, sq, sk, hq, hk, d, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, s, h, d, generator=g, dtype=dtype) for s, h in ((sq, hq), (sk, hk), (sk, hk))]
+
+
+@interp
+@pytest.mark.parametrize(
+    ("d", "window", "dtype"), [(32, (-1, 0), torch.float32), (64, (9, 4), torch.float16)]
+)
+def test_tma_path_forward_under_interpreter(d, window, dtype):
+    q, k, v = _qkv(2, 37, 45, 4, 2, d, dtype)
+    out, lse = flash_fwd(
+        q, k, v, softmax_scale=d**-0.5, left=window[0], right=window[1], softcap=0.0, force_path="sm90"
+    )
+    ref, ref_lse = attention_naive(q.float(), k.float(), v.float(), window_size=window, return_lse=True)
+    torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(lse, ref_lse, atol=1e-4, rtol=1e-4)
+
+
+@interp
+def test_atomic_and_deterministic_backward_agree():
+    q, k, v = _qkv(1, 33, 50, 2, 1, 32)
+    kw = dict(softmax_scale=0.2, left=-1, right=0, softcap=3.0)
+    out, lse = flash_fwd(q, k, v, **kw)
+    do = torch.randn_like(out)
+    a = flash_bwd(do, q, k, v, out, lse, deterministic=False, **kw)
+    b = flash_bwd(do, q, k, v, out, lse, deterministic=True, **kw)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+
+
+@interp
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_split_kv_decode(num_splits):
+    b, hq, hk, d, page = 3, 4, 2, 32, 16
+    lens = [100, 0, 37]
+    g = torch.Generator().manual_seed(1)
+    pages = [-(-n // page) for n in lens]
+    k_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
+    v_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
+    table = torch.zeros(b, max(pages), dtype=torch.int32)
+    perm = torch.randperm(sum(pages), generator=g)
+    used = 0
+    for i, n in enumerate(pages):
+        table[i, :n] = perm[used : used + n].to(torch.int32)
+        used += n
+    q = torch.randn(b, 2, hq, d, generator=g)
+    out, lse = flash_decode(
+        q,
+        k_cache,
+        v_cache,
+        torch.tensor(lens, dtype=torch.int32),
+        table,
+        softmax_scale=0.3,
+        left=-1,
+        right=0,
+        softcap=0.0,
+        max_cache_len=max(lens),
+        num_splits=num_splits,
+    )
+    for i, n in enumerate(lens):
+        kk = k_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
+        vv = v_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
+        ref, ref_lse = attention_naive(q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True, return_lse=True)
+        torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lse[i : i + 1], ref_lse, atol=1e-4, rtol=1e-4)
+
+
+def test_num_splits_heuristic():
+    assert choose_num_splits(programs=512, sms=132, key_blocks=32) == 1  # already a full wave
+    assert choose_num_splits(programs=8, sms=132, key_blocks=64) > 4  # few programs, long cache: split
+    assert choose_num_splits(programs=8, sms=132, key_blocks=1) == 1
+
+
+@interp
+def test_torch_compile_fullgraph():
+    q, k, v = _qkv(1, 17, 17, 2, 2, 32)
+    q.requires_grad_()
+
+    def f(q, k, v):
+        return attn_triton.flash_attn_func(q, k, v, causal=True).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    loss = compiled(q, k, v)
+    loss.backward()
+    ref = attention_naive(q.detach(), k, v, causal=True).sum()
+    torch.testing.assert_close(loss, ref, atol=1e-4, rtol=1e-4)
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    q, k, v = _qkv(1, 4, 4, 1, 1, 32)
+    with pytest.raises(AttentionArgumentError, match="cpu"):
+        attn_triton.flash_attn_func(q, k, v)
+
+
+def test_bench_registration():
+    from attn_triton.bench import backend
+
+    desc = backend()
+    assert desc["name"] == "triton"
+    assert {"attention_fwd", "attention_bwd", "decode_kvcache", "matmul"} <= set(desc["ops"])
+    assert desc["supports"]("attention_fwd", "default", {"head_dim": 80}, "cuda")
+    assert desc["supports"]("attention_fwd", "default", {"head_dim": 128}, "cuda") is None
