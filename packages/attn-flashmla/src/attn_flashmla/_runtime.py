@@ -1,0 +1,107 @@
+"""Where a kernel runs, decided at call time (never at import).
+
+* ``"cute"``: the CuTe DSL Hopper kernel (TMA + wgmma), the default for dense decoding on sm_90 when
+  ``nvidia-cutlass-dsl`` is importable and the shapes fit it (page size 64, head dim 576).
+* ``"triton"``: the portable Triton kernels (sm_80 and newer), and everything the CuTe path does not cover.
+* ``"interpret"``: ``TRITON_INTERPRET=1`` on CPU tensors. Triton runs the same kernels with numpy, slowly,
+  so the CPU test tier exercises every kernel line. The interpreter's bf16 ``dot`` is not exact, so the
+  kernels upcast their operands to fp32 there (``UPCAST``), which changes no code path but the dtype.
+
+``ATTN_FLASHMLA_PATH=triton|cute`` forces a path (the GPU check and the benchmark use it to time both).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+import torch
+
+from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
+
+#: SM count assumed under the interpreter: small, so that tiny CPU tests still split sequences.
+INTERPRETER_NUM_SMS = 4
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    on = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if on and not torch.compiler.is_compiling():  # the patch is applied by the eager call before
+        _patch_interpreter_for_numpy2()
+    return on
+
+
+@functools.cache
+def _patch_interpreter_for_numpy2() -> None:
+    # Triton 3.6's interpreter turns a 1-element array (what program_id() and scalar loads yield) into an
+    # index with int(array), which numpy >= 2.4 refuses for arrays of shape (1,). Loops whose bounds come
+    # from a loaded value (our per-part work lists) then fail. Upstream fixed it after 3.6 by reducing the
+    # array to a scalar first; do the same, and only under the interpreter.
+    try:
+        from triton.runtime import interpreter
+    except ImportError:  # pragma: no cover
+        return
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "_attn_flashmla_patched", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._attn_flashmla_patched = True
+    interpreter._patch_lang_tensor = patched
+
+
+def check_device(fn: str, t: torch.Tensor) -> None:
+    """Kernels run on CUDA tensors, or on CPU tensors under the interpreter only."""
+    if t.device.type == "cuda":
+        return
+    if t.device.type == "cpu" and interpreting():
+        return
+    raise AttentionArgumentError(
+        f"{fn}: tensors are on {t.device}; attn-flashmla runs on CUDA devices (or on CPU only under "
+        "TRITON_INTERPRET=1)"
+    )
+
+
+def num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return INTERPRETER_NUM_SMS
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+@functools.cache
+def cute_dsl_available() -> bool:
+    """Whether the CuTe DSL (``nvidia-cutlass-dsl``, the ``sm90`` extra) is installed."""
+    return importlib.util.find_spec("cutlass") is not None
+
+
+def dense_path(q: torch.Tensor, page_block_size: int) -> str:
+    """``"cute"``, ``"triton"`` or ``"interpret"`` for a dense decoding call on ``q``'s device."""
+    forced = os.environ.get("ATTN_FLASHMLA_PATH", "").strip().lower()
+    if forced not in ("", "cute", "triton"):
+        raise AttentionArgumentError(f"ATTN_FLASHMLA_PATH must be 'cute' or 'triton', got {forced!r}")
+    if q.device.type != "cuda" or interpreting():
+        return "interpret"
+    from attn_reference.capability import cuda_capability, is_hopper
+
+    cap = cuda_capability(q.device)
+    if cap is None or cap < (8, 0):
+        raise UnsupportedFeatureError(f"attn-flashmla needs compute capability >= 8.0, got {cap}")
+    from attn_flashmla.decode_fwd_sm90 import cute_supports
+
+    fits = is_hopper(q.device) and cute_dsl_available() and cute_supports(q, page_block_size) is None
+    if forced == "cute":
+        if not fits:
+            why = cute_supports(q, page_block_size) if is_hopper(q.device) else "needs sm_90"
+            if not cute_dsl_available():
+                why = "nvidia-cutlass-dsl is not installed (the sm90 extra)"
+            raise UnsupportedFeatureError(
+                f"ATTN_FLASHMLA_PATH=cute: the CuTe path cannot run this call: {why}"
+            )
+        return "cute"
+    if forced == "triton":
+        return "triton"
+    return "cute" if fits else "triton"

@@ -1,0 +1,468 @@
+"""Dense MLA decoding for Hopper in the CuTe DSL: TMA loads of paged KV blocks, wgmma, split-KV.
+
+The same algorithm as :mod:`attn_flashmla.decode_fwd` (read that first), written one level lower so that
+each Hopper mechanism is explicit:
+
+* **TMA.** One thread asks the Tensor Memory Accelerator to copy a whole 64-token page block
+  (64 x 576 bf16 = 72 KiB) from the paged cache into shared memory; the copy signals an *mbarrier* when its
+  bytes have landed. With page size 64 a KV tile *is* a page block, so the block table gives the TMA
+  coordinate directly: no per-token address arithmetic at all. Two stages: while tile ``t`` is being
+  multiplied, tile ``t + 1`` is in flight.
+* **wgmma.** A warpgroup (4 warps, 128 threads) issues asynchronous matrix multiplies that read A and B
+  straight from shared memory (``S = Q K^T``, 36 k-steps of 16 over d = 576) or A from registers
+  (``O += P V``: P never leaves the registers it was computed in, only converted to bf16).
+* **V is K.** The PV product reads V from the *same* shared-memory tile as K: a 128-byte-swizzled
+  K-major (token, d) tile is, byte for byte, an MN-major (d, token) tile, so we only build a second
+  layout over the same pointer.
+* **Work split.** The accumulator of one row block, 64 rows x 512 channels in fp32, needs 256 registers
+  per thread of one warpgroup: too many. FlashMLA uses two warpgroups that split the 512 channels and
+  exchange half of ``S``; here, more simply, two CTAs (``program z = 2 * hk + half``) each own 256 output
+  channels and both compute the full ``S`` (the K tile comes from L2 for the second). This costs extra
+  QK^T work (about 26% more tensor-core time at large h_q): a known gap to FlashMLA.
+* **NaN padding.** A partial last page may hold NaN past the sequence end. Masking scores to ``-inf``
+  gives those tokens ``p = 0``, but ``0 * NaN = NaN`` inside the PV product, so before PV the kernel writes
+  zeros over the shared-memory rows of tokens past the end (then fences, as wgmma reads through the
+  async proxy).
+
+Every piece of a sequence (split or not) is written to fp32 scratch as a normalised ``o`` and its ``lse``;
+the combine kernel (:mod:`attn_flashmla.combine`, shared with the Triton path) merges the splits and
+writes ``out``/``lse`` in the caller's layout. Writing unsplit sequences through scratch too costs one
+extra fp32 round trip of ``out`` (a few percent at the benchmark's sizes): a known gap.
+
+Compiling needs ``nvidia-cutlass-dsl`` (the ``sm90`` extra) but no GPU: :func:`compile_for_sm90` builds the
+kernel for ``sm_90a`` from fake tensors (set ``CUTE_DSL_ARCH=sm_90a`` on a machine without a GPU).
+"""
+
+# No `from __future__ import annotations`: the DSL evaluates the kernels' annotations (cute.Tensor, ...)
+# when it compiles them, and those names exist only inside _kernel_module().
+import functools
+import math
+
+import torch
+
+BLOCK_M = 64  # query rows per CTA (one wgmma M)
+BLOCK_N = 64  # tokens per KV tile = page block size
+HEAD_DIM = 576
+HEAD_DIM_V = 512
+DV_PER_CTA = 256
+STAGES = 2
+LOG2E = math.log2(math.e)
+
+
+def cute_supports(q: torch.Tensor, page_block_size: int) -> str | None:
+    """Why the CuTe kernel cannot run this call (or ``None``): page 64, head dim 576, fp16/bf16."""
+    if page_block_size != BLOCK_N:
+        return f"page_block_size must be {BLOCK_N} (a TMA tile is one page block), got {page_block_size}"
+    if q.shape[-1] != HEAD_DIM:
+        return f"head dim must be {HEAD_DIM}, got {q.shape[-1]}"
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        return f"dtype must be bf16 or fp16, got {q.dtype}"
+    return None
+
+
+def cute_config() -> dict:
+    """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
+    return {"BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 4, "num_stages": STAGES, "ctas_per_sm": 1}
+
+
+def _kernel_module():
+    """Build the kernel classes on first use: importing this module must not need the CuTe DSL."""
+    import cutlass
+    import cutlass.cute as cute
+    import cutlass.utils as utils
+    import cutlass.utils.hopper_helpers as sm90_utils
+    from cutlass.cute.nvgpu import cpasync, warpgroup
+
+    Float32, Int32 = cutlass.Float32, cutlass.Int32
+
+    class MLADecodeSm90:
+        """One CTA = one warpgroup, one (part, row block, KV head, half of dv)."""
+
+        def __init__(self, dtype, causal: bool):
+            self.dtype = dtype
+            self.causal = causal
+
+        @cute.jit
+        def __call__(
+            self,
+            mQ: cute.Tensor,  # (b * h_kv * rows_pad, 576): q regrouped so a row block is contiguous
+            mK: cute.Tensor,  # (num_blocks * 64, 576, h_kv): the paged cache, tokens x channels x heads
+            mBlockTable: cute.Tensor,  # (b, max_blocks) int32
+            mSeqlens: cute.Tensor,  # (b,) int32
+            mParts: cute.Tensor,  # (num_parts, 5) int32, scheduler.DecodeSchedule.parts
+            mSplitOffsets: cute.Tensor,  # (b + 1,) int32
+            mOacc: cute.Tensor,  # (splits * h_kv * rows_pad, 512) fp32 scratch
+            mLSEacc: cute.Tensor,  # (splits * h_kv * rows_pad,) fp32 scratch
+            scale_log2: Float32,
+            s_q: Int32,
+            group: Int32,
+            rows_pad: Int32,
+            h_kv: Int32,
+            stream,
+        ):
+            dtype = self.dtype
+            tiler_qk = (BLOCK_M, BLOCK_N, HEAD_DIM)
+            tiler_pv = (BLOCK_M, DV_PER_CTA, BLOCK_N)
+            # S = Q K^T: A = Q (M x d, d contiguous: K-major), B = K (tokens x d: K-major), both from smem.
+            qk_mma = sm90_utils.make_trivial_tiled_mma(
+                dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.K, Float32, (1, 1, 1),
+                tiler_qk[:2],
+            )  # fmt: skip
+            # O += P V: A = P from registers, B = V (dv x tokens with dv contiguous: MN-major).
+            pv_mma = sm90_utils.make_trivial_tiled_mma(
+                dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN, Float32, (1, 1, 1),
+                tiler_pv[:2], warpgroup.OperandSource.RMEM,
+            )  # fmt: skip
+            q_layout = sm90_utils.make_smem_layout_a(utils.LayoutEnum.ROW_MAJOR, tiler_qk, dtype, 1)
+            k_layout = sm90_utils.make_smem_layout_b(utils.LayoutEnum.ROW_MAJOR, tiler_qk, dtype, STAGES)
+            # One stage of V over 256 channels: MN-major 128B-swizzled atoms tiled tokens-first, which is
+            # the same byte layout as the K-major K tile's channels [0, 256) (see the module docstring).
+            v_layout = sm90_utils.make_smem_layout_b(utils.LayoutEnum.COL_MAJOR, tiler_pv, dtype, 1)
+
+            tma_q, tma_mQ = cpasync.make_tiled_tma_atom(
+                cpasync.CopyBulkTensorTileG2SOp(),
+                mQ,
+                cute.slice_(q_layout, (None, None, 0)),
+                (BLOCK_M, HEAD_DIM),
+            )
+            tma_k, tma_mK = cpasync.make_tiled_tma_atom(
+                cpasync.CopyBulkTensorTileG2SOp(),
+                mK,
+                cute.slice_(k_layout, (None, None, 0)),
+                (BLOCK_N, HEAD_DIM),
+            )
+
+            @cute.struct
+            class SharedStorage:
+                bars: cute.struct.MemRange[cutlass.Int64, STAGES + 1]  # K stages, then Q
+                sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
+                sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
+
+            self.storage = SharedStorage
+            num_parts = mParts.shape[0]
+            m_blocks = rows_pad // BLOCK_M
+            self.kernel(
+                tma_q, tma_mQ, tma_k, tma_mK, mBlockTable, mSeqlens, mParts, mSplitOffsets, mOacc, mLSEacc,
+                qk_mma, pv_mma, q_layout, k_layout, v_layout, scale_log2, s_q, group, rows_pad, h_kv,
+            ).launch(
+                grid=(num_parts, m_blocks, h_kv * 2), block=(128, 1, 1), smem=SharedStorage.size_in_bytes(),
+                stream=stream,
+            )  # fmt: skip
+
+        @cute.kernel
+        def kernel(
+            self,
+            tma_q: cute.CopyAtom,
+            mQ: cute.Tensor,
+            tma_k: cute.CopyAtom,
+            mK: cute.Tensor,
+            mBlockTable: cute.Tensor,
+            mSeqlens: cute.Tensor,
+            mParts: cute.Tensor,
+            mSplitOffsets: cute.Tensor,
+            mOacc: cute.Tensor,
+            mLSEacc: cute.Tensor,
+            qk_mma: cute.TiledMma,
+            pv_mma: cute.TiledMma,
+            q_layout: cute.ComposedLayout,
+            k_layout: cute.ComposedLayout,
+            v_layout: cute.ComposedLayout,
+            scale_log2: Float32,
+            s_q: Int32,
+            group: Int32,
+            rows_pad: Int32,
+            h_kv: Int32,
+        ):
+            dtype = self.dtype
+            tidx, _, _ = cute.arch.thread_idx()
+            part, mb, z = cute.arch.block_idx()
+            hk = z // 2
+            half = z % 2  # which 256 of the 512 output channels this CTA owns
+            m_blocks = rows_pad // BLOCK_M
+
+            smem = cutlass.utils.SmemAllocator()
+            storage = smem.allocate(self.storage)
+            bars = storage.bars.data_ptr()
+            sQ = storage.sQ.get_tensor(q_layout.outer, swizzle=q_layout.inner)
+            sK = storage.sK.get_tensor(k_layout.outer, swizzle=k_layout.inner)
+            if tidx == 0:
+                cpasync.prefetch_descriptor(tma_q)
+                cpasync.prefetch_descriptor(tma_k)
+                for i in cutlass.range_constexpr(STAGES + 1):
+                    cute.arch.mbarrier_init(bars + i, 1)
+                cute.arch.mbarrier_init_fence()
+            cute.arch.sync_threads()
+
+            # TMA views: the Q row block of (sequence, KV head, mb), and page block `blk` of KV head hk.
+            gQ = cute.flat_divide(mQ, (BLOCK_M, HEAD_DIM))  # (64, 576, n_row_blocks, 1)
+            tQsQ, tQgQ = cpasync.tma_partition(
+                tma_q, 0, cute.make_layout(1), cute.group_modes(sQ, 0, 2), cute.group_modes(gQ, 0, 2)
+            )
+            gK = cute.flat_divide(mK[None, None, hk], (BLOCK_N, HEAD_DIM))  # (64, 576, n_blocks, 1)
+            tKsK, tKgK = cpasync.tma_partition(
+                tma_k, 0, cute.make_layout(1), cute.group_modes(sK, 0, 2), cute.group_modes(gK, 0, 2)
+            )
+            q_bytes = cute.size_in_bytes(dtype, cute.slice_(q_layout, (None, None, 0)))
+            k_bytes = cute.size_in_bytes(dtype, cute.slice_(k_layout, (None, None, 0)))
+
+            # MMA fragments: Q and every K stage from smem; P will come from registers.
+            thr_qk = qk_mma.get_slice(tidx)
+            thr_pv = pv_mma.get_slice(tidx)
+            tSrQ = qk_mma.make_fragment_A(thr_qk.partition_A(sQ))
+            tSrK = qk_mma.make_fragment_B(thr_qk.partition_B(sK))
+            tScS = thr_qk.partition_C(cute.make_identity_tensor((BLOCK_M, BLOCK_N)))
+            tOcO = thr_pv.partition_C(cute.make_identity_tensor((BLOCK_M, DV_PER_CTA)))
+            acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((BLOCK_M, BLOCK_N)), Float32)
+            acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((BLOCK_M, DV_PER_CTA)), Float32)
+            r_p = cute.make_rmem_tensor(thr_pv.partition_shape_A((BLOCK_M, BLOCK_N)), dtype)
+            # The wgmma accumulator of a 64 x N tile and the register A operand of a 64 x K (K = N) tile
+            # hold the same (row, column) pairs in the same order for 16-bit types: store P through a
+            # view of the A fragment with the accumulator's layout.
+            r_p_as_acc = cute.make_tensor(r_p.iterator, acc_s.layout)
+            # Each thread holds 2 rows of the tile (r and r + 8); element i belongs to row half (i // 2) % 2.
+            row0 = tScS[0][0]
+
+            begin_req = mParts[part, 0]
+            begin_tile = mParts[part, 1]
+            end_req = mParts[part, 2]
+            end_tile = mParts[part, 3]
+            begin_split = mParts[part, 4]
+            loads_done = Int32(0)  # K tiles consumed so far by this CTA: stage = n % 2, phase = (n // 2) % 2
+            q_phase = Int32(0)
+            for req in cutlass.range(begin_req, end_req + 1, unroll=1):
+                seqlen = mSeqlens[req]
+                n_tiles = (seqlen + BLOCK_N - 1) // BLOCK_N
+                t_begin = begin_tile if req == begin_req else 0
+                t_end = end_tile if req == end_req else cutlass.max(n_tiles, 1)
+                t_end = cutlass.min(t_end, n_tiles)  # an empty sequence has one tile with nothing to load
+                split = begin_split if req == begin_req else 0
+
+                cute.arch.sync_threads()  # every warp is done with sQ and all K stages
+                if tidx == 0:
+                    cute.arch.mbarrier_arrive_and_expect_tx(bars + STAGES, q_bytes)
+                    q_block = (req * h_kv + hk) * m_blocks + mb
+                    cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + STAGES)
+                    for i in cutlass.range(cutlass.min(STAGES, t_end - t_begin), unroll=1):
+                        stage = (loads_done + i) % STAGES
+                        blk = mBlockTable[req, t_begin + i]
+                        cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
+                        cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
+                cute.arch.mbarrier_wait(bars + STAGES, q_phase)
+                q_phase = q_phase ^ 1
+
+                # Last visible token (exclusive) of this thread's two rows.
+                limit0 = seqlen
+                limit1 = seqlen
+                if cutlass.const_expr(self.causal):
+                    limit0 = seqlen - s_q + (mb * BLOCK_M + row0) // group + 1
+                    limit1 = seqlen - s_q + (mb * BLOCK_M + row0 + 8) // group + 1
+                m0 = -Float32.inf
+                m1 = -Float32.inf
+                l0 = Float32(0.0)
+                l1 = Float32(0.0)
+                acc_o.fill(0.0)
+
+                for t in cutlass.range(t_begin, t_end, unroll=1):
+                    stage = loads_done % STAGES
+                    cute.arch.mbarrier_wait(bars + stage, (loads_done // STAGES) % 2)
+                    valid = seqlen - t * BLOCK_N
+                    if valid < BLOCK_N:
+                        # Zero the tokens past the end of the sequence in smem: their V rows may be NaN.
+                        s_tile = sK[None, None, stage]
+                        for e in cutlass.range((BLOCK_N - valid) * HEAD_DIM_V // 128 + 1, unroll=1):
+                            flat = e * 128 + tidx
+                            tok = valid + flat // HEAD_DIM_V
+                            if tok < BLOCK_N:
+                                s_tile[tok, flat % HEAD_DIM_V] = dtype(0.0)
+                        cute.arch.fence_proxy("async.shared", space="cta")
+                        cute.arch.sync_threads()
+
+                    # S = Q K^T over 36 k-steps.
+                    warpgroup.fence()
+                    for k in cutlass.range_constexpr(cute.size(tSrQ, mode=[2])):
+                        qk_mma.set(warpgroup.Field.ACCUMULATE, k != 0)
+                        cute.gemm(qk_mma, acc_s, tSrQ[None, None, k, 0], tSrK[None, None, k, stage], acc_s)
+                    warpgroup.commit_group()
+                    warpgroup.wait_group(0)
+
+                    # Mask, then the online softmax in base 2. -inf scores come from tl.where-style selects,
+                    # never from arithmetic on masked values.
+                    new0 = m0
+                    new1 = m1
+                    for i in cutlass.range_constexpr(cute.size(acc_s)):
+                        tok = t * BLOCK_N + tScS[i][1]
+                        lim = limit0 if (i // 2) % 2 == 0 else limit1
+                        s = acc_s[i] * scale_log2
+                        s = s if tok < lim else -Float32.inf
+                        acc_s[i] = s
+                        if cutlass.const_expr((i // 2) % 2 == 0):
+                            new0 = cute.arch.fmax(new0, s)
+                        else:
+                            new1 = cute.arch.fmax(new1, s)
+                    new0 = cute.arch.warp_reduction_max(new0, threads_in_group=4)
+                    new1 = cute.arch.warp_reduction_max(new1, threads_in_group=4)
+                    shift0 = Float32(0.0) if new0 == -Float32.inf else new0
+                    shift1 = Float32(0.0) if new1 == -Float32.inf else new1
+                    alpha0 = cute.math.exp2(m0 - shift0, fastmath=True)
+                    alpha1 = cute.math.exp2(m1 - shift1, fastmath=True)
+                    sum0 = Float32(0.0)
+                    sum1 = Float32(0.0)
+                    for i in cutlass.range_constexpr(cute.size(acc_s)):
+                        if cutlass.const_expr((i // 2) % 2 == 0):
+                            p = cute.math.exp2(acc_s[i] - shift0, fastmath=True)
+                            sum0 = sum0 + p
+                        else:
+                            p = cute.math.exp2(acc_s[i] - shift1, fastmath=True)
+                            sum1 = sum1 + p
+                        acc_s[i] = p
+                    l0 = l0 * alpha0 + cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
+                    l1 = l1 * alpha1 + cute.arch.warp_reduction_sum(sum1, threads_in_group=4)
+                    m0 = new0
+                    m1 = new1
+                    for i in cutlass.range_constexpr(cute.size(acc_o)):
+                        acc_o[i] = acc_o[i] * (alpha0 if (i // 2) % 2 == 0 else alpha1)
+                    r_p_as_acc.store(acc_s.load().to(dtype))
+
+                    # O += P V, V = this CTA's 256 channels of the same smem tile.
+                    v_ptr = cute.recast_ptr(
+                        sK[None, None, stage].iterator + half * (BLOCK_N * DV_PER_CTA), v_layout.inner
+                    )
+                    s_v = cute.make_tensor(v_ptr, cute.slice_(v_layout.outer, (None, None, 0)))
+                    tOrV = pv_mma.make_fragment_B(thr_pv.partition_B(s_v))
+                    warpgroup.fence()
+                    for k in cutlass.range_constexpr(cute.size(r_p, mode=[2])):
+                        pv_mma.set(warpgroup.Field.ACCUMULATE, True)
+                        cute.gemm(pv_mma, acc_o, r_p[None, None, k], tOrV[None, None, k], acc_o)
+                    warpgroup.commit_group()
+                    warpgroup.wait_group(0)
+
+                    # This stage is free: refill it with tile t + STAGES.
+                    cute.arch.sync_threads()
+                    if tidx == 0 and t + STAGES < t_end:  # the DSL lowers `and` on dynamic values
+                        blk = mBlockTable[req, t + STAGES]
+                        cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
+                        cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
+                    loads_done = loads_done + 1
+
+                # Normalise and write this piece to scratch; -inf lse marks rows that saw nothing.
+                inv0 = Float32(0.0) if l0 == 0.0 else cute.arch.rcp_approx(l0)
+                inv1 = Float32(0.0) if l1 == 0.0 else cute.arch.rcp_approx(l1)
+                slot_row = ((mSplitOffsets[req] + split) * h_kv + hk) * rows_pad + mb * BLOCK_M
+                for i in cutlass.range_constexpr(cute.size(acc_o)):
+                    r, c = tOcO[i]
+                    mOacc[slot_row + r, half * DV_PER_CTA + c] = acc_o[i] * (
+                        inv0 if (i // 2) % 2 == 0 else inv1
+                    )
+                if half == 0 and tidx % 4 == 0:
+                    ln2 = Float32(math.log(2.0))
+                    lse0 = -Float32.inf if l0 == 0.0 else (m0 + cute.math.log2(l0, fastmath=False)) * ln2
+                    lse1 = -Float32.inf if l1 == 0.0 else (m1 + cute.math.log2(l1, fastmath=False)) * ln2
+                    mLSEacc[slot_row + row0] = lse0
+                    mLSEacc[slot_row + row0 + 8] = lse1
+
+    return cutlass, cute, MLADecodeSm90
+
+
+@functools.cache
+def _cute():
+    return _kernel_module()
+
+
+def _cutlass_dtype(dtype: torch.dtype):
+    cutlass = _cute()[0]
+    return cutlass.BFloat16 if dtype == torch.bfloat16 else cutlass.Float16
+
+
+def compile_for_sm90(dtype: torch.dtype = torch.bfloat16, causal: bool = False):
+    """Compile the kernel for sm_90a from fake tensors (no GPU needed); returns the compiled object."""
+    cutlass, cute, kernel_cls = _cute()
+    from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_tensor
+
+    dt = _cutlass_dtype(dtype)
+    n_q, n_tok, h_kv, b = cute.sym_int(), cute.sym_int(), cute.sym_int(), cute.sym_int()
+    q = make_fake_compact_tensor(dt, (n_q, HEAD_DIM), stride_order=(1, 0), assumed_align=16)
+    k = make_fake_tensor(
+        dt, (n_tok, HEAD_DIM, h_kv), (cute.sym_int64(divisibility=8), 1, HEAD_DIM), assumed_align=16
+    )
+    table = make_fake_compact_tensor(cutlass.Int32, (b, cute.sym_int()), stride_order=(1, 0))
+    seqlens = make_fake_compact_tensor(cutlass.Int32, (b,))
+    parts = make_fake_compact_tensor(cutlass.Int32, (cute.sym_int(), 5), stride_order=(1, 0))
+    offsets = make_fake_compact_tensor(cutlass.Int32, (cute.sym_int(),))
+    o_acc = make_fake_compact_tensor(cutlass.Float32, (cute.sym_int(), HEAD_DIM_V), stride_order=(1, 0))
+    lse_acc = make_fake_compact_tensor(cutlass.Float32, (cute.sym_int(),))
+    from cutlass.runtime import make_fake_stream
+
+    return cute.compile(
+        kernel_cls(dt, causal), q, k, table, seqlens, parts, offsets, o_acc, lse_acc,
+        cutlass.Float32(1.0), cutlass.Int32(1), cutlass.Int32(1), cutlass.Int32(64), cutlass.Int32(1),
+        make_fake_stream(),
+    )  # fmt: skip
+
+
+#: Kernels compiled on the GPU, by (dtype, causal).
+_RUNTIME_COMPILED: dict = {}
+
+
+def dense_decode_cute(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    cache_seqlens: torch.Tensor,
+    parts: torch.Tensor,
+    split_offsets: torch.Tensor,
+    total_splits: int,
+    max_splits: int,
+    softmax_scale: float,
+    causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the CuTe kernel then the combine; returns ``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q)."""
+    from cutlass.cute.runtime import from_dlpack
+
+    from attn_flashmla.combine import combine_splits
+
+    b, s_q, h_q, d = q.shape
+    num_blocks, page, h_kv, _ = k_cache.shape
+    group = h_q // h_kv
+    rows = s_q * group
+    rows_pad = -(-rows // BLOCK_M) * BLOCK_M
+    # Regroup q so that the rows of one (sequence, KV head) are contiguous and padded to 64: one TMA box.
+    q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
+    q_packed = torch.zeros(b, h_kv, rows_pad, d, dtype=q.dtype, device=q.device)
+    q_packed[:, :, :rows] = q_rows
+    k_view = k_cache.view(num_blocks * page, h_kv, d).permute(0, 2, 1)  # (tokens, d, h_kv)
+    o_acc = torch.empty(total_splits * h_kv * rows_pad, HEAD_DIM_V, dtype=torch.float32, device=q.device)
+    lse_acc = torch.empty(total_splits * h_kv * rows_pad, dtype=torch.float32, device=q.device)
+    causal = bool(causal and s_q > 1)
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    import cuda.bindings.driver as cuda_driver
+
+    def dyn(t, leading_dim):
+        return from_dlpack(t, assumed_align=16).mark_layout_dynamic(leading_dim=leading_dim)
+
+    args = (
+        dyn(q_packed.view(-1, d), 1),
+        dyn(k_view, 1),
+        dyn(block_table.contiguous(), 1),
+        dyn(cache_seqlens.contiguous(), 0),
+        dyn(parts, 1),
+        dyn(split_offsets, 0),
+        dyn(o_acc, 1),
+        dyn(lse_acc, 0),
+    )
+    scalars = (softmax_scale * LOG2E, s_q, group, rows_pad, h_kv, cuda_driver.CUstream(stream))
+    key = (q.dtype, causal)
+    kernel = _RUNTIME_COMPILED.get(key)
+    if kernel is None:
+        # Compiled once per (dtype, causal) from the first real call's tensors (all layouts dynamic, so
+        # later shapes reuse it). compile_for_sm90 is the same compilation from fake tensors, for CPU tests.
+        _, cute, kernel_cls = _cute()
+        kernel = cute.compile(kernel_cls(_cutlass_dtype(q.dtype), causal), *args, *scalars)
+        _RUNTIME_COMPILED[key] = kernel
+    kernel(*args, *scalars)
+    out = torch.empty(b, s_q, h_q, HEAD_DIM_V, dtype=q.dtype, device=q.device)
+    lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
+    combine_splits(
+        out, lse, o_acc.view(-1, h_kv, rows_pad, HEAD_DIM_V), lse_acc.view(-1, h_kv, rows_pad), split_offsets,
+        max(max_splits, 1), group, min_splits=1,
+    )  # fmt: skip
+    return out, lse

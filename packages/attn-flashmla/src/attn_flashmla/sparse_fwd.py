@@ -1,0 +1,417 @@
+"""Sparse MLA in Triton: decoding against the "FP8 with scale" cache, and prefill over a bf16 ``kv``.
+
+In DeepSeek V3.2's sparse attention an indexer picks, for every query token, ``topk`` cached tokens
+(2048 in the model); attention then runs over that list only. Both FlashMLA entry points are the same
+computation, "one query token's heads attend to a list of token addresses", and share one kernel here:
+
+* decoding (``flash_mla_with_kvcache`` with ``indices``): addresses are ``block * page_size + offset`` in
+  the paged FP8 cache, ``-1`` is invalid, ``topk_length[b]`` cuts each batch row's list, an optional
+  second cache (``extra_k_cache``) joins the same softmax, and ``attn_sink`` adds ``exp(sink[h])`` to
+  each head's denominator. ``lse`` is (b, h_q, s_q).
+* prefill (``flash_mla_sparse_fwd``): addresses are rows of ``kv`` (bf16), anything outside ``[0, s_kv)`` is
+  invalid, ``topk_length[s]`` per query token; returns ``max_logits`` too; ``lse`` is (s_q, h_q).
+
+One program = one query token x ``BLOCK_H`` of its heads. It walks the list ``BLOCK_N`` addresses at a
+time: gathers those tokens (rows of 656 bytes: no two need be adjacent, so there is no tile to TMA-copy,
+which is why FlashMLA's sparse kernels gather too), dequantizes them to bf16 in registers, and runs the
+same online softmax as dense decoding (``S = Q K^T``, ``O += P V`` with V the first 512 channels).
+
+Dequantization. V3.2 layout (head dim 576, 656 bytes a token): 512 e4m3 bytes, 4 fp32 scales (one per 128
+channels), 64 bf16 RoPE channels. MODEL1 layout (head dim 512): per page block, each token's 448 e4m3 +
+64 bf16 channels (576 bytes), then after all tokens of the block 8 bytes per token of e8m0 scales (one per
+64 channels; the byte is the exponent + 127). Scales are powers of two, so ``fp8 * scale`` is exact in
+bf16, the dtype the tensor cores then multiply.
+
+Invalid entries. An invalid address is never dereferenced: the load is masked (``other=0``) and the
+score replaced by ``-inf`` with ``tl.where``; tokens no index points at may hold NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_flashmla._runtime import interpreting
+
+LOG2E = math.log2(math.e)
+
+#: Token formats the kernel gathers.
+FMT_BF16 = 0  # rows of a bf16 tensor (sparse prefill)
+FMT_FP8_V32 = 1  # 656-byte tokens: 512 e4m3 + 4 fp32 scales + 64 bf16
+FMT_FP8_MODEL1 = 2  # per-block layout: 448 e4m3 + 64 bf16 per token, e8m0 scales after the block
+
+
+@triton.jit
+def _gather_tokens(
+    kv_ptr,
+    idx,
+    ok,
+    page_size,
+    stride_block,
+    stride_token,
+    FMT: tl.constexpr,
+    HAS_ROPE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Load tokens ``idx`` (BLOCK_N,) where ``ok``: returns (main (BLOCK_N, 512) bf16, rope (BLOCK_N, 64))."""
+    offs_d = tl.arange(0, 512)
+    offs_r = tl.arange(0, 64)
+    idx = tl.where(ok, idx, 0).to(tl.int64)
+    if FMT == 0:
+        rows = kv_ptr + idx * stride_token
+        main = tl.load(rows[:, None] + offs_d[None, :], mask=ok[:, None], other=0.0)
+        rope = tl.load(rows[:, None] + 512 + offs_r[None, :], mask=ok[:, None] & HAS_ROPE, other=0.0)
+    elif FMT == 1:
+        # Byte address of each token; page blocks may be strided, tokens in a block are 656 bytes apart.
+        rows = kv_ptr + (idx // page_size) * stride_block + (idx % page_size) * 656
+        raw = tl.load(rows[:, None] + offs_d[None, :], mask=ok[:, None], other=0)
+        fp8 = raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
+        scale_ptrs = (rows + 512).to(tl.pointer_type(tl.float32))
+        scale = tl.load(scale_ptrs[:, None] + offs_d[None, :] // 128, mask=ok[:, None], other=0.0)
+        main = (fp8 * scale).to(tl.bfloat16)
+        rope_ptrs = (rows + 528).to(tl.pointer_type(tl.bfloat16))
+        rope = tl.load(rope_ptrs[:, None] + offs_r[None, :], mask=ok[:, None], other=0.0)
+    else:
+        # MODEL1: 448 quantized channels then 64 bf16 ones form the 512 channels of K (and V).
+        block = kv_ptr + (idx // page_size) * stride_block
+        off = idx % page_size
+        rows = block + off * 576
+        is_fp8 = offs_d < 448
+        raw = tl.load(rows[:, None] + offs_d[None, :], mask=ok[:, None] & is_fp8[None, :], other=0)
+        exponent = tl.load(
+            (block + page_size * 576 + off * 8)[:, None] + offs_d[None, :] // 64,
+            mask=ok[:, None] & is_fp8[None, :],
+            other=127,
+        )
+        # e8m0: 2 ** (byte - 127); 255 is NaN.
+        scale = tl.where(exponent == 255, float("nan"), tl.exp2(exponent.to(tl.float32) - 127.0))
+        fp8 = raw.to(tl.float8e4nv, bitcast=True).to(tl.float32) * scale
+        tail_ptrs = (rows + 448).to(tl.pointer_type(tl.bfloat16))
+        tail = tl.load(
+            tail_ptrs[:, None] + (offs_d[None, :] - 448), mask=ok[:, None] & ~is_fp8[None, :], other=0.0
+        )
+        main = tl.where(is_fp8[None, :], fp8, tail.to(tl.float32)).to(tl.bfloat16)
+        rope = tl.zeros([BLOCK_N, 64], dtype=tl.bfloat16)
+    return main, rope
+
+
+@triton.jit
+def _attend_list(
+    q_main,
+    q_rope,
+    m_i,
+    l_i,
+    acc,
+    kv_ptr,
+    idx_row_ptr,
+    n_entries,
+    n_tokens,
+    page_size,
+    stride_block,
+    stride_token,
+    scale_log2,
+    FMT: tl.constexpr,
+    HAS_ROPE: tl.constexpr,
+    PREFILL: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Online softmax over the first ``n_entries`` addresses of one index row."""
+    offs_n = tl.arange(0, BLOCK_N)
+    for start in range(0, n_entries, BLOCK_N):
+        pos = start + offs_n
+        in_list = pos < n_entries
+        idx = tl.load(idx_row_ptr + pos, mask=in_list, other=-1)
+        if PREFILL:
+            ok = in_list & (idx >= 0) & (idx < n_tokens)  # any out-of-range row of kv is "no token"
+        else:
+            ok = in_list & (idx != -1)  # FlashMLA's decoding marks invalid entries with -1 only
+        main, rope = _gather_tokens(
+            kv_ptr, idx, ok, page_size, stride_block, stride_token, FMT, HAS_ROPE, BLOCK_N
+        )
+        if UPCAST:
+            main = main.to(tl.float32)
+            rope = rope.to(tl.float32)
+        s = tl.dot(q_main, tl.trans(main))
+        if HAS_ROPE:
+            s += tl.dot(q_rope, tl.trans(rope))
+        s = tl.where(ok[None, :], s * scale_log2, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_shift)
+        p = tl.exp2(s - m_shift[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(main.dtype), main)
+        m_i = m_new
+    return m_i, l_i, acc
+
+
+@triton.jit
+def _sparse_attn_kernel(
+    q_ptr,
+    kv_ptr,
+    idx_ptr,
+    len_ptr,
+    extra_kv_ptr,
+    extra_idx_ptr,
+    extra_len_ptr,
+    sink_ptr,
+    out_ptr,
+    lse_ptr,
+    max_logits_ptr,
+    stride_q_tok,
+    stride_q_head,
+    stride_idx_tok,
+    stride_extra_idx_tok,
+    topk,
+    extra_topk,
+    n_tokens,
+    page_size,
+    stride_block,
+    stride_token,
+    extra_page_size,
+    extra_stride_block,
+    h_q,
+    rows_per_batch,
+    stride_lse_b,
+    stride_lse_h,
+    stride_lse_s,
+    scale_log2,
+    FMT: tl.constexpr,
+    HAS_ROPE: tl.constexpr,
+    PREFILL: tl.constexpr,
+    HAS_LEN: tl.constexpr,
+    HAS_EXTRA: tl.constexpr,
+    HAS_EXTRA_LEN: tl.constexpr,
+    HAS_SINK: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    tok = tl.program_id(0)  # query token: b * s_q + s in decoding, s in prefill
+    hb = tl.program_id(1)
+    bi = tok // rows_per_batch  # batch row (decoding) or the token itself (prefill, rows_per_batch = 1)
+    si = tok % rows_per_batch
+    heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
+    head_ok = heads < h_q
+    offs_d = tl.arange(0, 512)
+    offs_r = tl.arange(0, 64)
+    ln2: tl.constexpr = 0.6931471805599453
+
+    q_rows = q_ptr + tok.to(tl.int64) * stride_q_tok + heads * stride_q_head
+    q_main = tl.load(q_rows[:, None] + offs_d[None, :], mask=head_ok[:, None], other=0.0)
+    q_rope = tl.load(q_rows[:, None] + 512 + offs_r[None, :], mask=head_ok[:, None] & HAS_ROPE, other=0.0)
+    if UPCAST:
+        q_main = q_main.to(tl.float32)
+        q_rope = q_rope.to(tl.float32)
+
+    m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_H, 512], dtype=tl.float32)
+
+    n = topk
+    if HAS_LEN:
+        n = tl.load(len_ptr + bi)
+    m_i, l_i, acc = _attend_list(
+        q_main,
+        q_rope,
+        m_i,
+        l_i,
+        acc,
+        kv_ptr,
+        idx_ptr + tok.to(tl.int64) * stride_idx_tok,
+        n,
+        n_tokens,
+        page_size,
+        stride_block,
+        stride_token,
+        scale_log2,
+        FMT,
+        HAS_ROPE,
+        PREFILL,
+        UPCAST,
+        BLOCK_N,
+    )
+    if HAS_EXTRA:
+        n_extra = extra_topk
+        if HAS_EXTRA_LEN:
+            n_extra = tl.load(extra_len_ptr + bi)
+        m_i, l_i, acc = _attend_list(
+            q_main,
+            q_rope,
+            m_i,
+            l_i,
+            acc,
+            extra_kv_ptr,
+            extra_idx_ptr + tok.to(tl.int64) * stride_extra_idx_tok,
+            n_extra,
+            n_tokens,
+            extra_page_size,
+            extra_stride_block,
+            stride_token,
+            scale_log2,
+            FMT,
+            HAS_ROPE,
+            PREFILL,
+            UPCAST,
+            BLOCK_N,
+        )
+
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    lse = (m_i + tl.log2(l_safe)) * ln2  # natural log, as FlashMLA's current kernels return
+    o = acc / l_safe[:, None]
+    if HAS_SINK:
+        # The sink joins the denominator only: out *= exp(lse) / (exp(lse) + exp(sink)). Written as
+        # 1 / (1 + exp(sink - lse)) it is 0 for sink = +inf and 1 for sink = -inf, with no inf/inf.
+        sink = tl.load(sink_ptr + heads, mask=head_ok, other=float("-inf"))
+        o = o / (1.0 + tl.exp(sink - tl.where(empty, 0.0, lse)))[:, None]
+    o = tl.where(empty[:, None], 0.0, o)
+    out_rows = out_ptr + (tok.to(tl.int64) * h_q + heads) * 512
+    tl.store(out_rows[:, None] + offs_d[None, :], o.to(out_ptr.dtype.element_ty), mask=head_ok[:, None])
+    lse_ptrs = lse_ptr + bi.to(tl.int64) * stride_lse_b + heads * stride_lse_h + si * stride_lse_s
+    tl.store(lse_ptrs, tl.where(empty, float("inf"), lse), mask=head_ok)
+    if PREFILL:
+        tl.store(max_logits_ptr + tok.to(tl.int64) * h_q + heads, m_i * ln2, mask=head_ok)
+
+
+def _block_h(h_q: int) -> int:
+    return max(16, min(64, triton.next_power_of_2(h_q)))
+
+
+def _fp8_format(cache: torch.Tensor) -> int:
+    return FMT_FP8_V32 if cache.shape[-1] == 656 else FMT_FP8_MODEL1
+
+
+def sparse_decode_triton(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    indices: torch.Tensor,
+    topk_length: torch.Tensor | None,
+    attn_sink: torch.Tensor | None,
+    extra_k_cache: torch.Tensor | None,
+    extra_indices: torch.Tensor | None,
+    extra_topk_length: torch.Tensor | None,
+    softmax_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse decoding over the FP8 cache: ``out`` (b, s_q, h_q, 512) bf16, ``lse`` (b, h_q, s_q) fp32."""
+    b, s_q, h_q, d = q.shape
+    interp = interpreting()
+    kv = k_cache.view(torch.uint8)
+    extra = extra_k_cache.view(torch.uint8) if extra_k_cache is not None else kv
+    q_flat = q.reshape(b * s_q, h_q, d)
+    idx = indices.reshape(b * s_q, -1)
+    extra_idx = extra_indices.reshape(b * s_q, -1) if extra_indices is not None else idx
+    out = torch.empty(b * s_q, h_q, 512, dtype=torch.float32 if interp else q.dtype, device=q.device)
+    lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
+    block_h = _block_h(h_q)
+    dummy = lse  # stands in for absent optional tensors; never read (the constexpr flag is off)
+    _sparse_attn_kernel[(b * s_q, triton.cdiv(h_q, block_h))](
+        q_flat,
+        kv,
+        idx,
+        topk_length if topk_length is not None else dummy,
+        extra,
+        extra_idx,
+        extra_topk_length if extra_topk_length is not None else dummy,
+        attn_sink if attn_sink is not None else dummy,
+        out,
+        lse,
+        dummy,
+        q_flat.stride(0),
+        q_flat.stride(1),
+        idx.stride(0),
+        extra_idx.stride(0),
+        idx.shape[1],
+        extra_idx.shape[1],
+        0,
+        kv.shape[1],
+        kv.stride(0),
+        656,
+        extra.shape[1],
+        extra.stride(0),
+        h_q,
+        s_q,
+        h_q * s_q,
+        s_q,
+        1,
+        softmax_scale * LOG2E,
+        FMT=_fp8_format(kv),
+        HAS_ROPE=d == 576,
+        PREFILL=False,
+        HAS_LEN=topk_length is not None,
+        HAS_EXTRA=extra_k_cache is not None,
+        HAS_EXTRA_LEN=extra_topk_length is not None,
+        HAS_SINK=attn_sink is not None,
+        BLOCK_H=block_h,
+        BLOCK_N=16 if interp else 64,
+        UPCAST=interp,
+        num_warps=4 if interp or block_h < 64 else 8,
+        num_stages=1 if interp else 2,
+    )
+    return out.view(b, s_q, h_q, 512).to(q.dtype), lse
+
+
+def sparse_prefill_triton(
+    q: torch.Tensor,
+    kv: torch.Tensor,
+    indices: torch.Tensor,
+    sm_scale: float,
+    attn_sink: torch.Tensor | None,
+    topk_length: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sparse prefill over bf16 ``kv`` (s_kv, 1, d): ``out`` (s_q, h_q, 512), ``max_logits``, ``lse`` (s_q, h_q)."""
+    s_q, h_q, d = q.shape
+    interp = interpreting()
+    idx = indices[:, 0]
+    out = torch.empty(s_q, h_q, 512, dtype=torch.float32 if interp else q.dtype, device=q.device)
+    lse = torch.empty(s_q, h_q, dtype=torch.float32, device=q.device)
+    max_logits = torch.empty(s_q, h_q, dtype=torch.float32, device=q.device)
+    block_h = _block_h(h_q)
+    _sparse_attn_kernel[(s_q, triton.cdiv(h_q, block_h))](
+        q,
+        kv,
+        idx,
+        topk_length if topk_length is not None else lse,
+        kv,
+        idx,
+        lse,
+        attn_sink if attn_sink is not None else lse,
+        out,
+        lse,
+        max_logits,
+        q.stride(0),
+        q.stride(1),
+        idx.stride(0),
+        idx.stride(0),
+        idx.shape[1],
+        0,
+        kv.shape[0],
+        1,
+        0,
+        kv.stride(0),
+        1,
+        0,
+        h_q,
+        1,
+        h_q,
+        1,
+        0,
+        sm_scale * LOG2E,
+        FMT=FMT_BF16,
+        HAS_ROPE=d == 576,
+        PREFILL=True,
+        HAS_LEN=topk_length is not None,
+        HAS_EXTRA=False,
+        HAS_EXTRA_LEN=False,
+        HAS_SINK=attn_sink is not None,
+        BLOCK_H=block_h,
+        BLOCK_N=16 if interp else 64,
+        UPCAST=interp,
+        num_warps=4 if interp or block_h < 64 else 8,
+        num_stages=1 if interp else 2,
+    )
+    return out.to(q.dtype), max_logits, lse

@@ -1,0 +1,87 @@
+"""attn-flashmla against the reference: the MLA conformance suite, on CPU (interpreter) and on Hopper."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+
+import pytest
+import torch
+
+import attn_flashmla as flash_mla
+from attn_reference.testing.mla import MLABackend, MLAConformance, MLAFeatures
+
+FEATURES = MLAFeatures(
+    dtypes=(torch.bfloat16, torch.float16),
+    head_dims=(576, 512),
+    dense=True,
+    sparse=True,
+    fp8=True,
+    attn_sink=True,
+    extra_cache=True,
+    page_sizes=None,  # the Triton path gathers per token: any page size (the CuTe path needs 64)
+)
+
+FLASHMLA_BACKEND = MLABackend(
+    name="attn-flashmla",
+    flash_mla_with_kvcache=flash_mla.flash_mla_with_kvcache,
+    get_mla_metadata=flash_mla.get_mla_metadata,
+    flash_mla_sparse_fwd=flash_mla.flash_mla_sparse_fwd,
+    features=FEATURES,
+)
+
+
+@contextlib.contextmanager
+def _forced_path(path: str):
+    old = os.environ.get("ATTN_FLASHMLA_PATH")
+    os.environ["ATTN_FLASHMLA_PATH"] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["ATTN_FLASHMLA_PATH"]
+        else:
+            os.environ["ATTN_FLASHMLA_PATH"] = old
+
+
+def _on_path(path: str, fn):
+    def call(*args, **kwargs):
+        with _forced_path(path):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), reason="the CPU run needs TRITON_INTERPRET=1"
+)
+class TestFlashMLAInterpreter(MLAConformance):
+    """Every kernel under Triton's interpreter at tiny sizes (CPU tier)."""
+
+    backend = FLASHMLA_BACKEND
+    device = "cpu"
+    size = "tiny"
+    dtypes = (torch.float16, torch.bfloat16)
+
+
+@pytest.mark.sm90
+class TestFlashMLATritonSm90(MLAConformance):
+    """The Triton path on Hopper, FlashMLA's grid and tolerances."""
+
+    backend = dataclasses.replace(
+        FLASHMLA_BACKEND,
+        name="attn-flashmla/triton",
+        flash_mla_with_kvcache=_on_path("triton", flash_mla.flash_mla_with_kvcache),
+    )
+    device = "cuda"
+    size = "full"
+
+
+@pytest.mark.sm90
+class TestFlashMLADefaultSm90(MLAConformance):
+    """The default dispatch on Hopper: the CuTe DSL kernel where it applies (page 64, head dim 576)."""
+
+    backend = FLASHMLA_BACKEND
+    device = "cuda"
+    size = "full"
