@@ -1,0 +1,47 @@
+"""Every kernel the package launches, by source file: what the CPU tier compiles for sm_80 and sm_90a.
+
+``TENSOR_CORE`` names the instantiations meant to run on tensor cores: their sm_80 SASS must hold HMMA.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .basics._common import CTYPES
+from .basics.matmul import MATMUL_VARIANTS, kernel_name
+from .basics.softmax import THREADS as SOFTMAX_THREADS
+from .flash import all_instantiations
+
+ARCHS = ("sm_80", "sm_90a")
+
+
+def kernels() -> dict[str, list[str]]:
+    """file -> name expressions (extern "C" kernels are listed by name too, for the SASS checks)."""
+    dtypes = (torch.float32, torch.float16, torch.bfloat16)
+    out = {
+        "hello.cu": ["hello"],
+        "vector_add.cu": [f"vector_add<{CTYPES[d]}>" for d in dtypes] + ["vector_add_f32x4"],
+        "softmax.cu": [f"row_softmax<{CTYPES[d]}, {SOFTMAX_THREADS}>" for d in dtypes],
+        "overlap.cu": ["busy_transform"],
+        "reduction.cu": [
+            f"reduce_{v}"
+            for v in ("v1_interleaved", "v2_sequential", "v3_first_add", "v4_shuffle", "v5_multi")
+        ],
+        "matmul.cu": [
+            kernel_name(v, d)
+            for v in MATMUL_VARIANTS
+            for d in dtypes
+            if not (v == "mma" and d == torch.float32)
+        ],
+    }
+    out.update(all_instantiations())
+    return out
+
+
+def name_expressions(filename: str) -> list[str]:
+    """The templated names of a file (what NVRTC must instantiate); extern "C" names need none."""
+    return [n for n in kernels()[filename] if "<" in n]
+
+
+def is_tensor_core(name: str) -> bool:
+    return name.startswith(("flash_fwd_mma", "flash_bwd_mma", "matmul_mma"))

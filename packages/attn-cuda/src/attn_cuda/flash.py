@@ -1,0 +1,231 @@
+"""Host side of the attention kernels: tile configurations, name expressions, shared memory, launches.
+
+Everything here up to :func:`flash_fwd` is plain arithmetic on shapes and is unit-tested on the CPU; the
+launchers need a GPU. Validation of user input happens one level up, in :mod:`attn_cuda.interface`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from .runtime import compile_source, device_arch, f32, i32, i64, kernel_source, launch
+
+LOG2E = 1.4426950408889634
+
+#: torch dtype -> the C++ element type the templates are instantiated with.
+CTYPES = {torch.float16: "__half", torch.bfloat16: "__nv_bfloat16", torch.float32: "float"}
+#: Head dims the tensor-core kernels are instantiated for.
+HEAD_DIMS = (64, 128)
+DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _bool(x: bool) -> str:
+    return "true" if x else "false"
+
+
+@dataclasses.dataclass(frozen=True)
+class FwdConfig:
+    """Tile shape of the tensor-core forward: BM = 16 * warps query rows, BN keys per step."""
+
+    head_dim: int
+    block_n: int = 64
+    warps: int = 4
+
+    @property
+    def block_m(self) -> int:
+        return 16 * self.warps
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps
+
+    def smem_bytes(self, elt: int = 2) -> int:
+        # Q tile, plus K and V tiles twice each (double buffering).
+        return (self.block_m + 4 * self.block_n) * self.head_dim * elt
+
+    def grid(self, batch: int, heads_q: int, seqlen_q: int) -> tuple[int, int, int]:
+        return (math.ceil(seqlen_q / self.block_m), heads_q, batch)
+
+    def name(self, dtype: torch.dtype, causal: bool) -> str:
+        return (
+            f"flash_fwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_n}, {self.warps}, {_bool(causal)}>"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BwdConfig:
+    """Tile shape of the tensor-core backward: BN = 16 * warps keys per block, BM queries per step."""
+
+    head_dim: int
+    block_m: int
+    warps: int = 4
+
+    @property
+    def block_n(self) -> int:
+        return 16 * self.warps
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps
+
+    def smem_bytes(self, elt: int = 2) -> int:
+        # K and V once, Q and dO twice each, dS^T with rows padded by 8 elements.
+        return (2 * self.block_n + 4 * self.block_m) * self.head_dim * elt + self.block_n * (
+            self.block_m + 8
+        ) * elt
+
+    def grid(self, batch: int, heads_k: int, seqlen_k: int) -> tuple[int, int, int]:
+        return (math.ceil(seqlen_k / self.block_n), heads_k, batch)
+
+    def name(self, dtype: torch.dtype, causal: bool) -> str:
+        return (
+            f"flash_bwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_m}, {self.warps}, {_bool(causal)}>"
+        )
+
+
+FWD_CONFIGS = {64: FwdConfig(64), 128: FwdConfig(128)}
+BWD_CONFIGS = {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)}
+
+#: Scalar (teaching) kernels: (BM, BN) per version; one thread per query row.
+SCALAR_TILES = {"v1": (64, 16), "v2": (64, 32)}
+
+
+def scalar_name(version: str, dtype: torch.dtype, head_dim: int, causal: bool) -> str:
+    bm, bn = SCALAR_TILES[version]
+    return f"flash_fwd_scalar_{version}<{CTYPES[dtype]}, {head_dim}, {bm}, {bn}, {_bool(causal)}>"
+
+
+def preprocess_name(dtype: torch.dtype, head_dim: int) -> str:
+    return f"flash_bwd_preprocess<{CTYPES[dtype]}, {head_dim}>"
+
+
+def all_instantiations() -> dict[str, list[str]]:
+    """Every (file -> name expressions) the package launches: what the CPU tier compiles for each arch."""
+    fwd, bwd, scalar = [], [], []
+    for dtype in DTYPES:
+        for hd in HEAD_DIMS:
+            bwd.append(preprocess_name(dtype, hd))
+            for causal in (False, True):
+                fwd.append(FWD_CONFIGS[hd].name(dtype, causal))
+                bwd.append(BWD_CONFIGS[hd].name(dtype, causal))
+                for version in SCALAR_TILES:
+                    scalar.append(scalar_name(version, dtype, hd, causal))
+    return {"flash_fwd.cu": fwd, "flash_bwd.cu": bwd, "flash_scalar.cu": scalar}
+
+
+# -- compile on first use --------------------------------------------------------------------------------
+
+
+def module_for(filename: str, name: str, arch: str | None = None):
+    """The compiled module holding one instantiation (compiled once, then cached in memory and on disk)."""
+    return compile_source(
+        kernel_source(filename), name=filename, arch=arch or device_arch(), name_expressions=(name,)
+    )
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if cp.async can read it (16-byte aligned base and row strides), else an aligned copy."""
+    elt = t.element_size()
+    ok = t.data_ptr() % 16 == 0 and all((s * elt) % 16 == 0 for s in t.stride()[:-1]) and t.stride(-1) == 1
+    return t if ok else t.contiguous().clone()
+
+
+def _strides(t: torch.Tensor):
+    """(batch, seq, head) strides in elements of a (batch, seq, heads, dim) tensor, as int64 arguments."""
+    return [i64(t.stride(0)), i64(t.stride(1)), i64(t.stride(2))]
+
+
+def flash_fwd(q, k, v, softmax_scale: float, causal: bool, *, kernel: str = "mma"):
+    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"scalar_v2"`` or ``"scalar_v1"``.
+
+    q (b, s_q, h_q, d), k and v (b, s_k, h_k, d), CUDA fp16/bf16, validated by the caller. Returns
+    out (b, s_q, h_q, d) and lse (b, h_q, s_q) float32.
+    """
+    b, sq, hq, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    out = torch.empty((b, sq, hq, d), dtype=q.dtype, device=q.device)
+    lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return out, lse
+    group = hq // hk
+    if kernel == "mma":
+        q, k, v = _aligned(q), _aligned(k), _aligned(v)
+        cfg = FWD_CONFIGS[d]
+        name = cfg.name(q.dtype, causal)
+        args = [q, k, v, out, lse, i32(sq), i32(sk), i32(hq), i32(group)]
+        args += _strides(q) + _strides(k) + _strides(v) + _strides(out) + [f32(softmax_scale * LOG2E)]
+        launch(
+            module_for("flash_fwd.cu", name),
+            name,
+            cfg.grid(b, hq, sq),
+            cfg.threads,
+            args,
+            smem=cfg.smem_bytes(),
+        )
+    elif kernel in ("scalar_v1", "scalar_v2"):
+        version = kernel.split("_")[1]
+        bm, _ = SCALAR_TILES[version]
+        name = scalar_name(version, q.dtype, d, causal)
+        mod = module_for("flash_scalar.cu", name)
+        strides = _strides(q) + _strides(k) + _strides(v) + _strides(out)
+        if version == "v2":
+            args = [q, k, v, out, lse, i32(sq), i32(sk), i32(hq), i32(group), *strides, f32(softmax_scale)]
+            launch(mod, name, (math.ceil(sq / bm), hq, b), bm, args)
+        else:
+            o_ws = torch.empty((b, hq, sq, d), dtype=torch.float32, device=q.device)
+            ml_ws = torch.empty((b, hq, sq, 2), dtype=torch.float32, device=q.device)
+            args = [
+                q,
+                k,
+                v,
+                out,
+                lse,
+                o_ws,
+                ml_ws,
+                i32(sq),
+                i32(sk),
+                i32(hq),
+                i32(group),
+                *strides,
+                f32(softmax_scale),
+            ]
+            launch(mod, name, (hq, b), bm, args)
+    else:
+        raise ValueError(f"kernel must be 'mma', 'scalar_v2' or 'scalar_v1', got {kernel!r}")
+    return out, lse
+
+
+def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool):
+    """FlashAttention-2 backward on tensor cores: (dq, dk, dv) in the inputs' dtype, contiguous."""
+    b, sq, hq, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    dk = torch.empty((b, sk, hk, d), dtype=q.dtype, device=q.device)
+    dv = torch.empty_like(dk)
+    if q.numel() == 0 or k.numel() == 0:
+        return torch.zeros_like(q), dk.zero_(), dv.zero_()
+    q, k, v, dout, out = (_aligned(t) for t in (q, k, v, dout, out))
+    lse = lse.contiguous()
+    delta = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device)
+    rows = b * hq * sq
+    pre = preprocess_name(q.dtype, d)
+    warps_per_block = 4
+    launch(
+        module_for("flash_bwd.cu", pre),
+        pre,
+        math.ceil(rows / warps_per_block),
+        32 * warps_per_block,
+        [out, dout, delta, i32(sq), i32(hq), *_strides(out), *_strides(dout), i64(rows)],
+    )
+    dq_accum = torch.zeros((b, sq, hq, d), dtype=torch.float32, device=q.device)
+    cfg = BWD_CONFIGS[d]
+    name = cfg.name(q.dtype, causal)
+    args = [q, k, v, dout, lse, delta, dq_accum, dk, dv, i32(sq), i32(sk), i32(hq), i32(hk)]
+    args += _strides(q) + _strides(k) + _strides(v) + _strides(dout)
+    args += [f32(softmax_scale), f32(softmax_scale * LOG2E)]
+    launch(
+        module_for("flash_bwd.cu", name), name, cfg.grid(b, hk, sk), cfg.threads, args, smem=cfg.smem_bytes()
+    )
+    return dq_accum.to(q.dtype), dk, dv

@@ -1,0 +1,187 @@
+// Matrix multiply C = A @ B in four steps, each removing the bottleneck of the one before.
+// A is M x K, B is K x N, C is M x N, all row-major and contiguous; accumulation is always fp32.
+//
+//   1 naive             one thread per C element, K multiply-adds reading A and B from global memory:
+//                       every input is read M or N times from DRAM/L2. Bound by memory traffic.
+//   2 tiled             a block stages TILE x TILE tiles of A and B in shared memory and every thread
+//                       reuses them TILE times: global traffic falls by TILE. Now bound by shared-memory
+//                       loads (two loads per multiply-add).
+//   3 register-blocked  each thread computes an 8 x 8 block of C from 8 values of A and 8 of B held in
+//                       registers: 16 shared loads feed 64 multiply-adds. Now bound by the FMA units.
+//   4 tensor cores      mma.sync.m16n8k16 does 4096 multiply-adds per warp instruction; ldmatrix feeds it
+//                       from swizzled shared memory and cp.async keeps a 3-stage pipeline of tiles in
+//                       flight so the loads of tile k+2 hide behind the math of tile k.
+#include "common.cuh"
+
+using attn::from_float;
+using attn::to_float;
+
+// -- 1. naive -------------------------------------------------------------------------------------------
+template <typename T>
+__global__ void matmul_naive(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N, int K) {
+    int col = blockIdx.x * blockDim.x + threadIdx.x;  // x indexes columns: a warp reads a row of B coalesced
+    int row = blockIdx.y * blockDim.y + threadIdx.y;
+    if (row >= M || col >= N) return;
+    float acc = 0.f;
+    for (int k = 0; k < K; ++k) acc += to_float(A[(long long)row * K + k]) * to_float(B[(long long)k * N + col]);
+    C[(long long)row * N + col] = from_float<T>(acc);
+}
+
+// -- 2. shared-memory tiled -----------------------------------------------------------------------------
+template <typename T, int TILE>
+__global__ void __launch_bounds__(TILE * TILE) matmul_tiled(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+                                                           int M, int N, int K) {
+    __shared__ float As[TILE][TILE];
+    __shared__ float Bs[TILE][TILE + 1];  // +1: column reads of Bs would otherwise all hit one bank
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int row = blockIdx.y * TILE + ty, col = blockIdx.x * TILE + tx;
+    float acc = 0.f;
+    for (int k0 = 0; k0 < K; k0 += TILE) {
+        // Every thread loads one element of each tile; zeros past the edges keep the inner loop branch-free.
+        As[ty][tx] = (row < M && k0 + tx < K) ? to_float(A[(long long)row * K + k0 + tx]) : 0.f;
+        Bs[ty][tx] = (k0 + ty < K && col < N) ? to_float(B[(long long)(k0 + ty) * N + col]) : 0.f;
+        __syncthreads();  // the tile is complete before anyone reads it
+#pragma unroll
+        for (int k = 0; k < TILE; ++k) acc += As[ty][k] * Bs[k][tx];
+        __syncthreads();  // and everyone is done with it before the next tile overwrites it
+    }
+    if (row < M && col < N) C[(long long)row * N + col] = from_float<T>(acc);
+}
+
+// -- 3. register-blocked --------------------------------------------------------------------------------
+// 128 x 128 block tile, K in steps of 8, 256 threads each owning 8 x 8 outputs at rows ty + 16 i and
+// columns tx + 16 j (strided, so a warp's shared reads are broadcasts or consecutive: no bank conflicts).
+template <typename T>
+__global__ void __launch_bounds__(256) matmul_regblock(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+                                                       int M, int N, int K) {
+    constexpr int BM = 128, BN = 128, BK = 8, TM = 8, TN = 8;
+    __shared__ float As[BK][BM];  // A stored transposed: the 8 values a thread needs for one k are a column
+    __shared__ float Bs[BK][BN];
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    float acc[TM][TN] = {};
+    float a[TM], b[TN];
+    for (int k0 = 0; k0 < K; k0 += BK) {
+#pragma unroll
+        for (int i = 0; i < (BM * BK) / 256; ++i) {  // 4 elements of each tile per thread
+            int e = tid + i * 256;
+            int am = e / BK, ak = e % BK;  // A tile: 128 rows of 8
+            int gm = m0 + am, gk = k0 + ak;
+            As[ak][am] = (gm < M && gk < K) ? to_float(A[(long long)gm * K + gk]) : 0.f;
+            int bk = e / BN, bn = e % BN;  // B tile: 8 rows of 128
+            int gk2 = k0 + bk, gn = n0 + bn;
+            Bs[bk][bn] = (gk2 < K && gn < N) ? to_float(B[(long long)gk2 * N + gn]) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < BK; ++k) {
+#pragma unroll
+            for (int i = 0; i < TM; ++i) a[i] = As[k][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < TN; ++j) b[j] = Bs[k][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];  // the outer product: 64 FMAs per 16 loads
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        int gm = m0 + ty + 16 * i;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            int gn = n0 + tx + 16 * j;
+            if (gm < M && gn < N) C[(long long)gm * N + gn] = from_float<T>(acc[i][j]);
+        }
+    }
+}
+
+// -- 4. tensor cores ------------------------------------------------------------------------------------
+// Block tile 128 x 128, K in steps of 64, 8 warps as 2 (M) x 4 (N), each warp a 64 x 32 tile of C:
+// per k16 step a warp loads 4 A fragments and 4 B fragments with 6 ldmatrix.x4 and issues 16 mma.
+// Requires K % 8 == 0 and N % 8 == 0 (16-byte rows chunks for cp.async; the wrapper checks).
+template <typename T>
+__global__ void __launch_bounds__(256) matmul_mma(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+                                                  int M, int N, int K) {
+    constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, NTHREADS = 256;
+    constexpr int WM = 64, WN = 32, MT = WM / 16, NT = WN / 8;  // per warp: 4 m16 tiles x 4 n8 tiles
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* As = reinterpret_cast<T*>(smem_raw);  // STAGES x [BM][BK], swizzled
+    T* Bs = As + STAGES * BM * BK;           // STAGES x [BK][BN], swizzled
+
+    int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    int wm = (warp / 4) * WM, wn = (warp % 4) * WN;
+    int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    int ktiles = (K + BK - 1) / BK;
+
+    auto load_stage = [&](int stage, int kt) {
+        int k0 = kt * BK;
+        attn::load_tile_async<BM, BK, NTHREADS>(As + stage * BM * BK, A + (long long)m0 * K + k0, K, M - m0, tid, K - k0);
+        attn::load_tile_async<BK, BN, NTHREADS>(Bs + stage * BK * BN, B + (long long)k0 * N + n0, N, K - k0, tid, N - n0);
+    };
+
+    float acc[MT][NT][4] = {};
+
+    // Prologue: fill STAGES - 1 stages. Every iteration commits one group (possibly empty) so that
+    // "wait until at most STAGES - 2 groups are pending" always means "the tile we need has landed".
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < ktiles) load_stage(s, s);
+        attn::cp_async_commit();
+    }
+
+    for (int kt = 0; kt < ktiles; ++kt) {
+        attn::cp_async_wait<STAGES - 2>();
+        __syncthreads();  // tile kt visible to all warps; all warps done with the stage we refill next
+        int next = kt + STAGES - 1;
+        if (next < ktiles) load_stage(next % STAGES, next);
+        attn::cp_async_commit();
+
+        const T* as = As + (kt % STAGES) * BM * BK;
+        const T* bs = Bs + (kt % STAGES) * BK * BN;
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+            unsigned a[MT][4], b[NT][2];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                // Lanes 0-15 address rows 0-15 at column kk, lanes 16-31 the same rows at kk + 8.
+                int r = wm + mt * 16 + (lane & 15), c = kk + (lane >> 4) * 8;
+                attn::ldmatrix_x4(a[mt], attn::smem_addr(as + attn::swz_chunk<BK>(r, c >> 3, lane & 7)));
+            }
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+                // B is stored [k][n]; .trans turns its rows into the column-major fragment mma wants.
+                // Tiles: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15).
+                int mi = lane >> 3;
+                int r = kk + (lane & 7) + 8 * (mi & 1), c = wn + np * 16 + 8 * (mi >> 1);
+                unsigned t[4];
+                attn::ldmatrix_x4_trans(t, attn::smem_addr(bs + attn::swz_chunk<BN>(r, c >> 3, lane & 7)));
+                b[2 * np][0] = t[0];
+                b[2 * np][1] = t[1];
+                b[2 * np + 1][0] = t[2];
+                b[2 * np + 1][1] = t[3];
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) attn::mma_16816<T>(acc[mt][nt], a[mt], b[nt]);
+        }
+    }
+    attn::cp_async_wait<0>();
+
+    // Epilogue: each lane owns pairs of neighbouring columns; pack them into one 32-bit store.
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                int row = m0 + wm + mt * 16 + g + 8 * half, col = n0 + wn + nt * 8 + 2 * t;
+                if (row < M && col < N) {  // N % 8 == 0, so col < N implies col + 1 < N
+                    unsigned v = attn::pack2<T>(acc[mt][nt][2 * half], acc[mt][nt][2 * half + 1]);
+                    *reinterpret_cast<unsigned*>(C + (long long)row * N + col) = v;
+                }
+            }
+}

@@ -1,0 +1,84 @@
+"""CPU tier: argument checks, refused features, op registration and fake impls, tile arithmetic, bench."""
+
+import pytest
+import torch
+
+import attn_cuda
+from attn_cuda import bench, flash
+from attn_cuda.interface import _check_supported
+from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
+
+
+def _qkv(device="cpu", dtype=torch.float16, d=64, hq=4, hk=2):
+    return (
+        torch.randn(2, 9, hq, d, dtype=dtype, device=device),
+        *(torch.randn(2, 11, hk, d, dtype=dtype, device=device),) * 2,
+    )
+
+
+def test_cpu_tensors_are_refused_with_the_shared_message():
+    with pytest.raises(AttentionArgumentError, match="cuda"):
+        attn_cuda.flash_attn_func(*_qkv())
+
+
+@pytest.mark.parametrize(
+    ("kw", "what"), [({"window_size": (8, -1)}, "window"), ({"softcap": 2.0}, "softcap")]
+)
+def test_window_and_softcap_are_unsupported(kw, what):
+    with pytest.raises(UnsupportedFeatureError, match=what):
+        _check_supported(kw.get("window_size", (-1, -1)), False, kw.get("softcap", 0.0))
+
+
+def test_causal_alone_is_supported_and_bad_windows_are_argument_errors():
+    _check_supported((-1, -1), True, 0.0)
+    _check_supported((-1, 0), True, 0.0)
+    with pytest.raises(AttentionArgumentError, match="window"):
+        _check_supported((-5, 2), False, 0.0)
+
+
+def test_ops_are_registered_with_fake_impls():
+    q, k, v = (t.to("meta") for t in _qkv(d=128))
+    out, lse = torch.ops.attn_cuda.flash_fwd(q, k, v, 0.1, True)
+    assert out.shape == q.shape and lse.shape == (2, 4, 9) and lse.dtype == torch.float32
+    dq, dk, dv = torch.ops.attn_cuda.flash_bwd(out, q, k, v, out, lse, 0.1, True)
+    assert dq.shape == q.shape and dk.shape == k.shape and dv.shape == v.shape
+
+
+def test_tile_configurations_fit_the_hardware():
+    for d in flash.HEAD_DIMS:
+        f, b = flash.FWD_CONFIGS[d], flash.BWD_CONFIGS[d]
+        assert f.smem_bytes() <= 163 * 1024 and b.smem_bytes() <= 163 * 1024  # A100's opt-in limit
+        assert f.threads <= 1024 and f.block_m == 16 * f.warps
+        assert (f.block_m * d // 8) % f.threads == 0 and (
+            f.block_n * d // 8
+        ) % f.threads == 0  # cp.async split
+        assert (b.block_m * d // 8) % b.threads == 0
+    assert flash.FWD_CONFIGS[128].grid(2, 16, 1000) == (16, 16, 2)
+    assert flash.BWD_CONFIGS[128].grid(2, 4, 1000) == (16, 4, 2)
+    assert flash.FWD_CONFIGS[64].name(torch.bfloat16, True) == "flash_fwd_mma<__nv_bfloat16, 64, 64, 4, true>"
+
+
+def test_bench_description_normalises():
+    from attn_bench.backend import normalise
+
+    b = normalise(bench.backend, kind="backend")
+    assert b.name == "cuda" and set(b.impls) == {
+        "attention_fwd",
+        "attention_bwd",
+        "vector_add",
+        "softmax",
+        "matmul",
+    }
+    shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=16, heads_k=16, head_dim=128)
+    assert b.why_not("attention_fwd", "mma", shape, "cuda") is None
+    assert "head dim" in b.why_not("attention_fwd", "mma", {**shape, "head_dim": 96}, "cuda")
+    assert b.why_not("attention_fwd", "scalar", shape, "cuda") is not None
+    assert b.why_not("matmul", "naive", dict(m=8192, n=8192, k=8192), "cuda") is not None
+    assert b.why_not("attention_fwd", "mma", shape, "cpu") is not None
+
+
+def test_entry_point_is_declared():
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group="attn_bench.backends")}
+    assert eps.get("cuda") == "attn_cuda.bench:backend"
