@@ -1,0 +1,293 @@
+"""flash-attn's API on top of the CuTe DSL kernels: validate, pick the kernel, launch.
+
+* Validation is attn_reference.validation's, so messages match every other backend's.
+* The architecture is asked at call time (attn_reference.capability), never at import.
+* Kernels compile once per *compile-time* configuration (dtype, head dim, mask kind, softcap on/off,
+  varlen): sequence lengths, strides, batch, heads, scale and window sizes are runtime arguments of the
+  compiled function, so a new shape never recompiles.
+* The op is a ``torch.library.custom_op`` with a fake implementation (torch.compile traces through it);
+  autograd goes through a ``torch.autograd.Function`` whose backward is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+
+import torch
+
+from attn_reference import capability
+from attn_reference.errors import UnsupportedFeatureError
+from attn_reference.validation import (
+    check_qkv,
+    check_softcap,
+    check_varlen_qkv,
+    check_window,
+    default_softmax_scale,
+)
+
+DTYPES = (torch.float16, torch.bfloat16)
+HEAD_DIMS = (64, 128, 256)
+
+_cache: dict[tuple, object] = {}
+_cache_lock = threading.Lock()
+
+
+def compile_cache_info() -> dict[tuple, object]:
+    """The compiled kernels by configuration (read-only view for tests and tools)."""
+    return dict(_cache)
+
+
+@functools.cache
+def _num_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+@functools.cache
+def _dummy_cu_seqlens(index: int) -> torch.Tensor:
+    return torch.zeros(2, dtype=torch.int32, device=f"cuda:{index}")
+
+
+def _arch_of(device: torch.device) -> str:
+    cap = capability.cuda_capability(device)
+    if cap == (9, 0):
+        return "sm90"
+    if cap is not None and cap >= (8, 0):
+        return "sm80"
+    raise UnsupportedFeatureError(f"attn-cutlass needs an sm80+ GPU; {device} has capability {cap}")
+
+
+def _to_cute(t: torch.Tensor, align: int = 16):
+    from cutlass.cute.runtime import from_dlpack
+
+    return from_dlpack(t, assumed_align=align).mark_layout_dynamic(leading_dim=t.dim() - 1)
+
+
+def _ensure_tma_strides(t: torch.Tensor) -> torch.Tensor:
+    # TMA descriptors need 16-byte aligned base and strides (8 elements of 16 bits).
+    if t.data_ptr() % 16 or any(s % 8 for s in t.stride()[:-1]):
+        return t.contiguous()
+    return t
+
+
+def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
+    """Launch the forward; q/k/v are (b, s, h, d) or packed (total, h, d) with cu_seqlens."""
+    import cuda.bindings.driver as cuda
+
+    varlen = cu_q is not None
+    arch = _arch_of(q.device)
+    if arch != "sm90":
+        raise UnsupportedFeatureError(
+            "attn-cutlass: only the sm90 (Hopper) forward exists so far; the sm80 forward is not written yet"
+        )
+    head_dim = q.shape[-1]
+    heads = q.shape[-2]
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if varlen:
+        batch = cu_q.numel() - 1
+        lse = torch.empty((heads, q.shape[0]), dtype=torch.float32, device=q.device)
+        seqlen_q = max_seqlen_q
+    else:
+        batch = q.shape[0]
+        lse = torch.empty((batch, heads, q.shape[1]), dtype=torch.float32, device=q.device)
+        seqlen_q = q.shape[1]
+    if q.numel() == 0 or seqlen_q == 0:
+        return out, lse.fill_(float("inf"))
+    if k.shape[-3] == 0:  # no keys at all: every row sees nothing
+        return out.zero_(), lse.fill_(float("inf"))
+    q, k, v = (_ensure_tma_strides(t) for t in (q, k, v))
+
+    from cutlass import BFloat16, Float16
+
+    from .kernels.flash_fwd_sm90 import FlashAttentionForwardSm90, softmax_scale_args, tile_config
+
+    dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+    key = ("fwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
+    tile_m = tile_config(head_dim)[0]
+    num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
+    num_tiles = num_m_blocks * heads * batch
+    index = q.device.index if q.device.index is not None else torch.cuda.current_device()
+    num_ctas = max(1, min(num_tiles, _num_sms(index)))
+    scale_log2, softcap_pre, softcap_val = softmax_scale_args(scale, softcap)
+    dummy = _dummy_cu_seqlens(index)
+    tensors = [
+        _to_cute(q),
+        _to_cute(k),
+        _to_cute(v),
+        _to_cute(out),
+        _to_cute(lse, 4),
+        _to_cute(cu_q if varlen else dummy, 4),
+        _to_cute(cu_k if varlen else dummy, 4),
+    ]
+    scalars = (
+        scale_log2,
+        softcap_pre,
+        softcap_val,
+        max(left, 0),
+        max(right, 0),
+        q.shape[-2] // k.shape[-2],
+        num_m_blocks,
+        num_tiles,
+        num_ctas,
+    )
+    stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
+    fn = _cache.get(key)
+    if fn is None:
+        import cutlass.cute as cute
+
+        with _cache_lock:
+            fn = _cache.get(key)
+            if fn is None:
+                kernel = FlashAttentionForwardSm90(
+                    dt,
+                    head_dim,
+                    causal=causal,
+                    has_left_window=left >= 0,
+                    has_right_window=right >= 0,
+                    has_softcap=softcap > 0,
+                    varlen=varlen,
+                )
+                fn = cute.compile(kernel, *tensors, *scalars, stream)
+                _cache[key] = fn
+    fn(*tensors, *scalars, stream)
+    return out, lse
+
+
+# --------------------------------------------------------------------------------- torch.library op
+@torch.library.custom_op("attn_cutlass::flash_fwd", mutates_args=())
+def _flash_fwd_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor | None,
+    cu_seqlens_k: torch.Tensor | None,
+    max_seqlen_q: int,
+    softmax_scale: float,
+    causal: bool,
+    window_left: int,
+    window_right: int,
+    softcap: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _forward(
+        q,
+        k,
+        v,
+        cu_seqlens_q,
+        cu_seqlens_k,
+        max_seqlen_q,
+        softmax_scale,
+        causal,
+        window_left,
+        window_right,
+        softcap,
+    )
+
+
+@_flash_fwd_op.register_fake
+def _(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    max_seqlen_q,
+    softmax_scale,
+    causal,
+    window_left,
+    window_right,
+    softcap,
+):
+    out = torch.empty_like(q)
+    if cu_seqlens_q is not None:
+        lse = q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
+    else:
+        lse = q.new_empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32)
+    return out, lse
+
+
+class _FlashAttnFunc(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
+        out, lse = _flash_fwd_op(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap)
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        raise UnsupportedFeatureError(
+            "attn-cutlass: the backward kernel (flash_bwd_sm90) is not implemented yet; "
+            "use attn_reference or another backend for gradients"
+        )
+
+
+def _check_cuda(q, fn):
+    if q.device.type != "cuda":
+        # Same error type as validation's device check: the kernels are GPU-only.
+        from attn_reference.errors import AttentionArgumentError
+
+        raise AttentionArgumentError(f"{fn}: attn-cutlass runs on CUDA tensors only, got q on {q.device}")
+
+
+def flash_attn_func(
+    q,
+    k,
+    v,
+    softmax_scale=None,
+    causal=False,
+    window_size=(-1, -1),
+    softcap=0.0,
+    return_lse=False,
+    deterministic=False,
+):
+    """flash-attn's ``flash_attn_func``: q (b, s_q, h, d), k/v (b, s_k, h_k, d) -> out (and lse (b, h, s_q))."""
+    shape = check_qkv(q, k, v, dtypes=DTYPES, head_dims=HEAD_DIMS, head_dim_v_must_match=True)
+    left, right = check_window(window_size, causal)
+    softcap = check_softcap(softcap)
+    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    _check_cuda(q, "flash_attn_func")
+    # A right window of 0 is causal; keep the flag so the kernel's schedule knows.
+    is_causal = causal or (right == 0 and left < 0)
+    out, lse = _FlashAttnFunc.apply(
+        q, k, v, None, None, shape.seqlen_q, scale, is_causal, left, right, softcap
+    )
+    return (out, lse) if return_lse else out
+
+
+def flash_attn_varlen_func(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    max_seqlen_q,
+    max_seqlen_k,
+    softmax_scale=None,
+    causal=False,
+    window_size=(-1, -1),
+    softcap=0.0,
+    return_lse=False,
+    deterministic=False,
+):
+    """flash-attn's varlen API: packed (total, h, d) with int32 cu_seqlens; lse is (h, total_q)."""
+    shape, _, _ = check_varlen_qkv(
+        q,
+        k,
+        v,
+        cu_seqlens_q,
+        cu_seqlens_k,
+        max_seqlen_q,
+        max_seqlen_k,
+        dtypes=DTYPES,
+        head_dims=HEAD_DIMS,
+        head_dim_v_must_match=True,
+    )
+    left, right = check_window(window_size, causal)
+    softcap = check_softcap(softcap)
+    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    _check_cuda(q, "flash_attn_varlen_func")
+    is_causal = causal or (right == 0 and left < 0)
+    out, lse = _FlashAttnFunc.apply(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), scale, is_causal, left, right, softcap
+    )
+    return (out, lse) if return_lse else out

@@ -1,0 +1,636 @@
+"""FlashAttention forward for Hopper (sm_90a): TMA loads, wgmma, one producer and two consumer warpgroups.
+
+The CTA owns a 128-row tile of queries for one (batch, head) and walks the keys in blocks of ``tile_n``,
+from the right (where causal masks bite) to the left. 384 threads, three warpgroups:
+
+* warpgroup 0, the *producer*: one warp issues TMA loads of Q (once per tile) and of K and V (per key
+  block) into shared memory ring buffers. Each buffer slot has a "full" mbarrier (TMA completes its byte
+  count) and an "empty" one (consumers release it): ``cutlass.pipeline.PipelineTmaAsync``. It gives most
+  of its registers away (``setmaxnreg``), since it only computes addresses.
+* warpgroups 1 and 2, the *consumers*: each owns 64 of the 128 query rows and runs
+  ``S = Q K^T`` (wgmma, both operands in shared memory), the online softmax on S in registers, and
+  ``O += P V`` (wgmma with P from registers: the accumulator of S is reinterpreted as the A operand).
+
+Two overlaps hide the softmax (exp2 runs on the 16/clk/SM MUFU unit, the tensor cores idle meanwhile):
+
+* *ping-pong* between the consumers: two named barriers make the warpgroups take turns issuing their
+  GEMMs, so while one warpgroup does its softmax the other keeps the tensor cores busy (FA3's schedule).
+* *inside a warpgroup*: iteration j issues ``S_j = Q K_j^T`` and ``O += P_{j-1} V_{j-1}`` back to back,
+  waits only for S_j, and runs the softmax of S_j while the P V GEMM is still in flight.
+
+The grid is persistent: ``min(#tiles, #SMs)`` CTAs walk a static schedule of (m_block, head, batch)
+tiles, m_block fastest (neighbouring CTAs share K/V of one head in L2); causal runs reverse the m_blocks
+so the longest rows start first. Masks (causal, sliding window, seqlen_k edge) follow flash-attn's
+bottom-right convention and are applied only to the key blocks that cross a boundary.
+"""
+
+from __future__ import annotations
+
+import cuda.bindings.driver as cuda
+import cutlass
+import cutlass.cute as cute
+import cutlass.pipeline as pipeline
+import cutlass.utils.hopper_helpers as sm90_utils
+from cutlass import Float32, Int32, const_expr
+from cutlass.cute.nvgpu import cpasync, warpgroup
+from cutlass.memory import SmemAllocator
+from cutlass.tensor_utils import LayoutEnum
+
+from .softmax import (
+    LOG2_E,
+    acc_as_operand_a_layout,
+    apply_mask,
+    apply_softcap,
+    finalize,
+    online_softmax_step,
+    rescale_rows,
+    rowcol_layout,
+)
+
+# Named barrier ids (0 is __syncthreads): consumer warpgroup w waits on 1 + w before issuing its GEMMs.
+_PINGPONG_BARRIER = 1
+
+
+def _permute(t: cute.Tensor, order) -> cute.Tensor:
+    """The same memory, modes reordered (a view, like ``torch.permute``)."""
+    return cute.make_tensor(
+        t.iterator,
+        cute.make_layout(tuple(t.shape[i] for i in order), stride=tuple(t.stride[i] for i in order)),
+    )
+
+
+def tile_config(head_dim: int) -> tuple[int, int, int]:
+    """(tile_m, tile_n, kv_stages) per head dim: Q tile + stages x (K + V) tiles must fit 227 KiB."""
+    if head_dim <= 64:
+        return 128, 128, 3
+    if head_dim <= 128:
+        return 128, 128, 2
+    return 128, 64, 2
+
+
+class FlashAttentionForwardSm90:
+    """Compile-time configuration; ``__call__`` is the ``@cute.jit`` host function that launches."""
+
+    arch = "sm_90a"
+    num_consumer_wgs = 2
+    threads = 128 * (1 + num_consumer_wgs)
+
+    def __init__(
+        self,
+        dtype,
+        head_dim: int,
+        *,
+        causal: bool = False,
+        has_left_window: bool = False,
+        has_right_window: bool = False,
+        has_softcap: bool = False,
+        varlen: bool = False,
+    ):
+        if head_dim not in (64, 128, 256):
+            raise ValueError(f"head_dim must be 64, 128 or 256, got {head_dim}")
+        self.dtype = dtype
+        self.head_dim = head_dim
+        self.tile_m, self.tile_n, self.kv_stages = tile_config(head_dim)
+        # causal is the window (-1, 0): one right bound, at the diagonal.
+        self.has_right = causal or has_right_window
+        self.has_left = has_left_window
+        self.causal = causal
+        self.has_softcap = has_softcap
+        self.varlen = varlen
+
+    # ---------------------------------------------------------------------------------------- host
+    @cute.jit
+    def __call__(
+        self,
+        mQ: cute.Tensor,  # (b, s_q, h, d) or varlen (total_q, h, d)
+        mK: cute.Tensor,  # (b, s_k, h_k, d) or (total_k, h_k, d)
+        mV: cute.Tensor,
+        mO: cute.Tensor,  # like mQ
+        mLSE: cute.Tensor,  # (b, h, s_q) float32 or varlen (h, total_q)
+        mCuSeqlensQ: cute.Tensor,  # (b + 1,) int32; a dummy when not varlen
+        mCuSeqlensK: cute.Tensor,
+        scale_log2: Float32,  # softmax scale * log2(e), or log2(e) with softcap
+        softcap_pre: Float32,  # softmax scale / softcap
+        softcap: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        qhead_per_kvhead: Int32,
+        num_m_blocks: Int32,
+        num_tiles: Int32,
+        num_ctas: Int32,
+        stream: cuda.CUstream,
+    ):
+        if const_expr(self.varlen):
+            q, k, o = (_permute(t, (0, 2, 1)) for t in (mQ, mK, mO))  # (total, d, h)
+            vt = _permute(mV, (2, 0, 1))  # (d, total_k, h_k): V^T, the B operand of O = P V
+            lse = _permute(mLSE, (1, 0))  # (total, h)
+        else:
+            q, k, o = (_permute(t, (1, 3, 2, 0)) for t in (mQ, mK, mO))  # (s, d, h, b)
+            vt = _permute(mV, (3, 1, 2, 0))  # (d, s_k, h_k, b)
+            lse = _permute(mLSE, (2, 1, 0))  # (s, h, b)
+
+        tile_m, tile_n, hd = self.tile_m, self.tile_n, self.head_dim
+        K_MAJOR, MN_MAJOR = warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN
+        # Both consumer warpgroups are one tiled MMA, stacked along M (atom layout (2, 1, 1)); each thread
+        # issues the wgmma of its own warpgroup, on its 64 rows.
+        tiled_mma_qk = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, K_MAJOR, K_MAJOR, Float32, (2, 1, 1), (64, tile_n)
+        )
+        tiled_mma_pv = sm90_utils.make_trivial_tiled_mma(
+            self.dtype,
+            self.dtype,
+            K_MAJOR,
+            MN_MAJOR,
+            Float32,
+            (2, 1, 1),
+            (64, hd),
+            warpgroup.OperandSource.RMEM,
+        )
+        # Shared memory layouts: the swizzled atoms wgmma reads without bank conflicts, tiled to the block.
+        sQ_layout = sm90_utils.make_smem_layout_a(LayoutEnum.ROW_MAJOR, (tile_m, tile_n, hd), self.dtype, 1)
+        sK_layout = sm90_utils.make_smem_layout_b(
+            LayoutEnum.ROW_MAJOR, (tile_m, tile_n, hd), self.dtype, self.kv_stages
+        )
+        sV_layout = sm90_utils.make_smem_layout_b(
+            LayoutEnum.COL_MAJOR, (tile_m, hd, tile_n), self.dtype, self.kv_stages
+        )
+        g2s = cpasync.CopyBulkTensorTileG2SOp()
+        tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(
+            g2s, q, cute.slice_(sQ_layout, (None, None, 0)), (tile_m, hd)
+        )
+        tma_atom_k, tma_k = cpasync.make_tiled_tma_atom(
+            g2s, k, cute.slice_(sK_layout, (None, None, 0)), (tile_n, hd)
+        )
+        tma_atom_v, tma_vt = cpasync.make_tiled_tma_atom(
+            g2s, vt, cute.slice_(sV_layout, (None, None, 0)), (hd, tile_n)
+        )
+
+        @cute.struct
+        class SharedStorage:
+            mbar_q: cute.struct.MemRange[cutlass.Int64, 2]
+            mbar_k: cute.struct.MemRange[cutlass.Int64, 2 * self.kv_stages]
+            mbar_v: cute.struct.MemRange[cutlass.Int64, 2 * self.kv_stages]
+            sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
+            sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
+
+        self.shared_storage = SharedStorage
+        self.kernel(
+            tma_atom_q,
+            tma_q,
+            tma_atom_k,
+            tma_k,
+            tma_atom_v,
+            tma_vt,
+            o,
+            lse,
+            mCuSeqlensQ,
+            mCuSeqlensK,
+            tiled_mma_qk,
+            tiled_mma_pv,
+            sQ_layout,
+            sK_layout,
+            sV_layout,
+            scale_log2,
+            softcap_pre,
+            softcap,
+            window_left,
+            window_right,
+            qhead_per_kvhead,
+            num_m_blocks,
+            num_tiles,
+        ).launch(grid=(num_ctas, 1, 1), block=(self.threads, 1, 1), stream=stream, min_blocks_per_mp=1)
+
+    # -------------------------------------------------------------------------------------- device
+    @cute.jit
+    def _tile_coords(self, tile: Int32, num_m_blocks: Int32, num_heads: Int32):
+        m_idx = tile % num_m_blocks
+        rest = tile // num_m_blocks
+        m_block = m_idx
+        if const_expr(self.causal):
+            m_block = num_m_blocks - 1 - m_idx  # the longest causal rows first
+        return m_block, rest % num_heads, rest // num_heads
+
+    @cute.jit
+    def _seqlens(
+        self, batch: Int32, mO: cute.Tensor, tma_k: cute.Tensor, mCuQ: cute.Tensor, mCuK: cute.Tensor
+    ):
+        """(offset_q, seqlen_q, offset_k, seqlen_k) of one sequence."""
+        if const_expr(self.varlen):
+            off_q, off_k = mCuQ[batch], mCuK[batch]
+            return off_q, mCuQ[batch + 1] - off_q, off_k, mCuK[batch + 1] - off_k
+        return Int32(0), Int32(mO.shape[0]), Int32(0), Int32(tma_k.shape[0])
+
+    @cute.jit
+    def _n_block_range(self, m_block: Int32, seqlen_q: Int32, seqlen_k: Int32, wl: Int32, wr: Int32):
+        """Key blocks [n_min, n_max) that any row of this query tile may see."""
+        shift = seqlen_k - seqlen_q
+        col_end = seqlen_k
+        if const_expr(self.has_right):
+            last_row = cutlass.min(m_block * self.tile_m + self.tile_m, seqlen_q) - 1
+            col_end = cutlass.max(cutlass.min(col_end, last_row + shift + wr + 1), 0)
+        n_max = (col_end + self.tile_n - 1) // self.tile_n
+        n_min = Int32(0)
+        if const_expr(self.has_left):
+            n_min = cutlass.max(m_block * self.tile_m + shift - wl, 0) // self.tile_n
+        return n_min, n_max
+
+    @cute.jit
+    def _needs_mask(
+        self, m_block: Int32, n_block: Int32, seqlen_q: Int32, seqlen_k: Int32, wl: Int32, wr: Int32
+    ):
+        """1 when some element of this (query tile, key block) must be masked: the seqlen edge or a window."""
+        need = Int32(0)
+        col_lo = n_block * self.tile_n
+        col_hi = col_lo + self.tile_n  # exclusive
+        shift = seqlen_k - seqlen_q
+        if col_hi > seqlen_k:
+            need = Int32(1)
+        # Nested ifs on purpose: the outer condition is resolved while tracing, the inner one at run time.
+        if const_expr(self.has_right):  # noqa: SIM102
+            if col_hi - 1 > m_block * self.tile_m + shift + wr:
+                need = Int32(1)
+        if const_expr(self.has_left):  # noqa: SIM102
+            if col_lo < m_block * self.tile_m + self.tile_m - 1 + shift - wl:
+                need = Int32(1)
+        return need
+
+    @cute.jit
+    def _gemm(
+        self, tiled_mma: cute.TiledMma, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, zero_init: bool
+    ):
+        # One wgmma per 16-wide k block; ACCUMULATE off for the first one zero-initialises the accumulator.
+        # The fragments are already this thread's (its warpgroup's) share, so a plain atom issues them. A
+        # fresh atom per call keeps the ACCUMULATE flag a local value: setting it on the kernel's tiled MMA
+        # inside a loop would leak a loop-body value out of the loop.
+        atom = cute.make_mma_atom(tiled_mma.op)
+        atom.set(warpgroup.Field.ACCUMULATE, not zero_init)
+        for kb in cutlass.range_constexpr(cute.size(tA, mode=[2])):
+            cute.gemm(atom, acc, tA[None, None, kb], tB[None, None, kb], acc)
+            atom.set(warpgroup.Field.ACCUMULATE, True)
+
+    @cute.kernel
+    def kernel(
+        self,
+        tma_atom_q: cute.CopyAtom,
+        tma_q: cute.Tensor,
+        tma_atom_k: cute.CopyAtom,
+        tma_k: cute.Tensor,
+        tma_atom_v: cute.CopyAtom,
+        tma_vt: cute.Tensor,
+        mO: cute.Tensor,
+        mLSE: cute.Tensor,
+        mCuQ: cute.Tensor,
+        mCuK: cute.Tensor,
+        tiled_mma_qk: cute.TiledMma,
+        tiled_mma_pv: cute.TiledMma,
+        sQ_layout: cute.ComposedLayout,
+        sK_layout: cute.ComposedLayout,
+        sV_layout: cute.ComposedLayout,
+        scale_log2: Float32,
+        softcap_pre: Float32,
+        softcap: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        qhead_per_kvhead: Int32,
+        num_m_blocks: Int32,
+        num_tiles: Int32,
+    ):
+        tidx, _, _ = cute.arch.thread_idx()
+        warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
+        wg_idx = cute.arch.make_warp_uniform(tidx // 128)
+        tile_m, tile_n, hd = self.tile_m, self.tile_n, self.head_dim
+        num_heads = mO.shape[2]
+
+        smem = SmemAllocator()
+        storage = smem.allocate(self.shared_storage)
+        one_cta = cute.make_layout((1, 1, 1, 1))
+        # One producer thread arms each stage; one lane per consumer warp (8 warps) releases it.
+        producer = pipeline.CooperativeGroup(pipeline.Agent.Thread)
+        consumers = pipeline.CooperativeGroup(pipeline.Agent.Thread, 4 * self.num_consumer_wgs)
+
+        def make_pipe(mbar, stages, layout):
+            return pipeline.PipelineTmaAsync.create(
+                barrier_storage=mbar.data_ptr(),
+                num_stages=stages,
+                producer_group=producer,
+                consumer_group=consumers,
+                tx_count=cute.size_in_bytes(self.dtype, cute.slice_(layout, (None, None, 0))),
+                cta_layout_vmnk=one_cta,
+                defer_sync=True,
+            )
+
+        pipe_q = make_pipe(storage.mbar_q, 1, sQ_layout)
+        pipe_k = make_pipe(storage.mbar_k, self.kv_stages, sK_layout)
+        pipe_v = make_pipe(storage.mbar_v, self.kv_stages, sV_layout)
+        # Barrier inits must be visible to every thread (and to the TMA unit) before anyone waits on them.
+        pipeline.pipeline_init_arrive()
+        pipeline.pipeline_init_wait()
+
+        sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)
+        sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)
+        sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)
+
+        if wg_idx == 0:
+            # ------------------------------------------------------------------ producer warpgroup
+            cute.arch.setmaxregister_decrease(24)
+            if warp_idx == 0:
+                cpasync.prefetch_descriptor(tma_atom_q)
+                cpasync.prefetch_descriptor(tma_atom_k)
+                cpasync.prefetch_descriptor(tma_atom_v)
+                st_q = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
+                st_k = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.kv_stages)
+                st_v = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.kv_stages)
+                tile = cute.arch.block_idx()[0]
+                while tile < num_tiles:
+                    m_block, head, batch = self._tile_coords(tile, num_m_blocks, num_heads)
+                    off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mO, tma_k, mCuQ, mCuK)
+                    n_min, n_max = self._n_block_range(m_block, seqlen_q, seqlen_k, window_left, window_right)
+                    head_kv = head // qhead_per_kvhead
+                    if m_block * tile_m < seqlen_q and n_max > n_min:
+                        if const_expr(self.varlen):
+                            gQ = cute.domain_offset((off_q, 0), tma_q[None, None, head])
+                            gK = cute.domain_offset((off_k, 0), tma_k[None, None, head_kv])
+                            gV = cute.domain_offset((0, off_k), tma_vt[None, None, head_kv])
+                        else:
+                            gQ = tma_q[None, None, head, batch]
+                            gK = tma_k[None, None, head_kv, batch]
+                            gV = tma_vt[None, None, head_kv, batch]
+                        gQ = cute.local_tile(gQ, (tile_m, hd), (m_block, 0))  # (tile_m, d)
+                        gK = cute.local_tile(gK, (tile_n, hd), (None, 0))  # (tile_n, d, n)
+                        gV = cute.local_tile(gV, (hd, tile_n), (0, None))  # (d, tile_n, n)
+                        # TMA partitions: the whole tile is one "value" of the single TMA thread.
+                        tQsQ, tQgQ = cpasync.tma_partition(
+                            tma_atom_q,
+                            0,
+                            cute.make_layout(1),
+                            cute.group_modes(sQ, 0, 2),
+                            cute.group_modes(gQ, 0, 2),
+                        )
+                        tKsK, tKgK = cpasync.tma_partition(
+                            tma_atom_k,
+                            0,
+                            cute.make_layout(1),
+                            cute.group_modes(sK, 0, 2),
+                            cute.group_modes(gK, 0, 2),
+                        )
+                        tVsV, tVgV = cpasync.tma_partition(
+                            tma_atom_v,
+                            0,
+                            cute.make_layout(1),
+                            cute.group_modes(sV, 0, 2),
+                            cute.group_modes(gV, 0, 2),
+                        )
+                        pipe_q.producer_acquire(st_q)
+                        cute.copy(
+                            tma_atom_q, tQgQ, tQsQ[None, 0], tma_bar_ptr=pipe_q.producer_get_barrier(st_q)
+                        )
+                        st_q.advance()
+                        for i in cutlass.range(n_max - n_min, unroll=1):
+                            n_block = n_max - 1 - i
+                            pipe_k.producer_acquire(st_k)
+                            cute.copy(
+                                tma_atom_k,
+                                tKgK[None, n_block],
+                                tKsK[None, st_k.index],
+                                tma_bar_ptr=pipe_k.producer_get_barrier(st_k),
+                            )
+                            st_k.advance()
+                            pipe_v.producer_acquire(st_v)
+                            cute.copy(
+                                tma_atom_v,
+                                tVgV[None, n_block],
+                                tVsV[None, st_v.index],
+                                tma_bar_ptr=pipe_v.producer_get_barrier(st_v),
+                            )
+                            st_v.advance()
+                    tile += cute.arch.grid_dim()[0]
+        else:
+            # ----------------------------------------------------------------- consumer warpgroups
+            cute.arch.setmaxregister_increase(240)
+            ctid = tidx - 128
+            wg = wg_idx - 1
+            thr_qk = tiled_mma_qk.get_slice(ctid)
+            thr_pv = tiled_mma_pv.get_slice(ctid)
+            tSrQ = thr_qk.make_fragment_A(thr_qk.partition_A(sQ))  # (MMA, MMA_M, MMA_K, 1)
+            tSrK = thr_qk.make_fragment_B(thr_qk.partition_B(sK))  # (MMA, MMA_N, MMA_K, stages)
+            tOrV = thr_pv.make_fragment_B(thr_pv.partition_B(sV))  # (MMA, MMA_N, MMA_K, stages)
+            acc_S = thr_qk.make_fragment_C(thr_qk.partition_shape_C((tile_m, tile_n)))
+            acc_O = thr_pv.make_fragment_C(thr_pv.partition_shape_C((tile_m, hd)))
+            # P in 16 bits: stored with S's layout, read as the A operand of the P V wgmma.
+            rP = cute.make_rmem_tensor_like(acc_S, self.dtype)
+            tOrP = cute.make_tensor(rP.iterator, acc_as_operand_a_layout(acc_S.layout))
+            s_rc = cute.make_tensor(acc_S.iterator, rowcol_layout(acc_S.layout))
+            o_rc = cute.make_tensor(acc_O.iterator, rowcol_layout(acc_O.layout))
+            # (row, col) of every accumulator element inside the tile: for masks and stores.
+            tScS = thr_qk.partition_C(cute.make_identity_tensor((tile_m, tile_n)))
+            c_rc = cute.make_tensor(tScS.iterator, rowcol_layout(tScS.layout))
+            tOcO = thr_pv.partition_C(cute.make_identity_tensor((tile_m, hd)))
+            co_rc = cute.make_tensor(tOcO.iterator, rowcol_layout(tOcO.layout))
+            n_rows = cute.size(s_rc, mode=[0])
+            row_max = cute.make_rmem_tensor((n_rows,), Float32)
+            row_sum = cute.make_rmem_tensor((n_rows,), Float32)
+            corr = cute.make_rmem_tensor((n_rows,), Float32)
+            lse = cute.make_rmem_tensor((n_rows,), Float32)
+
+            my_turn, their_turn = _PINGPONG_BARRIER + wg, _PINGPONG_BARRIER + 1 - wg
+            nthr = 128 * self.num_consumer_wgs
+            if wg == 1:
+                cute.arch.barrier_arrive(barrier_id=_PINGPONG_BARRIER, number_of_threads=nthr)  # WG 0 first
+
+            st_q = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
+            st_k = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.kv_stages)
+            st_v = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.kv_stages)
+            tile = cute.arch.block_idx()[0]
+            while tile < num_tiles:
+                m_block, head, batch = self._tile_coords(tile, num_m_blocks, num_heads)
+                off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mO, tma_k, mCuQ, mCuK)
+                n_min, n_max = self._n_block_range(m_block, seqlen_q, seqlen_k, window_left, window_right)
+                if m_block * tile_m < seqlen_q:
+                    row_max.fill(-Float32.inf)
+                    row_sum.fill(0.0)
+                    acc_O.fill(0.0)
+                    if n_max > n_min:
+                        pipe_q.consumer_wait(st_q)
+                        # Prologue: S for the rightmost key block, alone.
+                        n_block = n_max - 1
+                        pipe_k.consumer_wait(st_k)
+                        cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+                        warpgroup.fence()
+                        self._gemm(
+                            tiled_mma_qk,
+                            acc_S,
+                            tSrQ[None, None, None, 0],
+                            tSrK[None, None, None, st_k.index],
+                            True,
+                        )
+                        warpgroup.commit_group()
+                        cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+                        warpgroup.wait_group(0)
+                        pipe_k.consumer_release(st_k)
+                        st_k.advance()
+                        self._softmax(
+                            acc_S,
+                            s_rc,
+                            c_rc,
+                            row_max,
+                            row_sum,
+                            corr,
+                            m_block,
+                            n_block,
+                            seqlen_q,
+                            seqlen_k,
+                            window_left,
+                            window_right,
+                            scale_log2,
+                            softcap_pre,
+                            softcap,
+                        )
+                        rP.store(acc_S.load().to(self.dtype))
+                        for i in cutlass.range(1, n_max - n_min, unroll=1):
+                            n_block = n_max - 1 - i
+                            pipe_k.consumer_wait(st_k)
+                            pipe_v.consumer_wait(st_v)
+                            cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+                            warpgroup.fence()
+                            # S_j first, then O += P_{j-1} V_{j-1}: wgmma groups retire in order, so
+                            # wait_group(1) below returns as soon as S_j is ready.
+                            self._gemm(
+                                tiled_mma_qk,
+                                acc_S,
+                                tSrQ[None, None, None, 0],
+                                tSrK[None, None, None, st_k.index],
+                                True,
+                            )
+                            warpgroup.commit_group()
+                            self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
+                            warpgroup.commit_group()
+                            cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+                            warpgroup.wait_group(1)
+                            pipe_k.consumer_release(st_k)
+                            st_k.advance()
+                            # Softmax of S_j overlaps the P V GEMM of the previous block.
+                            self._softmax(
+                                acc_S,
+                                s_rc,
+                                c_rc,
+                                row_max,
+                                row_sum,
+                                corr,
+                                m_block,
+                                n_block,
+                                seqlen_q,
+                                seqlen_k,
+                                window_left,
+                                window_right,
+                                scale_log2,
+                                softcap_pre,
+                                softcap,
+                            )
+                            warpgroup.wait_group(0)
+                            pipe_v.consumer_release(st_v)
+                            st_v.advance()
+                            rescale_rows(o_rc, corr)
+                            rP.store(acc_S.load().to(self.dtype))
+                        # Epilogue: the last P V.
+                        pipe_v.consumer_wait(st_v)
+                        cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+                        warpgroup.fence()
+                        self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
+                        warpgroup.commit_group()
+                        cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+                        warpgroup.wait_group(0)
+                        pipe_v.consumer_release(st_v)
+                        st_v.advance()
+                        pipe_q.consumer_release(st_q)
+                        st_q.advance()
+                    final_scale = scale_log2
+                    if const_expr(self.has_softcap):
+                        final_scale = Float32(LOG2_E)
+                    finalize(o_rc, row_max, row_sum, lse, final_scale)
+                    self._store(
+                        acc_O, tOcO, co_rc, lse, mO, mLSE, thr_pv, ctid, m_block, head, batch, off_q, seqlen_q
+                    )
+                tile += cute.arch.grid_dim()[0]
+
+    @cute.jit
+    def _softmax(
+        self,
+        acc_S: cute.Tensor,
+        s_rc: cute.Tensor,
+        c_rc: cute.Tensor,
+        row_max: cute.Tensor,
+        row_sum: cute.Tensor,
+        corr: cute.Tensor,
+        m_block: Int32,
+        n_block: Int32,
+        seqlen_q: Int32,
+        seqlen_k: Int32,
+        window_left: Int32,
+        window_right: Int32,
+        scale_log2: Float32,
+        softcap_pre: Float32,
+        softcap: Float32,
+    ):
+        if const_expr(self.has_softcap):
+            apply_softcap(acc_S, softcap_pre, softcap)
+        if self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, window_left, window_right) != 0:
+            apply_mask(
+                s_rc,
+                c_rc,
+                m_block * self.tile_m,
+                n_block * self.tile_n,
+                seqlen_q,
+                seqlen_k,
+                window_left,
+                window_right,
+                self.has_left,
+                self.has_right,
+            )
+        online_softmax_step(s_rc, row_max, row_sum, corr, scale_log2)
+
+    @cute.jit
+    def _store(
+        self,
+        acc_O: cute.Tensor,
+        tOcO: cute.Tensor,
+        co_rc: cute.Tensor,
+        lse: cute.Tensor,
+        mO: cute.Tensor,
+        mLSE: cute.Tensor,
+        thr_pv: cute.ThrMma,
+        ctid: Int32,
+        m_block: Int32,
+        head: Int32,
+        batch: Int32,
+        off_q: Int32,
+        seqlen_q: Int32,
+    ):
+        """Registers -> global memory, predicated on the row (the tile may overhang seqlen_q)."""
+        if const_expr(self.varlen):
+            gO = cute.domain_offset((off_q, 0), mO[None, None, head])
+            gLSE = cute.domain_offset((off_q,), mLSE[None, head])
+        else:
+            gO = mO[None, None, head, batch]
+            gLSE = mLSE[None, head, batch]
+        gO = cute.local_tile(gO, (self.tile_m, self.head_dim), (m_block, 0))
+        tOgO = thr_pv.partition_C(gO)
+        rO = cute.make_rmem_tensor_like(acc_O, self.dtype)
+        rO.store(acc_O.load().to(self.dtype))
+        row0 = m_block * self.tile_m
+        for i in cutlass.range_constexpr(cute.size(rO)):
+            if row0 + tOcO[i][0] < seqlen_q:
+                tOgO[i] = rO[i]
+        # One thread of each quad owns the row's statistics after the quad reduction.
+        if ctid % 4 == 0:
+            for r in cutlass.range_constexpr(cute.size(lse)):
+                row = row0 + co_rc[r, 0][0]
+                if row < seqlen_q:
+                    gLSE[row] = lse[r]
+
+
+def softmax_scale_args(softmax_scale: float, softcap: float) -> tuple[float, float, float]:
+    """(scale_log2, softcap_pre, softcap) as the kernel takes them."""
+    if softcap > 0.0:
+        return LOG2_E, softmax_scale / softcap, softcap
+    return softmax_scale * LOG2_E, 0.0, 0.0

@@ -1,0 +1,168 @@
+"""Pieces shared by the attention kernels: accumulator views, masking and the online softmax.
+
+Both tensor-core generations hand each thread an accumulator *fragment*. Its layout is the MMA's, not a
+matrix's, so the softmax first looks at it through a ``(rows, cols)`` view:
+
+* sm80 ``mma.sync m16n8k16``: per thread ``((2, 2), MMA_M, MMA_N)``; value ``(i, j)`` is column pair
+  element ``i`` and row half ``j`` (rows ``g`` and ``g + 8`` of the 16-row atom).
+* sm90 ``wgmma m64nNk16``: per thread ``((2, 2, N / 8), MMA_M, MMA_N)``; the third value mode walks the
+  8-column groups of the N-wide atom.
+
+In both, the four threads of a quad (``lane % 4``) share a row, so a row reduction is a per-thread loop
+followed by two butterfly shuffles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32
+
+LOG2_E = math.log2(math.e)
+LN_2 = math.log(2.0)
+
+
+def rowcol_layout(acc_layout: cute.Layout) -> cute.Layout:
+    """View an MMA accumulator layout as ``(rows, cols)`` (static: works on the layout, not values)."""
+    s, d = acc_layout.shape, acc_layout.stride
+    if len(s[0]) == 3:  # sm90: ((2, 2, V), M, N)
+        return cute.make_layout(
+            ((s[0][1], s[1]), (s[0][0], s[0][2], s[2])),
+            stride=((d[0][1], d[1]), (d[0][0], d[0][2], d[2])),
+        )
+    # sm80: ((2, 2), M, N)
+    return cute.make_layout(((s[0][1], s[1]), (s[0][0], s[2])), stride=((d[0][1], d[1]), (d[0][0], d[2])))
+
+
+def acc_as_operand_a_layout(acc_layout: cute.Layout) -> cute.Layout:
+    """Reinterpret a 16-bit copy of an accumulator as the A operand of the next MMA (P in O += P V).
+
+    The C fragment of ``S = Q K^T`` and the A fragment of ``O += P V`` put the same (row, col) in the same
+    thread: only the grouping differs. A's value mode is ``(2, 2, 2)``: column pair, row half, and which
+    8-column half of the 16-wide k block; the k blocks are pairs of C's 8-column groups. So: split C's
+    column-group mode by 2 and move the inner 2 into the value mode.
+    """
+    s, d = acc_layout.shape, acc_layout.stride
+    if len(s[0]) == 3:  # sm90: ((2, 2, V), M, 1) -> ((2, 2, 2), M, V / 2)
+        return cute.make_layout(
+            ((s[0][0], s[0][1], 2), s[1], s[0][2] // 2),
+            stride=((d[0][0], d[0][1], d[0][2]), d[1], 2 * d[0][2]),
+        )
+    # sm80: ((2, 2), M, N) -> ((2, 2, 2), M, N / 2)
+    return cute.make_layout(
+        ((s[0][0], s[0][1], 2), s[1], s[2] // 2),
+        stride=((d[0][0], d[0][1], d[2]), d[1], 2 * d[2]),
+    )
+
+
+@cute.jit
+def quad_allreduce_max(x: Float32) -> Float32:
+    # The 4 threads of a quad own one row: xor-shuffles by 2 and 1 give every one of them the result.
+    x = cute.arch.fmax(x, cute.arch.shuffle_sync_bfly(x, offset=2))
+    return cute.arch.fmax(x, cute.arch.shuffle_sync_bfly(x, offset=1))
+
+
+@cute.jit
+def quad_allreduce_sum(x: Float32) -> Float32:
+    x = x + cute.arch.shuffle_sync_bfly(x, offset=2)
+    return x + cute.arch.shuffle_sync_bfly(x, offset=1)
+
+
+@cute.jit
+def apply_mask(
+    s_rc: cute.Tensor,
+    c_rc: cute.Tensor,
+    row0: Int32,
+    col0: Int32,
+    seqlen_q: Int32,
+    seqlen_k: Int32,
+    window_left: Int32,
+    window_right: Int32,
+    has_left: cutlass.Constexpr,
+    has_right: cutlass.Constexpr,
+):
+    """Set scores of keys a query may not see to -inf (flash-attn's bottom-right aligned convention).
+
+    Query ``i`` sees key ``j`` iff ``j < seqlen_k`` and
+    ``i + seqlen_k - seqlen_q - left <= j <= i + seqlen_k - seqlen_q + right`` (bounds that are on).
+    ``c_rc`` holds the (row, col) coordinate of every accumulator element inside the tile.
+    """
+    shift = seqlen_k - seqlen_q
+    for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
+        row = row0 + c_rc[r, 0][0]
+        hi = seqlen_k
+        if cutlass.const_expr(has_right):
+            hi = cutlass.min(hi, row + shift + window_right + 1)
+        lo = Int32(0)
+        if cutlass.const_expr(has_left):
+            lo = row + shift - window_left
+        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+            col = col0 + c_rc[0, c][1]
+            if col >= hi or col < lo:
+                s_rc[r, c] = -Float32.inf
+
+
+@cute.jit
+def apply_softcap(s: cute.Tensor, pre_scale: Float32, softcap: Float32):
+    """``softcap * tanh(scale * s / softcap)``; the softmax then uses a scale of 1 on the capped scores."""
+    for i in cutlass.range_constexpr(cute.size(s)):
+        s[i] = softcap * cute.math.tanh(s[i] * pre_scale, fastmath=True)
+
+
+@cute.jit
+def online_softmax_step(
+    s_rc: cute.Tensor,
+    row_max: cute.Tensor,
+    row_sum: cute.Tensor,
+    correction: cute.Tensor,
+    scale_log2: Float32,
+):
+    """One block of the online softmax, in place: ``s_rc`` becomes ``exp2((s - m_new) * scale_log2)``.
+
+    ``correction[r] = exp2((m_old - m_new) * scale_log2)`` is what the running output and sum must be
+    multiplied by. ``row_sum`` stays a per-thread partial sum (the quad reduction happens once, at the
+    end). A row that has seen only -inf keeps max -inf; it is exponentiated against 0 so it stays 0
+    instead of becoming NaN.
+    """
+    for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
+        m = row_max[r]
+        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+            m = cute.arch.fmax(m, s_rc[r, c])
+        m = quad_allreduce_max(m)
+        m_safe = m
+        if m == -Float32.inf:
+            m_safe = Float32(0.0)
+        m_scaled = m_safe * scale_log2
+        correction[r] = cute.math.exp2(row_max[r] * scale_log2 - m_scaled, fastmath=True)
+        row_max[r] = m
+        total = Float32(0.0)
+        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+            p = cute.math.exp2(s_rc[r, c] * scale_log2 - m_scaled, fastmath=True)
+            s_rc[r, c] = p
+            total += p
+        row_sum[r] = row_sum[r] * correction[r] + total
+
+
+@cute.jit
+def rescale_rows(o_rc: cute.Tensor, factor: cute.Tensor):
+    for r in cutlass.range_constexpr(cute.size(o_rc, mode=[0])):
+        for c in cutlass.range_constexpr(cute.size(o_rc, mode=[1])):
+            o_rc[r, c] = o_rc[r, c] * factor[r]
+
+
+@cute.jit
+def finalize(
+    o_rc: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, lse: cute.Tensor, scale_log2: Float32
+):
+    """Divide the output by the row sums. Rows that saw no key get out 0 and lse +inf (flash-attn's rule)."""
+    for r in cutlass.range_constexpr(cute.size(o_rc, mode=[0])):
+        total = quad_allreduce_sum(row_sum[r])
+        inv = Float32(0.0)
+        lse[r] = Float32.inf
+        if total > Float32(0.0):
+            inv = cute.arch.rcp_approx(total)
+            lse[r] = (row_max[r] * scale_log2 + cute.math.log2(total, fastmath=True)) * LN_2
+        for c in cutlass.range_constexpr(cute.size(o_rc, mode=[1])):
+            o_rc[r, c] = o_rc[r, c] * inv
