@@ -5,13 +5,26 @@
 
 import pytest
 
-from attn_cutlass.compile import compile_flash_fwd_sm90, compile_gemm_sm90
+from attn_cutlass.compile import compile_flash_bwd_sm90, compile_flash_fwd_sm90, compile_gemm_sm90
 
 FWD_CONFIGS = {
     "bf16_hd128": dict(dtype="bfloat16", head_dim=128),
     "fp16_hd64_causal_softcap": dict(dtype="float16", head_dim=64, causal=True, has_softcap=True),
     "bf16_hd256_window_varlen": dict(
         dtype="bfloat16", head_dim=256, has_left_window=True, has_right_window=True, varlen=True
+    ),
+}
+
+
+BWD_CONFIGS = {
+    "bf16_hd128": dict(dtype="bfloat16", head_dim=128),
+    "fp16_hd64_causal_window_softcap_varlen": dict(
+        dtype="float16",
+        head_dim=64,
+        causal=True,
+        has_left_window=True,
+        has_softcap=True,
+        varlen=True,
     ),
 }
 
@@ -29,6 +42,16 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     res = compile_flash_fwd_sm90(keep_ptx=True, **FWD_CONFIGS[name])
     _check_hopper_ptx(res.ptx)
     assert "ld.local" not in res.ptx, "the forward spills to local memory"
+
+
+@pytest.mark.parametrize("name", list(BWD_CONFIGS))
+def test_flash_bwd_sm90_compiles_with_wgmma_tma_and_dq_atomics(name):
+    res = compile_flash_bwd_sm90(keep_ptx=True, **BWD_CONFIGS[name])
+    _check_hopper_ptx(res.ptx)
+    assert "ld.local" not in res.ptx
+    # S^T, dP^T, dV, dK and dQ: five GEMMs per query block; dQ leaves through fp32 reductions.
+    assert "red.relaxed.gpu.global.add.f32" in res.ptx
+    assert "fence.proxy.async.shared::cta" in res.ptx, "dS must be fenced before wgmma reads it"
 
 
 def test_gemm_sm90_compiles_with_wgmma_and_tma():

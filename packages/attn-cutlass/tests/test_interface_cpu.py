@@ -39,3 +39,70 @@ def test_custom_op_and_fake_impl_are_registered():
     q = torch.empty(2, 5, 4, 64, device="meta", dtype=torch.bfloat16)
     out, lse = op(q, q, q, None, None, 5, 0.125, False, -1, -1, 0.0)
     assert out.shape == q.shape and lse.shape == (2, 4, 5) and lse.dtype == torch.float32
+
+
+def test_requires_grad_tensors_export_to_cute():
+    # DLPack refuses tensors that require grad ("BufferError: Can't export tensors that require
+    # gradient"): the interface must hand the DSL a detached alias of the same memory.
+    from attn_cutlass.interface import _to_cute
+
+    t = torch.randn(2, 8, 2, 64, requires_grad=True)
+    view = _to_cute(t)
+    assert tuple(view.shape) == tuple(t.shape)
+
+
+def _naive_forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
+    from attn_reference.naive import attention_naive
+
+    out, lse = attention_naive(
+        q.float(), k.float(), v.float(), softmax_scale=scale, causal=causal, return_lse=True
+    )
+    return out.to(q.dtype), lse
+
+
+def test_autograd_wiring_on_requires_grad_inputs(monkeypatch):
+    """The interface path end to end on the CPU: the kernels are replaced by the reference (the launch is
+    all that is left out), the inputs require grad, and the gradients come back through _backward."""
+    from attn_cutlass import interface
+    from attn_reference.naive import attention_naive
+
+    calls = {}
+
+    def fake_backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, left, right, sc):
+        calls["args"] = (max_seqlen_k, scale, causal, left, right, sc)
+        with torch.enable_grad():  # autograd runs backward() with grad mode off
+            ins = [t.detach().float().requires_grad_() for t in (q, k, v)]
+            ref = attention_naive(*ins, softmax_scale=scale, causal=causal)
+            return tuple(g.to(q.dtype) for g in torch.autograd.grad(ref, ins, dout.float()))
+
+    monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
+    monkeypatch.setattr(interface, "_forward", _naive_forward)
+    monkeypatch.setattr(interface, "_backward", fake_backward)
+    q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.float32).requires_grad_() for _ in range(3))
+    q16, k16, v16 = (t.detach().to(torch.bfloat16).requires_grad_() for t in (q, k, v))
+    out = attn_cutlass.flash_attn_func(q16, k16, v16, causal=True)
+    assert out.requires_grad and out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert calls["args"] == (8, 0.125, True, -1, 0, 0.0)
+    ref = attention_naive(q, k, v, causal=True)
+    ref.sum().backward()
+    for got, want in ((q16.grad, q.grad), (k16.grad, k.grad), (v16.grad, v.grad)):
+        torch.testing.assert_close(got.float(), want, atol=5e-2, rtol=5e-2)
+
+
+def test_backward_head_dim_256_is_refused(monkeypatch):
+    from attn_cutlass import interface
+
+    monkeypatch.setattr(interface, "_arch_of", lambda device: "sm90")
+    q = torch.randn(1, 8, 2, 256, dtype=torch.bfloat16)
+    with pytest.raises(UnsupportedFeatureError, match="head dims"):
+        interface._backward(q, q, q, q, q, None, None, None, 8, 0.1, False, -1, -1, 0.0)
+
+
+def test_backward_needs_hopper(monkeypatch):
+    from attn_cutlass import interface
+
+    monkeypatch.setattr(interface, "_arch_of", lambda device: "sm80")
+    q = torch.randn(1, 8, 2, 64, dtype=torch.bfloat16)
+    with pytest.raises(UnsupportedFeatureError, match="sm90"):
+        interface._backward(q, q, q, q, q, None, None, None, 8, 0.1, False, -1, -1, 0.0)

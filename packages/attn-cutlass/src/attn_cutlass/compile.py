@@ -95,7 +95,7 @@ def compile_flash_fwd_sm90(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
 
     kernel = FlashAttentionForwardSm90(_cutlass_dtype(dtype), head_dim, **flags)
     args = fake_attention_args(dtype, head_dim, varlen=flags.get("varlen", False))
-    scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1)
+    scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1, 1)
     return compile_kernel(kernel, *args, *scalars, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)
 
 
@@ -116,4 +116,46 @@ def compile_gemm_sm90(dtype="bfloat16", *, keep_ptx=False, arch="sm_90a"):
     kernel = GemmSm90(dt)
     return compile_kernel(
         kernel, mat(), mat(), mat(), cutlass.Int32(1), make_fake_stream(), arch=arch, keep_ptx=keep_ptx
+    )
+
+
+def compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, *, keep_ptx=False, arch="sm_90a", **flags):
+    """Compile the sm90 backward against fake tensors (works without a GPU)."""
+    import cutlass
+    import cutlass.cute as cute
+    from cutlass.cute.runtime import make_fake_stream, make_fake_tensor
+
+    from .kernels.flash_bwd_sm90 import FlashAttentionBackwardSm90
+
+    varlen = flags.get("varlen", False)
+    kernel = FlashAttentionBackwardSm90(_cutlass_dtype(dtype), head_dim, **flags)
+    q, k, v, do, lse, cu_q, cu_k = fake_attention_args(dtype, head_dim, varlen=varlen)
+    _, _, _, _, d, _, _ = fake_attention_args(dtype, head_dim, varlen=varlen)
+    rank = 3 if varlen else 4
+    sym = cute.sym_int
+    dqacc = make_fake_tensor(
+        cutlass.Float32,
+        (*tuple(sym() for _ in range(rank - 1)), head_dim),
+        stride=(*tuple(sym() for _ in range(rank - 1)), 1),
+        assumed_align=16,
+    )
+    _, dk, dv, _, _, _, _ = fake_attention_args(dtype, head_dim, varlen=varlen)
+    scalars = (1.0, 0.0, 0.0, 1.0, 0, 0, 1, 1, 1, 1)
+    return compile_kernel(
+        kernel,
+        q,
+        k,
+        v,
+        do,
+        lse,
+        d,
+        dqacc,
+        dk,
+        dv,
+        cu_q,
+        cu_k,
+        *scalars,
+        make_fake_stream(),
+        arch=arch,
+        keep_ptx=keep_ptx,
     )

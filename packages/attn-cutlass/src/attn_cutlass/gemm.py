@@ -41,8 +41,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     c = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
     b_lead = 1 if bt.stride(1) == 1 else 0
     args = [
-        from_dlpack(a, assumed_align=16).mark_layout_dynamic(leading_dim=1),
-        from_dlpack(bt, assumed_align=16).mark_layout_dynamic(leading_dim=b_lead),
+        from_dlpack(a.detach(), assumed_align=16).mark_layout_dynamic(leading_dim=1),
+        from_dlpack(bt.detach(), assumed_align=16).mark_layout_dynamic(leading_dim=b_lead),
         from_dlpack(c, assumed_align=16).mark_layout_dynamic(leading_dim=1),
     ]
     index = a.device.index if a.device.index is not None else torch.cuda.current_device()

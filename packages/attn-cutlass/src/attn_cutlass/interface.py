@@ -6,7 +6,8 @@
   varlen): sequence lengths, strides, batch, heads, scale and window sizes are runtime arguments of the
   compiled function, so a new shape never recompiles.
 * The op is a ``torch.library.custom_op`` with a fake implementation (torch.compile traces through it);
-  autograd goes through a ``torch.autograd.Function`` whose backward is not implemented yet.
+  autograd goes through a ``torch.autograd.Function`` whose backward runs kernels/flash_bwd_sm90.py
+  (head dims 64 and 128; others raise UnsupportedFeatureError when the gradient is asked for).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from attn_reference.validation import (
 
 DTYPES = (torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 128, 256)
+BWD_HEAD_DIMS = (64, 128)  # the sm90 backward; others raise UnsupportedFeatureError in backward
+LOG2_E = math.log2(math.e)
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
@@ -59,9 +62,11 @@ def _arch_of(device: torch.device) -> str:
 
 
 def _to_cute(t: torch.Tensor, align: int = 16):
+    """A CuTe view of ``t``'s memory. DLPack refuses tensors that require grad: export the detached alias
+    (same storage; the kernels never take part in autograd, _FlashAttnFunc does that)."""
     from cutlass.cute.runtime import from_dlpack
 
-    return from_dlpack(t, assumed_align=align).mark_layout_dynamic(leading_dim=t.dim() - 1)
+    return from_dlpack(t.detach(), assumed_align=align).mark_layout_dynamic(leading_dim=t.dim() - 1)
 
 
 def _ensure_tma_strides(t: torch.Tensor) -> torch.Tensor:
@@ -69,6 +74,17 @@ def _ensure_tma_strides(t: torch.Tensor) -> torch.Tensor:
     if t.data_ptr() % 16 or any(s % 8 for s in t.stride()[:-1]):
         return t.contiguous()
     return t
+
+
+# The causal schedule walks (head, batch) pairs in sections whose K/V fit this much L2 (H100/H200: 50 MB,
+# in two partitions; keep to half).
+_L2_SECTION_BYTES = 24 << 20
+
+
+def _hb_chunk(seqlen_k: int, head_dim: int, qhead_per_kvhead: int) -> int:
+    """(head, batch) pairs per section of the causal schedule (see FlashAttentionForwardSm90._tile_coords)."""
+    kv_bytes = max(1, seqlen_k) * head_dim * 2 * 2  # K and V, 16-bit
+    return max(1, _L2_SECTION_BYTES // kv_bytes) * qhead_per_kvhead
 
 
 def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
@@ -120,16 +136,18 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
         _to_cute(cu_q if varlen else dummy, 4),
         _to_cute(cu_k if varlen else dummy, 4),
     ]
+    qhead_per_kvhead = q.shape[-2] // k.shape[-2]
     scalars = (
         scale_log2,
         softcap_pre,
         softcap_val,
         max(left, 0),
         max(right, 0),
-        q.shape[-2] // k.shape[-2],
+        qhead_per_kvhead,
         num_m_blocks,
         num_tiles,
         num_ctas,
+        _hb_chunk(k.shape[-3] if not varlen else max_seqlen_q, head_dim, qhead_per_kvhead),
     )
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
     fn = _cache.get(key)
@@ -206,19 +224,131 @@ def _(
     return out, lse
 
 
+def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, left, right, softcap):
+    """dq, dk, dv by the sm90 backward kernel (see kernels/flash_bwd_sm90.py)."""
+    import cuda.bindings.driver as cuda
+
+    from .kernels.flash_bwd_sm90 import BWD_HEAD_DIMS
+
+    varlen = cu_q is not None
+    arch = _arch_of(q.device)
+    head_dim = q.shape[-1]
+    if arch != "sm90":
+        raise UnsupportedFeatureError("attn-cutlass: the backward exists for sm90 (Hopper) only")
+    if head_dim not in BWD_HEAD_DIMS:
+        raise UnsupportedFeatureError(
+            f"attn-cutlass: the sm90 backward supports head dims {BWD_HEAD_DIMS}, got {head_dim}"
+        )
+    hq, hk = q.shape[-2], k.shape[-2]
+    group = hq // hk
+    if q.numel() == 0 or k.shape[-3] == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    dout = dout.contiguous()  # autograd may hand a stride-0 expanded gradient (TMA needs real strides)
+    q, k, v = (_ensure_tma_strides(t) for t in (q, k, v))
+    tile_m = 64
+    lse_log2 = lse * LOG2_E  # +inf rows (no key seen) stay +inf: P = exp2(-inf) = 0
+    delta = (dout.float() * out.float()).sum(-1)  # D = rowsum(dO * O): (b, s, h) or (total, h)
+    dev = q.device
+    if varlen:
+        total_q = q.shape[0]
+        pad = total_q + tile_m  # the last query block may overhang; padded rows only ever get 0
+        lse_buf = torch.full((hq, pad), float("inf"), dtype=torch.float32, device=dev)
+        lse_buf[:, :total_q] = lse_log2
+        d_buf = torch.zeros((hq, pad), dtype=torch.float32, device=dev)
+        d_buf[:, :total_q] = delta.t()
+        dq_acc = torch.zeros((pad, hq, head_dim), dtype=torch.float32, device=dev)
+        batch = cu_q.numel() - 1
+        seqlen_k_grid = max_seqlen_k
+    else:
+        batch, seqlen_q = q.shape[0], q.shape[1]
+        pad = -(-seqlen_q // tile_m) * tile_m
+        lse_buf = torch.full((batch, hq, pad), float("inf"), dtype=torch.float32, device=dev)
+        lse_buf[..., :seqlen_q] = lse_log2
+        d_buf = torch.zeros((batch, hq, pad), dtype=torch.float32, device=dev)
+        d_buf[..., :seqlen_q] = delta.transpose(1, 2)
+        dq_acc = torch.zeros((batch, pad, hq, head_dim), dtype=torch.float32, device=dev)
+        seqlen_k_grid = k.shape[1]
+    dk_full = torch.zeros((*k.shape[:-2], hq, head_dim), dtype=q.dtype, device=dev)
+    dv_full = torch.zeros_like(dk_full)
+
+    from cutlass import BFloat16, Float16
+
+    from .kernels.flash_bwd_sm90 import FlashAttentionBackwardSm90
+    from .kernels.flash_fwd_sm90 import softmax_scale_args
+
+    dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    dummy = _dummy_cu_seqlens(index)
+    scale_log2, softcap_pre, softcap_val = softmax_scale_args(scale, softcap)
+    tensors = [
+        _to_cute(q),
+        _to_cute(k),
+        _to_cute(v),
+        _to_cute(dout),
+        _to_cute(lse_buf, 4),
+        _to_cute(d_buf, 4),
+        _to_cute(dq_acc),
+        _to_cute(dk_full),
+        _to_cute(dv_full),
+        _to_cute(cu_q if varlen else dummy, 4),
+        _to_cute(cu_k if varlen else dummy, 4),
+    ]
+    num_n_blocks = max(1, -(-seqlen_k_grid // 128))
+    scalars = (
+        scale_log2,
+        softcap_pre,
+        softcap_val,
+        scale,
+        max(left, 0),
+        max(right, 0),
+        group,
+        num_n_blocks,
+        hq,
+        batch,
+    )
+    stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
+    key = ("bwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
+    fn = _cache.get(key)
+    if fn is None:
+        import cutlass.cute as cute
+
+        with _cache_lock:
+            fn = _cache.get(key)
+            if fn is None:
+                kernel = FlashAttentionBackwardSm90(
+                    dt,
+                    head_dim,
+                    causal=causal,
+                    has_left_window=left >= 0,
+                    has_right_window=right >= 0,
+                    has_softcap=softcap > 0,
+                    varlen=varlen,
+                )
+                fn = cute.compile(kernel, *tensors, *scalars, stream)
+                _cache[key] = fn
+    fn(*tensors, *scalars, stream)
+    total = q.shape[0] if varlen else None
+    dq = (dq_acc[:total] if varlen else dq_acc[:, : q.shape[1]]) * scale
+    if group > 1:  # GQA/MQA: each KV head's gradient is the sum over its query heads
+        dk_full = dk_full.float().unflatten(-2, (hk, group)).sum(-2)
+        dv_full = dv_full.float().unflatten(-2, (hk, group)).sum(-2)
+    return dq.to(q.dtype), dk_full.to(k.dtype), dv_full.to(v.dtype)
+
+
 class _FlashAttnFunc(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
+    def forward(ctx, q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, scale, causal, left, right, softcap):
         out, lse = _flash_fwd_op(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap)
         ctx.mark_non_differentiable(lse)
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k)
+        ctx.args = (max_seqlen_k, scale, causal, left, right, softcap)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, dlse):
-        raise UnsupportedFeatureError(
-            "attn-cutlass: the backward kernel (flash_bwd_sm90) is not implemented yet; "
-            "use attn_reference or another backend for gradients"
-        )
+        q, k, v, out, lse, cu_q, cu_k = ctx.saved_tensors
+        dq, dk, dv = _backward(dout, q, k, v, out, lse, cu_q, cu_k, *ctx.args)
+        return dq, dk, dv, None, None, None, None, None, None, None, None, None
 
 
 def _check_cuda(q, fn):
@@ -249,7 +379,7 @@ def flash_attn_func(
     # A right window of 0 is causal; keep the flag so the kernel's schedule knows.
     is_causal = causal or (right == 0 and left < 0)
     out, lse = _FlashAttnFunc.apply(
-        q, k, v, None, None, shape.seqlen_q, scale, is_causal, left, right, softcap
+        q, k, v, None, None, shape.seqlen_q, shape.seqlen_k, scale, is_causal, left, right, softcap
     )
     return (out, lse) if return_lse else out
 
@@ -288,6 +418,17 @@ def flash_attn_varlen_func(
     _check_cuda(q, "flash_attn_varlen_func")
     is_causal = causal or (right == 0 and left < 0)
     out, lse = _FlashAttnFunc.apply(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), scale, is_causal, left, right, softcap
+        q,
+        k,
+        v,
+        cu_seqlens_q,
+        cu_seqlens_k,
+        int(max_seqlen_q),
+        int(max_seqlen_k),
+        scale,
+        is_causal,
+        left,
+        right,
+        softcap,
     )
     return (out, lse) if return_lse else out

@@ -118,6 +118,7 @@ class FlashAttentionForwardSm90:
         num_m_blocks: Int32,
         num_tiles: Int32,
         num_ctas: Int32,
+        hb_chunk: Int32,  # causal schedule: (head, batch) pairs per L2 section (see _tile_coords)
         stream: cuda.CUstream,
     ):
         if const_expr(self.varlen):
@@ -199,16 +200,33 @@ class FlashAttentionForwardSm90:
             qhead_per_kvhead,
             num_m_blocks,
             num_tiles,
+            hb_chunk,
         ).launch(grid=(num_ctas, 1, 1), block=(self.threads, 1, 1), stream=stream, min_blocks_per_mp=1)
 
     # -------------------------------------------------------------------------------------- device
     @cute.jit
-    def _tile_coords(self, tile: Int32, num_m_blocks: Int32, num_heads: Int32):
-        m_idx = tile % num_m_blocks
+    def _tile_coords(
+        self, tile: Int32, num_m_blocks: Int32, num_heads: Int32, num_tiles: Int32, hb_chunk: Int32
+    ):
+        """(m_block, head, batch) of a linear tile index.
+
+        Non-causal: every tile costs the same; m_block fastest, so the CTAs running together share one
+        head's K/V in L2. Causal: a tile's cost grows with m_block, and the static round-robin (CTA i takes
+        tiles i, i + #CTAs, ...) is only balanced if the tiles come longest first *across* heads (LPT);
+        ordering m_block fastest gave CTA 0 three times the work of CTA 64 (0.41x of FA4). So the
+        (head, batch) pairs are cut into sections of ``hb_chunk`` (sized on the host so that a section's
+        K/V fits in L2) and each section is walked m_block-major, longest first, heads fastest.
+        """
+        m_block = tile % num_m_blocks
         rest = tile // num_m_blocks
-        m_block = m_idx
         if const_expr(self.causal):
-            m_block = num_m_blocks - 1 - m_idx  # the longest causal rows first
+            n_hb = num_tiles // num_m_blocks
+            chunk_tiles = hb_chunk * num_m_blocks
+            chunk = tile // chunk_tiles
+            local = tile - chunk * chunk_tiles
+            in_chunk = cutlass.min(hb_chunk, n_hb - chunk * hb_chunk)
+            m_block = num_m_blocks - 1 - local // in_chunk
+            rest = chunk * hb_chunk + local % in_chunk
         return m_block, rest % num_heads, rest // num_heads
 
     @cute.jit
@@ -256,6 +274,107 @@ class FlashAttentionForwardSm90:
         return need
 
     @cute.jit
+    def _mask_bounds(self, m_block: Int32, seqlen_q: Int32, seqlen_k: Int32, wl: Int32, wr: Int32):
+        """(n_rm, n_l): key blocks n >= n_rm cross the right bound or the seqlen_k edge, n < n_l the left.
+
+        Block n needs the right mask iff its last column n * tile_n + tile_n - 1 exceeds
+        row_lo + shift + wr (the first row's last visible key): n >= (row_lo + shift + wr + 1) // tile_n.
+        It needs the left mask iff its first column is below the last row's first visible key:
+        n < ceil((row_hi + shift - wl) / tile_n).
+        """
+        shift = seqlen_k - seqlen_q
+        n_rm = seqlen_k // self.tile_n
+        if const_expr(self.has_right):
+            x = cutlass.max(m_block * self.tile_m + shift + wr + 1, 0)
+            n_rm = cutlass.min(n_rm, x // self.tile_n)
+        n_l = Int32(0)
+        if const_expr(self.has_left):
+            y = cutlass.max(m_block * self.tile_m + self.tile_m - 1 + shift - wl, 0)
+            n_l = (y + self.tile_n - 1) // self.tile_n
+        return n_rm, n_l
+
+    def _mainloop_step(
+        self,
+        n_block,
+        masked,
+        st_k,
+        st_v,
+        pipe_k,
+        pipe_v,
+        tiled_mma_qk,
+        tiled_mma_pv,
+        tSrQ,
+        tSrK,
+        tOrV,
+        tOrP,
+        rP,
+        acc_S,
+        acc_O,
+        s_rc,
+        c_rc,
+        o_rc,
+        row_max,
+        row_sum,
+        corr,
+        my_turn,
+        their_turn,
+        m_block,
+        seqlen_q,
+        seqlen_k,
+        window_left,
+        window_right,
+        scale_log2,
+        softcap_pre,
+        softcap,
+    ):
+        """One key block: ``S_j = Q K_j^T`` and ``O = corr * O + P_{j-1} V_{j-1}``, softmax of S_j.
+
+        Plain Python (inlined while tracing; ``masked`` is a Python bool), returns the advanced states.
+        Order inside the warpgroup (FA3's intra-warpgroup overlap): issue S_j; rescale O by the previous
+        softmax's correction while S_j runs (O is not an operand of S_j); issue P_{j-1} V_{j-1}; hand the
+        tensor cores to the other warpgroup; wait only for S_j (wgmma groups retire in order) and run its
+        softmax while P V is still in flight.
+        """
+        nthr = 128 * self.num_consumer_wgs
+        pipe_k.consumer_wait(st_k)
+        pipe_v.consumer_wait(st_v)
+        cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+        warpgroup.fence()
+        self._gemm(tiled_mma_qk, acc_S, tSrQ[None, None, None, 0], tSrK[None, None, None, st_k.index], True)
+        warpgroup.commit_group()
+        rescale_rows(o_rc, corr)
+        warpgroup.fence()  # O's registers changed: order them before the wgmma that accumulates into O
+        self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
+        warpgroup.commit_group()
+        cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+        warpgroup.wait_group(1)
+        pipe_k.consumer_release(st_k)
+        st_k.advance()
+        self._softmax(
+            acc_S,
+            s_rc,
+            c_rc,
+            row_max,
+            row_sum,
+            corr,
+            m_block,
+            n_block,
+            seqlen_q,
+            seqlen_k,
+            window_left,
+            window_right,
+            scale_log2,
+            softcap_pre,
+            softcap,
+            masked,
+        )
+        warpgroup.wait_group(0)
+        pipe_v.consumer_release(st_v)
+        st_v.advance()
+        rP.store(acc_S.load().to(self.dtype))
+        return st_k, st_v
+
+    @cute.jit
     def _gemm(
         self, tiled_mma: cute.TiledMma, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, zero_init: bool
     ):
@@ -295,6 +414,7 @@ class FlashAttentionForwardSm90:
         qhead_per_kvhead: Int32,
         num_m_blocks: Int32,
         num_tiles: Int32,
+        hb_chunk: Int32,
     ):
         tidx, _, _ = cute.arch.thread_idx()
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
@@ -332,6 +452,7 @@ class FlashAttentionForwardSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)
 
         if wg_idx == 0:
+            # --8<-- [start:producer]
             # ------------------------------------------------------------------ producer warpgroup
             cute.arch.setmaxregister_decrease(24)
             if warp_idx == 0:
@@ -343,7 +464,9 @@ class FlashAttentionForwardSm90:
                 st_v = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.kv_stages)
                 tile = cute.arch.block_idx()[0]
                 while tile < num_tiles:
-                    m_block, head, batch = self._tile_coords(tile, num_m_blocks, num_heads)
+                    m_block, head, batch = self._tile_coords(
+                        tile, num_m_blocks, num_heads, num_tiles, hb_chunk
+                    )
                     off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mO, tma_k, mCuQ, mCuK)
                     n_min, n_max = self._n_block_range(m_block, seqlen_q, seqlen_k, window_left, window_right)
                     head_kv = head // qhead_per_kvhead
@@ -405,6 +528,7 @@ class FlashAttentionForwardSm90:
                             )
                             st_v.advance()
                     tile += cute.arch.grid_dim()[0]
+            # --8<-- [end:producer]
         else:
             # ----------------------------------------------------------------- consumer warpgroups
             cute.arch.setmaxregister_increase(240)
@@ -443,7 +567,7 @@ class FlashAttentionForwardSm90:
             st_v = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.kv_stages)
             tile = cute.arch.block_idx()[0]
             while tile < num_tiles:
-                m_block, head, batch = self._tile_coords(tile, num_m_blocks, num_heads)
+                m_block, head, batch = self._tile_coords(tile, num_m_blocks, num_heads, num_tiles, hb_chunk)
                 off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mO, tma_k, mCuQ, mCuK)
                 n_min, n_max = self._n_block_range(m_block, seqlen_q, seqlen_k, window_left, window_right)
                 if m_block * tile_m < seqlen_q:
@@ -485,56 +609,57 @@ class FlashAttentionForwardSm90:
                             scale_log2,
                             softcap_pre,
                             softcap,
+                            None,
                         )
                         rP.store(acc_S.load().to(self.dtype))
-                        for i in cutlass.range(1, n_max - n_min, unroll=1):
-                            n_block = n_max - 1 - i
-                            pipe_k.consumer_wait(st_k)
-                            pipe_v.consumer_wait(st_v)
-                            cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
-                            warpgroup.fence()
-                            # S_j first, then O += P_{j-1} V_{j-1}: wgmma groups retire in order, so
-                            # wait_group(1) below returns as soon as S_j is ready.
-                            self._gemm(
-                                tiled_mma_qk,
-                                acc_S,
-                                tSrQ[None, None, None, 0],
-                                tSrK[None, None, None, st_k.index],
-                                True,
-                            )
-                            warpgroup.commit_group()
-                            self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
-                            warpgroup.commit_group()
-                            cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
-                            warpgroup.wait_group(1)
-                            pipe_k.consumer_release(st_k)
-                            st_k.advance()
-                            # Softmax of S_j overlaps the P V GEMM of the previous block.
-                            self._softmax(
-                                acc_S,
-                                s_rc,
-                                c_rc,
-                                row_max,
-                                row_sum,
-                                corr,
-                                m_block,
-                                n_block,
-                                seqlen_q,
-                                seqlen_k,
-                                window_left,
-                                window_right,
-                                scale_log2,
-                                softcap_pre,
-                                softcap,
-                            )
-                            warpgroup.wait_group(0)
-                            pipe_v.consumer_release(st_v)
-                            st_v.advance()
-                            rescale_rows(o_rc, corr)
-                            rP.store(acc_S.load().to(self.dtype))
-                        # Epilogue: the last P V.
+                        # --8<-- [start:consumer-mainloop]
+                        # The remaining key blocks [n_min, n_max - 1), right to left, in three phases so
+                        # that only blocks crossing a boundary carry the mask code: [b1, hi) cross the
+                        # right bound (causal diagonal, right window, seqlen_k edge), [b2, b1) need no
+                        # mask, [n_min, b2) cross the left window bound.
+                        n_rm, n_l = self._mask_bounds(m_block, seqlen_q, seqlen_k, window_left, window_right)
+                        hi = n_max - 1
+                        b1 = cutlass.max(cutlass.min(n_rm, hi), n_min)
+                        b2 = cutlass.max(cutlass.min(n_l, b1), n_min)
+                        step_args = (
+                            pipe_k,
+                            pipe_v,
+                            tiled_mma_qk,
+                            tiled_mma_pv,
+                            tSrQ,
+                            tSrK,
+                            tOrV,
+                            tOrP,
+                            rP,
+                            acc_S,
+                            acc_O,
+                            s_rc,
+                            c_rc,
+                            o_rc,
+                            row_max,
+                            row_sum,
+                            corr,
+                            my_turn,
+                            their_turn,
+                            m_block,
+                            seqlen_q,
+                            seqlen_k,
+                            window_left,
+                            window_right,
+                            scale_log2,
+                            softcap_pre,
+                            softcap,
+                        )
+                        for i in cutlass.range(hi - b1, unroll=1):
+                            st_k, st_v = self._mainloop_step(hi - 1 - i, True, st_k, st_v, *step_args)
+                        for i in cutlass.range(b1 - b2, unroll=1):
+                            st_k, st_v = self._mainloop_step(b1 - 1 - i, False, st_k, st_v, *step_args)
+                        for i in cutlass.range(b2 - n_min, unroll=1):
+                            st_k, st_v = self._mainloop_step(b2 - 1 - i, True, st_k, st_v, *step_args)
+                        # Epilogue: the last P V (O first rescaled by the last softmax's correction).
                         pipe_v.consumer_wait(st_v)
                         cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+                        rescale_rows(o_rc, corr)
                         warpgroup.fence()
                         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
                         warpgroup.commit_group()
@@ -571,23 +696,41 @@ class FlashAttentionForwardSm90:
         scale_log2: Float32,
         softcap_pre: Float32,
         softcap: Float32,
+        masked: cutlass.Constexpr,  # True / False: known while tracing; None: decide at run time
     ):
         if const_expr(self.has_softcap):
             apply_softcap(acc_S, softcap_pre, softcap)
-        if self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, window_left, window_right) != 0:
-            apply_mask(
-                s_rc,
-                c_rc,
-                m_block * self.tile_m,
-                n_block * self.tile_n,
-                seqlen_q,
-                seqlen_k,
-                window_left,
-                window_right,
-                self.has_left,
-                self.has_right,
-            )
+        if const_expr(masked is None):
+            if self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, window_left, window_right) != 0:
+                self._mask(s_rc, c_rc, m_block, n_block, seqlen_q, seqlen_k, window_left, window_right)
+        elif const_expr(masked):
+            self._mask(s_rc, c_rc, m_block, n_block, seqlen_q, seqlen_k, window_left, window_right)
         online_softmax_step(s_rc, row_max, row_sum, corr, scale_log2)
+
+    @cute.jit
+    def _mask(
+        self,
+        s_rc: cute.Tensor,
+        c_rc: cute.Tensor,
+        m_block: Int32,
+        n_block: Int32,
+        seqlen_q: Int32,
+        seqlen_k: Int32,
+        window_left: Int32,
+        window_right: Int32,
+    ):
+        apply_mask(
+            s_rc,
+            c_rc,
+            m_block * self.tile_m,
+            n_block * self.tile_n,
+            seqlen_q,
+            seqlen_k,
+            window_left,
+            window_right,
+            self.has_left,
+            self.has_right,
+        )
 
     @cute.jit
     def _store(

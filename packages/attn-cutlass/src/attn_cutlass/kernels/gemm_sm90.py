@@ -173,6 +173,7 @@ class GemmSm90:
                 tile_m, tile_n = self._tile_mn(tile, m_tiles, n_tiles)
                 atom = cute.make_mma_atom(tiled_mma.op)
                 atom.set(warpgroup.Field.ACCUMULATE, False)
+                # --8<-- [start:gemm-consumer]
                 for kt in cutlass.range(k_tiles, unroll=1):
                     pipe.consumer_wait(read)
                     warpgroup.fence()
@@ -191,6 +192,7 @@ class GemmSm90:
                 warpgroup.wait_group(0)
                 pipe.consumer_release(release)
                 release.advance()
+                # --8<-- [end:gemm-consumer]
                 # Epilogue: registers -> global, predicated on the edge of C.
                 gC = cute.local_tile(mC, (tm, tn), (tile_m, tile_n))
                 tCgC = thr_mma.partition_C(gC)

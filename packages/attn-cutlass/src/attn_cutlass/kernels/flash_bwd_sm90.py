@@ -1,0 +1,596 @@
+"""FlashAttention-2 backward for Hopper (sm_90a): dK, dV per key block with wgmma; dQ by fp32 atomics.
+
+One CTA owns ``tile_n = 128`` keys of one (batch, query head) and walks the query blocks of
+``tile_m = 64`` rows that can see them. 384 threads: warpgroup 0 produces (one warp issues the TMA
+loads: K and V once, then Q and dO per query block into a 2-stage ring), warpgroups 1 and 2 consume,
+each owning 64 of the 128 keys. Per query block, everything is computed *transposed* (keys are the
+MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are already the A operands
+(from registers) of the dV and dK GEMMs:
+
+* ``S^T = K Q^T`` and ``dP^T = V dO^T`` (wgmma, both operands in shared memory);
+* ``P^T = exp2(S^T * scale_log2 - LSE_log2)`` with the forward's LSE (masked entries 0), and
+  ``dS^T = P^T * (dP^T - D)`` with ``D = rowsum(dO * O)`` (softcap: times ``1 - tanh^2``);
+* ``dV += P^T dO`` and ``dK += dS^T Q`` (A from registers, B = dO / Q read MN-major through a
+  transposed view of the same shared memory);
+* ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
+  through a transposed view; the two warpgroups split the head dim) and ``red.global.add.f32`` into an
+  fp32 dQ accumulator that the host scales and converts afterwards.
+
+dK is scaled by the softmax scale at the end (the host scales dQ). K/V rows are indexed by the KV head
+(GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
+seqlen edges (varlen: neighbouring sequences), flash-attn's bottom-right convention, applied only to the
+(query block, key block) pairs that cross a boundary. Head dims 64 and 128.
+"""
+
+from __future__ import annotations
+
+import cuda.bindings.driver as cuda
+import cutlass
+import cutlass.cute as cute
+import cutlass.pipeline as pipeline
+import cutlass.utils.hopper_helpers as sm90_utils
+from cutlass import Float32, Int32, const_expr
+from cutlass.cute.nvgpu import cpasync, warpgroup
+from cutlass.memory import SmemAllocator
+from cutlass.tensor_utils import LayoutEnum
+
+from .softmax import acc_as_operand_a_layout, rowcol_layout
+
+_DQ_BARRIER = 1  # named barrier of the 256 consumer threads around the shared dS tile
+
+BWD_HEAD_DIMS = (64, 128)
+
+
+def _permute(t: cute.Tensor, order) -> cute.Tensor:
+    return cute.make_tensor(
+        t.iterator,
+        cute.make_layout(tuple(t.shape[i] for i in order), stride=tuple(t.stride[i] for i in order)),
+    )
+
+
+def _transposed(mem, layout: cute.ComposedLayout, swizzle=None):
+    """The same shared memory read with modes 0 and 1 swapped (a K-major operand seen as MN-major)."""
+    outer = layout.outer
+    modes = [1, 0, *range(2, cute.rank(outer))]
+    return mem.get_tensor(cute.select(outer, mode=modes), swizzle=layout.inner)
+
+
+class FlashAttentionBackwardSm90:
+    arch = "sm_90a"
+    num_consumer_wgs = 2
+    threads = 128 * (1 + num_consumer_wgs)
+
+    def __init__(
+        self,
+        dtype,
+        head_dim: int,
+        *,
+        causal: bool = False,
+        has_left_window: bool = False,
+        has_right_window: bool = False,
+        has_softcap: bool = False,
+        varlen: bool = False,
+    ):
+        if head_dim not in BWD_HEAD_DIMS:
+            raise ValueError(f"the sm90 backward supports head dims {BWD_HEAD_DIMS}, got {head_dim}")
+        self.dtype = dtype
+        self.head_dim = head_dim
+        self.tile_m = 64  # query rows per step (the N of S^T)
+        self.tile_n = 128  # keys per CTA (the M of S^T: 64 per consumer warpgroup)
+        self.stages = 2
+        self.has_right = causal or has_right_window
+        self.has_left = has_left_window
+        self.has_softcap = has_softcap
+        self.varlen = varlen
+
+    # ---------------------------------------------------------------------------------------- host
+    @cute.jit
+    def __call__(
+        self,
+        mQ: cute.Tensor,  # (b, s_q, h, d) or varlen (total_q, h, d)
+        mK: cute.Tensor,  # (b, s_k, h_k, d) or (total_k, h_k, d)
+        mV: cute.Tensor,
+        mdO: cute.Tensor,  # like mQ
+        mLSE: cute.Tensor,  # (b, h, s_q_pad) fp32, LSE * log2(e), +inf past the end; varlen (h, total_pad)
+        mD: cute.Tensor,  # like mLSE: rowsum(dO * O), 0 past the end
+        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros; varlen (total_pad, h, d)
+        mdK: cute.Tensor,  # (b, s_k, h, d) per query head; varlen (total_k, h, d)
+        mdV: cute.Tensor,
+        mCuSeqlensQ: cute.Tensor,
+        mCuSeqlensK: cute.Tensor,
+        scale_log2: Float32,  # softmax scale * log2(e), or log2(e) with softcap
+        softcap_pre: Float32,  # softmax scale / softcap
+        softcap: Float32,
+        softmax_scale: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        qhead_per_kvhead: Int32,
+        num_n_blocks: Int32,
+        num_heads: Int32,
+        num_batch: Int32,
+        stream: cuda.CUstream,
+    ):
+        if const_expr(self.varlen):
+            q, k, v, do = (_permute(t, (0, 2, 1)) for t in (mQ, mK, mV, mdO))  # (total, d, h)
+            dqacc, dk, dv = (_permute(t, (0, 2, 1)) for t in (mdQacc, mdK, mdV))
+            lse, dd = (_permute(t, (1, 0)) for t in (mLSE, mD))  # (total, h)
+        else:
+            q, k, v, do = (_permute(t, (1, 3, 2, 0)) for t in (mQ, mK, mV, mdO))  # (s, d, h, b)
+            dqacc, dk, dv = (_permute(t, (1, 3, 2, 0)) for t in (mdQacc, mdK, mdV))
+            lse, dd = (_permute(t, (2, 1, 0)) for t in (mLSE, mD))  # (s, h, b)
+
+        tm, tn, hd = self.tile_m, self.tile_n, self.head_dim
+        K_MAJOR, MN_MAJOR = warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN
+        # S^T and dP^T: (keys, queries), K = head dim; the two warpgroups stacked along the keys.
+        mma_sdp = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, K_MAJOR, K_MAJOR, Float32, (2, 1, 1), (64, tm)
+        )
+        # dV, dK: (keys, head dim), K = queries; A (P^T, dS^T) from registers, B (dO, Q) MN-major.
+        mma_dkv = sm90_utils.make_trivial_tiled_mma(
+            self.dtype,
+            self.dtype,
+            K_MAJOR,
+            MN_MAJOR,
+            Float32,
+            (2, 1, 1),
+            (64, hd),
+            warpgroup.OperandSource.RMEM,
+        )
+        # dQ: (queries, head dim), K = keys; A = dS from shared memory (queries contiguous), B = K^T.
+        # The warpgroups split the head dim.
+        mma_dq = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, MN_MAJOR, MN_MAJOR, Float32, (1, 2, 1), (64, hd // 2)
+        )
+        # K, V: A operands (keys, d) K-major. Q, dO: B operands (queries, d) K-major, staged.
+        sK_layout = sm90_utils.make_smem_layout_a(LayoutEnum.ROW_MAJOR, (tn, tm, hd), self.dtype, 1)
+        sQ_layout = sm90_utils.make_smem_layout_b(LayoutEnum.ROW_MAJOR, (tn, tm, hd), self.dtype, self.stages)
+        # dS: the A operand (queries, keys) of dQ, queries contiguous.
+        sdS_layout = sm90_utils.make_smem_layout_a(LayoutEnum.COL_MAJOR, (tm, hd, tn), self.dtype, 1)
+
+        g2s = cpasync.CopyBulkTensorTileG2SOp()
+        kv_smem = cute.slice_(sK_layout, (None, None, 0))
+        q_smem = cute.slice_(sQ_layout, (None, None, 0))
+        tma_atom_k, tma_k = cpasync.make_tiled_tma_atom(g2s, k, kv_smem, (tn, hd))
+        tma_atom_v, tma_v = cpasync.make_tiled_tma_atom(g2s, v, kv_smem, (tn, hd))
+        tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(g2s, q, q_smem, (tm, hd))
+        tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
+
+        @cute.struct
+        class SharedStorage:
+            mbar_kv: cute.struct.MemRange[cutlass.Int64, 2]
+            mbar_q: cute.struct.MemRange[cutlass.Int64, 2 * self.stages]
+            sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
+            sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
+            sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
+
+        self.shared_storage = SharedStorage
+        self.kernel(
+            tma_atom_q,
+            tma_q,
+            tma_atom_k,
+            tma_k,
+            tma_atom_v,
+            tma_v,
+            tma_atom_do,
+            tma_do,
+            lse,
+            dd,
+            dqacc,
+            dk,
+            dv,
+            mCuSeqlensQ,
+            mCuSeqlensK,
+            mma_sdp,
+            mma_dkv,
+            mma_dq,
+            sK_layout,
+            sQ_layout,
+            sdS_layout,
+            scale_log2,
+            softcap_pre,
+            softcap,
+            softmax_scale,
+            window_left,
+            window_right,
+            qhead_per_kvhead,
+        ).launch(
+            grid=(num_n_blocks, num_heads, num_batch),
+            block=(self.threads, 1, 1),
+            stream=stream,
+            min_blocks_per_mp=1,
+        )
+
+    # -------------------------------------------------------------------------------------- device
+    @cute.jit
+    def _seqlens(
+        self, batch: Int32, dqacc: cute.Tensor, dk: cute.Tensor, mCuQ: cute.Tensor, mCuK: cute.Tensor
+    ):
+        if const_expr(self.varlen):
+            off_q, off_k = mCuQ[batch], mCuK[batch]
+            return off_q, mCuQ[batch + 1] - off_q, off_k, mCuK[batch + 1] - off_k
+        # Not varlen: dK's extent is seqlen_k; seqlen_q comes from Q (the host passes it via the TMA tensor).
+        return Int32(0), Int32(0), Int32(0), Int32(dk.shape[0])
+
+    @cute.jit
+    def _m_block_range(self, n_block: Int32, seqlen_q: Int32, seqlen_k: Int32, wl: Int32, wr: Int32):
+        """Query blocks [m_min, m_max) with some row that sees some key of this key block.
+
+        Query i sees key j iff i + shift - wl <= j <= i + shift + wr (shift = seqlen_k - seqlen_q):
+        the block's keys [k_lo, k_hi] are seen by rows k_lo - shift - wr ... k_hi - shift + wl.
+        """
+        shift = seqlen_k - seqlen_q
+        m_max = (seqlen_q + self.tile_m - 1) // self.tile_m
+        m_min = Int32(0)
+        if const_expr(self.has_right):
+            first_row = n_block * self.tile_n - shift - wr
+            m_min = cutlass.max(first_row, 0) // self.tile_m
+        if const_expr(self.has_left):
+            k_hi = cutlass.min(n_block * self.tile_n + self.tile_n, seqlen_k) - 1
+            rows_end = cutlass.max(k_hi - shift + wl + 1, 0)
+            m_max = cutlass.min(m_max, (rows_end + self.tile_m - 1) // self.tile_m)
+        return m_min, m_max
+
+    @cute.jit
+    def _needs_mask(
+        self, m_block: Int32, n_block: Int32, seqlen_q: Int32, seqlen_k: Int32, wl: Int32, wr: Int32
+    ):
+        need = Int32(0)
+        shift = seqlen_k - seqlen_q
+        if (n_block + 1) * self.tile_n > seqlen_k or (m_block + 1) * self.tile_m > seqlen_q:
+            need = Int32(1)
+        if const_expr(self.has_right):  # noqa: SIM102
+            if (n_block + 1) * self.tile_n - 1 > m_block * self.tile_m + shift + wr:
+                need = Int32(1)
+        if const_expr(self.has_left):  # noqa: SIM102
+            if n_block * self.tile_n < (m_block + 1) * self.tile_m - 1 + shift - wl:
+                need = Int32(1)
+        return need
+
+    @cute.jit
+    def _gemm(
+        self, tiled_mma: cute.TiledMma, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, zero_init: bool
+    ):
+        atom = cute.make_mma_atom(tiled_mma.op)
+        atom.set(warpgroup.Field.ACCUMULATE, not zero_init)
+        for kb in cutlass.range_constexpr(cute.size(tA, mode=[2])):
+            cute.gemm(atom, acc, tA[None, None, kb], tB[None, None, kb], acc)
+            atom.set(warpgroup.Field.ACCUMULATE, True)
+
+    @cute.kernel
+    def kernel(
+        self,
+        tma_atom_q: cute.CopyAtom,
+        tma_q: cute.Tensor,
+        tma_atom_k: cute.CopyAtom,
+        tma_k: cute.Tensor,
+        tma_atom_v: cute.CopyAtom,
+        tma_v: cute.Tensor,
+        tma_atom_do: cute.CopyAtom,
+        tma_do: cute.Tensor,
+        mLSE: cute.Tensor,
+        mD: cute.Tensor,
+        mdQacc: cute.Tensor,
+        mdK: cute.Tensor,
+        mdV: cute.Tensor,
+        mCuQ: cute.Tensor,
+        mCuK: cute.Tensor,
+        mma_sdp: cute.TiledMma,
+        mma_dkv: cute.TiledMma,
+        mma_dq: cute.TiledMma,
+        sK_layout: cute.ComposedLayout,
+        sQ_layout: cute.ComposedLayout,
+        sdS_layout: cute.ComposedLayout,
+        scale_log2: Float32,
+        softcap_pre: Float32,
+        softcap: Float32,
+        softmax_scale: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        qhead_per_kvhead: Int32,
+    ):
+        tidx, _, _ = cute.arch.thread_idx()
+        n_block, head, batch = cute.arch.block_idx()
+        warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
+        wg_idx = cute.arch.make_warp_uniform(tidx // 128)
+        tm, tn, hd = self.tile_m, self.tile_n, self.head_dim
+        head_kv = head // qhead_per_kvhead
+
+        smem = SmemAllocator()
+        storage = smem.allocate(self.shared_storage)
+        one_cta = cute.make_layout((1, 1, 1, 1))
+        producer = pipeline.CooperativeGroup(pipeline.Agent.Thread)
+        consumers = pipeline.CooperativeGroup(pipeline.Agent.Thread, 4 * self.num_consumer_wgs)
+        kv_bytes = cute.size_in_bytes(self.dtype, cute.slice_(sK_layout, (None, None, 0)))
+        q_bytes = cute.size_in_bytes(self.dtype, cute.slice_(sQ_layout, (None, None, 0)))
+        pipe_kv = pipeline.PipelineTmaAsync.create(
+            barrier_storage=storage.mbar_kv.data_ptr(),
+            num_stages=1,
+            producer_group=producer,
+            consumer_group=consumers,
+            tx_count=2 * kv_bytes,
+            cta_layout_vmnk=one_cta,
+            defer_sync=True,
+        )
+        pipe_q = pipeline.PipelineTmaAsync.create(
+            barrier_storage=storage.mbar_q.data_ptr(),
+            num_stages=self.stages,
+            producer_group=producer,
+            consumer_group=consumers,
+            tx_count=2 * q_bytes,
+            cta_layout_vmnk=one_cta,
+            defer_sync=True,
+        )
+        pipeline.pipeline_init_arrive()
+        pipeline.pipeline_init_wait()
+
+        sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)
+        sV = storage.sV.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)
+        sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)
+        sdO = storage.sdO.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)
+        sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)
+        # Transposed views of the same bytes: Q^T, dO^T as MN-major B of dK/dV, K^T as B of dQ, and dS^T
+        # (keys, queries) to write dS in the accumulator layout of S^T.
+        sQt = _transposed(storage.sQ, sQ_layout)
+        sdOt = _transposed(storage.sdO, sQ_layout)
+        sKt = _transposed(storage.sK, sK_layout)
+        sdSt = _transposed(storage.sdS, sdS_layout)
+
+        off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mdQacc, mdK, mCuQ, mCuK)
+        if const_expr(not self.varlen):
+            seqlen_q = Int32(tma_q.shape[0])
+        m_min, m_max = self._m_block_range(n_block, seqlen_q, seqlen_k, window_left, window_right)
+        active = n_block * tn < seqlen_k
+
+        if const_expr(self.varlen):
+            gQ = cute.domain_offset((off_q, 0), tma_q[None, None, head])
+            gdO = cute.domain_offset((off_q, 0), tma_do[None, None, head])
+            gK = cute.domain_offset((off_k, 0), tma_k[None, None, head_kv])
+            gV = cute.domain_offset((off_k, 0), tma_v[None, None, head_kv])
+        else:
+            gQ = tma_q[None, None, head, batch]
+            gdO = tma_do[None, None, head, batch]
+            gK = tma_k[None, None, head_kv, batch]
+            gV = tma_v[None, None, head_kv, batch]
+
+        if wg_idx == 0:
+            # ---------------------------------------------------------------------- producer
+            cute.arch.setmaxregister_decrease(24)
+            if warp_idx == 0 and active and m_max > m_min:
+                cpasync.prefetch_descriptor(tma_atom_q)
+                cpasync.prefetch_descriptor(tma_atom_k)
+                cpasync.prefetch_descriptor(tma_atom_v)
+                cpasync.prefetch_descriptor(tma_atom_do)
+                gQt = cute.local_tile(gQ, (tm, hd), (None, 0))  # (tm, d, m)
+                gdOt = cute.local_tile(gdO, (tm, hd), (None, 0))
+                gKt = cute.local_tile(gK, (tn, hd), (n_block, 0))
+                gVt = cute.local_tile(gV, (tn, hd), (n_block, 0))
+                one = cute.make_layout(1)
+                tKsK, tKgK = cpasync.tma_partition(
+                    tma_atom_k, 0, one, cute.group_modes(sK, 0, 2), cute.group_modes(gKt, 0, 2)
+                )
+                tVsV, tVgV = cpasync.tma_partition(
+                    tma_atom_v, 0, one, cute.group_modes(sV, 0, 2), cute.group_modes(gVt, 0, 2)
+                )
+                tQsQ, tQgQ = cpasync.tma_partition(
+                    tma_atom_q, 0, one, cute.group_modes(sQ, 0, 2), cute.group_modes(gQt, 0, 2)
+                )
+                tOsO, tOgO = cpasync.tma_partition(
+                    tma_atom_do, 0, one, cute.group_modes(sdO, 0, 2), cute.group_modes(gdOt, 0, 2)
+                )
+                st_kv = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
+                pipe_kv.producer_acquire(st_kv)
+                bar = pipe_kv.producer_get_barrier(st_kv)
+                cute.copy(tma_atom_k, tKgK, tKsK[None, 0], tma_bar_ptr=bar)
+                cute.copy(tma_atom_v, tVgV, tVsV[None, 0], tma_bar_ptr=bar)
+                st = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
+                for m_block in cutlass.range(m_min, m_max, unroll=1):
+                    pipe_q.producer_acquire(st)
+                    bar = pipe_q.producer_get_barrier(st)
+                    cute.copy(tma_atom_q, tQgQ[None, m_block], tQsQ[None, st.index], tma_bar_ptr=bar)
+                    cute.copy(tma_atom_do, tOgO[None, m_block], tOsO[None, st.index], tma_bar_ptr=bar)
+                    st.advance()
+        else:
+            # --------------------------------------------------------------------- consumers
+            cute.arch.setmaxregister_increase(240)
+            ctid = tidx - 128
+            thr_sdp = mma_sdp.get_slice(ctid)
+            thr_dkv = mma_dkv.get_slice(ctid)
+            thr_dq = mma_dq.get_slice(ctid)
+            tSrK = thr_sdp.make_fragment_A(thr_sdp.partition_A(sK))  # (MMA, MMA_M, MMA_K, 1)
+            tSrV = thr_sdp.make_fragment_A(thr_sdp.partition_A(sV))
+            tSrQ = thr_sdp.make_fragment_B(thr_sdp.partition_B(sQ))  # (MMA, MMA_N, MMA_K, stages)
+            tSrdO = thr_sdp.make_fragment_B(thr_sdp.partition_B(sdO))
+            tKVrQt = thr_dkv.make_fragment_B(thr_dkv.partition_B(sQt))  # (MMA, MMA_N=d, MMA_K=q, stages)
+            tKVrdOt = thr_dkv.make_fragment_B(thr_dkv.partition_B(sdOt))
+            tQrdS = thr_dq.make_fragment_A(thr_dq.partition_A(sdS))  # (MMA, MMA_M=q, MMA_K=keys, 1)
+            tQrKt = thr_dq.make_fragment_B(thr_dq.partition_B(sKt))  # (MMA, MMA_N=d, MMA_K=keys, 1)
+
+            acc_S = thr_sdp.make_fragment_C(thr_sdp.partition_shape_C((tn, tm)))
+            acc_dP = thr_sdp.make_fragment_C(thr_sdp.partition_shape_C((tn, tm)))
+            acc_dV = thr_dkv.make_fragment_C(thr_dkv.partition_shape_C((tn, hd)))
+            acc_dK = thr_dkv.make_fragment_C(thr_dkv.partition_shape_C((tn, hd)))
+            acc_dQ = thr_dq.make_fragment_C(thr_dq.partition_shape_C((tm, hd)))
+            rP = cute.make_rmem_tensor_like(acc_S, self.dtype)
+            rdS = cute.make_rmem_tensor_like(acc_dP, self.dtype)
+            tKVrP = cute.make_tensor(rP.iterator, acc_as_operand_a_layout(acc_S.layout))
+            tKVrdS = cute.make_tensor(rdS.iterator, acc_as_operand_a_layout(acc_dP.layout))
+            s_rc = cute.make_tensor(acc_S.iterator, rowcol_layout(acc_S.layout))
+            dp_rc = cute.make_tensor(acc_dP.iterator, rowcol_layout(acc_dP.layout))
+            tScS = thr_sdp.partition_C(cute.make_identity_tensor((tn, tm)))  # (key, query) coordinates
+            c_rc = cute.make_tensor(tScS.iterator, rowcol_layout(tScS.layout))
+            tSsdS = thr_sdp.partition_C(sdSt)  # where this thread's dS^T values go in shared memory
+            acc_dV.fill(0.0)
+            acc_dK.fill(0.0)
+            nthr = 128 * self.num_consumer_wgs
+
+            if const_expr(self.varlen):
+                gLSE = cute.domain_offset((off_q,), mLSE[None, head])
+                gD = cute.domain_offset((off_q,), mD[None, head])
+                gdQ = cute.domain_offset((off_q, 0), mdQacc[None, None, head])
+            else:
+                gLSE = mLSE[None, head, batch]
+                gD = mD[None, head, batch]
+                gdQ = mdQacc[None, None, head, batch]
+
+            if active and m_max > m_min:
+                st_kv = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
+                pipe_kv.consumer_wait(st_kv)
+                st = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+                for m_block in cutlass.range(m_min, m_max, unroll=1):
+                    pipe_q.consumer_wait(st)
+                    warpgroup.fence()
+                    self._gemm(
+                        mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
+                    )
+                    warpgroup.commit_group()
+                    self._gemm(
+                        mma_sdp, acc_dP, tSrV[None, None, None, 0], tSrdO[None, None, None, st.index], True
+                    )
+                    warpgroup.commit_group()
+                    warpgroup.wait_group(0)
+                    self._p_and_ds(
+                        s_rc,
+                        dp_rc,
+                        c_rc,
+                        gLSE,
+                        gD,
+                        m_block,
+                        n_block,
+                        seqlen_q,
+                        seqlen_k,
+                        window_left,
+                        window_right,
+                        scale_log2,
+                        softcap_pre,
+                        softcap,
+                    )
+                    rP.store(acc_S.load().to(self.dtype))
+                    rdS.store(acc_dP.load().to(self.dtype))
+                    # dS^T to shared memory for dQ (the previous step's dQ GEMM has retired: see below).
+                    for i in cutlass.range_constexpr(cute.size(rdS)):
+                        tSsdS[i] = rdS[i]
+                    warpgroup.fence()
+                    self._gemm(mma_dkv, acc_dV, tKVrP, tKVrdOt[None, None, None, st.index], False)
+                    self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
+                    warpgroup.commit_group()
+                    # Generic-proxy writes of dS -> visible to wgmma (async proxy), then both halves.
+                    cute.arch.fence_view_async_shared()
+                    cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                    self._gemm(mma_dq, acc_dQ, tQrdS[None, None, None, 0], tQrKt[None, None, None, 0], True)
+                    warpgroup.commit_group()
+                    warpgroup.wait_group(0)
+                    pipe_q.consumer_release(st)
+                    st.advance()
+                    # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
+                    cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                    self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
+            # dK, dV out (also for key blocks no query sees: zeros).
+            if active:
+                for i in cutlass.range_constexpr(cute.size(acc_dK)):
+                    acc_dK[i] = acc_dK[i] * softmax_scale
+                if const_expr(self.varlen):
+                    gdK = cute.domain_offset((off_k, 0), mdK[None, None, head])
+                    gdV = cute.domain_offset((off_k, 0), mdV[None, None, head])
+                else:
+                    gdK = mdK[None, None, head, batch]
+                    gdV = mdV[None, None, head, batch]
+                self._store_kv(acc_dK, thr_dkv, gdK, n_block, seqlen_k)
+                self._store_kv(acc_dV, thr_dkv, gdV, n_block, seqlen_k)
+
+    @cute.jit
+    def _p_and_ds(
+        self,
+        s_rc: cute.Tensor,
+        dp_rc: cute.Tensor,
+        c_rc: cute.Tensor,
+        gLSE: cute.Tensor,
+        gD: cute.Tensor,
+        m_block: Int32,
+        n_block: Int32,
+        seqlen_q: Int32,
+        seqlen_k: Int32,
+        wl: Int32,
+        wr: Int32,
+        scale_log2: Float32,
+        softcap_pre: Float32,
+        softcap: Float32,
+    ):
+        """In place: S^T -> P^T, dP^T -> dS^T (without the softmax scale, applied to dK and dQ later)."""
+        args = (s_rc, dp_rc, c_rc, gLSE, gD, m_block, n_block, seqlen_q, seqlen_k, wl, wr)
+        if self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, wl, wr) != 0:
+            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, True)
+        else:
+            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, False)
+
+    @cute.jit
+    def _p_and_ds_loop(
+        self,
+        s_rc: cute.Tensor,
+        dp_rc: cute.Tensor,
+        c_rc: cute.Tensor,
+        gLSE: cute.Tensor,
+        gD: cute.Tensor,
+        m_block: Int32,
+        n_block: Int32,
+        seqlen_q: Int32,
+        seqlen_k: Int32,
+        wl: Int32,
+        wr: Int32,
+        scale_log2: Float32,
+        softcap_pre: Float32,
+        softcap: Float32,
+        masked: cutlass.Constexpr,
+    ):
+        shift = seqlen_k - seqlen_q
+        q0 = m_block * self.tile_m
+        k0 = n_block * self.tile_n
+        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+            qi = q0 + c_rc[0, c][1]
+            lse = gLSE[qi]
+            d = gD[qi]
+            for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
+                s = s_rc[r, c]
+                dfac = Float32(1.0)
+                if const_expr(self.has_softcap):
+                    t = cute.math.tanh(s * softcap_pre, fastmath=True)
+                    s = softcap * t
+                    dfac = Float32(1.0) - t * t
+                p = cute.math.exp2(s * scale_log2 - lse, fastmath=True)
+                if const_expr(masked):
+                    kj = k0 + c_rc[r, 0][0]
+                    if kj >= seqlen_k:
+                        p = Float32(0.0)
+                    if qi >= seqlen_q:
+                        p = Float32(0.0)
+                    if const_expr(self.has_right):  # noqa: SIM102
+                        if kj > qi + shift + wr:
+                            p = Float32(0.0)
+                    if const_expr(self.has_left):  # noqa: SIM102
+                        if kj < qi + shift - wl:
+                            p = Float32(0.0)
+                s_rc[r, c] = p
+                dp_rc[r, c] = p * (dp_rc[r, c] - d) * dfac
+
+    @cute.jit
+    def _dq_atomic_add(self, acc_dQ: cute.Tensor, thr_dq: cute.ThrMma, gdQ: cute.Tensor, m_block: Int32):
+        """fp32 reduction into the dQ accumulator (padded on the host: no bounds check needed; rows past
+        seqlen_q only ever receive 0, since their dS is masked to 0)."""
+        gtile = cute.local_tile(gdQ, (self.tile_m, self.head_dim), (m_block, 0))
+        tdQg = thr_dq.partition_C(gtile)
+        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
+            ptr = tdQg.iterator + cute.crd2idx(i, tdQg.layout)
+            cute.arch.red(ptr, acc_dQ[i], op="add", dtype="f32", sem="relaxed", scope="gpu")
+
+    @cute.jit
+    def _store_kv(self, acc: cute.Tensor, thr: cute.ThrMma, g: cute.Tensor, n_block: Int32, seqlen_k: Int32):
+        gtile = cute.local_tile(g, (self.tile_n, self.head_dim), (n_block, 0))
+        tg = thr.partition_C(gtile)
+        tc = thr.partition_C(cute.make_identity_tensor((self.tile_n, self.head_dim)))
+        r = cute.make_rmem_tensor_like(acc, self.dtype)
+        r.store(acc.load().to(self.dtype))
+        row0 = n_block * self.tile_n
+        for i in cutlass.range_constexpr(cute.size(r)):
+            if row0 + tc[i][0] < seqlen_k:
+                tg[i] = r[i]
