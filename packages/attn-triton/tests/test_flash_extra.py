@@ -1,5 +1,6 @@
 """What the conformance suite does not cover: the Hopper (TMA) code path run through the interpreter,
-split-KV decoding with several splits, torch.compile, the CPU-device rule, and the bench registration."""
+split-KV decoding with several splits, page-sized decode tiles, the v1 profile, torch.compile, the
+CPU-device rule, and the bench registration."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 import attn_triton
 from attn_reference import attention_naive
 from attn_reference.errors import AttentionArgumentError
+from attn_triton import _runtime
 from attn_triton._runtime import interpreting
-from attn_triton.flash_bwd import flash_bwd
+from attn_triton.flash_bwd import flash_bwd, separate_dq
 from attn_triton.flash_decode import choose_num_splits, flash_decode
 from attn_triton.flash_fwd import flash_fwd
 
@@ -46,6 +48,91 @@ def test_atomic_and_deterministic_backward_agree():
     b = flash_bwd(do, q, k, v, out, lse, deterministic=True, **kw)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture
+def profile():
+    """Switch attn_triton's performance knobs for one test, restoring them afterwards."""
+    old = _runtime.knobs()
+    yield _runtime.set_profile
+    _runtime.set_profile(old)
+
+
+@interp
+def test_tma_path_backward_under_interpreter(profile):
+    # dK/dV and dQ kernels with TMA loads (the atomic dQ store does not touch TMA; the conformance
+    # suite covers it on the pointer path).
+    profile(_runtime.Knobs(bwd_dq="separate"))
+    q, k, v = _qkv(1, 41, 50, 4, 2, 32)
+    kw = dict(softmax_scale=0.25, left=-1, right=0, softcap=0.0)
+    out, lse = flash_fwd(q, k, v, force_path="sm90", **kw)
+    do = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    grads = flash_bwd(do, q, k, v, out, lse, force_path="sm90", **kw)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref = attention_naive(*leaves, softmax_scale=0.25, causal=True)
+    for g, r in zip(grads, torch.autograd.grad(ref, leaves, do)):
+        torch.testing.assert_close(g, r, atol=2e-4, rtol=2e-4)
+
+
+@interp
+def test_v1_profile_forward_backward(profile):
+    """The first GPU run's code paths (kept for side-by-side timing) still compute the right thing."""
+    profile("v1")
+    q, k, v = _qkv(1, 21, 21, 2, 1, 32, seed=4)
+    q.requires_grad_()
+    out = attn_triton.flash_attn_func(q, k, v, causal=True, softcap=5.0)
+    (dq,) = torch.autograd.grad(out.sum(), q)
+    leaf = q.detach().clone().requires_grad_()
+    ref = attention_naive(leaf, k, v, causal=True, softcap=5.0)
+    (rdq,) = torch.autograd.grad(ref.sum(), leaf)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dq, rdq, atol=2e-4, rtol=2e-4)
+
+
+def test_separate_dq_choice():
+    assert separate_dq("sm90", 64, "auto") and not separate_dq("sm90", 128, "auto")
+    assert not separate_dq("sm80", 64, "auto")
+    assert separate_dq("sm80", 256, "separate") and not separate_dq("sm90", 32, "atomic")
+
+
+@interp
+@pytest.mark.parametrize(("page", "block_n", "num_splits", "d"), [(16, 16, 1, 32), (32, 16, 3, 24)])
+def test_paged_decode_page_tiles(page, block_n, num_splits, d):
+    """Key tiles inside a page (one block-table read per tile), with a poisoned spare page."""
+    b, hq, hk = 3, 4, 2
+    lens = [100, 0, 37]
+    g = torch.Generator().manual_seed(5)
+    pages = [-(-n // page) for n in lens]
+    k_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
+    v_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
+    k_cache[-1] = float("nan")
+    v_cache[-1] = float("nan")
+    table = torch.full((b, max(pages)), sum(pages), dtype=torch.int32)
+    perm = torch.randperm(sum(pages), generator=g)
+    used = 0
+    for i, n in enumerate(pages):
+        table[i, :n] = perm[used : used + n].to(torch.int32)
+        used += n
+    q = torch.randn(b, 2, hq, d, generator=g)
+    out, _ = flash_decode(
+        q,
+        k_cache,
+        v_cache,
+        torch.tensor(lens, dtype=torch.int32),
+        table,
+        softmax_scale=0.3,
+        left=-1,
+        right=0,
+        softcap=0.0,
+        max_cache_len=max(lens),
+        num_splits=num_splits,
+        config={"BLOCK_N": block_n},
+    )
+    for i, n in enumerate(lens):
+        kk = k_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
+        vv = v_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
+        ref = attention_naive(q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True)
+        torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
 
 
 @interp

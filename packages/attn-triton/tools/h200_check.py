@@ -8,6 +8,13 @@ batch x seqlen = 16384, heads x head_dim = 2048, side by side with torch SDPA fl
 FlashAttention-4 when importable), ``decode`` (paged KV cache, GB/s of KV read vs measured copy bandwidth),
 ``sweep`` (hand-picked forward configs incl. warp specialisation and the pointer path on Hopper),
 ``basics``. Prints a short table last; writes JSON to ``$OUT/attn_triton_h200.json`` when ``$OUT`` is set.
+
+``--profiles`` (space separated, default ``"v2 v1"``) times attn-triton once per performance profile, side
+by side in the same run: ``v1`` is the first GPU run's code and configs, ``v2`` the current default, and
+``NAME+field=value+...`` overrides single knobs of :class:`attn_triton._runtime.Knobs` (for example
+``v2+fwd_heavy_first=0``) to isolate one change. The first profile is the headline ``triton`` column.
+``--quick``: the headline shapes only (hd128 16k, causal and not; hd64 16k), shorter timing, a reduced
+check; fwd+bwd+decode for two profiles in about five minutes. The autotuner's pick per key is recorded.
 """
 
 from __future__ import annotations
@@ -33,18 +40,50 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 import attn_triton  # noqa: E402
 from attn_reference import attention_naive  # noqa: E402
+from attn_triton import _runtime  # noqa: E402
 from attn_triton.flash_fwd import flash_fwd  # noqa: E402
 
-RESULTS: dict = {"meta": {}, "check": [], "fwd": [], "bwd": [], "decode": [], "sweep": [], "basics": []}
+RESULTS: dict = {
+    "meta": {},
+    "check": [],
+    "fwd": [],
+    "bwd": [],
+    "decode": [],
+    "sweep": [],
+    "basics": [],
+    "autotune": {},
+}
 SUMMARY: list[str] = []
+PROFILES: list[str] = ["v2", "v1"]
+QUICK = [False]
+REP = [200]
+
+
+def parse_profile(spec: str) -> _runtime.Knobs:
+    """``v2`` or ``v2+field=value+...`` -> Knobs."""
+    import dataclasses
+
+    base, *overrides = spec.split("+")
+    kn = _runtime.PROFILES[base]
+    for ov in overrides:
+        field, value = ov.split("=", 1)
+        current = getattr(kn, field)
+        if isinstance(current, bool):
+            value = value.lower() in ("1", "true", "yes", "on")
+        kn = dataclasses.replace(kn, **{field: value})
+    return kn
+
+
+def triton_column(profile: str) -> str:
+    return "triton" if profile == PROFILES[0] else f"triton[{profile}]"
 
 
 def log(*a):
     print(*a, flush=True)
 
 
-def bench(fn, rep=200):
-    return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")  # ms
+def bench(fn, rep=None):
+    return triton.testing.do_bench(fn, warmup=25, rep=rep or REP[0], return_mode="median")  # ms
 
 
 def try_import_fa4():
@@ -79,6 +118,8 @@ def check_section():
         (2, 1031, 1031, 4, 2, 192, False, (-1, -1), 30.0),
         (2, 513, 513, 4, 4, 32, True, (100, -1), 0.0),
     ]
+    if QUICK[0]:
+        cases = [cases[1], cases[2], cases[4]]
     for dtype in (torch.float16, torch.bfloat16):
         for b, sq, sk, hq, hk, d, causal, window, softcap in cases:
             name = f"{str(dtype)[6:]} b{b} sq{sq} sk{sk} h{hq}/{hk} d{d} causal={causal} win={window} cap={softcap}"
@@ -159,7 +200,7 @@ def check_section():
             traceback.print_exc()
         RESULTS["check"].append(row)
         log(("PASS " if row["ok"] else "FAIL ") + json.dumps(row))
-        for splits in (0, 1, 3):
+        for splits in (0, 3) if QUICK[0] else (0, 1, 3):
             try:
                 b, hq, hk, d, page = 5, 32, 8, 128, 64
                 lens = [4099, 1, 0, 8192, 3000]
@@ -212,6 +253,10 @@ def check_section():
 
 
 # ---------------------------------------------------------------------------------------------------------
+QUICK_CASES = {
+    "fwd": [(128, False, 16384), (128, True, 16384), (64, False, 16384)],
+    "bwd": [(128, False, 16384), (64, False, 16384)],
+}
 BENCH_CASES = [
     (128, False, 16384),
     (128, False, 4096),
@@ -230,12 +275,21 @@ def _impls(fa4):
 
         return run
 
-    impls = {
-        "triton": ("bshd", lambda q, k, v, causal: attn_triton.flash_attn_func(q, k, v, causal=causal)),
-        "triton-det": (
-            "bshd",
-            lambda q, k, v, causal: attn_triton.flash_attn_func(q, k, v, causal=causal, deterministic=True),
-        ),
+    def tri(profile, **kw):
+        knobs = parse_profile(profile)
+
+        def run(q, k, v, causal):
+            old = _runtime.set_profile(knobs)
+            try:
+                return attn_triton.flash_attn_func(q, k, v, causal=causal, **kw)
+            finally:
+                _runtime.set_profile(old)
+
+        return run
+
+    impls = {triton_column(p): ("bshd", tri(p)) for p in PROFILES}
+    impls |= {
+        "triton-det": ("bshd", tri(PROFILES[0], deterministic=True)),
         "sdpa-flash": ("bhsd", sdpa(SDPBackend.FLASH_ATTENTION)),
         "sdpa-cudnn": ("bhsd", sdpa(SDPBackend.CUDNN_ATTENTION)),
     }
@@ -248,14 +302,15 @@ def attention_bench(section):
     fa4 = try_import_fa4()
     impls = _impls(fa4)
     log(f"== {section}: bf16, batch*seqlen=16384, heads*hd=2048 ==")
-    for d, causal, s in BENCH_CASES:
+    cases = QUICK_CASES.get(section, BENCH_CASES) if QUICK[0] else BENCH_CASES
+    for d, causal, s in cases:
         b, h = 16384 // s, 2048 // d
         flops = 4 * b * s * s * h * d / (2 if causal else 1) * (3.5 if section == "bwd" else 1.0)
         row = {"head_dim": d, "causal": causal, "seqlen": s, "batch": b, "heads": h}
         torch.manual_seed(0)
         base = [torch.randn(b, s, h, d, device="cuda", dtype=torch.bfloat16) for _ in range(4)]
         for name, (layout, fn) in impls.items():
-            if name == "triton-det" and section == "fwd":
+            if name == "triton-det" and (section == "fwd" or QUICK[0]):
                 continue
             try:
                 ts = [t.transpose(1, 2).contiguous() if layout == "bhsd" else t for t in base]
@@ -276,7 +331,7 @@ def attention_bench(section):
                 row[name] = None
                 row[name + "_error"] = f"{type(e).__name__}: {e}"[:300]
             torch.cuda.empty_cache()
-        for peer in ("fa4", "sdpa-flash", "sdpa-cudnn"):
+        for peer in ("fa4", "sdpa-flash", "sdpa-cudnn", *(triton_column(p) for p in PROFILES[1:])):
             if row.get("triton") and row.get(peer):
                 row[f"ratio_vs_{peer}"] = round(row["triton"] / row[peer], 3)
         RESULTS[section].append(row)
@@ -300,27 +355,33 @@ def decode_bench():
     copy_ms = bench(lambda: dst.copy_(src))
     copy_gbs = 2 * kv_bytes / copy_ms / 1e6  # read + write
     row = {"copy_GBps": round(copy_gbs, 1), "kv_bytes": kv_bytes}
-    for splits in (0, 1, 2, 4):
+    kc = k_cache.view(b, pages * page, hk, d)  # the same pool read as one contiguous cache per sequence
+    vc = v_cache.view(b, pages * page, hk, d)
+    for profile in PROFILES:
+        tag = "" if profile == PROFILES[0] else f"[{profile}]"
+        old = _runtime.set_profile(parse_profile(profile))
         try:
-            fn = lambda splits=splits: attn_triton.flash_attn_with_kvcache(
-                q, k_cache, v_cache, cache_seqlens=seqlens, block_table=table, num_splits=splits
-            )
-            fn()
-            ms = bench(fn)
-            gbs = kv_bytes / ms / 1e6
-            row[f"splits{splits}_GBps"] = round(gbs, 1)
-            row[f"splits{splits}_frac_of_copy"] = round(gbs / copy_gbs, 3)
-        except Exception as e:
-            row[f"splits{splits}_error"] = f"{type(e).__name__}: {e}"[:300]
-    # Contiguous (non-paged) cache for comparison.
-    try:
-        kc = k_cache.view(b, pages * page, hk, d)
-        vc = v_cache.view(b, pages * page, hk, d)
-        fn = lambda: attn_triton.flash_attn_with_kvcache(q, kc, vc, cache_seqlens=seqlens)
-        fn()
-        row["contiguous_GBps"] = round(kv_bytes / bench(fn) / 1e6, 1)
-    except Exception as e:
-        row["contiguous_error"] = f"{type(e).__name__}: {e}"[:300]
+            for splits in (0, 2) if QUICK[0] and not tag else (0,) if tag else (0, 1, 2, 4):
+                try:
+                    fn = lambda splits=splits: attn_triton.flash_attn_with_kvcache(
+                        q, k_cache, v_cache, cache_seqlens=seqlens, block_table=table, num_splits=splits
+                    )
+                    fn()
+                    ms = bench(fn)
+                    gbs = kv_bytes / ms / 1e6
+                    row[f"splits{splits}{tag}_GBps"] = round(gbs, 1)
+                    row[f"splits{splits}{tag}_frac_of_copy"] = round(gbs / copy_gbs, 3)
+                except Exception as e:
+                    row[f"splits{splits}{tag}_error"] = f"{type(e).__name__}: {e}"[:300]
+            # Contiguous (non-paged) cache for comparison.
+            try:
+                fn = lambda: attn_triton.flash_attn_with_kvcache(q, kc, vc, cache_seqlens=seqlens)
+                fn()
+                row[f"contiguous{tag}_GBps"] = round(kv_bytes / bench(fn) / 1e6, 1)
+            except Exception as e:
+                row[f"contiguous{tag}_error"] = f"{type(e).__name__}: {e}"[:300]
+        finally:
+            _runtime.set_profile(old)
     RESULTS["decode"].append(row)
     log(json.dumps(row))
 
@@ -338,9 +399,10 @@ def sweep_bench():
         (128, 128, 8, 3, False),
         (128, 64, 8, 3, False),
         (128, 64, 4, 3, False),
+        (128, 64, 8, 4, False),
         (128, 128, 8, 2, True),
-        (128, 128, 4, 2, True),
-        (128, 64, 4, 3, True),
+        (128, 128, 8, 3, True),
+        (128, 64, 8, 3, True),
         (256, 128, 8, 2, False),
         (256, 64, 8, 3, False),
     ]:
@@ -410,7 +472,11 @@ def table():
         lines.append(
             f"{section} TFLOP/s (FA4 column: this run if importable, else README's H200 figure in [])"
         )
-        lines.append("hd causal seqlen | triton  triton-det  sdpa-flash  cudnn  fa4 | vs fa4  vs flash")
+        others = [triton_column(p) for p in PROFILES[1:]]
+        lines.append(
+            "hd causal seqlen | triton  triton-det  sdpa-flash  cudnn  fa4 | vs fa4  vs flash"
+            + "".join(f" | {o}  vs it" for o in others)
+        )
         for r in RESULTS[section]:
             key = (r["head_dim"], r["causal"], r["seqlen"])
             fa4 = r.get("fa4") or f"[{fa4_ref[key][0 if section == 'fwd' else 1]}]"
@@ -420,6 +486,7 @@ def table():
                 f"{r['head_dim']:3} {r['causal']!s:5} {r['seqlen']:6} | {r.get('triton')}  "
                 f"{r.get('triton-det', '-')}  {r.get('sdpa-flash')}  {r.get('sdpa-cudnn')}  {fa4} | "
                 f"{vs}  {r.get('ratio_vs_sdpa-flash')}"
+                + "".join(f" | {r.get(o)}  {r.get('ratio_vs_' + o)}" for o in others)
             )
     for r in RESULTS["decode"]:
         lines.append(
@@ -434,22 +501,50 @@ def table():
         lines.append(f"sweep: {r.get('tflops', r.get('error'))}  {r['config']}")
     for r in RESULTS["basics"]:
         lines.append("basics: " + json.dumps(r))
+    lines.append(f"profiles: {PROFILES} (first = 'triton' column)")
+    for kernel, picks in RESULTS.get("autotune", {}).items():
+        for key, cfg in picks.items():
+            lines.append(f"autotune {kernel} {key}: {cfg}")
     bad = [r["case"] for r in RESULTS["check"] if not r["ok"]]
     if bad:
         lines.append("FAILED checks: " + "; ".join(bad))
     return "\n".join(lines)
 
 
+def autotune_picks():
+    """The config the autotuner chose for every key it saw, per kernel and profile."""
+    from attn_triton import flash_bwd, flash_decode, flash_fwd
+
+    picks = {}
+    for mod in (flash_fwd, flash_bwd, flash_decode):
+        for name, tuner in getattr(mod, "_TUNED", {}).items():
+            for key, cfg in getattr(tuner, "cache", {}).items():
+                picks.setdefault(f"{mod.__name__.rsplit('.', 1)[-1]} {name}", {})[str(key)] = str(cfg)
+    return picks
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sections", default="check,fwd,bwd,decode,sweep,basics")
+    ap.add_argument("--sections", default=None, help="default: all; with --quick: check,fwd,bwd,decode")
+    ap.add_argument("--quick", action="store_true", help="headline shapes only, shorter timing (~5 min)")
+    ap.add_argument("--profiles", default="v2 v1", help='space separated, e.g. "v2 v1 v2+fwd_heavy_first=0"')
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
+    QUICK[0] = args.quick
+    REP[0] = 60 if args.quick else 200
+    PROFILES[:] = args.profiles.split()
+    for p in PROFILES:
+        parse_profile(p)  # fail early on a typo
+    if args.sections is None:
+        args.sections = "check,fwd,bwd,decode" if args.quick else "check,fwd,bwd,decode,sweep,basics"
+    _runtime.set_profile(parse_profile(PROFILES[0]))
     RESULTS["meta"].update(
         device=torch.cuda.get_device_name(),
         capability=torch.cuda.get_device_capability(),
         torch=torch.__version__,
         triton=triton.__version__,
+        profiles=PROFILES,
+        quick=args.quick,
     )
     t0 = time.time()
     for section in args.sections.split(","):
@@ -467,6 +562,7 @@ def main():
             traceback.print_exc()
         RESULTS["meta"][f"{section}_seconds"] = round(time.time() - t, 1)
         log(f"-- {section} took {time.time() - t:.0f}s (total {time.time() - t0:.0f}s)")
+    RESULTS["autotune"] = autotune_picks()
     out = os.environ.get("OUT")
     if out:
         with open(os.path.join(out, "attn_triton_h200.json"), "w") as f:

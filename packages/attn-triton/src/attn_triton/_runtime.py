@@ -11,6 +11,7 @@ Three paths exist:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -35,6 +36,86 @@ def tuning_budget(configs: list) -> list:
         return math.prod(v for k, v in c.kwargs.items() if k.startswith("BLOCK")) * max(c.num_stages, 1)
 
     return sorted(configs, key=footprint)[:cap]
+
+
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+    """Performance choices that the GPU benchmark compares side by side (``tools/h200_check.py``).
+
+    Every field is a speed choice only: both settings compute the same result. ``PROFILES["v1"]`` is the
+    first GPU run's code (kept so that a later run can time old and new in one process); ``"v2"`` is the
+    default. ``ATTN_TRITON_PROFILE`` picks the profile at import, :func:`set_profile` at run time.
+    """
+
+    #: forward autotune list: "v1" (first list) or "v2" (per-head-dim lists, warp-specialised candidates)
+    fwd_configs: str = "v2"
+    #: forward: scores stay unscaled; the row max is scaled once per row and ``exp2(qk * c - m)`` is one FMA
+    fwd_fold_scale: bool = True
+    #: causal forward: program axis 0 walks (batch, head), axis 1 the query blocks heaviest first, so the
+    #: longest programs of *every* head start in the first wave (v1: heaviest first within each head only)
+    fwd_heavy_first: bool = True
+    #: backward: tensor descriptors (TMA) for the streamed Q/dO (dK/dV kernel) and K/V (dQ kernel) tiles
+    bwd_tma: bool = True
+    #: backward: the row constants read in the hot loop come precomputed (lse in log2 units) from the
+    #: preprocess kernel
+    bwd_lse2: bool = True
+    #: dQ of the non-deterministic backward: "atomic" (fp32 atomics from the dK/dV kernel), "separate"
+    #: (the deterministic dQ kernel), "auto" (separate for head dims <= 64 on Hopper, where the first GPU
+    #: run measured it faster, atomic otherwise)
+    bwd_dq: str = "auto"
+    #: paged decoding: one block-table read per key tile (page size a compile-time constant, tiles inside
+    #: a page) instead of one per key row
+    decode_page_tile: bool = True
+    #: forward/backward/decode autotune configs: "v1" lists or "v2" lists
+    bwd_configs: str = "v2"
+    decode_configs: str = "v2"
+
+
+PROFILES = {
+    "v1": Knobs(
+        fwd_configs="v1",
+        fwd_fold_scale=False,
+        fwd_heavy_first=False,
+        bwd_tma=False,
+        bwd_lse2=False,
+        bwd_dq="atomic",
+        decode_page_tile=False,
+        bwd_configs="v1",
+        decode_configs="v1",
+    ),
+    "v2": Knobs(),
+}
+_KNOBS = [PROFILES.get(os.environ.get("ATTN_TRITON_PROFILE", "v2") or "v2", PROFILES["v2"])]
+
+
+def knobs() -> Knobs:
+    """The performance choices in force now."""
+    return _KNOBS[0]
+
+
+def set_profile(profile: str | Knobs) -> Knobs:
+    """Switch performance choices (a name from :data:`PROFILES` or a :class:`Knobs`); returns the old one."""
+    old = _KNOBS[0]
+    _KNOBS[0] = PROFILES[profile] if isinstance(profile, str) else profile
+    return old
+
+
+def robust_bench(kernel_call, quantiles):
+    """Autotuner timing that scores a config the compiler rejects as infinitely slow instead of failing.
+
+    Triton's autotuner forgives only out-of-resources and ptxas errors; a candidate that a newer pass (such
+    as Hopper warp specialisation) cannot lower raises something else and would abort the whole call.
+    """
+    from triton.runtime import driver
+
+    try:
+        return driver.active.get_benchmarker()(kernel_call, quantiles=quantiles)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as e:  # any compile failure just disqualifies the candidate
+        if "CUDA error" in str(e) or "illegal" in str(e).lower():
+            raise  # a broken context is not a slow config
+        return [float("inf")] * len(quantiles)
 
 
 def interpreting() -> bool:

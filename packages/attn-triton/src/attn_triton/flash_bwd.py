@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_triton._runtime import ensure_allocator, interpreting, path_for, tuning_budget
+from attn_triton._runtime import ensure_allocator, interpreting, knobs, path_for, robust_bench, tuning_budget
 from attn_triton.flash_common import (
     LOG2E,
     block_range,
@@ -47,6 +47,8 @@ def _bwd_preprocess(
     O,
     DO,
     DELTA,
+    LSE,
+    LSE2,
     CU_Q,
     stride_ob,
     stride_os,
@@ -61,6 +63,7 @@ def _bwd_preprocess(
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     IS_VARLEN: tl.constexpr,
+    WRITE_LSE2: tl.constexpr,
     BLOCK_M: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -72,6 +75,12 @@ def _bwd_preprocess(
         q_start = tl.load(CU_Q + b)
         seqlen_q = tl.load(CU_Q + b + 1) - q_start
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_off = b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start + rows
+    if WRITE_LSE2:
+        # The hot loops want the logsumexp in log2 units (P = exp2(S2 - lse2)): convert once per row here
+        # rather than once per row per tile there. +inf (rows that saw no key) stays +inf.
+        lse = tl.load(LSE + row_off, mask=rows < seqlen_q, other=float("inf"))
+        tl.store(LSE2 + row_off, lse * 1.4426950408889634, mask=rows < seqlen_q)
     o = load_rows(
         O + b.to(tl.int64) * stride_ob + q_start.to(tl.int64) * stride_os + h * stride_oh,
         rows,
@@ -91,11 +100,7 @@ def _bwd_preprocess(
         True,
     )
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    tl.store(
-        DELTA + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start + rows,
-        delta,
-        mask=rows < seqlen_q,
-    )
+    tl.store(DELTA + row_off, delta, mask=rows < seqlen_q)
 
 
 @triton.jit
@@ -116,6 +121,8 @@ def _dkdv_inner(
     v,
     q_base,
     do_base,
+    q_src,
+    do_src,
     lse_base,
     delta_base,
     dq_base,
@@ -138,6 +145,8 @@ def _dkdv_inner(
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
     ATOMIC_DQ: tl.constexpr,
+    USE_TMA: tl.constexpr,
+    LSE_LOG2: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -146,15 +155,21 @@ def _dkdv_inner(
     offs_n = n0 + tl.arange(0, BLOCK_N)
     for m0 in tl.range(m_start, m_end, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
-        q = load_rows(q_base, offs_m, stride_qs, seqlen_q, HEAD_DIM, HEAD_DIM_PAD, MASKED)
-        do = load_rows(do_base, offs_m, stride_dos, seqlen_q, HEAD_DIM, HEAD_DIM_PAD, MASKED)
+        if USE_TMA:  # rows past seqlen_q read as zeros
+            q = q_src.load([m0, 0])
+            do = do_src.load([m0, 0])
+        else:
+            q = load_rows(q_base, offs_m, stride_qs, seqlen_q, HEAD_DIM, HEAD_DIM_PAD, MASKED)
+            do = load_rows(do_base, offs_m, stride_dos, seqlen_q, HEAD_DIM, HEAD_DIM_PAD, MASKED)
         if MASKED:
             # +inf lse for padding rows makes their probabilities exactly 0.
-            lse2 = tl.load(lse_base + offs_m, mask=offs_m < seqlen_q, other=float("inf")) * 1.4426950408889634
+            lse2 = tl.load(lse_base + offs_m, mask=offs_m < seqlen_q, other=float("inf"))
             delta = tl.load(delta_base + offs_m, mask=offs_m < seqlen_q, other=0.0)
         else:
-            lse2 = tl.load(lse_base + offs_m) * 1.4426950408889634
+            lse2 = tl.load(lse_base + offs_m)
             delta = tl.load(delta_base + offs_m)
+        if not LSE_LOG2:
+            lse2 = lse2 * 1.4426950408889634
         s2t, t = _scores_t(k, q, qk_scale2, cap_scale, softcap2, SOFTCAP)
         if MASKED:
             keep_t = tl.trans(visible(offs_m, offs_n, seqlen_q, seqlen_k, left, right, HAS_LEFT, HAS_RIGHT))
@@ -234,6 +249,8 @@ def _bwd_dkdv(
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
     ATOMIC_DQ: tl.constexpr,
+    USE_TMA: tl.constexpr,
+    LSE_LOG2: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -289,6 +306,24 @@ def _bwd_dkdv(
         dq_base = DQ + b64 * stride_dqb + q_start.to(tl.int64) * stride_dqs + h * stride_dqh
         lse_base = LSE + b64 * stride_lb + h.to(tl.int64) * stride_lh + q_start
         delta_base = DELTA + b64 * stride_lb + h.to(tl.int64) * stride_lh + q_start
+        if USE_TMA:
+            # Descriptors over this (sequence, head) slice: TMA streams the Q/dO tiles into shared memory
+            # and zero-fills rows past the sequence's end.
+            q_src = tl.make_tensor_descriptor(
+                q_base,
+                shape=[tl.maximum(seqlen_q, 1), HEAD_DIM],
+                strides=[stride_qs, 1],
+                block_shape=[BLOCK_M, HEAD_DIM_PAD],
+            )
+            do_src = tl.make_tensor_descriptor(
+                do_base,
+                shape=[tl.maximum(seqlen_q, 1), HEAD_DIM],
+                strides=[stride_dos, 1],
+                block_shape=[BLOCK_M, HEAD_DIM_PAD],
+            )
+        else:
+            q_src = q_base
+            do_src = do_base
         dk, dv = _dkdv_inner(
             dk,
             dv,
@@ -296,6 +331,8 @@ def _bwd_dkdv(
             v,
             q_base,
             do_base,
+            q_src,
+            do_src,
             lse_base,
             delta_base,
             dq_base,
@@ -318,6 +355,8 @@ def _bwd_dkdv(
             HAS_RIGHT,
             SOFTCAP,
             ATOMIC_DQ,
+            USE_TMA,
+            LSE_LOG2,
             BLOCK_M,
             BLOCK_N,
             HEAD_DIM,
@@ -330,6 +369,8 @@ def _bwd_dkdv(
             v,
             q_base,
             do_base,
+            q_src,
+            do_src,
             lse_base,
             delta_base,
             dq_base,
@@ -352,6 +393,8 @@ def _bwd_dkdv(
             HAS_RIGHT,
             SOFTCAP,
             ATOMIC_DQ,
+            USE_TMA,
+            LSE_LOG2,
             BLOCK_M,
             BLOCK_N,
             HEAD_DIM,
@@ -364,6 +407,8 @@ def _bwd_dkdv(
             v,
             q_base,
             do_base,
+            q_src,
+            do_src,
             lse_base,
             delta_base,
             dq_base,
@@ -386,6 +431,8 @@ def _bwd_dkdv(
             HAS_RIGHT,
             SOFTCAP,
             ATOMIC_DQ,
+            USE_TMA,
+            LSE_LOG2,
             BLOCK_M,
             BLOCK_N,
             HEAD_DIM,
@@ -420,8 +467,8 @@ def _dq_inner(
     do,
     lse2,
     delta,
-    k_base,
-    v_base,
+    k_src,
+    v_src,
     stride_ks,
     stride_vs,
     n_start,
@@ -438,6 +485,7 @@ def _dq_inner(
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
+    USE_TMA: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -446,8 +494,12 @@ def _dq_inner(
     offs_m = m0 + tl.arange(0, BLOCK_M)
     for n0 in tl.range(n_start, n_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        k = load_rows(k_base, offs_n, stride_ks, seqlen_k, HEAD_DIM, HEAD_DIM_PAD, MASKED)
-        v = load_rows(v_base, offs_n, stride_vs, seqlen_k, HEAD_DIM, HEAD_DIM_PAD, MASKED)
+        if USE_TMA:
+            k = k_src.load([n0, 0])
+            v = v_src.load([n0, 0])
+        else:
+            k = load_rows(k_src, offs_n, stride_ks, seqlen_k, HEAD_DIM, HEAD_DIM_PAD, MASKED)
+            v = load_rows(v_src, offs_n, stride_vs, seqlen_k, HEAD_DIM, HEAD_DIM_PAD, MASKED)
         s = tl.dot(q, tl.trans(k))
         if SOFTCAP:
             t = tanh(s * cap_scale)
@@ -512,6 +564,8 @@ def _bwd_dq(
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
+    USE_TMA: tl.constexpr,
+    LSE_LOG2: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -551,10 +605,28 @@ def _bwd_dq(
         True,
     )
     row_off = b64 * stride_lb + h.to(tl.int64) * stride_lh + q_start + offs_m
-    lse2 = tl.load(LSE + row_off, mask=offs_m < seqlen_q, other=float("inf")) * 1.4426950408889634
+    lse2 = tl.load(LSE + row_off, mask=offs_m < seqlen_q, other=float("inf"))
+    if not LSE_LOG2:
+        lse2 = lse2 * 1.4426950408889634
     delta = tl.load(DELTA + row_off, mask=offs_m < seqlen_q, other=0.0)
     k_base = K + b64 * stride_kb + k_start.to(tl.int64) * stride_ks + kv_h * stride_kh
     v_base = V + b64 * stride_vb + k_start.to(tl.int64) * stride_vs + kv_h * stride_vh
+    if USE_TMA:
+        k_src = tl.make_tensor_descriptor(
+            k_base,
+            shape=[tl.maximum(seqlen_k, 1), HEAD_DIM],
+            strides=[stride_ks, 1],
+            block_shape=[BLOCK_N, HEAD_DIM_PAD],
+        )
+        v_src = tl.make_tensor_descriptor(
+            v_base,
+            shape=[tl.maximum(seqlen_k, 1), HEAD_DIM],
+            strides=[stride_vs, 1],
+            block_shape=[BLOCK_N, HEAD_DIM_PAD],
+        )
+    else:
+        k_src = k_base
+        v_src = v_base
     dq = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
     lo, full_lo, full_hi, hi = block_range(
         m0, seqlen_q, seqlen_k, left, right, HAS_LEFT, HAS_RIGHT, BLOCK_M, BLOCK_N
@@ -565,8 +637,8 @@ def _bwd_dq(
         do,
         lse2,
         delta,
-        k_base,
-        v_base,
+        k_src,
+        v_src,
         stride_ks,
         stride_vs,
         lo,
@@ -583,6 +655,7 @@ def _bwd_dq(
         HAS_LEFT,
         HAS_RIGHT,
         SOFTCAP,
+        USE_TMA,
         BLOCK_M,
         BLOCK_N,
         HEAD_DIM,
@@ -594,8 +667,8 @@ def _bwd_dq(
         do,
         lse2,
         delta,
-        k_base,
-        v_base,
+        k_src,
+        v_src,
         stride_ks,
         stride_vs,
         full_lo,
@@ -612,6 +685,7 @@ def _bwd_dq(
         HAS_LEFT,
         HAS_RIGHT,
         SOFTCAP,
+        USE_TMA,
         BLOCK_M,
         BLOCK_N,
         HEAD_DIM,
@@ -623,8 +697,8 @@ def _bwd_dq(
         do,
         lse2,
         delta,
-        k_base,
-        v_base,
+        k_src,
+        v_src,
         stride_ks,
         stride_vs,
         full_hi,
@@ -641,6 +715,7 @@ def _bwd_dq(
         HAS_LEFT,
         HAS_RIGHT,
         SOFTCAP,
+        USE_TMA,
         BLOCK_M,
         BLOCK_N,
         HEAD_DIM,
@@ -671,13 +746,24 @@ _DKDV_CONFIGS = {
         _cfg(32, 128, 8, 2),
         _cfg(32, 64, 4, 2),
     ],
-    "sm80": [_cfg(64, 128, 8, 2), _cfg(64, 64, 4, 2), _cfg(32, 64, 4, 2), _cfg(32, 32, 4, 1)],
+    "sm80": [
+        _cfg(64, 128, 8, 2),
+        _cfg(64, 128, 8, 3),
+        _cfg(64, 64, 4, 2),
+        _cfg(32, 64, 4, 2),
+        _cfg(32, 32, 4, 1),
+    ],
 }
 # dQ: BLOCK_M rows resident (Q, dO, dQ), keys stream.
 _DQ_CONFIGS = {
     "sm90": [_cfg(128, 64, 8, 2), _cfg(128, 64, 8, 3), _cfg(64, 64, 4, 2), _cfg(64, 32, 4, 2)],
     "sm80": [_cfg(128, 64, 8, 2), _cfg(64, 64, 4, 2), _cfg(64, 32, 4, 2), _cfg(32, 32, 4, 1)],
 }
+# v2 Hopper lists. dK/dV at d <= 128: 128 resident keys (two warpgroups, 8 warps) against 64 streamed
+# query rows with 2-3 TMA stages; d <= 64 also tries 128 streamed rows (half the registers per tile).
+# dQ mirrors it: 128 resident rows, 64 (or 128 at d <= 64) streamed keys.
+_DKDV_V2 = _DKDV_CONFIGS["sm90"] + [_cfg(64, 128, 4, 2), _cfg(128, 128, 8, 2), _cfg(64, 64, 4, 3)]
+_DQ_V2 = _DQ_CONFIGS["sm90"] + [_cfg(128, 128, 8, 2), _cfg(64, 64, 4, 3)]
 _SMEM = {"sm90": 227 * 1024, "sm80": 163 * 1024}
 
 
@@ -699,26 +785,53 @@ def _prune(path, resident, streamed):
     return prune
 
 
-_KEY = ["TUNE_Q", "TUNE_K", "HEAD_DIM", "IS_VARLEN", "HAS_LEFT", "HAS_RIGHT", "SOFTCAP"]
+_KEY = [
+    "TUNE_Q",
+    "TUNE_K",
+    "HEAD_DIM",
+    "IS_VARLEN",
+    "HAS_LEFT",
+    "HAS_RIGHT",
+    "SOFTCAP",
+    "USE_TMA",
+    "LSE_LOG2",
+]
 _TUNED = {}
 
 
-def _tuned(name, path):
-    if (name, path) not in _TUNED:
+def _tuned(name, path, version="v2"):
+    if (name, path, version) not in _TUNED:
+        v2 = version == "v2" and path == "sm90"
         if name == "dkdv":
-            _TUNED[name, path] = triton.autotune(
-                _DKDV_CONFIGS[path],
+            _TUNED[name, path, version] = triton.autotune(
+                _DKDV_V2 if v2 else _DKDV_CONFIGS[path],
                 key=[*_KEY, "ATOMIC_DQ"],
                 reset_to_zero=["DQ"],
                 prune_configs_by={"early_config_prune": _prune(path, "BLOCK_N", "BLOCK_M")},
+                do_bench=robust_bench,
             )(_bwd_dkdv)
         else:
-            _TUNED[name, path] = triton.autotune(
-                _DQ_CONFIGS[path],
+            _TUNED[name, path, version] = triton.autotune(
+                _DQ_V2 if v2 else _DQ_CONFIGS[path],
                 key=_KEY,
                 prune_configs_by={"early_config_prune": _prune(path, "BLOCK_M", "BLOCK_N")},
+                do_bench=robust_bench,
             )(_bwd_dq)
-    return _TUNED[name, path]
+    return _TUNED[name, path, version]
+
+
+def separate_dq(path: str, head_dim_padded: int, mode: str) -> bool:
+    """Whether the non-deterministic backward computes dQ in its own kernel instead of with atomics.
+
+    "auto": on Hopper at padded head dims <= 64, where the first H200 run measured the separate (and
+    deterministic) pass faster than fp32 atomics (hd64 fwd+bwd 356 vs 331 TFLOP/s, causal 345 vs 326): a
+    64-wide dQ row is cheap to recompute but as costly to add atomically as a wider one.
+    """
+    if mode == "separate":
+        return True
+    if mode == "atomic":
+        return False
+    return path == "sm90" and head_dim_padded <= 64
 
 
 INTERPRET_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}
@@ -751,7 +864,9 @@ def flash_bwd(
     dout = dout if dout.stride(-1) == 1 else dout.contiguous()
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
-    atomic = not deterministic
+    kn = knobs()
+    path = force_path or path_for(q.device)
+    atomic = not deterministic and not separate_dq(path, pad, kn.bwd_dq)
     # Atomic dQ accumulates in fp32 and is cast at the end; the deterministic kernel writes dQ directly.
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic else torch.empty_like(q)
     delta = torch.empty_like(lse)
@@ -768,9 +883,12 @@ def flash_bwd(
         lse_strides = lse.stride()[:2]
     if q.numel() == 0 or k.numel() == 0 or batch == 0:
         return dq.zero_().to(q.dtype), dk.zero_(), dv.zero_()
-    path = force_path or path_for(q.device)
-    if path == "sm90" and tma_compatible(q) and q.is_cuda:
+    # Hopper: TMA for the streamed tiles when the tensors allow it (see the forward for the conditions).
+    use_tma = kn.bwd_tma and path == "sm90" and pad == head_dim and tma_compatible(q, k, v, dout)
+    if use_tma and q.is_cuda:
         ensure_allocator(path)
+    lse_log2 = kn.bwd_lse2
+    lse2 = torch.empty_like(lse) if lse_log2 else lse
     if softcap > 0:
         qk_scale2, cap_scale, softcap2 = 0.0, softmax_scale / softcap, softcap * LOG2E
     else:
@@ -786,6 +904,8 @@ def flash_bwd(
         out,
         dout,
         delta,
+        lse,
+        lse2,
         cu_q,
         *st(out),
         *st(dout),
@@ -795,6 +915,7 @@ def flash_bwd(
         HEAD_DIM=head_dim,
         HEAD_DIM_PAD=pad,
         IS_VARLEN=varlen,
+        WRITE_LSE2=lse_log2,
         BLOCK_M=pre_block,
     )
     scal = (
@@ -814,13 +935,15 @@ def flash_bwd(
         HAS_LEFT=left >= 0,
         HAS_RIGHT=right >= 0,
         SOFTCAP=softcap > 0,
+        USE_TMA=use_tma,
+        LSE_LOG2=lse_log2,
     )
     dkdv_args = (
         q,
         k,
         v,
         dout,
-        lse,
+        lse2,
         delta,
         dq,
         dk,
@@ -846,7 +969,7 @@ def flash_bwd(
         cfg = dict(configs.get("dkdv", INTERPRET_BLOCKS))
         _bwd_dkdv[grid(cfg)](*dkdv_args, **meta, ATOMIC_DQ=atomic, **cfg)
     else:
-        _tuned("dkdv", path)[grid](*dkdv_args, **meta, ATOMIC_DQ=atomic)
+        _tuned("dkdv", path, kn.bwd_configs)[grid](*dkdv_args, **meta, ATOMIC_DQ=atomic)
     if atomic:
         return dq.to(q.dtype), dk, dv
     dq_args = (
@@ -854,7 +977,7 @@ def flash_bwd(
         k,
         v,
         dout,
-        lse,
+        lse2,
         delta,
         dq,
         cu_q,
@@ -876,5 +999,5 @@ def flash_bwd(
         cfg = dict(configs.get("dq", INTERPRET_BLOCKS))
         _bwd_dq[grid(cfg)](*dq_args, **meta, **cfg)
     else:
-        _tuned("dq", path)[grid](*dq_args, **meta)
+        _tuned("dq", path, kn.bwd_configs)[grid](*dq_args, **meta)
     return dq, dk, dv

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_triton._runtime import interpreting, path_for, sm_count, tuning_budget
+from attn_triton._runtime import interpreting, knobs, path_for, robust_bench, sm_count, tuning_budget
 from attn_triton.flash_common import LOG2E, head_dim_pad, tanh, visible
 
 
@@ -50,6 +50,32 @@ def _load_kv(
     if HEAD_DIM != HEAD_DIM_PAD:
         mask = mask & (cols[None, :] < HEAD_DIM)
     return tl.load(base + row_off[:, None] + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _load_page_tile(
+    base,
+    table_row,
+    n0,
+    offs_n,
+    cache_len,
+    stride_page,
+    stride_slot,
+    PAGE_SIZE: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    """A key tile that lies inside one page (BLOCK_N divides PAGE_SIZE): one scalar block-table read for
+    the whole tile, and rows at a fixed stride from the page's base, so the address math is the same as
+    for a contiguous cache (wide vector loads, no per-row gather, no per-row division)."""
+    cols = tl.arange(0, HEAD_DIM_PAD)
+    page = tl.load(table_row + n0 // PAGE_SIZE).to(tl.int64)
+    slots = offs_n - (n0 // PAGE_SIZE) * PAGE_SIZE  # contiguous within the page
+    mask = (offs_n < cache_len)[:, None]
+    if HEAD_DIM != HEAD_DIM_PAD:
+        mask = mask & (cols[None, :] < HEAD_DIM)
+    ptrs = base + page * stride_page + slots[:, None].to(tl.int64) * stride_slot + cols[None, :]
+    return tl.load(ptrs, mask=mask, other=0.0)
 
 
 @triton.jit
@@ -96,9 +122,13 @@ def _decode_kernel(
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
     SPLIT: tl.constexpr,
+    PAGE_SIZE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
+    # PAGE_SIZE > 0: the page size as a compile-time constant, and the key tiles never straddle a page.
+    # (0: the general path, any page size, one block-table read per key row.)
+    PAGE_TILE: tl.constexpr = PAGED and PAGE_SIZE > 0 and PAGE_SIZE % BLOCK_N == 0
     split = tl.program_id(0)
     pid_bh = tl.program_id(1)
     pid_m = tl.program_id(2)
@@ -143,9 +173,23 @@ def _decode_kernel(
     acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
     for n0 in tl.range(n_lo, n_hi, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        k = _load_kv(
-            k_base, table_row, offs_n, n_hi, page_size, stride_kp, stride_ks, PAGED, HEAD_DIM, HEAD_DIM_PAD
-        )
+        if PAGE_TILE:
+            k = _load_page_tile(
+                k_base, table_row, n0, offs_n, n_hi, stride_kp, stride_ks, PAGE_SIZE, HEAD_DIM, HEAD_DIM_PAD
+            )
+        else:
+            k = _load_kv(
+                k_base,
+                table_row,
+                offs_n,
+                n_hi,
+                page_size,
+                stride_kp,
+                stride_ks,
+                PAGED,
+                HEAD_DIM,
+                HEAD_DIM_PAD,
+            )
         s = tl.dot(q, tl.trans(k))
         if SOFTCAP:
             s = softcap2 * tanh(s * cap_scale)
@@ -159,9 +203,23 @@ def _decode_kernel(
         p = tl.exp2(s - m_use[:, None])
         alpha = tl.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = _load_kv(
-            v_base, table_row, offs_n, n_hi, page_size, stride_vp, stride_vs, PAGED, HEAD_DIM, HEAD_DIM_PAD
-        )
+        if PAGE_TILE:
+            v = _load_page_tile(
+                v_base, table_row, n0, offs_n, n_hi, stride_vp, stride_vs, PAGE_SIZE, HEAD_DIM, HEAD_DIM_PAD
+            )
+        else:
+            v = _load_kv(
+                v_base,
+                table_row,
+                offs_n,
+                n_hi,
+                page_size,
+                stride_vp,
+                stride_vs,
+                PAGED,
+                HEAD_DIM,
+                HEAD_DIM_PAD,
+            )
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
@@ -252,23 +310,41 @@ def _cfg(bn, warps, stages):
 
 
 _CONFIGS = [_cfg(64, 4, 2), _cfg(64, 4, 3), _cfg(64, 4, 4), _cfg(128, 4, 2), _cfg(128, 8, 3), _cfg(32, 4, 4)]
+# v2 adds deeper pipelines for the 64-key tiles that page-sized tiles favour (more bytes in flight per SM).
+_CONFIGS_V2 = [*_CONFIGS, _cfg(64, 8, 4), _cfg(32, 4, 3)]
 _TUNED = {}
 
 
 def _prune(configs, named_args, **kwargs):
     pad = kwargs["HEAD_DIM_PAD"]
     kept = [c for c in configs if 2 * c.num_stages * c.kwargs["BLOCK_N"] * pad * 2 <= 160 * 1024]
+    page = kwargs.get("PAGE_SIZE", 0)
+    if page > 0:
+        # Keep the tiles that fit inside a page (the one-table-read-per-tile path), when there are any.
+        inside = [c for c in kept if page % c.kwargs["BLOCK_N"] == 0]
+        kept = inside or kept
     return tuning_budget(kept) or configs[:1]
 
 
-def _tuned(path):
-    if path not in _TUNED:
-        _TUNED[path] = triton.autotune(
-            _CONFIGS,
-            key=["TUNE_K", "HEAD_DIM", "PAGED", "SPLIT", "BLOCK_M", "HAS_LEFT", "HAS_RIGHT", "SOFTCAP"],
+def _tuned(path, version="v2"):
+    if (path, version) not in _TUNED:
+        _TUNED[path, version] = triton.autotune(
+            _CONFIGS_V2 if version == "v2" else _CONFIGS,
+            key=[
+                "TUNE_K",
+                "HEAD_DIM",
+                "PAGED",
+                "SPLIT",
+                "BLOCK_M",
+                "HAS_LEFT",
+                "HAS_RIGHT",
+                "SOFTCAP",
+                "PAGE_SIZE",
+            ],
             prune_configs_by={"early_config_prune": _prune},
+            do_bench=robust_bench,
         )(_decode_kernel)
-    return _TUNED[path]
+    return _TUNED[path, version]
 
 
 def choose_num_splits(programs: int, sms: int, key_blocks: int, max_splits: int = 64) -> int:
@@ -382,6 +458,7 @@ def flash_decode(
         HAS_RIGHT=right >= 0,
         SOFTCAP=softcap > 0,
         SPLIT=split,
+        PAGE_SIZE=page_size if paged and knobs().decode_page_tile else 0,
         BLOCK_M=block_m,
     )
     grid = (num_splits, batch * hk, m_blocks)
@@ -389,7 +466,7 @@ def flash_decode(
         cfg = dict(config or {"BLOCK_N": 32})
         _decode_kernel[grid](*args, **meta, **cfg)
     else:
-        _tuned(path)[grid](*args, **meta)
+        _tuned(path, knobs().decode_configs)[grid](*args, **meta)
     if split:
         _combine_kernel[(batch * hk, m_blocks)](
             out,

@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_triton._runtime import ensure_allocator, interpreting, path_for, tuning_budget
+from attn_triton._runtime import ensure_allocator, interpreting, knobs, path_for, robust_bench, tuning_budget
 from attn_triton.flash_common import LN2, LOG2E, block_range, bucket, head_dim_pad, load_rows, tanh, visible
 
 
@@ -61,6 +61,7 @@ def _fwd_inner(
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
+    FOLD_SCALE: tl.constexpr,
     USE_TMA: tl.constexpr,
     WARP_SPEC: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -69,6 +70,7 @@ def _fwd_inner(
     HEAD_DIM_PAD: tl.constexpr,
 ):
     offs_m = m0 + tl.arange(0, BLOCK_M)
+    # --8<-- [start:fwd-inner]
     for n0 in tl.range(n_start, n_end, BLOCK_N, warp_specialize=WARP_SPEC):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         if USE_TMA:
@@ -79,18 +81,27 @@ def _fwd_inner(
         s = tl.dot(q, tl.trans(k))
         if SOFTCAP:
             s = softcap2 * tanh(s * cap_scale)
-        else:
+        elif not FOLD_SCALE:
             s = s * qk_scale2
         if MASKED:
             keep = visible(offs_m, offs_n, seqlen_q, seqlen_k, left, right, HAS_LEFT, HAS_RIGHT)
             s = tl.where(keep, s, -float("inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        if FOLD_SCALE:
+            # s is still the raw product. With a positive scale, max(s * c) = max(s) * c: one multiply per
+            # row here, and below exp2(s * c - m) is a single FMA per element instead of a multiply and a
+            # subtraction (the softmax's elementwise work is what competes with the tensor cores).
+            m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
+        else:
+            m_new = tl.maximum(m_i, tl.max(s, 1))
         if MASKED:
             # A row with no visible key so far has m_new = -inf; subtracting it would give NaN.
             m_use = tl.where(m_new == -float("inf"), 0.0, m_new)
         else:
             m_use = m_new
-        p = tl.exp2(s - m_use[:, None])
+        if FOLD_SCALE:
+            p = tl.exp2(s * qk_scale2 - m_use[:, None])
+        else:
+            p = tl.exp2(s - m_use[:, None])
         alpha = tl.exp2(m_i - m_use)  # rescales what was accumulated under the old max
         l_i = l_i * alpha + tl.sum(p, 1)
         if USE_TMA:
@@ -100,6 +111,7 @@ def _fwd_inner(
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
+    # --8<-- [end:fwd-inner]
     return acc, l_i, m_i
 
 
@@ -143,19 +155,28 @@ def _fwd_kernel(
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     SOFTCAP: tl.constexpr,
+    FOLD_SCALE: tl.constexpr,
+    HEAVY_FIRST: tl.constexpr,
     USE_TMA: tl.constexpr,
     WARP_SPEC: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    if HEAVY_FIRST:
+        # Causal, heaviest first across all heads: the hardware hands out programs in order of their linear
+        # id (axis 0 fastest), so with (batch, head) on axis 0 and the query blocks on axis 1, counted from
+        # the last, the first wave holds the longest program of every head and the short ones fill the tail.
+        pid_bh = tl.program_id(0)
+        pid_m = tl.num_programs(1) - 1 - tl.program_id(1)
+    else:
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+        if HAS_RIGHT and not HAS_LEFT:
+            # Causal: later query blocks visit more keys. Launch them first (within each head).
+            pid_m = tl.num_programs(0) - 1 - pid_m
     b = pid_bh // nheads
     h = pid_bh % nheads
     kv_h = h // group  # GQA: `group` query heads share one KV head
-    if HAS_RIGHT and not HAS_LEFT:
-        # Causal: later query blocks visit more keys. Launch them first so the short ones fill the tail.
-        pid_m = tl.num_programs(0) - 1 - pid_m
     q_start = b * 0  # a run-time zero (not a constexpr), so .to() below works on both paths
     k_start = b * 0
     if IS_VARLEN:
@@ -173,6 +194,7 @@ def _fwd_kernel(
     o_base = O + b.to(tl.int64) * stride_ob + q_start.to(tl.int64) * stride_os + h * stride_oh
     offs_m = m0 + tl.arange(0, BLOCK_M)
 
+    # --8<-- [start:fwd-tma]
     if USE_TMA:
         # Descriptors cover exactly this (sequence, head) slice: loads past its end read zeros, stores
         # past it are dropped, so neighbouring sequences (varlen) are never touched.
@@ -192,6 +214,7 @@ def _fwd_kernel(
             block_shape=[BLOCK_N, HEAD_DIM_PAD],
         )
         q = q_src.load([m0, 0])
+    # --8<-- [end:fwd-tma]
     else:
         k_src = k_base
         v_src = v_base
@@ -228,6 +251,7 @@ def _fwd_kernel(
         HAS_LEFT,
         HAS_RIGHT,
         SOFTCAP,
+        FOLD_SCALE,
         USE_TMA,
         False,
         BLOCK_M,
@@ -258,6 +282,7 @@ def _fwd_kernel(
         HAS_LEFT,
         HAS_RIGHT,
         SOFTCAP,
+        FOLD_SCALE,
         USE_TMA,
         WARP_SPEC,
         BLOCK_M,
@@ -288,6 +313,7 @@ def _fwd_kernel(
         HAS_LEFT,
         HAS_RIGHT,
         SOFTCAP,
+        FOLD_SCALE,
         USE_TMA,
         False,
         BLOCK_M,
@@ -296,6 +322,7 @@ def _fwd_kernel(
         HEAD_DIM_PAD,
     )
 
+    # --8<-- [start:fwd-epilogue]
     # Epilogue: one division per row. Rows that saw no key (l_i = 0) output 0 and lse = +inf, which makes
     # the backward's recomputed probabilities exp(s - lse) exactly 0 for them.
     empty = l_i == 0.0
@@ -303,6 +330,7 @@ def _fwd_kernel(
     lse = tl.where(empty, float("inf"), (m_i + tl.log2(tl.where(empty, 1.0, l_i))) * 0.6931471805599453)
     lse_ptrs = LSE + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start + offs_m
     tl.store(lse_ptrs, lse, mask=offs_m < seqlen_q)
+    # --8<-- [end:fwd-epilogue]
     if USE_TMA:
         o_dst = tl.make_tensor_descriptor(
             o_base, shape=[seqlen_q, HEAD_DIM], strides=[stride_os, 1], block_shape=[BLOCK_M, HEAD_DIM_PAD]
@@ -326,8 +354,10 @@ def _cfg(bm, bn, warps, stages, ws=False):
     return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=warps, num_stages=stages)
 
 
+# --8<-- [start:fwd-configs]
 _CONFIGS = {
-    # Hopper: 128-row Q tiles = two warpgroups of wgmma (8 warps) or one (4 warps) with 64-row tiles.
+    # v1 (the first GPU run's lists). Hopper: 128-row Q tiles = two warpgroups of wgmma (8 warps) or one
+    # (4 warps) with 64-row tiles.
     "sm90": [
         _cfg(128, 128, 8, 2),
         _cfg(128, 128, 8, 3),
@@ -345,20 +375,94 @@ _CONFIGS = {
         _cfg(64, 32, 4, 2),
     ],
 }
-_SMEM = {"sm90": 227 * 1024, "sm80": 163 * 1024}
 if os.environ.get("ATTN_TRITON_WARP_SPECIALIZE", "0") == "1":
-    # Triton 3.6 documents automatic warp specialisation as Blackwell-first; opt in to try it on Hopper.
+    # v1 only: warp specialisation on request (v2 offers it by default, pruned by shape).
     _CONFIGS["sm90"] += [_cfg(128, 128, 8, 2, True), _cfg(128, 64, 8, 3, True)]
 
+# v2 Hopper lists, one per padded head dim (at most 8 candidates per autotune key after pruning).
+# 128 x 128 tiles with two consumer warpgroups (8 warps) and 2-3 K/V stages are the classic Hopper point
+# for d <= 128 (the S tile is 64 fp32 registers per thread, the O accumulator another 64 at d = 128);
+# 128 x 64 with 3-4 stages keeps more loads in flight for less register pressure. Head dim 256 halves the
+# key tile (the accumulator alone is 128 registers per thread at 8 warps). Warp-specialised variants
+# (``tl.range(..., warp_specialize=True)`` on the unmasked loop: a producer warp group issues TMA while
+# the consumers run wgmma and softmax) are candidates where they can pay off: see ``_prune``. Compiled
+# for sm90 on a CPU machine with Triton 3.6: the warp-specialisation pass rejects this loop at 4 warps
+# ("NVGPUWarpSpecialization" pass failure) and accepts it at 8, hence 8-warp candidates only.
+_SM90_V2 = {
+    64: [
+        _cfg(128, 128, 8, 3),
+        _cfg(128, 128, 4, 3),
+        _cfg(128, 64, 4, 4),
+        _cfg(128, 64, 8, 4),
+        _cfg(64, 64, 4, 4),
+        _cfg(128, 128, 8, 3, True),
+        _cfg(128, 64, 8, 4, True),
+    ],
+    128: [
+        _cfg(128, 128, 8, 3),
+        _cfg(128, 128, 8, 2),
+        _cfg(128, 64, 8, 4),
+        _cfg(128, 64, 8, 3),
+        _cfg(128, 64, 4, 3),
+        _cfg(128, 128, 8, 2, True),
+        _cfg(128, 128, 8, 3, True),
+        _cfg(128, 64, 8, 3, True),
+    ],
+    256: [
+        _cfg(128, 64, 8, 2),
+        _cfg(128, 32, 8, 3),
+        _cfg(64, 64, 4, 3),
+        _cfg(64, 64, 4, 2),
+        _cfg(64, 32, 4, 3),
+    ],
+}
+_SM90_V2[32] = _SM90_V2[64]
 
-def _prune(path):
+
+def _sig(c):
+    return (tuple(sorted(c.kwargs.items())), c.num_warps, c.num_stages)
+
+
+def _union(lists):
+    seen, out = set(), []
+    for cfgs in lists:
+        for c in cfgs:
+            if _sig(c) not in seen:
+                seen.add(_sig(c))
+                out.append(c)
+    return out
+
+
+_CONFIGS_V2 = {"sm90": _union(_SM90_V2.values()), "sm80": _CONFIGS["sm80"]}
+_SMEM = {"sm90": 227 * 1024, "sm80": 163 * 1024}
+#: Shortest (bucketed) key length for which warp-specialised candidates are tried: the producer/consumer
+#: split costs a prologue and barriers per tile, which only a long unmasked loop amortises.
+WS_MIN_KEYS = 1024
+
+
+def _prune(path, version="v1"):
     def prune(configs, named_args, **kwargs):
         pad = kwargs["HEAD_DIM_PAD"]
         elem = named_args["Q"].element_size()
         tune_q = named_args["TUNE_Q"]
+        tune_k = named_args["TUNE_K"]
+        allowed = None
+        if version == "v2" and path == "sm90":
+            allowed = {_sig(c) for c in _SM90_V2[max(pad, 32)]}
+        ws_ok = (
+            kwargs["USE_TMA"]  # the producer partition issues TMA loads
+            and pad in (64, 128)
+            and tune_k >= WS_MIN_KEYS
+            and not kwargs["HAS_LEFT"]  # sliding windows: short loops
+            and not kwargs["SOFTCAP"]
+        )
         kept = []
         for c in configs:
             bm, bn = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
+            if allowed is not None and _sig(c) not in allowed:
+                continue
+            if c.kwargs.get("WARP_SPEC") and version == "v2" and not ws_ok:
+                continue
             smem = (bm * pad + max(c.num_stages, 1) * 2 * bn * pad) * elem
             if smem > _SMEM[path]:
                 continue
@@ -375,16 +479,30 @@ def _prune(path):
 
 
 _TUNED = {}
+_KEY = [
+    "TUNE_Q",
+    "TUNE_K",
+    "HEAD_DIM",
+    "IS_VARLEN",
+    "HAS_LEFT",
+    "HAS_RIGHT",
+    "SOFTCAP",
+    "USE_TMA",
+    "FOLD_SCALE",
+    "HEAVY_FIRST",
+]
 
 
-def _kernel_for(path):
-    if path not in _TUNED:
-        _TUNED[path] = triton.autotune(
-            _CONFIGS[path],
-            key=["TUNE_Q", "TUNE_K", "HEAD_DIM", "IS_VARLEN", "HAS_LEFT", "HAS_RIGHT", "SOFTCAP", "USE_TMA"],
-            prune_configs_by={"early_config_prune": _prune(path)},
+def _kernel_for(path, version="v2"):
+    if (path, version) not in _TUNED:
+        configs = (_CONFIGS_V2 if version == "v2" else _CONFIGS)[path]
+        _TUNED[path, version] = triton.autotune(
+            configs,
+            key=_KEY,
+            prune_configs_by={"early_config_prune": _prune(path, version)},
+            do_bench=robust_bench,
         )(_fwd_kernel)
-    return _TUNED[path]
+    return _TUNED[path, version]
 
 
 #: Fixed tiles for the interpreter (it cannot time configs). Small, so the CPU tests stay quick, and
@@ -482,6 +600,8 @@ def flash_fwd(
         bucket(sq),
         bucket(sk),
     )
+    kn = knobs()
+    heavy_first = kn.fwd_heavy_first and right >= 0 and left < 0  # causal (bottom-right) only
     meta = dict(
         HEAD_DIM=head_dim,
         HEAD_DIM_PAD=pad,
@@ -489,15 +609,21 @@ def flash_fwd(
         HAS_LEFT=left >= 0,
         HAS_RIGHT=right >= 0,
         SOFTCAP=softcap > 0,
+        FOLD_SCALE=kn.fwd_fold_scale and softcap <= 0 and softmax_scale > 0,
+        HEAVY_FIRST=heavy_first,
         USE_TMA=use_tma,
     )
-    grid = lambda m: (triton.cdiv(sq, m["BLOCK_M"]), batch * nheads)
+    if heavy_first:
+        grid = lambda m: (batch * nheads, triton.cdiv(sq, m["BLOCK_M"]))
+    else:
+        grid = lambda m: (triton.cdiv(sq, m["BLOCK_M"]), batch * nheads)
     if interpreting() or config is not None:
         cfg = dict(config or {**INTERPRET_BLOCKS, "WARP_SPEC": False})
+        cfg.setdefault("WARP_SPEC", False)
         launch = {k_: cfg.pop(k_) for k_ in ("num_warps", "num_stages") if k_ in cfg}
         _fwd_kernel[grid({**cfg})](*args, **meta, **cfg, **launch)
     else:
-        _kernel_for(path)[grid](*args, **meta)
+        _kernel_for(path, kn.fwd_configs)[grid](*args, **meta)
     return out, lse
 
 
