@@ -209,3 +209,25 @@ def test_bench_registration():
     assert {"attention_fwd", "attention_bwd", "decode_kvcache", "matmul"} <= set(desc["ops"])
     assert desc["supports"]("attention_fwd", "default", {"head_dim": 80}, "cuda")
     assert desc["supports"]("attention_fwd", "default", {"head_dim": 128}, "cuda") is None
+
+
+def test_tma_allocator_is_installed_on_the_calling_thread():
+    # Triton keeps the allocator hook in a context variable and autograd runs the backward on its own
+    # thread: each launch path must install it where it runs (a Hopper run failed the backward without it).
+    import threading
+
+    from triton.runtime import _allocation
+
+    from attn_triton import _runtime
+
+    seen = []
+    _runtime.ensure_allocator("sm90")  # as the forward does, on the caller's thread
+
+    def worker():  # as autograd's backward thread does
+        _runtime.ensure_allocator("sm90")
+        seen.append(_allocation._allocator.get())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [_runtime._scratch]

@@ -177,22 +177,22 @@ def path_for(device: torch.device) -> str:
     return "sm80"
 
 
-@functools.cache
-def _install_allocator() -> None:
-    # Tensor descriptors created inside a kernel (tl.make_tensor_descriptor) are written by the kernel into
-    # a small global-memory scratch buffer before TMA can use them. Triton asks for that buffer through the
-    # allocator hook; without one installed, such kernels fail at launch.
-    import triton
-
-    def alloc(size: int, alignment: int, stream):
-        return torch.empty(size, dtype=torch.int8, device="cuda")
-
-    triton.set_allocator(alloc)
+def _scratch(size: int, alignment: int, stream):
+    return torch.empty(size, dtype=torch.int8, device="cuda")
 
 
 def ensure_allocator(path: str) -> None:
+    """Install the scratch allocator that in-kernel tensor descriptors need (Hopper path only).
+
+    Tensor descriptors created inside a kernel (tl.make_tensor_descriptor) are written by the kernel into
+    a small global-memory scratch buffer before TMA can use them; Triton asks for it through the allocator
+    hook. The hook lives in a context variable, so it is set on every call rather than once: autograd runs
+    the backward on its own thread, where an allocator set by the forward's thread is not visible.
+    """
     if path == "sm90":
-        _install_allocator()
+        import triton
+
+        triton.set_allocator(_scratch)
 
 
 @functools.cache
