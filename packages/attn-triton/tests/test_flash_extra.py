@@ -75,9 +75,10 @@ def test_tma_path_backward_under_interpreter(profile):
 
 
 @interp
-def test_v1_profile_forward_backward(profile):
-    """The first GPU run's code paths (kept for side-by-side timing) still compute the right thing."""
-    profile("v1")
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_profile_forward_backward(profile, name):
+    """Both performance profiles (v1 the default, v2 the newer choices) compute the right thing."""
+    profile(name)
     q, k, v = _qkv(1, 21, 21, 2, 1, 32, seed=4)
     q.requires_grad_()
     out = attn_triton.flash_attn_func(q, k, v, causal=True, softcap=5.0)

@@ -10,7 +10,7 @@ FlashAttention-4 when importable), ``decode`` (paged KV cache, GB/s of KV read v
 ``basics``. Prints a short table last; writes JSON to ``$OUT/attn_triton_h200.json`` when ``$OUT`` is set.
 
 ``--profiles`` (space separated, default ``"v2 v1"``) times attn-triton once per performance profile, side
-by side in the same run: ``v1`` is the first GPU run's code and configs, ``v2`` the current default, and
+by side in the same run: ``v1`` is the first GPU run's code and configs (the default), ``v2`` the newer one, and
 ``NAME+field=value+...`` overrides single knobs of :class:`attn_triton._runtime.Knobs` (for example
 ``v2+fwd_heavy_first=0``) to isolate one change. The first profile is the headline ``triton`` column.
 ``--quick``: the headline shapes only (hd128 16k, causal and not; hd64 16k), shorter timing, a reduced
