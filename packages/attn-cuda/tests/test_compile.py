@@ -17,12 +17,40 @@ EM_CUDA = 190
 FILES = sorted(catalog.kernels())
 
 
+def _compile_job(job):
+    filename, arch, target = job
+    rt.compile_source(
+        rt.kernel_source(filename),
+        name=filename,
+        arch=arch,
+        name_expressions=catalog.name_expressions(filename),
+        target=target,
+    )
+
+
+def _precompile_in_parallel():
+    """Fill the (test-private) disk cache with one process per core: NVRTC is the whole cost of this
+    module and compiles one program per thread, so the tests below then only read the cache."""
+    import concurrent.futures as cf
+    import multiprocessing
+    import os
+
+    jobs = [(f, arch, "cubin") for arch in catalog.ARCHS for f in FILES]
+    jobs.sort(key=lambda j: -len(catalog.kernels()[j[0]]))  # the big files first
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    if workers == 1:
+        return
+    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_compile_job, jobs))
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     cache = tmp_path_factory.mktemp("attn_cuda_cache")
     mp = pytest.MonkeyPatch()
     mp.setenv("ATTN_CUDA_CACHE_DIR", str(cache))
     rt.clear_memory_cache()
+    _precompile_in_parallel()
     done = {}
 
     def get(filename, arch, target="cubin"):
@@ -77,6 +105,7 @@ def test_tensor_core_kernels_hold_hmma_in_sm80_sass(compiled, filename):
         assert "HMMA.16816.F32" in body, f"{name}: no HMMA.16816 in its sm_80 SASS"
         assert "LDSM" in body, f"{name}: no ldmatrix (LDSM) in its sm_80 SASS"
         assert "LDGSTS" in body, f"{name}: no cp.async (LDGSTS) in its sm_80 SASS"
+        assert not re.search(r"\b(LDL|STL)\b", body), f"{name}: local-memory traffic (LDL/STL) in its SASS"
 
 
 @pytest.mark.parametrize("filename", TENSOR_CORE_FILES)
@@ -99,8 +128,10 @@ def test_scalar_kernels_use_no_tensor_cores(compiled):
 
 
 @pytest.mark.parametrize("arch", catalog.ARCHS)
-def test_tensor_core_forward_fits_in_registers(compiled, arch):
-    """The forward's hot loop must not spill much (a few bytes of the epilogue are tolerated)."""
-    usage = compiled("flash_fwd.cu", arch).resource_usage()
+@pytest.mark.parametrize("filename", TENSOR_CORE_FILES)
+def test_tensor_core_kernels_do_not_spill(compiled, filename, arch):
+    """ptxas reports no local-memory spills for any tensor-core kernel (forward, backward, matmul)."""
+    usage = compiled(filename, arch).resource_usage()
     for name, u in usage.items():
-        assert u["spill_stores"] <= 64, f"{name} on {arch} spills {u['spill_stores']} bytes: {u}"
+        if catalog.is_tensor_core(name):
+            assert u["spill_stores"] == 0 and u["spill_loads"] == 0, f"{name} on {arch} spills: {u}"

@@ -3,6 +3,9 @@
 Skipped without a Hopper GPU. ``tools/sanitize.py`` is the small script compute-sanitizer runs.
 """
 
+import contextlib
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +15,7 @@ import pytest
 import torch
 
 import attn_cuda
-from attn_cuda import basics, runtime
+from attn_cuda import basics, catalog, flash, runtime
 from attn_reference import attention_naive
 from attn_reference.testing.conformance import AttentionConformance, Backend, Features
 from attn_reference.testing.inputs import attention_inputs
@@ -56,6 +59,29 @@ def test_scalar_kernels_match_the_reference(version, causal, head_dim):
     (ref, ref_lse), (low, low_lse) = _reference(q, k, v, causal)
     assert_attention_close(out, ref, low, name="out")
     assert_attention_close(lse, ref_lse, low_lse, name="lse")
+
+
+@pytest.mark.parametrize("variant", sorted(flash.FWD_VARIANTS))
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_forward_variant_matches_the_reference(variant, dtype, head_dim, causal):
+    """Each tiling of the tensor-core forward (the default one also runs the conformance suite)."""
+    for b, sq, sk, hq, hk in ((2, 203, 113, 4, 2), (1, 300, 517, 2, 1), (1, 1, 77, 2, 2)):
+        q, k, v = attention_inputs(b, sq, sk, hq, hk, head_dim, dtype=dtype, device="cuda", seed=5)
+        out, lse = flash.flash_fwd(q, k, v, head_dim**-0.5, causal, variant=variant)
+        (ref, ref_lse), (low, low_lse) = _reference(q, k, v, causal)
+        assert_attention_close(out, ref, low, name=f"out ({variant}, sq {sq}, sk {sk})")
+        assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({variant}, sq {sq}, sk {sk})")
+
+
+@pytest.mark.parametrize("order", ["grouped", "plain"])
+def test_matmul_mma_block_orders(order):
+    # 9 x 5 blocks of 128 x 128: the grouped order's last group holds only one block row.
+    a = (torch.randn(1100, 264, device="cuda") / 264**0.25).half()
+    b = (torch.randn(264, 600, device="cuda") / 264**0.25).half()
+    ref = (a.double() @ b.double()).half()
+    torch.testing.assert_close(basics.matmul(a, b, variant="mma", order=order), ref, atol=2e-2, rtol=2e-2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -116,31 +142,137 @@ def test_dynamic_shared_memory_above_48k_is_allowed():
 
 
 SANITIZE = Path(__file__).resolve().parents[1] / "tools" / "sanitize.py"
+#: Substrings that identify this package's kernels in the sanitizer's reports (mangled or demangled names).
+OUR_KERNELS = (
+    "flash_fwd",
+    "flash_bwd",
+    "matmul_",
+    "reduce_v",
+    "vector_add",
+    "row_softmax",
+    "busy_transform",
+    "hello",
+)
 
 
+def _subprocess_env() -> dict[str, str]:
+    """The test process's environment, with a PYTHONPATH that reproduces its sys.path (so the sanitized
+    interpreter imports exactly the same attn_cuda / attn_reference), and torch's caching allocator off so
+    every tensor is its own allocation and memcheck sees reads past its end."""
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep) + sys.path
+    path = list(dict.fromkeys(e for e in entries if e and os.path.isdir(e)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), PYTORCH_NO_CUDA_MEMORY_CACHING="1")
+
+
+def _sanitizer_reports(output: str) -> list[str]:
+    """The sanitizer's error / hazard reports, one string per report (its message and indented lines)."""
+    reports: list[list[str]] = []
+    for line in output.splitlines():
+        if not line.startswith("========="):
+            continue
+        body = line[len("=========") :]
+        if body.startswith("     ") and reports:  # continuation: "at ... in kernel", "by thread ..."
+            reports[-1].append(body.strip())
+        elif body.strip() and not body.strip().startswith(
+            ("COMPUTE-SANITIZER", "ERROR SUMMARY", "RACECHECK SUMMARY", "LEAK SUMMARY", "Target application")
+        ):
+            reports.append([body.strip()])
+    return ["\n".join(r) for r in reports]
+
+
+def _is_ours(report: str) -> bool:
+    return any(k in report for k in OUR_KERNELS)
+
+
+@contextlib.contextmanager
+def _exclusive(name: str):
+    """One sanitizer run at a time across processes (pytest-xdist workers share the GPU)."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _serial(fn):
+    """Keep the sanitizer tests on one xdist worker (with --dist loadgroup) and give them a long timeout;
+    the markers are only applied when their plugins are installed (--strict-markers)."""
+    if importlib.util.find_spec("xdist") is not None:
+        fn = pytest.mark.xdist_group("compute-sanitizer")(fn)
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        fn = pytest.mark.timeout(SANITIZER_TIMEOUT + 600)(fn)
+    return fn
+
+
+SANITIZER_TIMEOUT = 1800
+
+
+@_serial
 @pytest.mark.parametrize("tool", ["memcheck", "racecheck"])
-def test_compute_sanitizer_is_clean(tool):
+def test_compute_sanitizer_is_clean(tool, record_property):
+    """memcheck / racecheck over tools/sanitize.py: small launches of every kernel in the catalog.
+
+    Reports that name one of our kernels fail the test; reports about other code (torch's own kernels,
+    API errors of the libraries) are listed in the message of a failure and otherwise ignored. Leak
+    checking is off: this package allocates no device memory of its own (torch owns every buffer).
+    """
     exe = runtime.find_tool("compute-sanitizer")
     if exe is None:
         pytest.skip("compute-sanitizer not found")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    res = subprocess.run(
-        [
-            exe,
-            f"--tool={tool}",
-            "--error-exitcode=3",
-            "--target-processes=all",
-            sys.executable,
-            str(SANITIZE),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
+    help_text = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False).stdout
+    cmd = [exe, f"--tool={tool}", "--error-exitcode=3", "--target-processes=all", "--print-limit=100"]
+    if "--report-api-errors" in help_text:
+        cmd.append("--report-api-errors=no")  # API errors are the libraries' business, not a kernel's
+    if tool == "racecheck" and "--racecheck-report" in help_text:
+        cmd.append("--racecheck-report=all")
+    cmd += [sys.executable, str(SANITIZE)]
+    shown = " ".join(cmd)
+    with _exclusive("attn_cuda_compute_sanitizer"):
+        try:
+            res = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                env=_subprocess_env(),
+                timeout=SANITIZER_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = (
+                (exc.stdout or b"").decode(errors="replace")
+                if isinstance(exc.stdout, bytes)
+                else exc.stdout or ""
+            )
+            pytest.fail(
+                f"compute-sanitizer {tool} timed out after {SANITIZER_TIMEOUT} s\n$ {shown}\n{out[-6000:]}"
+            )
+    output = res.stdout + "\n" + res.stderr
+    tail = output[-6000:]
+    context = f"compute-sanitizer {tool} (exit {res.returncode})\n$ {shown}\n--- output tail ---\n{tail}"
+
+    launched_lines = [ln for ln in res.stdout.splitlines() if ln.startswith("ATTN_CUDA_LAUNCHED ")]
+    assert launched_lines, f"the sanitized workload did not finish\n{context}"
+    launched = set(json.loads(launched_lines[-1].split(" ", 1)[1]))
+    record_property(f"{tool}_kernels_checked", sorted(launched))
+    print(f"compute-sanitizer {tool} checked {len(launched)} kernels:\n  " + "\n  ".join(sorted(launched)))
+    expected = {n for names in catalog.kernels().values() for n in names}
+    missing = expected - launched
+    assert not missing, f"kernels the sanitizer workload never launched: {sorted(missing)}\n{context}"
+
+    reports = _sanitizer_reports(output)
+    ours = [r for r in reports if _is_ours(r)]
+    others = [r for r in reports if not _is_ours(r)]
+    summary = f"{len(ours)} report(s) in our kernels, {len(others)} elsewhere"
+    assert not ours, f"{summary}:\n\n" + "\n\n".join(ours[:20]) + f"\n\n{context}"
+    summary_line = "ERROR SUMMARY:" if tool == "memcheck" else ("RACECHECK SUMMARY:", "ERROR SUMMARY:")
+    assert any(s in output for s in ((summary_line,) if isinstance(summary_line, str) else summary_line)), (
+        f"no summary line from the sanitizer\n{context}"
     )
-    tail = (res.stdout + res.stderr)[-4000:]
-    assert res.returncode == 0, f"compute-sanitizer {tool} reported errors:\n{tail}"
-    assert "ERROR SUMMARY: 0 errors" in res.stdout + res.stderr or "RACECHECK SUMMARY: 0 hazards" in tail, (
-        tail
-    )
+    if res.returncode not in (0, 3) or (res.returncode == 3 and not others):
+        pytest.fail(f"unexpected exit status {res.returncode} ({summary})\n{context}")
+    if others:
+        print(f"{summary} (not failing):\n" + "\n\n".join(others[:10]))

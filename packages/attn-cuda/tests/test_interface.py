@@ -46,20 +46,45 @@ def test_ops_are_registered_with_fake_impls():
 
 def test_tile_configurations_fit_the_hardware():
     for d in flash.HEAD_DIMS:
-        f, b = flash.FWD_CONFIGS[d], flash.BWD_CONFIGS[d]
-        assert f.smem_bytes() <= 163 * 1024 and b.smem_bytes() <= 163 * 1024  # A100's opt-in limit
-        assert f.threads <= 1024 and f.block_m == 16 * f.warps
-        assert (f.block_m * d // 8) % f.threads == 0 and (
-            f.block_n * d // 8
-        ) % f.threads == 0  # cp.async split
+        for variant, configs in flash.FWD_VARIANTS.items():
+            f = configs[d]
+            assert f.head_dim == d, variant
+            assert f.smem_bytes() <= 163 * 1024, variant  # A100's opt-in limit
+            assert f.threads <= 1024 and f.block_m == 16 * f.row_tiles * f.warps
+            assert (f.block_m * d // 8) % f.threads == 0 and (f.block_n * d // 8) % f.threads == 0  # cp.async
+            assert f.block_n % 16 == 0
+        b = flash.BWD_CONFIGS[d]
+        assert b.smem_bytes() <= 163 * 1024
         assert (b.block_m * d // 8) % b.threads == 0
-    assert flash.FWD_CONFIGS[128].grid(2, 16, 1000) == (16, 16, 2)
+    assert flash.FWD_VARIANTS["base"][128].grid(2, 16, 1000) == (16, 16, 2)
+    assert flash.FWD_VARIANTS["wide"][128].grid(2, 16, 1000) == (8, 16, 2)
     assert flash.BWD_CONFIGS[128].grid(2, 4, 1000) == (16, 4, 2)
-    assert flash.FWD_CONFIGS[64].name(torch.bfloat16, True) == "flash_fwd_mma<__nv_bfloat16, 64, 64, 4, true>"
+    assert (
+        flash.FWD_VARIANTS["base"][64].name(torch.bfloat16, True)
+        == "flash_fwd_mma<__nv_bfloat16, 64, 64, 4, true>"
+    )
+    assert (
+        flash.FWD_VARIANTS["wide"][128].name(torch.float16, False)
+        == "flash_fwd_mma_wide<__half, 128, 32, 4, 2, 1, false>"
+    )
+
+
+def test_forward_variant_selection(monkeypatch):
+    monkeypatch.delenv("ATTN_CUDA_FWD_VARIANT", raising=False)
+    assert flash.fwd_variant() == flash.DEFAULT_FWD_VARIANT
+    assert flash.fwd_variant("base") == "base"
+    monkeypatch.setenv("ATTN_CUDA_FWD_VARIANT", "wide8")
+    assert flash.fwd_variant() == "wide8"
+    with pytest.raises(ValueError, match="variant"):
+        flash.fwd_variant("nope")
+    names = flash.all_instantiations()["flash_fwd.cu"]
+    for configs in flash.FWD_VARIANTS.values():  # every variant is compiled by the CPU tier
+        assert configs[128].name(torch.float16, True) in names
 
 
 def test_bench_description_normalises():
-    from attn_bench.backend import normalise
+    # attn-bench is not a dependency of attn-cuda: this check runs where both are installed.
+    normalise = pytest.importorskip("attn_bench.backend", reason="attn-bench is not installed").normalise
 
     b = normalise(bench.backend, kind="backend")
     assert b.name == "cuda" and set(b.impls) == {

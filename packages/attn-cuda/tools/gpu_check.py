@@ -12,6 +12,12 @@
    torch's flash SDPA (FA2) in the same run, the matmul steps against torch.matmul (fp16 8192^3), the
    reductions against a measured copy ceiling, and stream overlap against one stream;
 4. prints a short table last and writes everything as JSON under $OUT when set.
+
+Options: ``--quick`` (fewer check shapes, shorter timings, no slow basics timings), ``--compare
+OLD.json`` (adds the earlier run's milliseconds and the speedup per case; case names are stable across
+versions, new ones such as ``fwd ... attn-cuda [wide]`` time every forward variant, ``matmul ... [plain]``
+each block order), ``--skip STAGE`` (compile, attention checks, basics checks, attention timings,
+basics timings).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ import traceback
 import torch
 
 RESULTS: dict = {"checks": [], "timings": [], "resources": {}, "env": {}}
+#: --quick: attention checks on two shapes, shorter timing runs, basics timings stop after the tensor-core
+#: matmul (no tiled/naive matmul, reduction or stream-overlap timings).
+QUICK = False
 
 
 def log(msg: str) -> None:
@@ -100,9 +109,30 @@ def attention_checks() -> None:
         (3, 1, 77, 2, 2),
         (1, 257, 257, 2, 1),
     ]
+    if QUICK:
+        shapes = [shapes[0], shapes[1]]
     for dtype in (torch.float16, torch.bfloat16):
         for d in (64, 128):
             for causal in (False, True):
+                for variant in sorted(attn_cuda.flash.FWD_VARIANTS):
+
+                    def fwd_variant(variant=variant, d=d, dtype=dtype, causal=causal):
+                        for b, sq, sk, hq, hk in ((2, 203, 113, 4, 2), (1, 300, 517, 2, 1)):
+                            q, k, v = attention_inputs(
+                                b, sq, sk, hq, hk, d, dtype=dtype, device="cuda", seed=4
+                            )
+                            out, lse = attn_cuda.flash.flash_fwd(q, k, v, d**-0.5, causal, variant=variant)
+                            ro, rl = attention_naive(q, k, v, causal=causal, return_lse=True)
+                            lo, ll = attention_naive(
+                                q, k, v, causal=causal, return_lse=True, accum_dtype=None
+                            )
+                            assert_attention_close(out, ro, lo, name="out")
+                            assert_attention_close(lse, rl, ll, name="lse")
+
+                    check(
+                        f"flash mma fwd variant {variant} {str(dtype)[6:]} d{d} {'causal' if causal else 'full'}",
+                        fwd_variant,
+                    )
                 for b, sq, sk, hq, hk in shapes:
                     tag = f"{str(dtype)[6:]} d{d} {'causal' if causal else 'full'} b{b} sq{sq} sk{sk} h{hq}/{hk}"
 
@@ -205,6 +235,8 @@ def basics_checks() -> None:
 
 def bench(fn, warmup=25, rep=100) -> float:
     """Median milliseconds (triton.testing.do_bench: CUDA events, L2 flushed between calls)."""
+    if QUICK:
+        warmup, rep = 10, 40
     try:
         from triton.testing import do_bench
 
@@ -278,6 +310,16 @@ def attention_timings() -> None:
                 ref=f"fwd {tag} torch-flash",
             )
             timed(f"fwd {tag} torch-flash", torch_fwd, flops=flops, group=f"fwd {tag}")
+            for variant in sorted(attn_cuda.flash.FWD_VARIANTS):  # every tiling, the default included
+                timed(
+                    f"fwd {tag} attn-cuda [{variant}]",
+                    lambda q=q, k=k, v=v, causal=causal, variant=variant, d=d: attn_cuda.flash.flash_fwd(
+                        q, k, v, d**-0.5, causal, variant=variant
+                    ),
+                    flops=flops,
+                    group=f"fwd {tag}",
+                    ref=f"fwd {tag} torch-flash",
+                )
             if d != 128:
                 continue
             qg, kg, vg = (t.clone().requires_grad_(True) for t in (q, k, v))
@@ -319,6 +361,18 @@ def basics_timings() -> None:
         group="matmul",
         ref="matmul fp16 8192^3 torch.matmul",
     )
+    from attn_cuda.basics.matmul import MMA_ORDERS
+
+    for order in MMA_ORDERS:
+        timed(
+            f"matmul fp16 8192^3 mma [{order}]",
+            lambda order=order: basics.matmul(a, b, variant="mma", order=order),
+            flops=flops,
+            group="matmul",
+            ref="matmul fp16 8192^3 torch.matmul",
+        )
+    if QUICK:
+        return
     m = 4096
     a4, b4 = a[:m, :m].contiguous(), b[:m, :m].contiguous()
     for v in ("regblock", "tiled"):
@@ -396,15 +450,21 @@ def basics_timings() -> None:
 # -- 4. report ---------------------------------------------------------------------------------------------
 
 
-def summary() -> None:
+def summary(previous: dict | None = None) -> None:
+    """The table of every timing; with ``previous`` (an earlier run's JSON) a column of its milliseconds and
+    the speedup since, matched by case name (case names are kept stable across versions for this)."""
     rows = {r["label"]: r for r in RESULTS["timings"] if "ms" in r}
+    before = {r["label"]: r["ms"] for r in (previous or {}).get("timings", []) if "ms" in r}
     ok = sum(c["ok"] for c in RESULTS["checks"])
     log("\n==== attn-cuda on " + RESULTS["env"].get("device", "?") + " ====")
     log(
         f"checks: {ok}/{len(RESULTS['checks'])} passed"
         + "".join(f"\n  FAILED: {c['name']}" for c in RESULTS["checks"] if not c["ok"])
     )
-    log(f"{'case':52s} {'ms':>9s} {'TFLOP/s|GB/s':>13s} {'vs ref':>8s}")
+    log(
+        f"{'case':52s} {'ms':>9s} {'TFLOP/s|GB/s':>13s} {'vs ref':>8s}"
+        + (f" {'prev ms':>9s} {'speedup':>8s}" if before else "")
+    )
     for label, r in rows.items():
         rate = r.get("tflops") or r.get("gbps") or 0
         ratio = ""
@@ -413,7 +473,12 @@ def summary() -> None:
             ratio = f"{ref['ms'] / r['ms']:.2f}x"
             if "reduction" in label and "gbps" in r:
                 ratio = f"{r['gbps'] / ref['gbps']:.0%}"
-        log(f"{label:52s} {r['ms']:9.3f} {rate:13.1f} {ratio:>8s}")
+        prev = ""
+        if before:
+            prev = (
+                f" {before[label]:9.3f} {before[label] / r['ms']:7.2f}x" if label in before else f" {'-':>9s}"
+            )
+        log(f"{label:52s} {r['ms']:9.3f} {rate:13.1f} {ratio:>8s}{prev}")
     if "overlap_speedup" in RESULTS:
         log(
             "stream overlap speedup: "
@@ -421,7 +486,22 @@ def summary() -> None:
         )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    global QUICK
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer check shapes, shorter timings")
+    parser.add_argument("--compare", metavar="JSON", help="an earlier run's attn_cuda_gpu_check.json")
+    parser.add_argument("--skip", action="append", default=[], help="stage to skip (repeatable)")
+    opts = parser.parse_args(argv)
+    QUICK = opts.quick
+    previous = None
+    if opts.compare:
+        with open(opts.compare) as f:
+            previous = json.load(f)
     if not torch.cuda.is_available():
         log("no CUDA device")
         return 2
@@ -429,6 +509,7 @@ def main() -> int:
 
     arch = rt.device_arch()
     RESULTS["env"] = {
+        "quick": QUICK,
         "device": torch.cuda.get_device_name(),
         "arch": arch,
         "torch": torch.__version__,
@@ -445,6 +526,8 @@ def main() -> int:
         ("basics timings", basics_timings),
     ]
     for name, fn in stages:
+        if name in opts.skip:
+            continue
         log(f"\n== {name} ({time.perf_counter() - t0:.0f} s) ==")
         try:
             fn()
@@ -460,7 +543,7 @@ def main() -> int:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "attn_cuda_gpu_check.json"), "w") as f:
             json.dump(RESULTS, f, indent=1, default=str)
-    summary()
+    summary(previous)
     return 0 if all(c["ok"] for c in RESULTS["checks"]) and not RESULTS.get("stage_errors") else 1
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .basics._common import CTYPES
-from .basics.matmul import MATMUL_VARIANTS, kernel_name
+from .basics.matmul import MATMUL_VARIANTS, MMA_DEFAULT_ORDER, MMA_ORDERS, kernel_name
 from .basics.softmax import THREADS as SOFTMAX_THREADS
 from .flash import all_instantiations
 
@@ -32,7 +32,8 @@ def kernels() -> dict[str, list[str]]:
             for v in MATMUL_VARIANTS
             for d in dtypes
             if not (v == "mma" and d == torch.float32)
-        ],
+        ]
+        + [kernel_name("mma", d, o) for o in MMA_ORDERS if o != MMA_DEFAULT_ORDER for d in dtypes[1:]],
     }
     out.update(all_instantiations())
     return out

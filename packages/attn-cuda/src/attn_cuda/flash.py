@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import torch
 
@@ -28,15 +29,24 @@ def _bool(x: bool) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class FwdConfig:
-    """Tile shape of the tensor-core forward: BM = 16 * warps query rows, BN keys per step."""
+    """Tile shape of the tensor-core forward: BM = 16 * row_tiles * warps query rows, BN keys per step.
+
+    ``kernel`` picks the source template: ``flash_fwd_mma`` (the first version: 16 rows per warp, Q held
+    in registers, K and V in one cp.async group) or ``flash_fwd_mma_wide`` (``row_tiles`` m16 tiles per
+    warp, Q re-read from shared memory, K and V in separate groups, per-tile masking; ``min_blocks`` is
+    its ``__launch_bounds__`` occupancy hint).
+    """
 
     head_dim: int
     block_n: int = 64
     warps: int = 4
+    kernel: str = "flash_fwd_mma"
+    row_tiles: int = 1
+    min_blocks: int = 1
 
     @property
     def block_m(self) -> int:
-        return 16 * self.warps
+        return 16 * self.row_tiles * self.warps
 
     @property
     def threads(self) -> int:
@@ -50,8 +60,11 @@ class FwdConfig:
         return (math.ceil(seqlen_q / self.block_m), heads_q, batch)
 
     def name(self, dtype: torch.dtype, causal: bool) -> str:
+        if self.kernel == "flash_fwd_mma":
+            return f"flash_fwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_n}, {self.warps}, {_bool(causal)}>"
         return (
-            f"flash_fwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_n}, {self.warps}, {_bool(causal)}>"
+            f"{self.kernel}<{CTYPES[dtype]}, {self.head_dim}, {self.block_n}, {self.warps}, {self.row_tiles}, "
+            f"{self.min_blocks}, {_bool(causal)}>"
         )
 
 
@@ -86,7 +99,35 @@ class BwdConfig:
         )
 
 
-FWD_CONFIGS = {64: FwdConfig(64), 128: FwdConfig(128)}
+#: Forward variants, each a config per head dim. ``base`` is the first kernel (kept to compare and to
+#: fall back to); ``wide`` gives every warp 32 query rows so each K/V fragment feeds two mma (hd128 needs
+#: BN = 32 to stay within 255 registers without spilling); ``wide8`` is 8 warps of 16 rows (BM = 128).
+FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
+    "base": {64: FwdConfig(64), 128: FwdConfig(128)},
+    "wide": {
+        64: FwdConfig(64, block_n=64, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
+        128: FwdConfig(128, block_n=32, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
+    },
+    "wide8": {
+        64: FwdConfig(64, block_n=64, warps=8, kernel="flash_fwd_mma_wide", row_tiles=1),
+        128: FwdConfig(128, block_n=64, warps=8, kernel="flash_fwd_mma_wide", row_tiles=1),
+    },
+}
+#: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. ``base`` is the kernel
+#: checked on the H200 (conformance suite and gpu_check); ``wide``/``wide8`` compile spill-free but have not
+#: run on a GPU yet, so they are opt-in until they pass there.
+DEFAULT_FWD_VARIANT = "base"
+
+
+def fwd_variant(variant: str | None = None) -> str:
+    """The forward variant to run: ``variant`` if given, else ``$ATTN_CUDA_FWD_VARIANT``, else the default."""
+    v = variant or os.environ.get("ATTN_CUDA_FWD_VARIANT") or DEFAULT_FWD_VARIANT
+    if v not in FWD_VARIANTS:
+        raise ValueError(f"forward variant must be one of {sorted(FWD_VARIANTS)}, got {v!r}")
+    return v
+
+
+FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
 BWD_CONFIGS = {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)}
 
 #: Scalar (teaching) kernels: (BM, BN) per version; one thread per query row.
@@ -109,7 +150,8 @@ def all_instantiations() -> dict[str, list[str]]:
         for hd in HEAD_DIMS:
             bwd.append(preprocess_name(dtype, hd))
             for causal in (False, True):
-                fwd.append(FWD_CONFIGS[hd].name(dtype, causal))
+                for configs in FWD_VARIANTS.values():
+                    fwd.append(configs[hd].name(dtype, causal))
                 bwd.append(BWD_CONFIGS[hd].name(dtype, causal))
                 for version in SCALAR_TILES:
                     scalar.append(scalar_name(version, dtype, hd, causal))
@@ -138,8 +180,11 @@ def _strides(t: torch.Tensor):
     return [i64(t.stride(0)), i64(t.stride(1)), i64(t.stride(2))]
 
 
-def flash_fwd(q, k, v, softmax_scale: float, causal: bool, *, kernel: str = "mma"):
-    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"scalar_v2"`` or ``"scalar_v1"``.
+def flash_fwd(
+    q, k, v, softmax_scale: float, causal: bool, *, kernel: str = "mma", variant: str | None = None
+):
+    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"scalar_v2"`` or ``"scalar_v1"``;
+    ``variant`` picks the tensor-core tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`).
 
     q (b, s_q, h_q, d), k and v (b, s_k, h_k, d), CUDA fp16/bf16, validated by the caller. Returns
     out (b, s_q, h_q, d) and lse (b, h_q, s_q) float32.
@@ -153,7 +198,10 @@ def flash_fwd(q, k, v, softmax_scale: float, causal: bool, *, kernel: str = "mma
     group = hq // hk
     if kernel == "mma":
         q, k, v = _aligned(q), _aligned(k), _aligned(v)
-        cfg = FWD_CONFIGS[d]
+        v_name = fwd_variant(variant)
+        if softmax_scale <= 0:  # the wide kernel folds the scale into its running max: needs scale > 0
+            v_name = "base"
+        cfg = FWD_VARIANTS[v_name][d]
         name = cfg.name(q.dtype, causal)
         args = [q, k, v, out, lse, i32(sq), i32(sk), i32(hq), i32(group)]
         args += _strides(q) + _strides(k) + _strides(v) + _strides(out) + [f32(softmax_scale * LOG2E)]

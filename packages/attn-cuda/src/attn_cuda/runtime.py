@@ -619,11 +619,30 @@ def _allow_dynamic_smem(kernel, smem: int, device_index: int) -> None:
     _smem_set[key] = smem
 
 
+#: Kernels launched while :func:`record_launches` is active (None: not recording).
+_launch_log: list[str] | None = None
+
+
+@contextlib.contextmanager
+def record_launches():
+    """Collect the name of every kernel :func:`launch` starts inside the ``with`` block (in order, with
+    repeats): ``tools/sanitize.py`` uses it to list the kernels compute-sanitizer has checked."""
+    global _launch_log
+    previous, _launch_log = _launch_log, []
+    try:
+        yield _launch_log
+    finally:
+        _launch_log = previous
+
+
 def launch(
     module: CompiledModule, kernel: str, grid, block, args: Sequence[Any], *, smem: int = 0, stream=None
 ):
     """Launch ``kernel`` of ``module`` on ``stream`` (default: torch's current stream of the current device)."""
     import torch
+
+    if _launch_log is not None:
+        _launch_log.append(kernel)
 
     from .nvrtc import LaunchConfig
     from .nvrtc import launch as core_launch

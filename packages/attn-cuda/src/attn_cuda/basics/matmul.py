@@ -13,15 +13,22 @@ TILE = 32
 MMA_BM = MMA_BN = 128
 MMA_BK, MMA_STAGES = 64, 3
 MMA_SMEM = MMA_STAGES * (MMA_BM * MMA_BK + MMA_BK * MMA_BN) * 2
+#: Block order and occupancy of the tensor-core kernel: "grouped" walks GROUP_M = 8 block rows at a time
+#: (L2 reuse of the A and B panels); "plain" is the first version
+#: (row-major block order, no occupancy hint), kept selectable to compare and to fall back.
+MMA_ORDERS = {"grouped": (8, 1), "plain": (1, 1)}
+#: "plain" is the order checked on the H200; "grouped" is opt-in until it has run there.
+MMA_DEFAULT_ORDER = "plain"
 
 
-def kernel_name(variant: str, dtype: torch.dtype) -> str:
+def kernel_name(variant: str, dtype: torch.dtype, order: str = MMA_DEFAULT_ORDER) -> str:
     ct = CTYPES[dtype]
+    group_m, min_blocks = MMA_ORDERS[order]
     return {
         "naive": f"matmul_naive<{ct}>",
         "tiled": f"matmul_tiled<{ct}, {TILE}>",
         "regblock": f"matmul_regblock<{ct}>",
-        "mma": f"matmul_mma<{ct}>",
+        "mma": f"matmul_mma<{ct}, {group_m}, {min_blocks}>",
     }[variant]
 
 
@@ -39,9 +46,11 @@ def launch_shape(variant: str, m: int, n: int) -> tuple[tuple[int, int], tuple[i
     raise ValueError(f"variant must be one of {MATMUL_VARIANTS}, got {variant!r}")
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, *, variant: str = "mma") -> torch.Tensor:
+def matmul(
+    a: torch.Tensor, b: torch.Tensor, *, variant: str = "mma", order: str = MMA_DEFAULT_ORDER
+) -> torch.Tensor:
     """``a @ b`` for 2-D CUDA tensors of one dtype, fp32 accumulation. ``mma`` needs fp16/bf16 and
-    K, N multiples of 8 (16-byte rows for cp.async)."""
+    K, N multiples of 8 (16-byte rows for cp.async); ``order`` (:data:`MMA_ORDERS`) is its block order."""
     check_cuda("matmul", a=a, b=b)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
         raise ValueError(
@@ -60,6 +69,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, variant: str = "mma") -> torch.T
     if k == 0:
         return c.zero_()
     grid, block, smem = launch_shape(variant, m, n)
-    name = kernel_name(variant, a.dtype)
+    if order not in MMA_ORDERS:
+        raise ValueError(f"matmul: order must be one of {sorted(MMA_ORDERS)}, got {order!r}")
+    name = kernel_name(variant, a.dtype, order)
     launch(module("matmul.cu", name), name, grid, block, [a, b, c, i32(m), i32(n), i32(k)], smem=smem)
     return c

@@ -109,6 +109,7 @@ template <int N> ATTN_DEVICE void cp_async_wait() { asm volatile("cp.async.wait_
 
 // -- swizzled shared-memory tiles -----------------------------------------------------------------------
 
+// --8<-- [start:swizzle]
 // A tile of ROWS x COLS 16-bit values, COLS a multiple of 64, stored as rows of 16-byte chunks. ldmatrix
 // reads the same chunk column of 8 consecutive rows at once; unswizzled those 8 chunks sit at the same
 // bank offset (row pitch is a multiple of 128 bytes) and the read is 8-way bank-conflicted. XOR-ing the
@@ -119,6 +120,7 @@ template <int COLS> ATTN_DEVICE int swz(int row, int col) {
     int chunk = (col >> 3) ^ (row & 7);
     return row * COLS + (chunk << 3) + (col & 7);
 }
+// --8<-- [end:swizzle]
 
 // The same offset for the start of chunk `chunk` when the caller knows s = row & 7. In the fully unrolled
 // mma loops every lane's row is (lane & 7) plus a multiple of 8, so s = lane & 7 is one register and
@@ -139,13 +141,32 @@ ATTN_DEVICE void load_tile_async(T* smem, const T* base, long long row_stride, i
     constexpr int CHUNKS_PER_ROW = COLS / 8;
     constexpr int CHUNKS = ROWS * CHUNKS_PER_ROW;
     static_assert(CHUNKS % NTHREADS == 0, "tile chunks must divide evenly among threads");
+    if constexpr (NTHREADS % CHUNKS_PER_ROW == 0) {
+        // Every pass moves a thread down by the same number of rows and keeps its column: one pointer is
+        // advanced by a fixed stride instead of one 64-bit offset per chunk being kept alive in registers,
+        // and the swizzle (which depends on row % 8 only) is the same for every pass when that step is a
+        // multiple of 8.
+        constexpr int ROW_STEP = NTHREADS / CHUNKS_PER_ROW;
+        const int row0 = tid / CHUNKS_PER_ROW, col = (tid % CHUNKS_PER_ROW) * 8;
+        const bool col_ok = col < valid_cols;
+        const T* src = base + row0 * row_stride + col;
+        const long long step = ROW_STEP * row_stride;
 #pragma unroll
-    for (int i = 0; i < CHUNKS / NTHREADS; ++i) {
-        int c = tid + i * NTHREADS;
-        int row = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-        bool valid = row < valid_rows && col < valid_cols;
-        const T* src = base + (valid ? row * row_stride + col : 0);
-        cp_async_16(smem_addr(smem + swz<COLS>(row, col)), src, valid);
+        for (int i = 0; i < CHUNKS / NTHREADS; ++i) {
+            const int row = row0 + i * ROW_STEP;
+            const bool valid = row < valid_rows && col_ok;
+            cp_async_16(smem_addr(smem + swz<COLS>(row, col)), valid ? src : base, valid);
+            src += step;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < CHUNKS / NTHREADS; ++i) {
+            int c = tid + i * NTHREADS;
+            int row = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
+            bool valid = row < valid_rows && col < valid_cols;
+            const T* src = base + (valid ? row * row_stride + col : 0);
+            cp_async_16(smem_addr(smem + swz<COLS>(row, col)), src, valid);
+        }
     }
 }
 

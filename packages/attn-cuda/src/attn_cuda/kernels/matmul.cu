@@ -101,9 +101,15 @@ __global__ void __launch_bounds__(256) matmul_regblock(const T* __restrict__ A, 
 // Block tile 128 x 128, K in steps of 64, 8 warps as 2 (M) x 4 (N), each warp a 64 x 32 tile of C:
 // per k16 step a warp loads 4 A fragments and 4 B fragments with 6 ldmatrix.x4 and issues 16 mma.
 // Requires K % 8 == 0 and N % 8 == 0 (16-byte rows chunks for cp.async; the wrapper checks).
-template <typename T>
-__global__ void __launch_bounds__(256) matmul_mma(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
-                                                  int M, int N, int K) {
+//
+// Block order (GROUP_M): launched in plain row-major order, the ~130 blocks resident at once cover one or
+// two block rows of C and therefore need all of B: for 8192^3 that is 128 MB streamed from DRAM per wave.
+// With GROUP_M > 1 consecutive blocks walk down GROUP_M block rows before moving right, so a wave covers
+// a GROUP_M x ~16 patch of C and its A and B panels stay in L2. GROUP_M = 1 is the plain order.
+// MINB is the __launch_bounds__ occupancy hint (2 would cap ptxas at 128 registers; on sm_80 that spills).
+template <typename T, int GROUP_M, int MINB>
+__global__ void __launch_bounds__(256, MINB) matmul_mma(const T* __restrict__ A, const T* __restrict__ B,
+                                                        T* __restrict__ C, int M, int N, int K) {
     constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, NTHREADS = 256;
     constexpr int WM = 64, WN = 32, MT = WM / 16, NT = WN / 8;  // per warp: 4 m16 tiles x 4 n8 tiles
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -112,7 +118,14 @@ __global__ void __launch_bounds__(256) matmul_mma(const T* __restrict__ A, const
 
     int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     int wm = (warp / 4) * WM, wn = (warp % 4) * WN;
-    int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    int block_m = blockIdx.y, block_n = blockIdx.x;
+    if (GROUP_M > 1) {
+        const int bid = blockIdx.y * gridDim.x + blockIdx.x, per_group = GROUP_M * gridDim.x;
+        const int first_m = (bid / per_group) * GROUP_M, rows = min((int)gridDim.y - first_m, GROUP_M);
+        block_m = first_m + (bid % per_group) % rows;
+        block_n = (bid % per_group) / rows;
+    }
+    int m0 = block_m * BM, n0 = block_n * BN;
     int ktiles = (K + BK - 1) / BK;
 
     auto load_stage = [&](int stage, int kt) {

@@ -60,6 +60,7 @@ extern "C" __global__ void reduce_v3_first_add(const float* __restrict__ x, floa
     if (tid == 0) out[blockIdx.x] = s[0];
 }
 
+// --8<-- [start:reduce-v5]
 // Sum over a block: shuffles inside each warp, one shared slot per warp, shuffles again in warp 0.
 __device__ __forceinline__ float block_sum(float v) {
     __shared__ float warp_sums[32];
@@ -105,3 +106,4 @@ extern "C" __global__ void reduce_v5_multi(const float* __restrict__ x, float* _
     float v = block_sum(a + b);
     if (threadIdx.x == 0) out[blockIdx.x] = v;
 }
+// --8<-- [end:reduce-v5]
