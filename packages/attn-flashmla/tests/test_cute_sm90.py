@@ -2,52 +2,84 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
+VARIANTS = {"noncausal": (False, False), "causal": (True, False), "watchdog": (False, True)}
+
+# One interpreter compiles every variant (the DSL's import is most of a compile's cost); the DSL reads
+# its environment (target arch, what to keep, where) at import, so it must be a fresh one.
 COMPILE = textwrap.dedent(
     """
-    import sys, torch
-    from attn_flashmla.decode_fwd_sm90 import compile_for_sm90
-    compile_for_sm90(torch.bfloat16, causal=sys.argv[1] == "causal")
-    print("compiled")
+    import pathlib, sys, time, torch
+    start = time.perf_counter()
+    from attn_flashmla import decode_fwd_sm90 as m
+    m._cute()
+    print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
+    dump = pathlib.Path(sys.argv[1])
+    for name, causal, watchdog in zip(sys.argv[2::3], sys.argv[3::3], sys.argv[4::3]):
+        m.compile_for_sm90(torch.bfloat16, causal=causal == "1", watchdog=watchdog == "1")
+        key = m.kernel_key(torch.bfloat16, causal == "1", watchdog == "1")
+        (dump / name).mkdir()
+        for ptx in dump.glob("*.ptx"):
+            ptx.rename(dump / name / ptx.name)
+        print(f"compiled {name}: {m.COMPILE_SECONDS[key]:.1f} s")
     """
 )
 
+needs_cute_dsl = pytest.mark.skipif(
+    importlib.util.find_spec("cutlass") is None,
+    reason="the CuTe DSL (nvidia-cutlass-dsl, the sm90 extra) is not installed",
+)
 
-@pytest.mark.parametrize("causal", [False, True], ids=["noncausal", "causal"])
-def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(tmp_path: Path, causal: bool):
-    pytest.importorskip(
-        "cutlass", reason="the CuTe DSL (nvidia-cutlass-dsl, the sm90 extra) is not installed"
-    )
-    # A fresh interpreter: the DSL reads its environment (target arch, what to keep, where) at import.
+
+@pytest.fixture(scope="module")
+def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
+    """The PTX of every variant, compiled for sm_90a from CPU tensors in one subprocess."""
+    dump = tmp_path_factory.mktemp("cute_ptx")
     env = {
         **os.environ,
         "CUTE_DSL_ARCH": "sm_90a",
         "CUTE_DSL_KEEP": "ptx",
-        "CUTE_DSL_DUMP_DIR": str(tmp_path),
+        "CUTE_DSL_DUMP_DIR": str(dump),
         "CUTE_DSL_NO_CACHE": "1",
     }
+    argv = [str(dump)]
+    for name, (causal, watchdog) in VARIANTS.items():
+        argv += [name, str(int(causal)), str(int(watchdog))]
     result = subprocess.run(
-        [sys.executable, "-c", COMPILE, "causal" if causal else "plain"],
+        [sys.executable, "-c", COMPILE, *argv],
         capture_output=True,
         text=True,
         env=env,
         timeout=600,
         check=False,
     )
-    assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-4000:]
-    ptx_files = list(tmp_path.rglob("*.ptx"))
-    assert ptx_files, f"no PTX dumped under {tmp_path}"
-    ptx = ptx_files[0].read_text()
+    assert result.returncode == 0, result.stderr[-4000:]
+    # The compile times, for the record (pytest -s shows them; gpu_check prints the GPU's own).
+    print(result.stdout.strip())
+    out = {}
+    for name in VARIANTS:
+        files = list((dump / name).glob("*.ptx"))
+        assert files, f"no PTX dumped for {name}: {result.stdout}"
+        out[name] = files[0].read_text()
+    return out
+
+
+@needs_cute_dsl
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
+    ptx = sm90a_ptx[variant]
+    watchdog = VARIANTS[variant][1]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576); O += P V: 4 k-steps of m64n256k16, A from registers.
     assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == 36
@@ -56,6 +88,46 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(tmp_path: Path, causal: bool
     assert "cp.async.bulk.tensor.2d.shared::cta.global" in ptx
     assert "cp.async.bulk.tensor.3d.shared::cta.global" in ptx
     assert "mbarrier.try_wait" in ptx
+    # The watchdog build bounds each wait by the global timer and traps; the normal build has neither.
+    assert ("trap;" in ptx) == watchdog
+    assert ("%globaltimer" in ptx) == watchdog
+
+
+@needs_cute_dsl
+def test_one_compile_serves_every_call_of_a_key(monkeypatch):
+    """Host preparation twice, other shapes and lengths, same (dtype, causal): one compile, two launches."""
+    from attn_flashmla import combine
+    from attn_flashmla import decode_fwd_sm90 as m
+
+    compiles, launches = [], []
+
+    def fake_compile(key, args):
+        compiles.append((key, args))
+        return lambda *call_args: launches.append(call_args)
+
+    monkeypatch.setattr(m, "_compile", fake_compile)
+    monkeypatch.setattr(m, "_COMPILED", {})
+    monkeypatch.setattr(m, "COMPILE_SECONDS", {})
+    monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
+    calls = [
+        (m.example_inputs(torch.bfloat16, b=2, s_q=1, h_q=16, h_kv=1), False),
+        (m.example_inputs(torch.bfloat16, b=5, s_q=2, h_q=64, h_kv=2), False),
+        (m.example_inputs(torch.bfloat16, b=3, s_q=1, h_q=128, h_kv=1), True),  # s_q 1: causal is a no-op
+    ]
+    for (q, k, table, lens, parts, offsets, total, max_splits), causal in calls:
+        m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, causal)
+    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False)]
+    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False)]
+    # The scalars differ per call (s_q, group, rows_pad, h_kv) ...
+    assert [tuple(a[9:13]) for a in launches] == [(1, 16, 64, 1), (2, 32, 64, 2), (1, 128, 128, 1)]
+
+    # ... and the tensors' types (what the compiled signature is made of) do not: every extent and stride
+    # is dynamic, so no size can be baked into the kernel.
+    def types(args):
+        return [re.sub(r"0x[0-9a-f]+", "PTR", str(a)) for a in args[:8]]
+
+    assert types(launches[0]) == types(launches[1]) == types(launches[2]) == types(compiles[0][1])
+    assert all("?" in t for t in types(launches[0]))
 
 
 def test_cute_supports_states_its_limits():

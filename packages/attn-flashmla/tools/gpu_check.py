@@ -1,7 +1,15 @@
 """One run on the Hopper machine: check both paths against attn-reference, then time the issue's cases.
 
     export PYTHONPATH=$(cat /tmp/site.pythonpath):$(ls -d packages/*/src | paste -sd:)
-    python3 packages/attn-flashmla/tools/gpu_check.py            # writes $OUT/flashmla_gpu_check.json
+    python3 packages/attn-flashmla/tools/gpu_check.py --quick    # ~3 min: a few cases per path + speed
+    python3 packages/attn-flashmla/tools/gpu_check.py            # the full grid; both write
+                                                                 # $OUT/flashmla_gpu_check.json
+
+CuTe DSL cases run in a watched child process (``--child``): each case must finish within
+``CUTE_CASE_TIMEOUT`` seconds, or it is reported as a hang (with the last stage the child reached: inputs,
+compile, run, check), the child is killed, the case is re-run once with the watchdog kernel
+(``ATTN_FLASHMLA_CUTE_WATCHDOG=1``: waits time out, print the barrier and trap) to say where, and the
+remaining cases go on in a new child. Compile times are printed apart from run times.
 
 1. Correctness, with FlashMLA's tolerance (attn_reference.testing.mla.assert_mla_close): the conformance
    suite's covering subset of b {1,2,6,64} x s_q {1,2,4} x s_k {20,140,4096} x h_q {1..128} x h_kv {1,2,3,8}
@@ -11,7 +19,8 @@
    (GB/s) and h_q 128 s_q 1/2 (TFLOP/s) at s_k 8192 and 32768, with FlashMLA's formulas (FLOPs
    2 * h_q * s_q * sum(seqlens) * (576 + 512); bytes: the cache read once + q + out), timed with
    triton.testing.do_bench (median, L2 flushed), schedule made outside the timed region. The Triton path
-   tries a few tile configurations and reports the best. ``flash_mla`` is timed the same way if importable.
+   tunes its tile config on the schedule's first call (decode_fwd.candidate_configs); every candidate's
+   time is recorded. ``flash_mla`` is timed the same way if importable.
 A failure in one case is recorded and the run goes on; the table comes last.
 """
 
@@ -21,8 +30,11 @@ import contextlib
 import dataclasses
 import json
 import os
+import queue
 import random
+import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -42,7 +54,13 @@ FLASHMLA_H200 = {  # DeepSeek FlashMLA on the same H200 (shared/device/README.md
     (128, 2, 8192): ("TFLOP/s", 721),
     (128, 2, 32768): ("TFLOP/s", 741),
 }
-TRITON_SWEEP = ("", "0,64,4,2,2", "0,64,4,3,1", "0,32,8,2,1", "0,64,8,2,1", "0,32,4,3,2")
+CUTE_CASE_TIMEOUT = 60  # seconds per CuTe case (a first compile included)
+QUICK = "--quick" in sys.argv
+SPEED_CASES = [(s_k, h_q, s_q) for s_k in (8192, 32768) for h_q, s_q in ((16, 1), (128, 1), (128, 2))]
+
+
+def log(*args):
+    print(*args, flush=True)
 
 
 @contextlib.contextmanager
@@ -73,42 +91,54 @@ def decode(inputs, path):
     return out, meta.path
 
 
-def check_correctness():
+def dense_cases(path):
+    """(case, dtype) pairs: the covering grid (quick: a few of it), page sizes cycled on the Triton path."""
     dense = mla_testing._dense_grid("full")
+    if QUICK:
+        dense = [dense[0], dense[5], dense[-4], dense[-3], dense[-2]]
     pages = (64, 16, 61, 1)
-    for path in ("triton", None):
-        for i, case in enumerate(dense):
-            dtype = (torch.bfloat16, torch.float16)[i % 2]
-            page = 64 if path is None else pages[i % len(pages)]
-            case = dataclasses.replace(case, page=page)
-            row = {"kind": "dense", "path": path or "default", "case": case.id, "dtype": str(dtype)}
-            try:
-                inputs = mla_testing.mla_decode_inputs(
-                    case.b, case.s_q, case.h_q, case.h_kv, case.s_k, head_dim=case.head_dim, dtype=dtype,
-                    device="cuda", page_block_size=case.page, varlen=case.varlen, zero_lengths=case.zero_lengths,
-                    causal=case.causal,
-                )  # fmt: skip
-                (out, lse), used = decode(inputs, path)
-                ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
-                why = mla_testing.mla_mismatch(out, ref_out) or mla_testing.mla_mismatch(
-                    lse,
-                    ref_lse,
-                    mla_testing.LSE_ABS_TOL,
-                    mla_testing.LSE_REL_TOL,
-                    mla_testing.LSE_COS_DIFF_TOL,
-                )
-                row.update(ran=used, ok=why is None, why=why)
-            except Exception as e:  # record and go on
-                row.update(ok=False, why=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
-            RESULTS["correctness"].append(row)
-            print(
-                ("PASS" if row["ok"] else "FAIL"),
-                row["path"],
-                row.get("ran"),
-                row["case"],
-                row.get("why") or "",
-            )
-    for case in mla_testing._sparse_grid("full"):
+    out = []
+    for i, case in enumerate(dense):
+        if path == "cute" and case.head_dim != 576:
+            continue
+        dtype = (torch.bfloat16, torch.float16)[i % 2] if not (QUICK and path == "cute") else torch.bfloat16
+        page = 64 if path == "cute" else pages[i % len(pages)]
+        out.append((dataclasses.replace(case, page=page), dtype))
+    return out
+
+
+def check_dense_case(case, dtype, path):
+    """Run one dense case on ``path`` against the reference; returns the result row."""
+    row = {"kind": "dense", "path": path, "case": case.id, "dtype": str(dtype)}
+    try:
+        inputs = mla_testing.mla_decode_inputs(
+            case.b, case.s_q, case.h_q, case.h_kv, case.s_k, head_dim=case.head_dim, dtype=dtype,
+            device="cuda", page_block_size=case.page, varlen=case.varlen, zero_lengths=case.zero_lengths,
+            causal=case.causal,
+        )  # fmt: skip
+        log(f"STAGE run {case.id}")
+        start = time.perf_counter()
+        (out, lse), used = decode(inputs, path)
+        torch.cuda.synchronize()
+        row["first_call_s"] = time.perf_counter() - start
+        log(f"STAGE check {case.id}")
+        ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
+        why = mla_testing.mla_mismatch(out, ref_out) or mla_testing.mla_mismatch(
+            lse, ref_lse, mla_testing.LSE_ABS_TOL, mla_testing.LSE_REL_TOL, mla_testing.LSE_COS_DIFF_TOL
+        )
+        row.update(ran=used, ok=why is None, why=why)
+    except Exception as e:  # record and go on
+        row.update(ok=False, why=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
+    return row
+
+
+def check_correctness():
+    for case, dtype in dense_cases("triton"):
+        row = check_dense_case(case, dtype, "triton")
+        RESULTS["correctness"].append(row)
+        log(("PASS" if row["ok"] else "FAIL"), "triton", row.get("ran"), row["case"], row.get("why") or "")
+    sparse = mla_testing._sparse_grid("full")
+    for case in sparse[:2] if QUICK else sparse:
         row = {"kind": "sparse_decode", "path": "triton", "case": case.id}
         try:
             inputs = mla_testing.mla_sparse_decode_inputs(
@@ -126,8 +156,9 @@ def check_correctness():
         except Exception as e:
             row.update(ok=False, why=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
         RESULTS["correctness"].append(row)
-        print(("PASS" if row["ok"] else "FAIL"), "sparse", row["case"], row.get("why") or "")
-    for case in mla_testing._prefill_grid("full"):
+        log(("PASS" if row["ok"] else "FAIL"), "sparse", row["case"], row.get("why") or "")
+    prefill = mla_testing._prefill_grid("full")
+    for case in prefill[:1] if QUICK else prefill:
         row = {"kind": "sparse_prefill", "path": "triton", "case": case.id}
         try:
             inputs = mla_testing.mla_sparse_inputs(
@@ -145,7 +176,7 @@ def check_correctness():
         except Exception as e:
             row.update(ok=False, why=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
         RESULTS["correctness"].append(row)
-        print(("PASS" if row["ok"] else "FAIL"), "prefill", row["case"], row.get("why") or "")
+        log(("PASS" if row["ok"] else "FAIL"), "prefill", row["case"], row.get("why") or "")
 
 
 def bench_inputs(b, s_q, h_q, s_k, seed=0):
@@ -177,93 +208,239 @@ def time_call(fn):
 def prepared(module, q, cache, table, seqlens, causal):
     meta, _ = module.get_mla_metadata(seqlens, q.shape[1] * q.shape[2], 1, q.shape[2], False, None)
     call = lambda: module.flash_mla_with_kvcache(q, cache, table, seqlens, 512, meta, None, causal=causal)
-    call()  # the schedule is made here, outside the timed region
-    return call
+    call()  # the schedule is made here (and the Triton config tuned), outside the timed region
+    return call, meta
 
 
-def check_speed():
+def speed_row(b, h_q, s_q, s_k, total):
+    flops = 2 * h_q * s_q * total * (576 + 512)
+    nbytes = (total * 576 + b * s_q * h_q * 576 + b * s_q * h_q * 512) * 2
+    row = {
+        "b": b,
+        "h_q": h_q,
+        "s_q": s_q,
+        "s_k": s_k,
+        "total_seqlens": total,
+        "flops": flops,
+        "bytes": nbytes,
+    }
+    return row, flops, nbytes
+
+
+def time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row):
+    """Time one path on one speed case into ``row[name]``; returns the output for the cross-check."""
+    if name == "flash_mla":
+        import flash_mla as module  # DeepSeek's, when built on this machine
+    else:
+        module = attn_flashmla
+    with env(ATTN_FLASHMLA_PATH=None if name == "flash_mla" else name):
+        start = time.perf_counter()
+        call, meta = prepared(module, q, cache, table, seqlens, causal)
+        torch.cuda.synchronize()
+        first = time.perf_counter() - start
+    ms = time_call(call)
+    row[name] = {"ms": ms, "TFLOP/s": flops / ms / 1e9, "GB/s": nbytes / ms / 1e6, "first_call_s": first}
+    if name == "triton":
+        from attn_flashmla import decode_fwd
+
+        row[name]["config"] = getattr(meta, "kernel_config", None)
+        key = decode_fwd.tune_key(q, cache, int(seqlens.sum()), causal and q.shape[1] > 1)
+        row[name]["tuning_ms"] = [(c, t) for c, t in decode_fwd.TUNE_LOG.get(key, [])]
+    return call()[0]
+
+
+def check_speed(paths=("triton",)):
     try:
-        import flash_mla  # DeepSeek's, when built on this machine
+        import flash_mla
     except Exception:
         flash_mla = None
     RESULTS["env"]["flash_mla"] = flash_mla is not None
+    if flash_mla is not None:
+        paths = (*paths, "flash_mla")
     b = 128
-    for s_k in (8192, 32768):
-        for h_q, s_q in ((16, 1), (128, 1), (128, 2)):
+    for s_k, h_q, s_q in SPEED_CASES:
+        q, cache, table, seqlens, total = bench_inputs(b, s_q, h_q, s_k)
+        causal = s_q > 1
+        row, flops, nbytes = speed_row(b, h_q, s_q, s_k, total)
+        for name in paths:
+            try:
+                time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row)
+            except Exception as e:
+                row[name] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
+            shown = {k: v for k, v in row[name].items() if k != "tuning_ms"}
+            log("SPEED", name, f"h_q {h_q} s_q {s_q} s_k {s_k}", json.dumps(shown, default=str))
+        RESULTS["speed"].append(row)
+        del q, cache, table, seqlens
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CuTe DSL cases, in a watched child process
+# ---------------------------------------------------------------------------------------------------------
+
+
+def child_main(spec_path):
+    """``--child SPEC``: run the CuTe cases listed in SPEC (JSON), one ``RESULT`` line per case."""
+    from attn_flashmla import decode_fwd_sm90
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    start = time.perf_counter()
+    decode_fwd_sm90._cute()
+    log(f"IMPORT {time.perf_counter() - start:.1f}")
+    compile_kernel = decode_fwd_sm90._compile
+
+    def logged_compile(key, args):  # so that a hang says whether it was compiling or running
+        log(f"STAGE compile {key}")
+        began = time.perf_counter()
+        kernel = compile_kernel(key, args)
+        log(f"COMPILE {key} took {time.perf_counter() - began:.1f} s; launching")
+        return kernel
+
+    decode_fwd_sm90._compile = logged_compile
+    for item in spec:
+        log(f"START {item['index']}")
+        compiled_before = dict(decode_fwd_sm90.COMPILE_SECONDS)
+        if item["kind"] == "dense":
+            case = mla_testing.DenseCase(**item["case"])
+            row = check_dense_case(case, getattr(torch, item["dtype"]), "cute")
+        else:
+            b, h_q, s_q, s_k = item["b"], item["h_q"], item["s_q"], item["s_k"]
             q, cache, table, seqlens, total = bench_inputs(b, s_q, h_q, s_k)
-            causal = s_q > 1
-            flops = 2 * h_q * s_q * total * (576 + 512)
-            nbytes = (total * 576 + b * s_q * h_q * 576 + b * s_q * h_q * 512) * 2
-            row = {
-                "b": b,
-                "h_q": h_q,
-                "s_q": s_q,
-                "s_k": s_k,
-                "total_seqlens": total,
-                "flops": flops,
-                "bytes": nbytes,
+            row, flops, nbytes = speed_row(b, h_q, s_q, s_k, total)
+            row["kind"] = "speed"
+            try:
+                out = time_path("cute", q, cache, table, seqlens, s_q > 1, flops, nbytes, row)
+                if item.get("compare_triton"):  # agreement with the Triton path on the same inputs
+                    ref = time_path("triton", q, cache, table, seqlens, s_q > 1, flops, nbytes, {})
+                    row["cute"]["max_abs_diff_vs_triton"] = (out.float() - ref.float()).abs().max().item()
+            except Exception as e:
+                row["cute"] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
+        new = {str(k): v for k, v in decode_fwd_sm90.COMPILE_SECONDS.items() if k not in compiled_before}
+        row["compile_s"] = new
+        log("RESULT " + json.dumps({"index": item["index"], "row": row}, default=str))
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def run_watched(spec, extra_env=None, timeout=CUTE_CASE_TIMEOUT):
+    """Run ``spec`` in children; a case silent for ``timeout`` s is a hang. Returns {index: row}.
+
+    The first case may take twice as long (the child imports the DSL and compiles). A hung or crashed
+    child is killed, its case recorded, and the remaining cases go on in a fresh child.
+    """
+    results = {}
+    pending = list(spec)
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"flashmla_child_{os.getpid()}.json")
+    while pending:
+        with open(path, "w") as f:
+            json.dump(pending, f)
+        proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--child", path],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(extra_env or {})},
+        )  # fmt: skip
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        current, stage, tail = None, "import", []
+        deadline = time.time() + 2 * timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.time(), 0.01))
+            except queue.Empty:
+                proc.kill()
+                proc.wait()
+                idx = current if current is not None else pending[0]["index"]
+                results[idx] = {
+                    "ok": False, "hang": True,
+                    "why": f"hang: nothing within {timeout} s (last stage: {stage}); tail: {''.join(tail[-8:])}",
+                }  # fmt: skip
+                log(f"HANG case {idx} at stage {stage}")
+                break
+            if line is None:  # the child exited
+                proc.wait()
+                break
+            tail.append(line)
+            line = line.rstrip("\n")
+            if line.startswith("START "):
+                current = int(line.split()[1])
+                deadline = time.time() + timeout
+            elif line.startswith("RESULT "):
+                got = json.loads(line[len("RESULT ") :])
+                results[got["index"]] = got["row"]
+                current = None
+            else:
+                if line.startswith(("STAGE ", "IMPORT", "COMPILE")):
+                    stage = line
+                if line.strip():
+                    log("  cute child:", line)
+        left = [item for item in pending if item["index"] not in results]
+        if left and len(left) == len(pending):  # no progress: the child died before any result
+            idx = current if current is not None else left[0]["index"]
+            results[idx] = {"ok": False, "why": f"child died (rc {proc.returncode}): {''.join(tail[-8:])}"}
+            left = [item for item in left if item["index"] != idx]
+        elif left and current is not None and proc.returncode not in (0, -9):
+            results.setdefault(
+                current, {"ok": False, "why": f"child died (rc {proc.returncode}): {''.join(tail[-8:])}"}
+            )
+            left = [item for item in left if item["index"] not in results]
+        pending = left
+    return results
+
+
+def check_cute():
+    """CuTe correctness (and, unless correctness-only, speed) in watched children."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
+        RESULTS["env"]["cute"] = "skipped: not sm_90"
+        return
+    spec = []
+    if "--speed-only" not in sys.argv:
+        for case, dtype in dense_cases("cute"):
+            spec.append({"index": len(spec), "kind": "dense", "case": dataclasses.asdict(case),
+                         "dtype": str(dtype).split(".")[-1]})  # fmt: skip
+    if "--correctness-only" not in sys.argv:
+        for s_k, h_q, s_q in SPEED_CASES:
+            spec.append({"index": len(spec), "kind": "speed", "b": 128, "h_q": h_q, "s_q": s_q, "s_k": s_k})
+    results = run_watched(spec)
+    for item in spec:
+        row = results.get(item["index"], {"ok": False, "why": "not run (an earlier child died)"})
+        if row.get("hang"):
+            # Once more with the watchdog kernel: its waits time out, print the barrier and trap.
+            log(f"re-running case {item['index']} with ATTN_FLASHMLA_CUTE_WATCHDOG=1")
+            again = run_watched([item], {"ATTN_FLASHMLA_CUTE_WATCHDOG": "1"}).get(item["index"], {})
+            row["watchdog_rerun"] = {k: v for k, v in again.items() if k != "trace"} | {
+                "trace": str(again.get("trace", ""))[-1500:]
             }
-            ref = None
-            for name in ("cute", "triton", "flash_mla"):
-                try:
-                    if name == "flash_mla":
-                        if flash_mla is None:
-                            continue
-                        ms = time_call(prepared(flash_mla, q, cache, table, seqlens, causal))
-                        out = flash_mla.flash_mla_with_kvcache(
-                            q,
-                            cache,
-                            table,
-                            seqlens,
-                            512,
-                            flash_mla.get_mla_metadata()[0],
-                            None,
-                            causal=causal,
-                        )[0]
-                    elif name == "triton":
-                        best = None
-                        for cfg in TRITON_SWEEP:
-                            with env(ATTN_FLASHMLA_PATH="triton", ATTN_FLASHMLA_TRITON_CONFIG=cfg or None):
-                                try:
-                                    call = prepared(attn_flashmla, q, cache, table, seqlens, causal)
-                                except Exception as e:  # out of shared memory for this config, ...
-                                    row.setdefault("triton_config_errors", {})[cfg] = (
-                                        f"{type(e).__name__}: {e}"[:300]
-                                    )
-                                    continue
-                            t = time_call(call)
-                            row.setdefault("triton_sweep_ms", {})[cfg or "default"] = t
-                            if best is None or t < best[0]:
-                                best = (t, cfg or "default", call)
-                        ms, row["triton_best_config"], call = best
-                        out = call()[0]
-                    else:
-                        with env(ATTN_FLASHMLA_PATH="cute"):
-                            call = prepared(attn_flashmla, q, cache, table, seqlens, causal)
-                        ms = time_call(call)
-                        out = call()[0]
-                    if ref is None:
-                        ref = out.float()
-                    agree = (out.float() - ref).abs().max().item()
-                    row[name] = {
-                        "ms": ms,
-                        "TFLOP/s": flops / ms / 1e9,
-                        "GB/s": nbytes / ms / 1e6,
-                        "max_abs_diff_vs_first_path": agree,
-                    }
-                except Exception as e:
-                    row[name] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
-                print(name, h_q, s_q, s_k, row.get(name))
-            RESULTS["speed"].append(row)
-            del q, cache, table, seqlens
-            torch.cuda.empty_cache()
+        if item["kind"] == "dense":
+            row.setdefault("kind", "dense")
+            row.setdefault("path", "cute")
+            row.setdefault("case", mla_testing.DenseCase(**item["case"]).id)
+            RESULTS["correctness"].append(row)
+            log(("PASS" if row.get("ok") else "FAIL"), "cute", row["case"], row.get("compile_s") or "",
+                row.get("why") or "")  # fmt: skip
+        else:
+            cute = row.get("cute", {"error": row.get("why")})
+            for speed in RESULTS["speed"]:
+                if (speed["h_q"], speed["s_q"], speed["s_k"]) == (item["h_q"], item["s_q"], item["s_k"]):
+                    speed["cute"] = cute
+                    speed["cute_compile_s"] = row.get("compile_s")
+            log("SPEED cute", item["h_q"], item["s_q"], item["s_k"], json.dumps(cute, default=str)[:400])
 
 
 def table():
     lines = []
-    bad = [r for r in RESULTS["correctness"] if not r["ok"]]
+    bad = [r for r in RESULTS["correctness"] if not r.get("ok")]
     n = len(RESULTS["correctness"])
     lines.append(f"correctness: {n - len(bad)}/{n} passed" + ("" if not bad else "; failures:"))
+    compiles = {
+        k: v
+        for r in RESULTS["correctness"] + RESULTS["speed"]
+        for k, v in (r.get("compile_s") or r.get("cute_compile_s") or {}).items()
+    }
+    lines.append(f"CuTe compile times (s, by (dtype, causal, watchdog)): {compiles or '-'}")
     for r in bad[:20]:
         lines.append(f"  FAIL {r['kind']} {r['path']} {r['case']}: {str(r['why'])[:200]}")
     lines.append("")
@@ -281,14 +458,22 @@ def table():
         cute, tri, fm = fig("cute"), fig("triton"), fig("flash_mla")
         fmt = lambda x: "-" if x is None else f"{x:.0f}"
         ratio = lambda x, ref=ref: "-" if x is None else f"{x / ref:.2f}"
+        cfg = (r.get("triton") or {}).get("config") or {}
+        cfg = ",".join(
+            str(cfg.get(k, "-"))
+            for k in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT")
+        )
         lines.append(
-            f"| {r['h_q']} | {r['s_q']} | {r['s_k']} | {unit} | {fmt(cute)} | {fmt(tri)} ({r.get('triton_best_config', '-')})"
+            f"| {r['h_q']} | {r['s_q']} | {r['s_k']} | {unit} | {fmt(cute)} | {fmt(tri)} ({cfg})"
             f" | {fmt(fm)} | {ref} | {ratio(cute)} | {ratio(tri)} |"
         )
     return "\n".join(lines)
 
 
 def main():
+    if "--child" in sys.argv:
+        child_main(sys.argv[sys.argv.index("--child") + 1])
+        return
     if not torch.cuda.is_available():
         sys.exit("gpu_check: needs a CUDA GPU")
     RESULTS["env"].update(
@@ -296,6 +481,7 @@ def main():
         torch=torch.__version__,
         triton=triton.__version__,
         python=sys.version.split()[0],
+        quick=QUICK,
     )
     try:
         import cutlass
@@ -309,15 +495,18 @@ def main():
     RESULTS["env"]["correctness_s"] = time.time() - t0
     if "--correctness-only" not in sys.argv:
         check_speed()
+    RESULTS["env"]["triton_s"] = time.time() - t0
+    if "--no-cute" not in sys.argv and not str(RESULTS["env"]["cutlass_dsl"]).startswith("missing"):
+        check_cute()
     RESULTS["env"]["total_s"] = time.time() - t0
     summary = table()
     out_dir = os.environ.get("OUT")
     if out_dir:
         with open(os.path.join(out_dir, "flashmla_gpu_check.json"), "w") as f:
             json.dump(RESULTS, f, indent=1, default=str)
-    print()
-    print(json.dumps(RESULTS["env"], default=str))
-    print(summary)
+    log()
+    log(json.dumps(RESULTS["env"], default=str))
+    log(summary)
 
 
 if __name__ == "__main__":

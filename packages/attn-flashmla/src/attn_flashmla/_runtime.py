@@ -79,7 +79,10 @@ def cute_dsl_available() -> bool:
 
 
 def dense_path(q: torch.Tensor, page_block_size: int) -> str:
-    """``"cute"``, ``"triton"`` or ``"interpret"`` for a dense decoding call on ``q``'s device."""
+    """``"cute"``, ``"triton"`` or ``"interpret"`` for a dense decoding call on ``q``'s device.
+
+    Triton by default; ``ATTN_FLASHMLA_PATH=cute`` selects the CuTe DSL Hopper kernel where it applies.
+    """
     forced = os.environ.get("ATTN_FLASHMLA_PATH", "").strip().lower()
     if forced not in ("", "cute", "triton"):
         raise AttentionArgumentError(f"ATTN_FLASHMLA_PATH must be 'cute' or 'triton', got {forced!r}")
@@ -102,6 +105,6 @@ def dense_path(q: torch.Tensor, page_block_size: int) -> str:
                 f"ATTN_FLASHMLA_PATH=cute: the CuTe path cannot run this call: {why}"
             )
         return "cute"
-    if forced == "triton":
-        return "triton"
-    return "cute" if fits else "triton"
+    # The CuTe path has not yet produced a result on a GPU (the first H200 run timed out before its first
+    # case), so it is opt-in (ATTN_FLASHMLA_PATH=cute) until it passes the sm90 conformance suite there.
+    return "triton"

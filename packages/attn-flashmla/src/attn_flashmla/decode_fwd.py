@@ -77,11 +77,13 @@ def _dense_decode_kernel(
     BLOCK_N: tl.constexpr,
     D_MAIN: tl.constexpr,
     D_ROPE: tl.constexpr,
+    DV_SPLIT: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
     part = tl.program_id(0)
     row_block = tl.program_id(1)
-    hk = tl.program_id(2)
+    hk = tl.program_id(2) // DV_SPLIT
+    half = tl.program_id(2) % DV_SPLIT  # which DV = 512 / DV_SPLIT output channels this program owns
 
     # This part's work list (scheduler.DecodeSchedule.parts): a run of sequences, ends possibly partial.
     begin_req = tl.load(parts_ptr + part * 5 + 0)
@@ -94,7 +96,12 @@ def _dense_decode_kernel(
     row_ok = offs_m < rows
     s_idx = offs_m // group  # query token of each row
     head = hk * group + offs_m % group  # query head of each row
-    offs_d = tl.arange(0, D_MAIN)
+    DV: tl.constexpr = D_MAIN // DV_SPLIT
+    # Channels [own, own + DV) are this program's V (and its output); with DV_SPLIT 2 the other 256 NoPE
+    # channels [other, other + DV) only enter S. S = Q K^T is a sum over channels, so splitting it as
+    # own + other (+ RoPE) gives the same S in both programs while each K channel is loaded once.
+    offs_own = half * DV + tl.arange(0, DV)
+    offs_other = (1 - half) * DV + tl.arange(0, DV)
     offs_r = tl.arange(0, D_ROPE)
     offs_n = tl.arange(0, BLOCK_N)
     ln2: tl.constexpr = 0.6931471805599453
@@ -108,11 +115,15 @@ def _dense_decode_kernel(
 
         # q rows of this block, loaded once per sequence piece and kept for every tile.
         q_rows = q_ptr + tl.cast(req, tl.int64) * stride_qb + s_idx * stride_qs + head * stride_qh
-        q_main = tl.load(q_rows[:, None] + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+        q_own = tl.load(q_rows[:, None] + offs_own[None, :], mask=row_ok[:, None], other=0.0)
+        if DV_SPLIT == 2:
+            q_other = tl.load(q_rows[:, None] + offs_other[None, :], mask=row_ok[:, None], other=0.0)
         if HAS_ROPE:
             q_rope = tl.load(q_rows[:, None] + D_MAIN + offs_r[None, :], mask=row_ok[:, None], other=0.0)
         if UPCAST:
-            q_main = q_main.to(tl.float32)
+            q_own = q_own.to(tl.float32)
+            if DV_SPLIT == 2:
+                q_other = q_other.to(tl.float32)
             if HAS_ROPE:
                 q_rope = q_rope.to(tl.float32)
         # Last visible token (exclusive) of each row.
@@ -123,7 +134,8 @@ def _dense_decode_kernel(
 
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-        acc = tl.zeros([BLOCK_M, D_MAIN], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, DV], dtype=tl.float32)
+        # --8<-- [start:tile-loop]
         for t in range(t_begin, t_end):
             tok = t * BLOCK_N + offs_n
             tok_ok = tok < seqlen
@@ -134,10 +146,15 @@ def _dense_decode_kernel(
             k_rows = (
                 k_ptr + page.to(tl.int64) * stride_kblock + (tok % page_size) * stride_kpos + hk * stride_kh
             )
-            k_main = tl.load(k_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
+            k_own = tl.load(k_rows[:, None] + offs_own[None, :], mask=tok_ok[:, None], other=0.0)
             if UPCAST:
-                k_main = k_main.to(tl.float32)
-            s = tl.dot(q_main, tl.trans(k_main))
+                k_own = k_own.to(tl.float32)
+            s = tl.dot(q_own, tl.trans(k_own))
+            if DV_SPLIT == 2:
+                k_other = tl.load(k_rows[:, None] + offs_other[None, :], mask=tok_ok[:, None], other=0.0)
+                if UPCAST:
+                    k_other = k_other.to(tl.float32)
+                s += tl.dot(q_other, tl.trans(k_other))
             if HAS_ROPE:
                 k_rope = tl.load(k_rows[:, None] + D_MAIN + offs_r[None, :], mask=tok_ok[:, None], other=0.0)
                 if UPCAST:
@@ -153,54 +170,161 @@ def _dense_decode_kernel(
             alpha = tl.exp2(m_i - m_shift)
             p = tl.exp2(s - m_shift[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            # V is the first 512 channels of the K tile already in registers/shared memory.
-            acc = acc * alpha[:, None] + tl.dot(p.to(k_main.dtype), k_main)
+            # V is this program's NoPE channels of the K tile already loaded (shared memory/registers).
+            acc = acc * alpha[:, None] + tl.dot(p.to(k_own.dtype), k_own)
             m_i = m_new
+        # --8<-- [end:tile-loop]
 
         empty = l_i == 0.0  # no visible token in this piece (zero-length sequence, or causally masked)
         o = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = (m_i + tl.log2(tl.where(empty, 1.0, l_i))) * ln2
+        lse_ok = row_ok & (half == 0)  # both halves know lse; one writes it
 
         split_base = tl.load(split_offsets_ptr + req)
         n_splits = tl.load(split_offsets_ptr + req + 1) - split_base
         if n_splits == 1:
             # The whole sequence was ours: final result, +inf lse for rows that saw nothing.
             o_ptrs = out_ptr + tl.cast(req, tl.int64) * stride_ob + s_idx * stride_os + head * stride_oh
-            tl.store(o_ptrs[:, None] + offs_d[None, :], o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+            tl.store(
+                o_ptrs[:, None] + offs_own[None, :], o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None]
+            )
             lse_ptrs = lse_ptr + (tl.cast(req, tl.int64) * h_q + head) * s_q + s_idx
-            tl.store(lse_ptrs, tl.where(empty, float("inf"), lse), mask=row_ok)
+            tl.store(lse_ptrs, tl.where(empty, float("inf"), lse), mask=lse_ok)
         else:
             # A partial: -inf lse marks "saw nothing" so the combine gives it weight exp(-inf) = 0.
             slot = ((split_base + split).to(tl.int64) * h_kv + hk) * rows + offs_m
-            tl.store(o_acc_ptr + slot[:, None] * D_MAIN + offs_d[None, :], o, mask=row_ok[:, None])
-            tl.store(lse_acc_ptr + slot, tl.where(empty, float("-inf"), lse), mask=row_ok)
+            tl.store(o_acc_ptr + slot[:, None] * D_MAIN + offs_own[None, :], o, mask=row_ok[:, None])
+            tl.store(lse_acc_ptr + slot, tl.where(empty, float("-inf"), lse), mask=lse_ok)
+
+
+#: Config fields: tile rows, tile tokens, warps, pipeline stages, CTAs per SM the scheduler plans for, and
+#: DV_SPLIT (1: one program owns all 512 output channels; 2: two programs own 256 each, both computing S).
+CONFIG_FIELDS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT")
+
+
+def _cfg(*values) -> dict:
+    return dict(zip(CONFIG_FIELDS, values))
+
+
+def row_bucket(rows: int) -> int:
+    """Query rows per KV head, bucketed as the configs are: 16, 32, 64, or 128 (anything larger)."""
+    return 16 if rows <= 16 else 32 if rows <= 32 else 64 if rows <= 64 else 128
+
+
+def candidate_configs(rows: int) -> list[dict]:
+    """The configs :func:`attn_flashmla.interface` times on a schedule's first call (first = the default).
+
+    Memory-bound (<= 16 rows: h_q 16 with h_kv 1): a 16-row tile, 64 tokens, two CTAs per SM to keep more
+    loads in flight (measured best on H200 so far). Compute-bound (> 64 rows: h_q 128): 64 (or 128) rows
+    against a 64-token tile, with the 512 output channels either in one program of 8 warps (two warpgroups
+    split the channels, as FlashMLA's two warpgroups do) or split over two programs of 256 channels each
+    (half the accumulator per program, S computed twice). Configs that do not fit shared memory or
+    registers fail to compile and are skipped.
+    """
+    bucket = row_bucket(rows)
+    if bucket == 16:
+        return [
+            _cfg(16, 64, 4, 2, 2, 1),
+            _cfg(16, 64, 8, 2, 1, 1),
+            _cfg(16, 32, 4, 3, 2, 1),
+            _cfg(16, 64, 4, 2, 2, 2),
+        ]
+    if bucket in (32, 64):
+        return [
+            _cfg(bucket, 64, 8, 2, 1, 1),
+            _cfg(bucket, 64, 4, 2, 2, 1),
+            _cfg(bucket, 32, 4, 3, 1, 1),
+            _cfg(bucket, 64, 4, 2, 1, 2),
+        ]
+    return [
+        _cfg(64, 64, 8, 2, 1, 1),
+        _cfg(64, 64, 4, 2, 1, 2),
+        _cfg(64, 64, 8, 2, 1, 2),
+        _cfg(128, 64, 8, 1, 1, 2),
+        _cfg(128, 32, 8, 2, 1, 2),
+        _cfg(64, 32, 8, 3, 1, 1),
+    ]
+
+
+def config_override() -> dict | None:
+    """``ATTN_FLASHMLA_TRITON_CONFIG=BLOCK_M,BLOCK_N,num_warps,num_stages,ctas_per_sm[,DV_SPLIT]`` (BLOCK_M 0
+    = the row bucket's), used as is instead of tuning."""
+    override = os.environ.get("ATTN_FLASHMLA_TRITON_CONFIG", "").strip()
+    if not override:
+        return None
+    values = [int(x) for x in override.split(",")]
+    if len(values) not in (5, 6):
+        raise ValueError(
+            f"ATTN_FLASHMLA_TRITON_CONFIG needs 5 or 6 integers ({CONFIG_FIELDS}), got {override!r}"
+        )
+    return _cfg(*values, *([1] if len(values) == 5 else []))
 
 
 def default_config(rows: int, device: torch.device) -> dict:
-    """Tile sizes for ``rows = s_q * h_q / h_kv`` query rows per KV head.
+    """The untuned config for ``rows = s_q * h_q / h_kv`` query rows per KV head.
 
     BLOCK_M: the smallest of 16/32/64 that holds the rows (16 is tl.dot's minimum), 64 past that (a row
-    block of 64 against a 64-token tile, as FlashMLA's kernel). BLOCK_N = 64 tokens per tile on a GPU;
-    the interpreter uses 16 so that tiny tests cross tile and split boundaries.
+    block of 64 against a 64-token tile, as FlashMLA's kernel). On a GPU the first of
+    :func:`candidate_configs` (or ``ATTN_FLASHMLA_TRITON_CONFIG``); the interpreter uses 16-token tiles so
+    that tiny tests cross tile and split boundaries.
     """
-    block_m = 16 if rows <= 16 else 32 if rows <= 32 else 64
-    override = os.environ.get("ATTN_FLASHMLA_TRITON_CONFIG", "").strip()
-    if override and device.type == "cuda" and not interpreting():
-        # "BLOCK_M,BLOCK_N,num_warps,num_stages,ctas_per_sm" (tools/gpu_check.py sweeps a few); BLOCK_M 0 = auto.
-        bm, bn, warps, stages, ctas = (int(x) for x in override.split(","))
-        return {
-            "BLOCK_M": bm or block_m, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages, "ctas_per_sm": ctas,
-        }  # fmt: skip
+    block_m = min(row_bucket(rows), 64)
     if device.type != "cuda" or interpreting():
-        return {"BLOCK_M": block_m, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1, "ctas_per_sm": 1}
-    return {
-        "BLOCK_M": block_m,
-        "BLOCK_N": 64 if block_m < 64 else 32,
-        "num_warps": 4 if block_m < 64 else 8,
-        "num_stages": 2,
-        # Memory-bound shapes (few rows) need more loads in flight than one CTA per SM issues.
-        "ctas_per_sm": 2 if block_m <= 16 else 1,
-    }
+        return _cfg(block_m, 16, 4, 1, 1, 1)
+    override = config_override()
+    if override is not None:
+        return {**override, "BLOCK_M": override["BLOCK_M"] or block_m}
+    return candidate_configs(rows)[0]
+
+
+def autotune_enabled(device: torch.device) -> bool:
+    """Tune on a schedule's first call: on CUDA, unless ``ATTN_FLASHMLA_AUTOTUNE=0`` or a config is forced."""
+    if device.type != "cuda" or interpreting() or config_override() is not None:
+        return False
+    return os.environ.get("ATTN_FLASHMLA_AUTOTUNE", "1") not in ("", "0")
+
+
+#: Tuned configs by (device, dtype, d, h_kv, row bucket, causal, batch bucket, mean-length bucket).
+TUNED: dict = {}
+#: What tuning measured: key -> list of (config, ms or error text).
+TUNE_LOG: dict = {}
+
+
+def tune_key(q: torch.Tensor, k_cache: torch.Tensor, total_tokens: int, causal: bool) -> tuple:
+    b, s_q, h_q, d = q.shape
+    h_kv = k_cache.shape[2]
+    mean = max(total_tokens // max(b, 1), 1)
+    return (
+        torch.cuda.get_device_name(q.device), q.dtype, d, h_kv, row_bucket(s_q * h_q // h_kv), bool(causal),
+        triton.next_power_of_2(b), triton.next_power_of_2(mean),
+    )  # fmt: skip
+
+
+def tune_config(key: tuple, rows: int, run_with) -> dict:
+    """Time every candidate config with ``run_with(config)`` (a callable to time) and keep the fastest.
+
+    ``run_with(config)`` makes the config's schedule and returns the call to time. Configs that fail (out of
+    shared memory or registers) are recorded in :data:`TUNE_LOG` and skipped.
+    """
+    if key in TUNED:
+        return TUNED[key]
+    log = TUNE_LOG.setdefault(key, [])
+    best = None
+    for config in candidate_configs(rows):
+        try:
+            fn = run_with(config)
+            fn()  # compiles
+            ms = triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
+        except Exception as e:
+            log.append((config, f"{type(e).__name__}: {str(e)[:200]}"))
+            continue
+        log.append((config, ms))
+        if best is None or ms < best[0]:
+            best = (ms, config)
+    if best is None:
+        raise RuntimeError(f"attn_flashmla: no Triton config ran for {key}: {log}")
+    TUNED[key] = best[1]
+    return best[1]
 
 
 def dense_decode_triton(
@@ -234,7 +358,8 @@ def dense_decode_triton(
     lse_acc = torch.empty(n_scratch, h_kv, rows, dtype=torch.float32, device=q.device)
     if q.stride(-1) != 1:
         q = q.contiguous()
-    grid = (parts.shape[0], triton.cdiv(rows, config["BLOCK_M"]), h_kv)
+    dv_split = config.get("DV_SPLIT", 1)
+    grid = (parts.shape[0], triton.cdiv(rows, config["BLOCK_M"]), h_kv * dv_split)
     _dense_decode_kernel[grid](
         q,
         k_cache,
@@ -269,6 +394,7 @@ def dense_decode_triton(
         BLOCK_N=config["BLOCK_N"],
         D_MAIN=D_MAIN,
         D_ROPE=D_ROPE,
+        DV_SPLIT=dv_split,
         UPCAST=interpreting(),
         num_warps=config["num_warps"],
         num_stages=config["num_stages"],

@@ -37,6 +37,9 @@ kernel for ``sm_90a`` from fake tensors (set ``CUTE_DSL_ARCH=sm_90a`` on a machi
 # when it compiles them, and those names exist only inside _kernel_module().
 import functools
 import math
+import os
+import threading
+import time
 
 import torch
 
@@ -46,6 +49,7 @@ HEAD_DIM = 576
 HEAD_DIM_V = 512
 DV_PER_CTA = 256
 STAGES = 2
+WATCHDOG_NS = 2_000_000_000  # watchdog build: a wait longer than this (2 s) is a hang
 LOG2E = math.log2(math.e)
 
 
@@ -62,7 +66,12 @@ def cute_supports(q: torch.Tensor, page_block_size: int) -> str | None:
 
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
-    return {"BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 4, "num_stages": STAGES, "ctas_per_sm": 1}
+    # DV_SPLIT 2: two CTAs per (row block, KV head), one per half of the output channels; the scheduler
+    # plans parts so that all CTAs fit on the GPU at once (one CTA per SM: 216 KiB of shared memory).
+    return {
+        "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 4, "num_stages": STAGES, "ctas_per_sm": 1,
+        "DV_SPLIT": 2,
+    }  # fmt: skip
 
 
 def _kernel_module():
@@ -71,16 +80,54 @@ def _kernel_module():
     import cutlass.cute as cute
     import cutlass.utils as utils
     import cutlass.utils.hopper_helpers as sm90_utils
+    from cutlass._mlir.dialects import llvm
     from cutlass.cute.nvgpu import cpasync, warpgroup
+    from cutlass.cutlass_dsl import dsl_user_op
 
-    Float32, Int32 = cutlass.Float32, cutlass.Int32
+    Float32, Int32, Int64 = cutlass.Float32, cutlass.Int32, cutlass.Int64
+
+    @dsl_user_op
+    def trap(*, loc=None, ip=None):
+        """PTX ``trap``: abort the kernel (the launch then fails with an error instead of hanging)."""
+        llvm.inline_asm(None, [], "trap;", "", has_side_effects=True, loc=loc, ip=ip)
 
     class MLADecodeSm90:
         """One CTA = one warpgroup, one (part, row block, KV head, half of dv)."""
 
-        def __init__(self, dtype, causal: bool):
+        def __init__(self, dtype, causal: bool, watchdog: bool = False):
             self.dtype = dtype
             self.causal = causal
+            # Watchdog build (ATTN_FLASHMLA_CUTE_WATCHDOG=1): every mbarrier wait gives up after
+            # WATCHDOG_NS, prints which barrier/phase/sequence/tile it was waiting for, and traps.
+            self.watchdog = watchdog
+
+        @cute.jit
+        def wait(self, bar, phase, kind: cutlass.Constexpr, req, t):
+            """``mbarrier_wait``; in the watchdog build a bounded spin that reports a hang and traps."""
+            if cutlass.const_expr(self.watchdog):
+                done = cute.arch.mbarrier_try_wait(bar, phase)
+                start = cute.arch.globaltimer()
+                waited = Int64(0)
+                while not done and waited < WATCHDOG_NS:
+                    done = cute.arch.mbarrier_try_wait(bar, phase)
+                    waited = cute.arch.globaltimer() - start
+                if not done:
+                    bx, by, bz = cute.arch.block_idx()
+                    tidx, _, _ = cute.arch.thread_idx()
+                    if tidx % 32 == 0:
+                        if cutlass.const_expr(kind == 0):
+                            cute.printf(
+                                "attn_flashmla cute watchdog: block ({},{},{}) thread {} stuck on the Q barrier, "
+                                "phase {}, req {}, tile {}", bx, by, bz, tidx, phase, req, t,
+                            )  # fmt: skip
+                        else:
+                            cute.printf(
+                                "attn_flashmla cute watchdog: block ({},{},{}) thread {} stuck on a K barrier, "
+                                "phase {}, req {}, tile {}", bx, by, bz, tidx, phase, req, t,
+                            )  # fmt: skip
+                    trap()
+            else:
+                cute.arch.mbarrier_wait(bar, phase)
 
         @cute.jit
         def __call__(
@@ -247,7 +294,7 @@ def _kernel_module():
                         blk = mBlockTable[req, t_begin + i]
                         cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
-                cute.arch.mbarrier_wait(bars + STAGES, q_phase)
+                self.wait(bars + STAGES, q_phase, 0, req, t_begin)
                 q_phase = q_phase ^ 1
 
                 # Last visible token (exclusive) of this thread's two rows.
@@ -264,7 +311,7 @@ def _kernel_module():
 
                 for t in cutlass.range(t_begin, t_end, unroll=1):
                     stage = loads_done % STAGES
-                    cute.arch.mbarrier_wait(bars + stage, (loads_done // STAGES) % 2)
+                    self.wait(bars + stage, (loads_done // STAGES) % 2, 1, req, t)
                     valid = seqlen - t * BLOCK_N
                     if valid < BLOCK_N:
                         # Zero the tokens past the end of the sequence in smem: their V rows may be NaN.
@@ -373,34 +420,97 @@ def _cutlass_dtype(dtype: torch.dtype):
     return cutlass.BFloat16 if dtype == torch.bfloat16 else cutlass.Float16
 
 
-def compile_for_sm90(dtype: torch.dtype = torch.bfloat16, causal: bool = False):
-    """Compile the kernel for sm_90a from fake tensors (no GPU needed); returns the compiled object."""
-    cutlass, cute, kernel_cls = _cute()
-    from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_tensor
+def watchdog_enabled() -> bool:
+    """``ATTN_FLASHMLA_CUTE_WATCHDOG=1``: build the kernel whose mbarrier waits time out, report and trap."""
+    return os.environ.get("ATTN_FLASHMLA_CUTE_WATCHDOG", "0") not in ("", "0")
 
-    dt = _cutlass_dtype(dtype)
-    n_q, n_tok, h_kv, b = cute.sym_int(), cute.sym_int(), cute.sym_int(), cute.sym_int()
-    q = make_fake_compact_tensor(dt, (n_q, HEAD_DIM), stride_order=(1, 0), assumed_align=16)
-    k = make_fake_tensor(
-        dt, (n_tok, HEAD_DIM, h_kv), (cute.sym_int64(divisibility=8), 1, HEAD_DIM), assumed_align=16
+
+def kernel_key(dtype: torch.dtype, causal: bool, watchdog: bool = False) -> tuple:
+    """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value)."""
+    return (dtype, bool(causal), bool(watchdog))
+
+
+#: Compiled kernels by :func:`kernel_key`; one compile per key per process.
+_COMPILED: dict = {}
+#: Seconds each compile took, by key (tools/gpu_check.py prints them apart from run times).
+COMPILE_SECONDS: dict = {}
+_COMPILE_LOCK = threading.Lock()
+
+
+def _compile(key: tuple, args: tuple):
+    """``cute.compile`` the kernel for ``key`` against ``args`` (what :func:`launch_args` makes)."""
+    _, cute, kernel_cls = _cute()
+    dtype, causal, watchdog = key
+    return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog), *args)
+
+
+def compiled_kernel(key: tuple, args: tuple):
+    """The kernel for ``key``, compiled on first use (timed into :data:`COMPILE_SECONDS`)."""
+    kernel = _COMPILED.get(key)
+    if kernel is None:
+        with _COMPILE_LOCK:
+            kernel = _COMPILED.get(key)
+            if kernel is None:
+                start = time.perf_counter()
+                kernel = _compile(key, args)
+                COMPILE_SECONDS[key] = time.perf_counter() - start
+                _COMPILED[key] = kernel
+    return kernel
+
+
+def _dyn(t: torch.Tensor, leading_dim: int):
+    from cutlass.cute.runtime import from_dlpack
+
+    # Every extent and stride dynamic (only the leading stride is the static 1): the compiled kernel's
+    # signature does not depend on any size, so one compile serves every call of its key.
+    return from_dlpack(t, assumed_align=16).mark_layout_dynamic(leading_dim=leading_dim)
+
+
+def _stream(device: torch.device):
+    import cuda.bindings.driver as cuda_driver
+
+    handle = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    return cuda_driver.CUstream(handle)
+
+
+def prepare_inputs(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    cache_seqlens: torch.Tensor,
+    parts: torch.Tensor,
+    split_offsets: torch.Tensor,
+    total_splits: int,
+    softmax_scale: float,
+) -> tuple[tuple, tuple, torch.Tensor, torch.Tensor]:
+    """Host-side preparation: the kernel's tensors (as CuTe tensors) and scalars, plus the fp32 scratch.
+
+    q is regrouped so that the rows of one (sequence, KV head) are contiguous and padded to 64 (one TMA
+    box); the cache is viewed as (tokens, d, h_kv) so a page block is a TMA box of one head.
+    """
+    b, s_q, h_q, d = q.shape
+    num_blocks, page, h_kv, _ = k_cache.shape
+    group = h_q // h_kv
+    rows = s_q * group
+    rows_pad = -(-rows // BLOCK_M) * BLOCK_M
+    q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
+    q_packed = torch.zeros(b, h_kv, rows_pad, d, dtype=q.dtype, device=q.device)
+    q_packed[:, :, :rows] = q_rows
+    k_view = k_cache.view(num_blocks * page, h_kv, d).permute(0, 2, 1)  # (tokens, d, h_kv)
+    o_acc = torch.empty(total_splits * h_kv * rows_pad, HEAD_DIM_V, dtype=torch.float32, device=q.device)
+    lse_acc = torch.empty(total_splits * h_kv * rows_pad, dtype=torch.float32, device=q.device)
+    tensors = (
+        _dyn(q_packed.view(-1, d), 1),
+        _dyn(k_view, 1),
+        _dyn(block_table.contiguous(), 1),
+        _dyn(cache_seqlens.contiguous(), 0),
+        _dyn(parts, 1),
+        _dyn(split_offsets, 0),
+        _dyn(o_acc, 1),
+        _dyn(lse_acc, 0),
     )
-    table = make_fake_compact_tensor(cutlass.Int32, (b, cute.sym_int()), stride_order=(1, 0))
-    seqlens = make_fake_compact_tensor(cutlass.Int32, (b,))
-    parts = make_fake_compact_tensor(cutlass.Int32, (cute.sym_int(), 5), stride_order=(1, 0))
-    offsets = make_fake_compact_tensor(cutlass.Int32, (cute.sym_int(),))
-    o_acc = make_fake_compact_tensor(cutlass.Float32, (cute.sym_int(), HEAD_DIM_V), stride_order=(1, 0))
-    lse_acc = make_fake_compact_tensor(cutlass.Float32, (cute.sym_int(),))
-    from cutlass.runtime import make_fake_stream
-
-    return cute.compile(
-        kernel_cls(dt, causal), q, k, table, seqlens, parts, offsets, o_acc, lse_acc,
-        cutlass.Float32(1.0), cutlass.Int32(1), cutlass.Int32(1), cutlass.Int32(64), cutlass.Int32(1),
-        make_fake_stream(),
-    )  # fmt: skip
-
-
-#: Kernels compiled on the GPU, by (dtype, causal).
-_RUNTIME_COMPILED: dict = {}
+    scalars = (softmax_scale * LOG2E, s_q, group, rows_pad, h_kv, _stream(q.device))
+    return tensors, scalars, o_acc.view(-1, h_kv, rows_pad, HEAD_DIM_V), lse_acc.view(-1, h_kv, rows_pad)
 
 
 def dense_decode_cute(
@@ -416,53 +526,60 @@ def dense_decode_cute(
     causal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the CuTe kernel then the combine; returns ``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q)."""
-    from cutlass.cute.runtime import from_dlpack
-
     from attn_flashmla.combine import combine_splits
 
-    b, s_q, h_q, d = q.shape
-    num_blocks, page, h_kv, _ = k_cache.shape
-    group = h_q // h_kv
-    rows = s_q * group
-    rows_pad = -(-rows // BLOCK_M) * BLOCK_M
-    # Regroup q so that the rows of one (sequence, KV head) are contiguous and padded to 64: one TMA box.
-    q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
-    q_packed = torch.zeros(b, h_kv, rows_pad, d, dtype=q.dtype, device=q.device)
-    q_packed[:, :, :rows] = q_rows
-    k_view = k_cache.view(num_blocks * page, h_kv, d).permute(0, 2, 1)  # (tokens, d, h_kv)
-    o_acc = torch.empty(total_splits * h_kv * rows_pad, HEAD_DIM_V, dtype=torch.float32, device=q.device)
-    lse_acc = torch.empty(total_splits * h_kv * rows_pad, dtype=torch.float32, device=q.device)
-    causal = bool(causal and s_q > 1)
-    stream = torch.cuda.current_stream(q.device).cuda_stream
-    import cuda.bindings.driver as cuda_driver
-
-    def dyn(t, leading_dim):
-        return from_dlpack(t, assumed_align=16).mark_layout_dynamic(leading_dim=leading_dim)
-
-    args = (
-        dyn(q_packed.view(-1, d), 1),
-        dyn(k_view, 1),
-        dyn(block_table.contiguous(), 1),
-        dyn(cache_seqlens.contiguous(), 0),
-        dyn(parts, 1),
-        dyn(split_offsets, 0),
-        dyn(o_acc, 1),
-        dyn(lse_acc, 0),
+    b, s_q, h_q, _ = q.shape
+    group = h_q // k_cache.shape[2]
+    tensors, scalars, o_acc, lse_acc = prepare_inputs(
+        q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, softmax_scale
     )
-    scalars = (softmax_scale * LOG2E, s_q, group, rows_pad, h_kv, cuda_driver.CUstream(stream))
-    key = (q.dtype, causal)
-    kernel = _RUNTIME_COMPILED.get(key)
-    if kernel is None:
-        # Compiled once per (dtype, causal) from the first real call's tensors (all layouts dynamic, so
-        # later shapes reuse it). compile_for_sm90 is the same compilation from fake tensors, for CPU tests.
-        _, cute, kernel_cls = _cute()
-        kernel = cute.compile(kernel_cls(_cutlass_dtype(q.dtype), causal), *args, *scalars)
-        _RUNTIME_COMPILED[key] = kernel
-    kernel(*args, *scalars)
+    key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled())
+    kernel = compiled_kernel(key, tensors + scalars)
+    kernel(*tensors, *scalars)
     out = torch.empty(b, s_q, h_q, HEAD_DIM_V, dtype=q.dtype, device=q.device)
     lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
-    combine_splits(
-        out, lse, o_acc.view(-1, h_kv, rows_pad, HEAD_DIM_V), lse_acc.view(-1, h_kv, rows_pad), split_offsets,
-        max(max_splits, 1), group, min_splits=1,
-    )  # fmt: skip
+    combine_splits(out, lse, o_acc, lse_acc, split_offsets, max(max_splits, 1), group, min_splits=1)
     return out, lse
+
+
+def example_inputs(
+    dtype: torch.dtype = torch.bfloat16, b: int = 2, s_q: int = 1, h_q: int = 16, h_kv: int = 1
+):
+    """Small CPU tensors of the kernel's call (for compiling without a GPU and for tests)."""
+    from attn_flashmla.scheduler import default_num_parts, schedule_decode
+
+    lens = [100 + 37 * i for i in range(b)]
+    max_blocks = -(-max(lens) // BLOCK_N)
+    q = torch.zeros(b, s_q, h_q, HEAD_DIM, dtype=dtype)
+    k_cache = torch.zeros(b * max_blocks, BLOCK_N, h_kv, HEAD_DIM, dtype=dtype)
+    table = torch.arange(b * max_blocks, dtype=torch.int32).view(b, max_blocks)
+    seqlens = torch.tensor(lens, dtype=torch.int32)
+    rows = s_q * h_q // h_kv
+    schedule = schedule_decode(seqlens, default_num_parts(8, h_kv, rows, BLOCK_M, 1, 2), BLOCK_N)
+    counts = schedule.split_offsets[1:] - schedule.split_offsets[:-1]
+    return (
+        q, k_cache, table, seqlens, schedule.parts, schedule.split_offsets, schedule.total_splits,
+        int(counts.max()),
+    )  # fmt: skip
+
+
+def compile_for_sm90(dtype: torch.dtype = torch.bfloat16, causal: bool = False, watchdog: bool = False):
+    """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
+
+    It goes through the same host preparation as a GPU call (:func:`prepare_inputs` on small CPU tensors,
+    every layout dynamic), so it compiles exactly the signature that runs on the GPU.
+    """
+    q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype)
+    tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
+    return compiled_kernel(kernel_key(dtype, causal, watchdog), tensors + scalars)
+
+
+if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile every key, print the seconds
+    os.environ.setdefault("CUTE_DSL_ARCH", "sm_90a")
+    start = time.perf_counter()
+    _cute()
+    print(f"import of the CuTe DSL and kernel module: {time.perf_counter() - start:.1f} s", flush=True)
+    for dt in (torch.bfloat16, torch.float16):
+        for c in (False, True):
+            compile_for_sm90(dt, c)
+            print(f"compile {kernel_key(dt, c)}: {COMPILE_SECONDS[kernel_key(dt, c)]:.1f} s", flush=True)

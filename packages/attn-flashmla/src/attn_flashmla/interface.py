@@ -91,10 +91,14 @@ def _dense_decode_op(
     block_n: int,
     num_warps: int,
     num_stages: int,
+    dv_split: int,
     total_splits: int,
     max_splits: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    config = {"BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": num_warps, "num_stages": num_stages}
+    config = {
+        "BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": num_warps, "num_stages": num_stages,
+        "DV_SPLIT": dv_split,
+    }  # fmt: skip
     if path == "cute":
         from attn_flashmla.decode_fwd_sm90 import dense_decode_cute
 
@@ -183,31 +187,55 @@ def _check_same_config(old: FlashMLASchedMeta.Config, new: FlashMLASchedMeta.Con
         )
 
 
-def _initialize_dense_schedule(sched: FlashMLASchedMeta, q, k_cache, cache_seqlens) -> None:
-    from attn_flashmla.decode_fwd import default_config
+def _make_schedule(q, k_cache, seqlens_cpu: torch.Tensor, config: dict):
+    """The split schedule for one kernel config: (parts, split_offsets, total_splits, max_splits)."""
+    _, s_q, h_q, _ = q.shape
+    h_kv = k_cache.shape[2]
+    parts = default_num_parts(
+        _runtime.num_sms(q.device), h_kv, s_q * h_q // h_kv, config["BLOCK_M"], config.get("ctas_per_sm", 1),
+        config.get("DV_SPLIT", 1),
+    )  # fmt: skip
+    # FlashMLA's fixed overhead is 5 tiles of 64 tokens; keep it in tokens for other tile sizes.
+    overhead = max(1, 5 * 64 // config["BLOCK_N"])
+    schedule = schedule_decode(seqlens_cpu, parts, config["BLOCK_N"], overhead).to(q.device)
+    counts = schedule.split_offsets[1:] - schedule.split_offsets[:-1]
+    return schedule.parts, schedule.split_offsets, schedule.total_splits, int(counts.max())
+
+
+def _initialize_dense_schedule(
+    sched: FlashMLASchedMeta, q, k_cache, block_table, cache_seqlens, softmax_scale: float, causal: bool
+) -> None:
+    from attn_flashmla import decode_fwd
 
     _, s_q, h_q, _ = q.shape
     page, h_kv = k_cache.shape[1], k_cache.shape[2]
+    rows = s_q * h_q // h_kv
+    seqlens_cpu = cache_seqlens.cpu()
     path = _runtime.dense_path(q, page)
     if path == "cute":
         from attn_flashmla.decode_fwd_sm90 import cute_config
 
         config = cute_config()
+    elif decode_fwd.autotune_enabled(q.device):
+        # First call of this shape bucket: time the candidate tile configs on these very inputs (each with
+        # its own schedule) and keep the fastest; later schedules of the bucket reuse the choice.
+        def run_with(config):
+            made = _make_schedule(q, k_cache, seqlens_cpu, config)
+            return lambda: decode_fwd.dense_decode_triton(
+                q, k_cache, block_table, cache_seqlens, *made, softmax_scale, causal, config
+            )
+
+        key = decode_fwd.tune_key(q, k_cache, int(seqlens_cpu.sum()), causal and s_q > 1)
+        config = decode_fwd.tune_config(key, rows, run_with)
     else:
-        config = default_config(s_q * h_q // h_kv, q.device)
-    parts = default_num_parts(
-        _runtime.num_sms(q.device), h_kv, s_q * h_q // h_kv, config["BLOCK_M"], config.get("ctas_per_sm", 1)
-    )
-    # FlashMLA's fixed overhead is 5 tiles of 64 tokens; keep it in tokens for other tile sizes.
-    overhead = max(1, 5 * 64 // config["BLOCK_N"])
-    schedule = schedule_decode(cache_seqlens.cpu(), parts, config["BLOCK_N"], overhead).to(q.device)
-    counts = schedule.split_offsets[1:] - schedule.split_offsets[:-1]
-    sched.tile_scheduler_metadata = schedule.parts
-    sched.num_splits = schedule.split_offsets
+        config = decode_fwd.default_config(rows, q.device)
+    parts, offsets, total, max_splits = _make_schedule(q, k_cache, seqlens_cpu, config)
+    sched.tile_scheduler_metadata = parts
+    sched.num_splits = offsets
     sched.path = path
     sched.kernel_config = config
-    sched.total_splits = schedule.total_splits
-    sched.max_splits = int(counts.max())
+    sched.total_splits = total
+    sched.max_splits = max_splits
 
 
 def flash_mla_with_kvcache(
@@ -284,7 +312,9 @@ def flash_mla_with_kvcache(
     if first:
         sched.config = config
         if not sizes.sparse:
-            _initialize_dense_schedule(sched, q, k_cache, cache_seqlens)
+            _initialize_dense_schedule(
+                sched, q, k_cache, block_table, cache_seqlens, sizes.softmax_scale, sizes.causal
+            )
         sched.have_initialized = True
     else:
         _check_same_config(sched.config, config)
@@ -318,6 +348,7 @@ def flash_mla_with_kvcache(
         kc["BLOCK_N"],
         kc["num_warps"],
         kc["num_stages"],
+        kc.get("DV_SPLIT", 1),
         sched.total_splits,
         sched.max_splits,
     )

@@ -89,10 +89,13 @@ def num_tiles(seqlen: int, block_n: int) -> int:
     return max(1, -(-seqlen // block_n))
 
 
-def default_num_parts(num_sms: int, h_kv: int, q_rows: int, block_m: int, ctas_per_sm: int = 1) -> int:
-    """FlashMLA's choice: enough parts that parts x row blocks x KV heads fills the GPU once."""
+def default_num_parts(
+    num_sms: int, h_kv: int, q_rows: int, block_m: int, ctas_per_sm: int = 1, dv_split: int = 1
+) -> int:
+    """FlashMLA's choice: enough parts that parts x row blocks x KV heads (x output-channel splits, when
+    programs share the 512 output channels) fills the GPU once."""
     row_blocks = -(-q_rows // block_m)
-    return max(num_sms * ctas_per_sm // h_kv // row_blocks, 1)
+    return max(num_sms * ctas_per_sm // h_kv // row_blocks // dv_split, 1)
 
 
 def schedule_decode(
@@ -109,6 +112,7 @@ def schedule_decode(
         raise ValueError(f"num_parts and block_n must be positive, got {num_parts}, {block_n}")
     if any(s < 0 for s in seqlens):
         raise ValueError(f"sequence lengths must be non-negative, got {seqlens}")
+    # --8<-- [start:schedule]
     b = len(seqlens)
     tiles = [num_tiles(s, block_n) for s in seqlens]
     total = sum(tiles) + fixed_overhead * b
@@ -140,6 +144,7 @@ def schedule_decode(
             parts.append([b, 0, b - 1, 0, 0])
         else:
             parts.append([begin[0], begin[1], end_req, end_tile, begin[2]])
+    # --8<-- [end:schedule]
     if req != b:
         raise AssertionError(f"scheduler left sequences {req}.. unassigned ({seqlens}, {num_parts} parts)")
     offsets = [0]
