@@ -6,7 +6,7 @@
     nox -s wheels                                     # every wheel alone in a fresh venv (ci/check_wheels.py)
     nox -s release -- attn-reference-v0.1.0           # the release check (ci/check_release.py)
     nox -s bench -- --help                            # attn-bench run <args>
-    nox -s docs
+    nox -s docs                                       # mkdocs build --strict + the runnable doc examples
 
 With a virtual environment (the default) every session installs from ``uv.lock`` with uv. On the GPU
 machine (no network; torch, triton and cuda-python preinstalled) run with ``--no-venv``: nothing is
@@ -37,6 +37,7 @@ CI_SESSIONS = (
     *(f"tests(package='{p}', tier='cpu')" for p in PACKAGES),
     "wheels",
     "release",
+    "docs",
 )
 
 nox.options.default_venv_backend = "uv"
@@ -147,19 +148,31 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with ``mkdocs build --strict``."""
+    """Build the documentation site (``mkdocs build --strict``), then run its runnable code blocks.
+
+    One environment from the lock: the ``docs`` group (mkdocs-material, mkdocstrings, which reads the
+    sources statically) plus the packages the examples import (attn-reference through its dependants;
+    CPU only, Triton through its interpreter). ``ci/check_docs_code.py`` runs every block marked
+    ``<!-- runnable -->`` and skips those marked ``<!-- runnable: gpu ... -->`` with the reason.
+    ``nox -s docs -- --site-dir DIR`` passes its arguments to ``mkdocs build``.
+    """
     if not (ROOT / "mkdocs.yml").is_file():
-        session.error("the docs site does not exist yet: no mkdocs.yml (docs/ is still to be written)")
-    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        session.error("the docs site does not exist: no mkdocs.yml")
     if not _no_venv(session):
-        if "docs" not in root.get("dependency-groups", {}):
-            session.error("mkdocs.yml exists but the root pyproject.toml has no `docs` dependency group")
-        _uv_sync(session, "--all-packages", "--group", "docs")
-    session.run("mkdocs", "build", "--strict", *session.posargs, external=_no_venv(session))
+        packages = ("attn-triton", "attn-flashmla", "attn-cutlass")
+        _uv_sync(session, *(a for p in packages for a in ("--package", p)), "--group", "docs")
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    session.run("mkdocs", "build", "--strict", *session.posargs, env=env, external=_no_venv(session))
+    session.run(
+        _python(session),
+        "ci/check_docs_code.py",
+        env={"TRITON_INTERPRET": "1", **(_src_path_env() if _no_venv(session) else {})},
+        external=_no_venv(session),
+    )
 
 
 @nox.session(venv_backend="none")
 def ci(session: nox.Session) -> None:
-    """Everything .ci/run checks: lint, the cpu tier of every package, the wheel check, the release check."""
+    """Everything .ci/run checks: lint, the cpu tier of every package, the wheel and release checks, the docs."""
     for name in CI_SESSIONS:
         session.notify(name)

@@ -50,6 +50,7 @@ def flash_v1_forward(
     l = torch.zeros(b, h, sq, 1, dtype=accum_dtype, device=q.device)
     m = torch.full((b, h, sq, 1), float("-inf"), dtype=accum_dtype, device=q.device)
 
+    # --8<-- [start:fa1-loop]
     for j0 in range(0, sk, block_n):  # outer loop: load K_j, V_j once
         j1 = min(j0 + block_n, sk)
         Kj, Vj = K[:, :, j0:j1], V[:, :, j0:j1]
@@ -83,6 +84,7 @@ def flash_v1_forward(
                 l_new > 0, numer / l_new.clamp_min(torch.finfo(accum_dtype).tiny), 0.0
             )
             l[:, :, i0:i1], m[:, :, i0:i1] = l_new, m_new
+    # --8<-- [end:fa1-loop]
 
     lse = torch.where(l > 0, m + torch.log(l), float("inf")).squeeze(-1)
     return seq_first(O, q.dtype), lse.to(lse_dtype(accum_dtype))

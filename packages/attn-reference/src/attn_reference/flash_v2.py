@@ -49,6 +49,7 @@ def flash_v2_forward(
     out = torch.zeros(b, h, sq, shape.head_dim_v, dtype=accum_dtype, device=q.device)
     lse = torch.full((b, h, sq), float("inf"), dtype=lse_dtype(accum_dtype), device=q.device)
 
+    # --8<-- [start:fa2-forward-loop]
     for i0 in range(0, sq, block_m):  # outer loop: one Q block (one thread block in a kernel)
         i1 = min(i0 + block_m, sq)
         Qi = Q[:, :, i0:i1]
@@ -81,6 +82,7 @@ def flash_v2_forward(
         lse[:, :, i0:i1] = torch.where(seen, m + torch.log(torch.where(seen, l, 1.0)), float("inf")).squeeze(
             -1
         )
+    # --8<-- [end:fa2-forward-loop]
     return seq_first(out, q.dtype), lse
 
 
@@ -114,6 +116,7 @@ def flash_v2_backward(
     V = heads_first(v, accum_dtype, shape.group_size)
     dO = heads_first(dout, accum_dtype)
     L = lse.to(accum_dtype).unsqueeze(-1)  # +inf on rows that saw nothing: exp(S - inf) = 0 there
+    # --8<-- [start:fa2-backward-loop]
     # D_i = rowsum(dO_i * O_i) = rowsum(P_i * dP_i): the softmax Jacobian's correction term, once per row.
     D = (dO * heads_first(out, accum_dtype)).sum(dim=-1, keepdim=True)
     dQ = torch.zeros_like(Q)
@@ -148,6 +151,7 @@ def flash_v2_backward(
                 dS = dS * (1.0 - tanh_t * tanh_t)
             dQ[:, :, i0:i1] += scale * torch.matmul(dS, Kj)
             dK[:, :, j0:j1] += scale * torch.matmul(dS.transpose(-1, -2), Q[:, :, i0:i1])
+    # --8<-- [end:fa2-backward-loop]
 
     dK = sum_groups(dK, shape.heads_k)
     dV = sum_groups(dV, shape.heads_k)

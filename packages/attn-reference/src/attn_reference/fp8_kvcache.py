@@ -58,6 +58,7 @@ def fp8_bytes_per_token(head_dim: int) -> int:
     )
 
 
+# --8<-- [start:fp8-tiles]
 def fp8_tile_scales(tiles: torch.Tensor) -> torch.Tensor:
     """Power-of-two scales of ``tiles`` (..., n_tiles, tile) -> fp32 (..., n_tiles), FlashMLA's rule."""
     amax = tiles.float().abs().amax(dim=-1)
@@ -73,6 +74,7 @@ def _quantize_tiles(nope: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.
     return q, scales
 
 
+# --8<-- [end:fp8-tiles]
 def _as_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view(torch.uint8)
 

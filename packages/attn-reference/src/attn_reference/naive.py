@@ -58,6 +58,7 @@ def attention_naive(
     scale = default_softmax_scale(softmax_scale, shape.head_dim)
     dtype = accum_dtype or q.dtype
 
+    # --8<-- [start:naive-core]
     # (b, s, h, d) -> (b, h, s, d), KV heads repeated to match the query heads they serve.
     qh = heads_first(q, dtype)
     kh = heads_first(k, dtype, shape.group_size)
@@ -71,6 +72,7 @@ def attention_naive(
     # exp(-inf - -inf) is NaN: rows that see nothing get probability 0 everywhere instead.
     p = torch.exp(s - lse.masked_fill(empty, 0.0))
     out = torch.matmul(p, vh).transpose(1, 2).to(q.dtype)
+    # --8<-- [end:naive-core]
     if not return_lse:
         return out
     lse = lse.squeeze(-1).masked_fill(empty.squeeze(-1), float("inf")).to(lse_dtype(dtype))
