@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ._layout import heads_first, lse_dtype, safe_exp, seq_first
-from .masking import is_masked, key_range, visible
+from ._layout import lse_dtype, prepare, safe_exp, seq_first
+from .masking import key_range, mask_tile
 from .naive import scores
-from .validation import check_qkv, check_softcap, check_window, default_softmax_scale
 
 
 def flash_v1_forward(
@@ -35,14 +34,10 @@ def flash_v1_forward(
     (float64 when ``accum_dtype`` is);
     rows that see no key give out 0 and lse +inf. ``block_m``/``block_n`` are the Q and K/V tile heights.
     """
-    shape = check_qkv(q, k, v, fn="flash_v1_forward")
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    shape, window, softcap, scale, Q, K, V = prepare(
+        "flash_v1_forward", q, k, v, softmax_scale, causal, window_size, softcap, accum_dtype
+    )
     sq, sk = shape.seqlen_q, shape.seqlen_k
-    Q = heads_first(q, accum_dtype)
-    K = heads_first(k, accum_dtype, shape.group_size)
-    V = heads_first(v, accum_dtype, shape.group_size)
     b, h = Q.shape[:2]
 
     # Step 2 of Algorithm 1: O = 0, l = 0, m = -inf in "HBM".
@@ -60,15 +55,7 @@ def flash_v1_forward(
             if hi <= j0 or lo >= j1:
                 continue  # this tile is entirely masked
             S, _ = scores(Q[:, :, i0:i1], Kj, scale, softcap)
-            if is_masked(causal, window):
-                mask = visible(
-                    torch.arange(i0, i1, device=q.device),
-                    torch.arange(j0, j1, device=q.device),
-                    sq,
-                    sk,
-                    window,
-                )
-                S = S.masked_fill(~mask, float("-inf"))
+            S = mask_tile(S, i0, j0, sq, sk, window, float("-inf"))
             m_tile = S.amax(dim=-1, keepdim=True)
             P = safe_exp(S - m_tile)
             l_tile = P.sum(dim=-1, keepdim=True)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ._layout import heads_first, lse_dtype, safe_exp, seq_first, sum_groups
-from .masking import is_masked, key_range, visible
+from ._layout import heads_first, lse_dtype, prepare, safe_exp, seq_first, sum_groups
+from .masking import key_range, mask_tile
 from .naive import scores
-from .validation import check_qkv, check_softcap, check_window, default_softmax_scale
 
 
 def flash_v2_forward(
@@ -37,14 +36,10 @@ def flash_v2_forward(
     Returns out (batch, seqlen_q, heads_q, dv) in q's dtype and lse (batch, heads_q, seqlen_q) float32
     (float64 when ``accum_dtype`` is; natural log); rows that see no key give out 0 and lse +inf.
     """
-    shape = check_qkv(q, k, v, fn="flash_v2_forward")
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    shape, window, softcap, scale, Q, K, V = prepare(
+        "flash_v2_forward", q, k, v, softmax_scale, causal, window_size, softcap, accum_dtype
+    )
     sq, sk = shape.seqlen_q, shape.seqlen_k
-    Q = heads_first(q, accum_dtype)
-    K = heads_first(k, accum_dtype, shape.group_size)
-    V = heads_first(v, accum_dtype, shape.group_size)
     b, h = Q.shape[:2]
     out = torch.zeros(b, h, sq, shape.head_dim_v, dtype=accum_dtype, device=q.device)
     lse = torch.full((b, h, sq), float("inf"), dtype=lse_dtype(accum_dtype), device=q.device)
@@ -61,15 +56,7 @@ def flash_v2_forward(
         for j0 in range(lo - lo % block_n, hi, block_n):
             j1 = min(j0 + block_n, sk)
             S, _ = scores(Qi, K[:, :, j0:j1], scale, softcap)
-            if is_masked(causal, window):
-                mask = visible(
-                    torch.arange(i0, i1, device=q.device),
-                    torch.arange(j0, j1, device=q.device),
-                    sq,
-                    sk,
-                    window,
-                )
-                S = S.masked_fill(~mask, float("-inf"))
+            S = mask_tile(S, i0, j0, sq, sk, window, float("-inf"))
             m_new = torch.maximum(m, S.amax(dim=-1, keepdim=True))
             P = safe_exp(S - m_new)
             alpha = safe_exp(m - m_new)
@@ -106,14 +93,10 @@ def flash_v2_backward(
 
     ``out`` and ``lse`` are what :func:`flash_v2_forward` returned; ``dout`` is the gradient of ``out``.
     """
-    shape = check_qkv(q, k, v, fn="flash_v2_backward")
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    shape, window, softcap, scale, Q, K, V = prepare(
+        "flash_v2_backward", q, k, v, softmax_scale, causal, window_size, softcap, accum_dtype
+    )
     sq, sk = shape.seqlen_q, shape.seqlen_k
-    Q = heads_first(q, accum_dtype)
-    K = heads_first(k, accum_dtype, shape.group_size)
-    V = heads_first(v, accum_dtype, shape.group_size)
     dO = heads_first(dout, accum_dtype)
     L = lse.to(accum_dtype).unsqueeze(-1)  # +inf on rows that saw nothing: exp(S - inf) = 0 there
     # --8<-- [start:fa2-backward-loop]
@@ -133,15 +116,7 @@ def flash_v2_backward(
                 continue
             S, tanh_t = scores(Q[:, :, i0:i1], Kj, scale, softcap)
             P = torch.exp(S - L[:, :, i0:i1])  # recomputed, normalised by the stored logsumexp
-            if is_masked(causal, window):
-                mask = visible(
-                    torch.arange(i0, i1, device=q.device),
-                    torch.arange(j0, j1, device=q.device),
-                    sq,
-                    sk,
-                    window,
-                )
-                P = P.masked_fill(~mask, 0.0)
+            P = mask_tile(P, i0, j0, sq, sk, window, 0.0)
             dOi = dO[:, :, i0:i1]
             dV[:, :, j0:j1] += torch.matmul(P.transpose(-1, -2), dOi)
             dP = torch.matmul(dOi, Vj.transpose(-1, -2))

@@ -47,5 +47,13 @@ def key_range(
     return lo, max(lo, hi)
 
 
-def is_masked(causal: bool, window: tuple[int, int]) -> bool:
-    return causal or window != (-1, -1)
+def mask_tile(
+    s: torch.Tensor, i0: int, j0: int, seqlen_q: int, seqlen_k: int, window: tuple[int, int], fill: float
+) -> torch.Tensor:
+    """Scores ``s`` of the tile whose first query is ``i0`` and first key ``j0``, with what those queries
+    cannot see set to ``fill`` (-inf for scores, 0 for probabilities). Unmasked attention passes through."""
+    if window == (-1, -1):
+        return s
+    rows = torch.arange(i0, i0 + s.shape[-2], device=s.device)
+    cols = torch.arange(j0, j0 + s.shape[-1], device=s.device)
+    return s.masked_fill(~visible(rows, cols, seqlen_q, seqlen_k, window), fill)
