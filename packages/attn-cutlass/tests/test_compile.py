@@ -5,7 +5,13 @@
 
 import pytest
 
-from attn_cutlass.compile import compile_flash_bwd_sm90, compile_flash_fwd_sm90, compile_gemm_sm90
+from attn_cutlass.compile import (
+    compile_flash_bwd_sm90,
+    compile_flash_fwd_sm80,
+    compile_flash_fwd_sm90,
+    compile_gemm_sm80,
+    compile_gemm_sm90,
+)
 
 FWD_CONFIGS = {
     "bf16_hd128": dict(dtype="bfloat16", head_dim=128),
@@ -63,3 +69,45 @@ def test_sm80_build_of_a_hopper_kernel_is_refused():
     # wgmma/TMA do not exist on sm_80: the DSL must refuse rather than emit something else.
     with pytest.raises(Exception):  # noqa: B017 - the DSL raises its own error types
         compile_gemm_sm90(arch="sm_80")
+
+
+@pytest.fixture(scope="module")
+def gemm_sm80_ptx():
+    return compile_gemm_sm80(keep_ptx=True).ptx
+
+
+def test_gemm_sm80_compiles_with_warp_mma_cp_async_and_ldmatrix(gemm_sm80_ptx):
+    ptx = gemm_sm80_ptx
+    assert ptx is not None and ".target sm_80" in ptx
+    assert "mma.sync.aligned.m16n8k16" in ptx
+    assert "cp.async.cg.shared.global" in ptx and "cp.async.wait_group" in ptx
+    assert "ldmatrix.sync.aligned" in ptx
+    assert "wgmma" not in ptx and "ld.local" not in ptx
+
+
+def test_gemm_sm80_fp16_compiles():
+    ptx = compile_gemm_sm80("float16", keep_ptx=True).ptx
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
+
+
+SM80_FWD_CONFIGS = {
+    "bf16_hd128_causal": dict(dtype="bfloat16", head_dim=128, causal=True),
+    "fp16_hd64_window_softcap_varlen": dict(
+        dtype="float16",
+        head_dim=64,
+        has_left_window=True,
+        has_right_window=True,
+        has_softcap=True,
+        varlen=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SM80_FWD_CONFIGS))
+def test_flash_fwd_sm80_compiles_with_warp_mma(name):
+    ptx = compile_flash_fwd_sm80(keep_ptx=True, **SM80_FWD_CONFIGS[name]).ptx
+    assert ptx is not None and ".target sm_80" in ptx
+    assert "mma.sync.aligned.m16n8k16" in ptx
+    assert "cp.async.cg.shared.global" in ptx
+    assert "ldmatrix.sync.aligned.m8n8.x4.trans" in ptx, "V^T is not read through ldmatrix.trans"
+    assert "wgmma" not in ptx and "ld.local" not in ptx

@@ -106,3 +106,37 @@ def test_backward_needs_hopper(monkeypatch):
     q = torch.randn(1, 8, 2, 64, dtype=torch.bfloat16)
     with pytest.raises(UnsupportedFeatureError, match="sm90"):
         interface._backward(q, q, q, q, q, None, None, None, 8, 0.1, False, -1, -1, 0.0)
+
+
+def test_sm80_forward_refuses_head_dim_256(monkeypatch):
+    from attn_cutlass import interface
+
+    monkeypatch.setattr(interface, "_arch_of", lambda device: "sm80")
+    q = torch.randn(1, 8, 2, 256, dtype=torch.bfloat16)
+    with pytest.raises(UnsupportedFeatureError, match="sm80 forward"):
+        interface._forward(q, q, q, None, None, 8, 0.1, False, -1, -1, 0.0)
+
+
+def test_force_arch_env_picks_the_sm80_path(monkeypatch):
+    from attn_cutlass import interface
+
+    monkeypatch.setattr(interface.capability, "cuda_capability", lambda device: (9, 0))
+    assert interface._arch_of(torch.device("cuda:0")) == "sm90"
+    monkeypatch.setenv("ATTN_CUTLASS_FORCE_ARCH", "sm80")
+    assert interface._arch_of(torch.device("cuda:0")) == "sm80"
+    monkeypatch.setattr(interface.capability, "cuda_capability", lambda device: (7, 5))
+    with pytest.raises(UnsupportedFeatureError):
+        interface._arch_of(torch.device("cuda:0"))
+
+
+def test_unverified_sm80_kernels_are_opt_in(monkeypatch):
+    # Until the sm80 kernels have run on a GPU, an Ampere-class GPU is refused unless the user opts in.
+    from attn_cutlass import interface
+
+    capability = interface.capability
+    monkeypatch.delenv("ATTN_CUTLASS_FORCE_ARCH", raising=False)
+    monkeypatch.setattr(capability, "cuda_capability", lambda device=None: (8, 0))
+    with pytest.raises(UnsupportedFeatureError, match="ATTN_CUTLASS_FORCE_ARCH=sm80"):
+        interface._arch_of(torch.device("cuda:0"))
+    monkeypatch.setattr(capability, "cuda_capability", lambda device=None: (9, 0))
+    assert interface._arch_of(torch.device("cuda:0")) == "sm90"

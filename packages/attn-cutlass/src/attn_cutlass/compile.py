@@ -159,3 +159,33 @@ def compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
         arch=arch,
         keep_ptx=keep_ptx,
     )
+
+
+def compile_gemm_sm80(dtype="bfloat16", *, keep_ptx=False, arch="sm_80"):
+    """Compile the sm80 GEMM against fake (M, K) x (N, K) -> (M, N) K-contiguous tensors."""
+    import cutlass.cute as cute
+    from cutlass.cute.runtime import make_fake_stream, make_fake_tensor
+
+    from .kernels.gemm_sm80 import GemmSm80
+
+    dt = _cutlass_dtype(dtype)
+    sym = cute.sym_int
+
+    def mat(div):  # K-contiguous operands: row stride a multiple of 8 elements (16-byte cp.async)
+        return make_fake_tensor(dt, (sym(), sym()), stride=(sym(divisibility=div), 1), assumed_align=16)
+
+    return compile_kernel(
+        GemmSm80(dt), mat(8), mat(8), mat(1), make_fake_stream(), arch=arch, keep_ptx=keep_ptx
+    )
+
+
+def compile_flash_fwd_sm80(dtype="bfloat16", head_dim=128, *, keep_ptx=False, arch="sm_80", **flags):
+    """Compile the sm80 forward (warp MMA) against fake tensors (works without a GPU)."""
+    from cutlass.cute.runtime import make_fake_stream
+
+    from .kernels.flash_fwd_sm80 import FlashAttentionForwardSm80
+
+    kernel = FlashAttentionForwardSm80(_cutlass_dtype(dtype), head_dim, **flags)
+    args = fake_attention_args(dtype, head_dim, varlen=flags.get("varlen", False))
+    scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1)
+    return compile_kernel(kernel, *args, *scalars, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)

@@ -1,8 +1,14 @@
-"""``matmul(a, b)`` on the sm90 GEMM kernel, compiled once per (dtype, B's major mode)."""
+"""``matmul(a, b)``: the sm90 GEMM on Hopper, the sm80 GEMM (warp MMA + cp.async) on other sm80+ GPUs.
+
+Compiled once per (kernel, dtype, B's major mode). The architecture is asked at call time
+(attn_reference.capability); ``ATTN_CUTLASS_FORCE_ARCH=sm80`` picks the sm80 kernel on a Hopper GPU too
+(how the Hopper test machine checks it).
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -30,9 +36,16 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise AttentionArgumentError(
             f"matmul: a and b must share dtype float16 or bfloat16, got {a.dtype}, {b.dtype}"
         )
+    if a.device.type != "cuda" or b.device != a.device:
+        raise AttentionArgumentError(f"matmul: need CUDA tensors on one device, got {a.device}, {b.device}")
+    cap = capability.cuda_capability(a.device)
+    if cap is None or cap < (8, 0):
+        raise UnsupportedFeatureError(f"matmul: the CuTe DSL GEMMs need an sm80+ GPU, got capability {cap}")
+    if os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80":
+        return _matmul_sm80(a, b)
     if not capability.is_hopper(a.device):
         raise UnsupportedFeatureError(
-            "matmul: the CuTe DSL GEMM is sm90 only (the sm80 GEMM is not written yet)"
+            "matmul: the sm80 GEMM is not yet verified on a GPU; set ATTN_CUTLASS_FORCE_ARCH=sm80 to use it"
         )
     a = a if a.stride(1) == 1 and a.stride(0) % 8 == 0 else a.contiguous()
     bt = b.t()  # (N, K): wgmma's B operand
@@ -57,4 +70,49 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         dt = {torch.float16: cutlass.Float16, torch.bfloat16: cutlass.BFloat16}[a.dtype]
         fn = _cache[key] = cute.compile(GemmSm90(dt), *args, num_ctas, stream)
     fn(*args, num_ctas, stream)
+    return c
+
+
+SM80_TILE_K = 32
+
+
+def _matmul_sm80(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The sm80 kernel takes K-contiguous A (M, K) and B^T (N, K) with K a multiple of its k-tile: other
+    inputs are copied (and K zero-padded) here, so any M, N, K works."""
+    import cuda.bindings.driver as cuda
+    import cutlass
+    import cutlass.cute as cute
+    from cutlass.cute.runtime import from_dlpack
+
+    m, k = a.shape
+    n = b.shape[1]
+    c = torch.empty((m, n), dtype=a.dtype, device=a.device)
+    if m == 0 or n == 0:
+        return c
+    if k == 0:
+        return c.zero_()
+    kp = -(-k // SM80_TILE_K) * SM80_TILE_K
+    a2, bt = a.detach(), b.detach().t()
+    if kp != k:
+        a2 = torch.nn.functional.pad(a2, (0, kp - k))
+        bt = torch.nn.functional.pad(bt, (0, kp - k))
+    a2, bt = (x if x.is_contiguous() and x.data_ptr() % 16 == 0 else x.contiguous() for x in (a2, bt))
+
+    def operand(x):
+        return (
+            from_dlpack(x, assumed_align=16)
+            .mark_layout_dynamic(leading_dim=1)
+            .mark_compact_shape_dynamic(mode=1, stride_order=(0, 1), divisibility=SM80_TILE_K)
+        )
+
+    args = [operand(a2), operand(bt), from_dlpack(c, assumed_align=16).mark_layout_dynamic(leading_dim=1)]
+    stream = cuda.CUstream(torch.cuda.current_stream(a.device).cuda_stream)
+    key = ("sm80", a.dtype)
+    fn = _cache.get(key)
+    if fn is None:
+        from .kernels.gemm_sm80 import GemmSm80
+
+        dt = {torch.float16: cutlass.Float16, torch.bfloat16: cutlass.BFloat16}[a.dtype]
+        fn = _cache[key] = cute.compile(GemmSm80(dt), *args, stream)
+    fn(*args, stream)
     return c

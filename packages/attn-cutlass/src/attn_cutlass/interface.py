@@ -1,7 +1,9 @@
 """flash-attn's API on top of the CuTe DSL kernels: validate, pick the kernel, launch.
 
 * Validation is attn_reference.validation's, so messages match every other backend's.
-* The architecture is asked at call time (attn_reference.capability), never at import.
+* The architecture is asked at call time (attn_reference.capability), never at import: Hopper runs
+  kernels/flash_fwd_sm90.py, other GPUs >= sm80 kernels/flash_fwd_sm80.py (``ATTN_CUTLASS_FORCE_ARCH=sm80``
+  forces the latter on Hopper).
 * Kernels compile once per *compile-time* configuration (dtype, head dim, mask kind, softcap on/off,
   varlen): sequence lengths, strides, batch, heads, scale and window sizes are runtime arguments of the
   compiled function, so a new shape never recompiles.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 
 import torch
@@ -30,6 +33,7 @@ from attn_reference.validation import (
 
 DTYPES = (torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 128, 256)
+SM80_HEAD_DIMS = (64, 128)  # the sm80 forward (kernels/flash_fwd_sm80.py)
 BWD_HEAD_DIMS = (64, 128)  # the sm90 backward; others raise UnsupportedFeatureError in backward
 LOG2_E = math.log2(math.e)
 
@@ -52,12 +56,27 @@ def _dummy_cu_seqlens(index: int) -> torch.Tensor:
     return torch.zeros(2, dtype=torch.int32, device=f"cuda:{index}")
 
 
+def sm80_forced() -> bool:
+    """``ATTN_CUTLASS_FORCE_ARCH=sm80``: take the sm80 kernels on any sm80+ GPU, Hopper included.
+
+    The sm80 kernels compile but have not yet run on a GPU, so they are opt-in: without the knob a
+    non-Hopper GPU is refused rather than given an unchecked kernel."""
+    return os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80"
+
+
 def _arch_of(device: torch.device) -> str:
+    """ "sm90" on Hopper; "sm80" (forward: the warp-MMA kernel; backward: refused) with
+    ``ATTN_CUTLASS_FORCE_ARCH=sm80`` on any sm80+ GPU, so the Hopper machine can test it."""
     cap = capability.cuda_capability(device)
+    if cap is not None and cap >= (8, 0) and sm80_forced():
+        return "sm80"
     if cap == (9, 0):
         return "sm90"
     if cap is not None and cap >= (8, 0):
-        return "sm80"
+        raise UnsupportedFeatureError(
+            f"attn-cutlass: {device} is sm_{cap[0]}{cap[1]}; the sm80 kernels are not yet verified on a GPU, "
+            "set ATTN_CUTLASS_FORCE_ARCH=sm80 to use them anyway"
+        )
     raise UnsupportedFeatureError(f"attn-cutlass needs an sm80+ GPU; {device} has capability {cap}")
 
 
@@ -93,11 +112,11 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
 
     varlen = cu_q is not None
     arch = _arch_of(q.device)
-    if arch != "sm90":
-        raise UnsupportedFeatureError(
-            "attn-cutlass: only the sm90 (Hopper) forward exists so far; the sm80 forward is not written yet"
-        )
     head_dim = q.shape[-1]
+    if arch != "sm90" and head_dim not in SM80_HEAD_DIMS:
+        raise UnsupportedFeatureError(
+            f"attn-cutlass: the sm80 forward supports head dims {SM80_HEAD_DIMS}, got {head_dim}"
+        )
     heads = q.shape[-2]
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     if varlen:
@@ -113,6 +132,10 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     if k.shape[-3] == 0:  # no keys at all: every row sees nothing
         return out.zero_(), lse.fill_(float("inf"))
     q, k, v = (_ensure_tma_strides(t) for t in (q, k, v))
+    if arch != "sm90":
+        return _forward_sm80(
+            q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal, left, right, softcap
+        )
 
     from cutlass import BFloat16, Float16
 
@@ -158,6 +181,64 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
             fn = _cache.get(key)
             if fn is None:
                 kernel = FlashAttentionForwardSm90(
+                    dt,
+                    head_dim,
+                    causal=causal,
+                    has_left_window=left >= 0,
+                    has_right_window=right >= 0,
+                    has_softcap=softcap > 0,
+                    varlen=varlen,
+                )
+                fn = cute.compile(kernel, *tensors, *scalars, stream)
+                _cache[key] = fn
+    fn(*tensors, *scalars, stream)
+    return out, lse
+
+
+def _forward_sm80(q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal, left, right, softcap):
+    """The FlashAttention-2 forward with warp MMA (kernels/flash_fwd_sm80.py): one CTA per 64 queries."""
+    import cuda.bindings.driver as cuda
+    from cutlass import BFloat16, Float16
+
+    from .kernels.flash_fwd_sm80 import FlashAttentionForwardSm80
+    from .kernels.flash_fwd_sm90 import softmax_scale_args
+
+    varlen = cu_q is not None
+    head_dim, heads = q.shape[-1], q.shape[-2]
+    index = q.device.index if q.device.index is not None else torch.cuda.current_device()
+    dummy = _dummy_cu_seqlens(index)
+    tensors = [
+        _to_cute(q),
+        _to_cute(k),
+        _to_cute(v),
+        _to_cute(out),
+        _to_cute(lse, 4),
+        _to_cute(cu_q if varlen else dummy, 4),
+        _to_cute(cu_k if varlen else dummy, 4),
+    ]
+    scale_log2, softcap_pre, softcap_val = softmax_scale_args(scale, softcap)
+    scalars = (
+        scale_log2,
+        softcap_pre,
+        softcap_val,
+        max(left, 0),
+        max(right, 0),
+        heads // k.shape[-2],
+        max(1, math.ceil(seqlen_q / FlashAttentionForwardSm80.tile_m)),
+        heads,
+        batch,
+    )
+    stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
+    key = ("fwd_sm80", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
+    fn = _cache.get(key)
+    if fn is None:
+        import cutlass.cute as cute
+
+        with _cache_lock:
+            fn = _cache.get(key)
+            if fn is None:
+                dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+                kernel = FlashAttentionForwardSm80(
                     dt,
                     head_dim,
                     causal=causal,
