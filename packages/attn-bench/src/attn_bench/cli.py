@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from attn_bench import __version__, engine, schema
+from attn_bench import __version__, engine, presets, schema
 from attn_bench import plot as plotting
 from attn_bench import report as reporting
 from attn_bench.suites import SUITES
@@ -23,6 +24,10 @@ app = typer.Typer(
 )
 # Wide when piped (CI logs, the GPU machine's captured output): tables wrap badly at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=180)
+
+#: Default per-row limit on the GPU (compile, check and timing of one row): Triton autotuning or a CuTe DSL
+#: JIT takes seconds to a minute per configuration; a row past this is recorded as an error.
+GPU_ROW_TIMEOUT_S = 180.0
 
 STATUS_STYLE = {
     "ok": "",
@@ -88,10 +93,35 @@ def run(
     ] = True,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="time through CUDA graphs")] = False,
     seed: Annotated[int, typer.Option(help="seed of the random inputs")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="results JSON")] = Path("results.json"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="results JSON (rewritten after every row)")] = Path(
+        "results.json"
+    ),
+    preset: Annotated[
+        str | None, typer.Option(help=f"a named selection of the GPU grids: {', '.join(presets.PRESETS)}")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="i/N: run only the i-th (1-based) of N balanced parts of the selection")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="an earlier results JSON: keep its rows, run only the missing (or skipped) ones"),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(help="seconds: start no row after this (rows left: skipped 'time budget'), then write"),
+    ] = None,
+    row_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help=f"seconds one row may take, compile included (GPU default {GPU_ROW_TIMEOUT_S:g}; 0: none)"
+        ),
+    ] = None,
 ) -> None:
     """Discover backends and peers, check each against the reference, time, print tables, write JSON."""
-    names = _split(suite) or list(engine.DEFAULT_SUITES)
+    t_start = time.monotonic()  # the budget counts from here: discovery imports (CuTe DSL) take seconds
+    if preset is not None and preset not in presets.PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose from {list(presets.PRESETS)}")
+    names = _split(suite) or (list(presets.PRESETS[preset].suites) if preset else list(engine.DEFAULT_SUITES))
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise typer.BadParameter(
@@ -101,6 +131,17 @@ def run(
         mode = engine.resolve_mode(device)
     except (RuntimeError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--device") from exc
+    if preset is not None and mode != presets.PRESETS[preset].mode:
+        raise typer.BadParameter(f"preset {preset} selects {presets.PRESETS[preset].mode} grids: needs a GPU")
+    try:
+        parts = presets.parse_split(split) if split else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--split") from exc
+    previous = _load(resume) if resume is not None and resume.exists() else None
+    if resume is not None and previous is None:
+        console.print(f"[yellow]--resume {resume}: no such file, starting afresh[/yellow]")
+    if row_timeout is None:
+        row_timeout = GPU_ROW_TIMEOUT_S if mode == "gpu" else 0
     opts = engine.Options(
         mode=mode,
         suites=tuple(names),
@@ -110,6 +151,10 @@ def run(
         check=check,
         cuda_graphs=cuda_graphs,
         seed=seed,
+        preset=preset,
+        split=parts,
+        time_budget=time_budget or None,
+        row_timeout=row_timeout or None,
     )
     inv = engine.inventory(mode, opts.backends, opts.peers)
     for item in inv.entries(mode):
@@ -130,10 +175,54 @@ def run(
         def tick(desc: str, done: int, total: int) -> None:
             prog.update(task, description=desc[:70], completed=done, total=total)
 
-        doc = engine.run(opts, progress=tick, inv=inv)
+        if opts.time_budget:
+            opts.time_budget = max(opts.time_budget - (time.monotonic() - t_start), 0.01)
+        try:
+            doc = engine.run(
+                opts, progress=tick, inv=inv, resume=previous, write=lambda d: schema.dump(d, out)
+            )
+        except ValueError as exc:  # a --resume file of the other mode
+            raise typer.BadParameter(str(exc), param_hint="--resume") from exc
     print_tables(doc)
     schema.dump(doc, out)
-    console.print(f"wrote {out}")
+    last = doc["runs"][-1]
+    console.print(
+        f"wrote {out}: {len(doc['rows'])} rows, {last['rows_run']} run now in {last['elapsed_s']:g} s"
+        + (f"; stopped: {last['stopped']}" if last["stopped"] else "")
+    )
+    if last["stopped"] and "CUDA context lost" in last["stopped"]:
+        raise typer.Exit(3)
+
+
+@app.command("plan")
+def plan_(
+    preset: Annotated[str, typer.Option(help="preset to list")] = "deliverable",
+    split: Annotated[str | None, typer.Option(help="i/N: list only the i-th of N parts")] = None,
+    parts: Annotated[int, typer.Option(help="show the sizes of a split into this many parts")] = 0,
+) -> None:
+    """List a preset's cases (shapes), or one part of its split; rows are these times the implementations."""
+    if preset not in presets.PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose from {list(presets.PRESETS)}")
+    cases = presets.cases(preset)
+    if split:
+        try:
+            i, n = presets.parse_split(split)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--split") from exc
+        cases = presets.split_cases(cases, n)[i - 1]
+    table = Table(
+        title=f"preset {preset}{f' part {split}' if split else ''}: {len(cases)} cases", title_justify="left"
+    )
+    for h in ("suite", "case", "dtype", "GFLOP", "MB", "weight"):
+        table.add_column(h, justify="right" if h in ("GFLOP", "MB", "weight") else "left")
+    for c in cases:
+        table.add_row(
+            c.suite, c.name, c.dtype, f"{c.flops / 1e9:.4g}", f"{c.bytes / 1e6:.4g}", f"{presets.cost(c):.2f}"
+        )
+    console.print(table)
+    if parts:
+        for j, part in enumerate(presets.split_cases(cases, parts), 1):
+            console.print(f"part {j}/{parts}: {len(part)} cases, weight {sum(map(presets.cost, part)):.1f}")
 
 
 @app.command("list")

@@ -1,7 +1,9 @@
 """The run: for every suite, case and implementation, check against attn-reference, then time.
 
 UI-agnostic: progress goes to a callback; the CLI draws it with rich. Failures of one row (an exception,
-out of memory, a failed check) are recorded in that row and never stop the run.
+out of memory, a failed check, a row timeout) are recorded in that row and never stop the run; only a
+time budget or a lost CUDA context stops it, and the rows left are recorded as ``skipped``. The document can
+be written after every row and a run can resume from an earlier document.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import dataclasses
 import datetime
 import gc
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,6 +48,10 @@ class Options:
     check: bool = True
     cuda_graphs: bool = False
     seed: int = 0
+    preset: str | None = None  # a name in attn_bench.presets.PRESETS: filters the suites' cases
+    split: tuple[int, int] | None = None  # (part, parts): run the part-th of parts, 1-based
+    time_budget: float | None = None  # seconds for the whole run (None: no budget)
+    row_timeout: float | None = None  # seconds for one row, compile included (None: no limit)
 
 
 def resolve_mode(device: str) -> str:
@@ -177,14 +185,21 @@ class _ReferenceCache:
 
     def get(self, suite: Suite, case: Case, inp: dict[str, Any], key: str):
         if self.key != key:
-            self.key, self.value = key, None
+            # Set together once computed: a row interrupted in here leaves nothing half-made behind.
+            self.key, self.value = None, None
             gc.collect()
             try:
                 high = suite.reference(case, inp, lowp=False)
                 low = suite.reference(case, inp, lowp=True) if suite.rule == "attention" else None
-                self.value = (high, low)
+                value: tuple[Any, Any] | Exception = (high, low)
             except Exception as exc:  # a missing oracle leaves rows unchecked, not dead
-                self.value = exc
+                value = exc
+            except RowInterrupted as exc:
+                if exc.reason == "timeout":  # the case's other rows must not pay for it again
+                    self.key = key
+                    self.value = RuntimeError("the reference outlived the row timeout; rows left unchecked")
+                raise
+            self.key, self.value = key, value
         return self.value
 
 
@@ -341,78 +356,282 @@ def derive(rows: list[dict[str, Any]], ceil: dict[str, Any]) -> None:
             r["ratio_to_best_peer"] = b["ms"] / r["ms"]
 
 
+class RowInterrupted(BaseException):
+    """Raised by the row alarm: a BaseException, so a backend's ``except Exception`` cannot swallow it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason  # "timeout" (the row's own limit) or "budget" (the run's)
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float | None, reason: str) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` with :class:`RowInterrupted` (SIGALRM; main thread, Unix).
+
+    The signal is handled when control is back in Python: a Triton autotune loop or a CuTe DSL compile
+    step is interrupted, a hung kernel is not (the incremental JSON and ``--resume`` cover that case).
+    """
+    usable = (
+        seconds is not None
+        and seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise RowInterrupted(reason)
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+#: Seconds kept free at the end of a time budget (final derive, tables, JSON).
+BUDGET_RESERVE_S = 5.0
+_STICKY_CUDA = ("illegal memory access", "device-side assert", "unspecified launch failure", "cuda error")
+
+
+def _cuda_broken(mode: str) -> str | None:
+    """After an error on the GPU: a sticky CUDA error poisons every later row; say so instead."""
+    if mode != "gpu":
+        return None
+    try:
+        torch.cuda.synchronize()
+        torch.ones(1, device="cuda").add_(1).item()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    """A row's identity in a results file (what ``--resume`` matches on)."""
+    return (row["suite"], row["case"], row["impl"])
+
+
+def select(opts: Options) -> list[tuple[Suite, list[Case]]]:
+    """The suites' cases this run covers: the preset's filter, then this run's part of ``--split``."""
+    from attn_bench import presets
+
+    picked = []
+    for name in opts.suites:
+        suite = SUITES[name]
+        cases = suite.cases(opts.mode, opts.quick)
+        if opts.preset:
+            cases = [c for c in cases if presets.PRESETS[opts.preset].keeps(c)]
+        picked.append((suite, cases))
+    if opts.split:
+        part, parts = opts.split
+        mine = {id(c) for c in presets.split_cases([c for _, cs in picked for c in cs], parts)[part - 1]}
+        picked = [(s, [c for c in cs if id(c) in mine]) for s, cs in picked]
+    return picked
+
+
 def run(
-    opts: Options, progress: Callable[[str, int, int], None] | None = None, inv: Inventory | None = None
+    opts: Options,
+    progress: Callable[[str, int, int], None] | None = None,
+    inv: Inventory | None = None,
+    *,
+    resume: dict[str, Any] | None = None,
+    write: Callable[[dict[str, Any]], Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Run the suites and return the results document (see :mod:`attn_bench.schema`)."""
+    """Run the suites and return the results document (see :mod:`attn_bench.schema`).
+
+    ``resume``: a previous results document; its rows are kept (except ``skipped`` ones this run plans
+    again) and not run again. ``write``: called with the document after every row (incremental results).
+    ``opts.time_budget``: no row starts within :data:`BUDGET_RESERVE_S` of the budget, a running row is
+    interrupted at the budget; the rows not run are ``skipped`` with message ``time budget``.
+    ``opts.row_timeout``: a row running longer (compile included) is recorded as ``error`` and the run goes on.
+    """
+    started = clock()
+    deadline = started + opts.time_budget if opts.time_budget else None
     if inv is None:
         inv = inventory(opts.mode, opts.backends, opts.peers)
     impls = inv.usable(opts.mode)
-    notes: list[str] = []
+    notes: list[str] = list(resume.get("notes", [])) if resume else []
+
+    def note(text: str) -> None:
+        if text not in notes:
+            notes.append(text)
+
     if opts.mode == "cpu":
-        notes.append(
+        note(
             "CPU mode: tiny fp32 shapes on the CPU (reference and Triton interpreter); these figures "
             "demonstrate the pipeline and say nothing about GPU performance."
         )
+    if resume is not None and resume.get("mode") != opts.mode:
+        raise ValueError(f"--resume file is a {resume.get('mode')}-mode file, this run is {opts.mode} mode")
     with triton_interpreter(opts.mode == "cpu"):
         ceil = ceilings.measure(opts.mode, opts.quick)
-        device = "cuda" if opts.mode == "gpu" else "cpu"
         work = []
-        for name in opts.suites:
-            suite = SUITES[name]
+        for suite, cases in select(opts):
             if suite.measure == "memory" and opts.mode != "gpu":
-                notes.append("memory suite skipped: peak memory needs CUDA (torch.cuda.max_memory_allocated)")
+                note("memory suite skipped: peak memory needs CUDA (torch.cuda.max_memory_allocated)")
                 continue
-            work.append((suite, plan(suite, suite.cases(opts.mode, opts.quick), impls, opts.mode)))
-        total = sum(len(p) for _, p in work)
-        done = 0
+            work.append((suite, plan(suite, cases, impls, opts.mode)))
+        planned = {(c.suite, c.name, b.label(v)) for _, triples in work for c, b, v in triples}
         rows: list[dict[str, Any]] = []
+        if resume is not None:
+            # Kept: every earlier row except the skipped ones this run plans again.
+            rows = [r for r in resume["rows"] if not (r["status"] == "skipped" and row_key(r) in planned)]
+        have = {row_key(r) for r in rows}
+        work = [
+            (s, [t for t in ts if (t[0].suite, t[0].name, t[1].label(t[2])) not in have]) for s, ts in work
+        ]
+        suites = list(resume["suites"]) if resume else []
+        suites += [s.name for s, _ in work if s.name not in suites]
+        doc_ceil = resume["ceilings"] if resume else ceil
+        machine = {"host": env.host(), "device": env.gpu(opts.mode), "versions": env.versions()}
+        this_run = {
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": machine["device"].get("name"),
+            "split": f"{opts.split[0]}/{opts.split[1]}" if opts.split else None,
+            "preset": opts.preset,
+            "time_budget_s": opts.time_budget,
+            "ceilings": ceil,
+            "rows_planned": sum(len(t) for _, t in work),
+            "rows_run": 0,
+            "stopped": None,
+        }
+        runs = list(resume.get("runs", [])) if resume else []
+        runs.append(this_run)
+        if resume and resume.get("device", {}).get("name") != this_run["device"]:
+            note(
+                f"rows come from runs on different devices ({resume['device'].get('name')} and "
+                f"{this_run['device']}); see runs"
+            )
+
+        def document() -> dict[str, Any]:
+            derive(rows, doc_ceil)
+            this_run["elapsed_s"] = round(clock() - started, 1)
+            return _document(opts, inv, doc_ceil, suites, rows, notes, runs, resume, machine)
+
+        total = this_run["rows_planned"]
+        done = 0
+        stop: str | None = None  # why no further row starts: "time budget" or a lost CUDA context
         for suite, triples in work:
             refs = _ReferenceCache()
             checked: dict = {}
             current: Case | None = None
-            inp: dict[str, Any] = {}
+            inp: dict[str, Any] | Exception = {}
             for case, backend, variant in triples:
-                if case is not current:
-                    inp = {}
-                    _empty_cache(opts.mode)
-                    current = case
-                    try:
-                        inp = suite.inputs(case, device, opts.seed)
-                    except Exception as exc:  # e.g. out of memory: every row of the case says so
-                        inp = exc
+                if stop is None and deadline is not None and clock() >= deadline - BUDGET_RESERVE_S:
+                    stop = "time budget"
+                    this_run["stopped"] = stop
+                if stop is not None:
+                    row = _row_base(case, backend, variant)
+                    row.update(status="skipped", message=stop)
+                    rows.append(row)
+                    done += 1
+                    continue
                 if progress:
                     progress(f"{suite.name} {case.name} {backend.label(variant)}", done, total)
-                if isinstance(inp, Exception):
-                    row = _row_base(case, backend, variant)
-                    row.update(status=_status_of(inp), message=f"inputs: {type(inp).__name__}: {inp}"[:300])
-                    rows.append(row)
+                row = _guarded_row(
+                    suite, case, backend, variant, refs, checked, opts, deadline, clock, current, inp
+                )
+                if row.pop("_new_inputs", False):
+                    current, inp = case, row.pop("_inputs")
                 else:
-                    rows.append(run_case(suite, case, backend, variant, inp, refs, checked, opts))
+                    row.pop("_inputs", None)
+                if row["status"] == "skipped" and row["message"] == "time budget":
+                    stop = "time budget"
+                    this_run["stopped"] = stop
+                elif row["status"] in ("error", "oom"):
+                    lost = _cuda_broken(opts.mode)
+                    if lost:
+                        stop = f"not run: CUDA context lost ({lost}); rerun with --resume"
+                        this_run["stopped"] = stop
+                        note(f"run stopped after {row['impl']} on {case.name}: CUDA context lost")
+                rows.append(row)
+                this_run["rows_run"] += row["status"] != "skipped"
                 done += 1
+                if write:
+                    write(document())
             inp, refs = {}, None
             _empty_cache(opts.mode)
         if progress:
             progress("done", done, total)
-    derive(rows, ceil)
+    doc = document()
+    if write:
+        write(doc)
+    return doc
+
+
+def _guarded_row(suite, case, backend, variant, refs, checked, opts, deadline, clock, current, inp):
+    """One row under the per-row guard: its inputs (shared by the case's rows), check and timing.
+
+    Any exception becomes an ``error`` row; the row's time limit (``opts.row_timeout``, and what is left
+    of the budget) interrupts it: an ``error`` for its own limit, ``skipped: time budget`` for the run's.
+    """
+    limit, reason = opts.row_timeout, "timeout"
+    if deadline is not None:
+        left = deadline - clock()
+        if limit is None or left < limit:
+            limit, reason = max(left, 0.01), "budget"
+    extra: dict[str, Any] = {}
+    try:
+        with _alarm(limit, reason):
+            if case is not current:
+                inp = {}
+                _empty_cache(opts.mode)
+                try:
+                    inp = suite.inputs(case, "cuda" if opts.mode == "gpu" else "cpu", opts.seed)
+                except Exception as exc:  # e.g. out of memory: every row of the case says so
+                    inp = exc
+                extra = {"_new_inputs": True, "_inputs": inp}
+            if isinstance(inp, Exception):
+                row = _row_base(case, backend, variant)
+                row.update(status=_status_of(inp), message=f"inputs: {type(inp).__name__}: {inp}"[:300])
+            else:
+                row = run_case(suite, case, backend, variant, inp, refs, checked, opts)
+    except RowInterrupted as exc:
+        row = _row_base(case, backend, variant)
+        if exc.reason == "budget":
+            row.update(status="skipped", message="time budget")
+        else:
+            row.update(status="error", message=f"row timeout: over {opts.row_timeout:g} s (compile included)")
+        for t in ("q", "k", "v"):
+            if isinstance(inp, dict) and isinstance(inp.get(t), torch.Tensor):
+                inp[t].grad = None
+    except Exception as exc:  # a bug in an adapter or a suite: this row only
+        row = _row_base(case, backend, variant)
+        row.update(status=_status_of(exc), message=f"{type(exc).__name__}: {exc}"[:300])
+    row.update(extra)
+    return row
+
+
+def _document(opts, inv, ceil, suites, rows, notes, runs, resume, machine) -> dict[str, Any]:
+    options = {
+        "suites": list(opts.suites),
+        "quick": opts.quick,
+        "check": opts.check,
+        "cuda_graphs": opts.cuda_graphs,
+        "seed": opts.seed,
+        "preset": opts.preset,
+        "split": f"{opts.split[0]}/{opts.split[1]}" if opts.split else None,
+        "time_budget_s": opts.time_budget,
+        "row_timeout_s": opts.row_timeout,
+    }
     return {
         "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": resume["created"]
+        if resume
+        else datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "mode": opts.mode,
         "attn_bench_version": __version__,
-        "host": env.host(),
-        "device": env.gpu(opts.mode),
-        "versions": env.versions(),
+        **machine,
         "ceilings": ceil,
-        "options": {
-            "suites": list(opts.suites),
-            "quick": opts.quick,
-            "check": opts.check,
-            "cuda_graphs": opts.cuda_graphs,
-            "seed": opts.seed,
-        },
-        "suites": [s.name for s, _ in work],
+        "options": options,
+        "suites": suites,
         "implementations": inv.entries(opts.mode),
         "rows": rows,
         "notes": notes,
+        "runs": runs,
     }

@@ -3,7 +3,9 @@
 Version 1. Top level: ``schema_version``, ``created`` (ISO 8601), ``mode`` (gpu/cpu), ``host``,
 ``device`` (GPU name, capability, driver, CUDA), ``versions`` (every package and peer, None when
 absent), ``ceilings`` (measured matmul TFLOP/s and copy GB/s), ``options``, ``suites``,
-``implementations`` (backends and peers, with why a missing one is missing), ``rows`` and ``notes``.
+``implementations`` (backends and peers, with why a missing one is missing), ``rows``, ``notes`` and
+``runs`` (optional: the runs that wrote the rows, one per ``--resume`` step: device, split, ceilings, why
+it stopped).
 A row is one (suite, case, implementation): shapes, FLOP and byte counts, check, status and figures.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ TOP: dict[str, tuple[tuple[type, ...], bool]] = {
     "implementations": ((list,), True),
     "rows": ((list,), True),
     "notes": ((list,), False),
+    "runs": ((list,), False),
 }
 DEVICE = {
     "name": ((str,), True),
@@ -173,7 +177,10 @@ def dump(doc: dict[str, Any], path: str | Path) -> Path:
     validate(doc)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n")
+    # Atomically: a run killed while writing leaves the previous complete file, never half of one.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n")
+    os.replace(tmp, path)
     return path
 
 

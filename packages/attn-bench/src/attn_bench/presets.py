@@ -1,0 +1,92 @@
+"""Named selections of the suites' GPU grids, and splitting a selection into parts that fit one call each.
+
+``deliverable`` is issue 3's figure set (bf16): attention forward and backward at batch x seqlen = 16384,
+heads x head_dim = 2048, seqlen 1k-16k, head dims 64/128/256, causal and not; decoding against an 8k KV
+cache (b 64, 1 query token, 32 query / 8 KV heads, d 128); FlashMLA's dense decoding shapes (b 128, h_kv 1,
+h_q 16/128, s_q 1/2, s_k 8k/32k); the basics; and peak memory against seqlen (for the memory figure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from attn_bench.suites import Case
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    suites: tuple[str, ...]
+    keep: Callable[[Case], bool] = lambda case: True
+    mode: str = "gpu"  # the grids it names
+
+    def keeps(self, case: Case) -> bool:
+        """Whether the preset keeps a case (a suite the preset does not name, given with -s: every case)."""
+        return case.suite not in self.suites or self.keep(case)
+
+
+def _deliverable(case: Case) -> bool:
+    if case.suite == "decode-kvcache":
+        return case.shape["seqlen_k"] == 8192
+    return True
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "deliverable",
+            "issue 3's figures: attention fwd/bwd grid, decode (cache 8k), FlashMLA decode, basics, memory",
+            ("attention-fwd", "attention-bwd", "decode-kvcache", "mla-decode", "basics", "memory"),
+            _deliverable,
+        ),
+    )
+}
+
+
+def parse_split(text: str) -> tuple[int, int]:
+    """``"i/N"`` -> ``(i, N)``: the i-th (1-based) of N parts."""
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError as exc:
+        raise ValueError(f"--split takes i/N (the i-th of N parts, 1-based), got {text!r}") from exc
+    if not 1 <= part <= parts:
+        raise ValueError(f"--split {text}: need 1 <= i <= N")
+    return part, parts
+
+
+def group_key(case: Case) -> tuple[str, str]:
+    """Cases that must run together: a backward's ``bwd`` and ``fwd+bwd`` rows share inputs and check."""
+    return case.suite, case.name.removesuffix(" fwd+bwd").removesuffix(" bwd")
+
+
+def cost(case: Case) -> float:
+    """A rough weight (not seconds): a fixed part per case (inputs, reference check, compiles) plus work."""
+    return 1.0 + case.flops / 2e12 + case.bytes / 2e10
+
+
+def split_cases(cases: list[Case], parts: int) -> list[list[Case]]:
+    """Deterministic, balanced by :func:`cost`: groups (see :func:`group_key`) go whole to one part,
+    heaviest first to the lightest part; each part keeps the cases' original order."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, c in enumerate(cases):
+        groups.setdefault(group_key(c), []).append(i)
+    weights = {k: sum(cost(cases[i]) for i in idx) for k, idx in groups.items()}
+    load = [0.0] * parts
+    owner: dict[int, int] = {}
+    for k in sorted(groups, key=lambda k: (-weights[k], min(groups[k]))):
+        p = min(range(parts), key=lambda j: (load[j], j))
+        load[p] += weights[k]
+        for i in groups[k]:
+            owner[i] = p
+    return [[c for i, c in enumerate(cases) if owner[i] == p] for p in range(parts)]
+
+
+def cases(name: str, quick: bool = False) -> list[Case]:
+    """Every case of a preset, suite by suite in the preset's order."""
+    from attn_bench.suites import SUITES
+
+    preset = PRESETS[name]
+    return [c for s in preset.suites for c in SUITES[s].cases(preset.mode, quick) if preset.keeps(c)]
