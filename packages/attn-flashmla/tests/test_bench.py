@@ -39,3 +39,12 @@ def test_prepared_decode_and_sparse_run_on_cpu():
     assert_mla_close(
         "out", out, mla.flash_mla_sparse_fwd(sp.q, sp.kv, sp.indices, sp.sm_scale)[0], 8e-4, 3.01 / 128, 7e-6
     )
+
+
+def test_supports_refuses_dtypes_the_kernels_do_not_take():
+    from attn_flashmla.bench import supports
+
+    shape = {"head_dim": 576}
+    assert "float32" in supports("mla_decode", "default", {**shape, "dtype": "float32"}, "cuda")
+    assert supports("mla_decode", "default", {**shape, "dtype": "bfloat16"}, "cuda") is None
+    assert "bfloat16" in supports("mla_sparse", "default", {"dtype": "float16"}, "cuda")

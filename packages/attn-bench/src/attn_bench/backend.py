@@ -36,7 +36,8 @@ these attributes (all but ``name`` and ``ops`` optional):
     ``prepare`` once, outside the timed region (scheduler metadata, workspaces, plans), and times the
     callable it returns.
 ``supports``
-    optional ``supports(op, variant, shape, device) -> str | None``: the reason a case is out of reach
+    optional ``supports(op, variant, shape, device) -> str | None`` (``shape`` also holds ``"dtype"``, the
+    inputs' dtype name): the reason a case is out of reach
     (too much memory, a head dim it lacks), or None. Such rows are listed as ``unsupported``.
 """
 

@@ -222,7 +222,8 @@ def run_case(
     device = "cuda" if opts.mode == "gpu" else "cpu"
     fn = backend.variants(case.op)[variant]
     row = _row_base(case, backend, variant)
-    reason = backend.why_not(case.op, variant, case.shape, device)
+    # The dtype travels with the shape so a backend can refuse what its kernels do not take.
+    reason = backend.why_not(case.op, variant, {**case.shape, "dtype": case.dtype}, device)
     if reason:
         row.update(status="unsupported", message=reason)
         return row

@@ -68,6 +68,11 @@ def _mla_sparse(q, kv, indices, sm_scale, d_v):
 
 
 def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
+    dtype = shape.get("dtype")
+    if op == "mla_decode" and dtype not in (None, "bfloat16", "float16"):
+        return f"FlashMLA's decoding takes bfloat16 or float16, not {dtype}"
+    if op == "mla_sparse" and dtype not in (None, "bfloat16"):
+        return f"FlashMLA's sparse prefill takes bfloat16, not {dtype}"
     if op == "mla_decode" and shape.get("head_dim", 576) not in (576, 512):
         return "FlashMLA's head dims are 576 and 512"
     return None
