@@ -160,6 +160,34 @@ def test_resume_reruns_budget_skipped_rows_and_merges_splits(monkeypatch):
     assert nothing["runs"][-1]["rows_planned"] == 0 and nothing["rows"] == part2["rows"]
 
 
+def test_merge_joins_parts_run_side_by_side(tmp_path):
+    """Parts run in parallel (two GPUs) merge into one document; a row that ran beats a skipped one."""
+    part1 = engine.run(_opts(split=(1, 2)), inv=_inv(a=_attention))
+    part2 = engine.run(_opts(split=(2, 2)), inv=_inv(a=_attention))
+    stale = dict(part2["rows"][0], status="skipped", message="time budget", ms=None)
+    part1["rows"].append(stale)
+    merged = engine.merge([part2, part1])
+    assert schema.problems(merged) == []
+    assert len(merged["rows"]) == 4 and len({engine.row_key(r) for r in merged["rows"]}) == 4
+    assert all(r["status"] == "ok" for r in merged["rows"])
+    assert sorted(r["split"] for r in merged["runs"]) == ["1/2", "2/2"]
+    assert merged["ceilings"] == part2["ceilings"]
+
+    a, b, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
+    schema.dump(part1, a)
+    schema.dump(part2, b)
+    from typer.testing import CliRunner
+
+    from attn_bench.cli import app
+
+    res = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert len(schema.load(out)["rows"]) == 4
+    part2["mode"] = "gpu"
+    with pytest.raises(ValueError, match="different modes"):
+        engine.merge([part1, part2])
+
+
 def test_resume_refuses_the_other_mode():
     doc = engine.run(_opts(), inv=_inv(a=_attention))
     doc["mode"] = "gpu"

@@ -249,6 +249,21 @@ def list_(device: Annotated[str, typer.Option(help="auto, cuda or cpu")] = "auto
 
 
 @app.command()
+def merge(
+    results: Annotated[list[Path], typer.Argument(help="results JSON files (parts of one run)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="merged results JSON")],
+) -> None:
+    """Merge results files of one preset run in parts (e.g. parts run side by side on two GPUs)."""
+    try:
+        doc = engine.merge([_load(p) for p in results])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RESULTS") from exc
+    schema.dump(doc, out)
+    done = sum(r["status"] != "skipped" for r in doc["rows"])
+    console.print(f"wrote {out}: {len(doc['rows'])} rows ({done} run) from {len(results)} files")
+
+
+@app.command()
 def plot(
     results: Annotated[Path, typer.Argument(help="results JSON from attn-bench run")],
     out_dir: Annotated[Path | None, typer.Option("--out-dir", "-o", help="default: next to the JSON")] = None,

@@ -286,6 +286,9 @@ def _measure_memory(suite, case, fn, inp, row, opts):
         return row
     try:
         runner = suite.runner(fn, case, inp)
+        # A first call compiles and autotunes (Triton's benchmarking allocates a 256 MB L2-flush buffer):
+        # that is not the op's footprint, so the peak is read on the second call.
+        runner.fn()
         torch.cuda.synchronize()
         _empty_cache(opts.mode)
         base = torch.cuda.memory_allocated()
@@ -563,6 +566,49 @@ def run(
     if write:
         write(doc)
     return doc
+
+
+def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results document from several runs' documents (parts run on other GPUs or machines).
+
+    A row present in several documents is taken from the last one that ran it (a ``skipped`` row yields
+    to a row that ran). The first document gives the ceilings used for percent of ceiling; every run's
+    own ceilings stay under ``runs``. Documents of different modes cannot be merged.
+    """
+    if not docs:
+        raise ValueError("merge needs at least one results document")
+    modes = {d["mode"] for d in docs}
+    if len(modes) > 1:
+        raise ValueError(f"cannot merge documents of different modes: {sorted(modes)}")
+    out = {
+        k: v for k, v in docs[0].items() if k not in ("rows", "suites", "notes", "runs", "implementations")
+    }
+    by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+    suites: list[str] = []
+    notes: list[str] = []
+    runs: list[dict[str, Any]] = []
+    impls: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        for r in d["rows"]:
+            k = row_key(r)
+            if k not in by_key or r["status"] != "skipped" or by_key[k]["status"] == "skipped":
+                by_key[k] = dict(r)
+        suites += [s for s in d["suites"] if s not in suites]
+        notes += [n for n in d.get("notes", []) if n not in notes]
+        runs += d.get("runs", [])
+        for e in d["implementations"]:
+            if e["name"] not in impls or (e["available"] and not impls[e["name"]]["available"]):
+                impls[e["name"]] = e
+    names = {d["device"].get("name") for d in docs}
+    if len(names) > 1:
+        text = f"rows come from runs on different devices ({', '.join(sorted(map(str, names)))}); see runs"
+        if text not in notes:
+            notes.append(text)
+    order = {s: i for i, s in enumerate(suites)}
+    rows = sorted(by_key.values(), key=lambda r: order.get(r["suite"], len(order)))
+    derive(rows, out["ceilings"])
+    out.update(suites=suites, implementations=list(impls.values()), rows=rows, notes=notes, runs=runs)
+    return out
 
 
 def _guarded_row(suite, case, backend, variant, refs, checked, opts, deadline, clock, current, inp):

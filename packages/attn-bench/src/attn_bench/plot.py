@@ -15,6 +15,10 @@ import matplotlib.pyplot as plt
 #: Suites plotted in GB/s rather than TFLOP/s (memory-bound by design).
 MEMORY_BOUND = {"decode-kvcache"}
 FORMATS = ("png", "svg")
+#: Throughput panels leave out series whose best figure is under this fraction of the panel's best (the
+#: teaching implementations: reference oracles, scalar kernels), so the fast ones are not squeezed into a
+#: log scale; the footnote names them and the report keeps every row.
+MIN_SHOWN_FRACTION = 0.05
 XLABEL = {
     "basics": "problem size (elements, columns or n)",
     "decode-kvcache": "KV cache length",
@@ -43,10 +47,19 @@ def _subtitle(doc) -> str:
     return f"{doc['device']['name']}, {doc['created'][:10]}"
 
 
+def _colors(doc: dict[str, Any]) -> dict[str, Any]:
+    """One colour per implementation, the same in every figure of a document (18 distinct hues first)."""
+    names = sorted({r["impl"] for r in doc["rows"]})
+    palette = [*plt.get_cmap("tab10").colors, *plt.get_cmap("Dark2").colors, *plt.get_cmap("tab20b").colors]
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
 def throughput(doc: dict[str, Any], suite: str, out_dir: Path) -> list[Path]:
     rows = _ok(doc["rows"], suite)
     if not rows:
         return []
+    colors = _colors(doc)
+    hidden: set[str] = set()
     series = sorted({r["series"] for r in rows})
     ncols = min(3, len(series))
     nrows = (len(series) + ncols - 1) // ncols
@@ -58,6 +71,13 @@ def throughput(doc: dict[str, Any], suite: str, out_dir: Path) -> list[Path]:
         for r in rows:
             if r["series"] == s:
                 lines[(r["impl"], r["kind"])].append((r["x"], r[metric]))
+        best = max((p[1] or 0 for pts in lines.values() for p in pts), default=0)
+        if doc["mode"] == "gpu":
+            for key in [
+                k for k, pts in lines.items() if max(p[1] or 0 for p in pts) < MIN_SHOWN_FRACTION * best
+            ]:
+                hidden.add(key[0])
+                del lines[key]
         for (impl, kind), pts in sorted(lines.items()):
             pts.sort()
             ax.plot(
@@ -65,6 +85,7 @@ def throughput(doc: dict[str, Any], suite: str, out_dir: Path) -> list[Path]:
                 [p[1] for p in pts],
                 marker="o",
                 linestyle="--" if kind == "peer" else "-",
+                color=colors[impl],
                 label=impl,
             )
         ax.axhline(ceiling, color="grey", linewidth=0.8, linestyle=":", label="measured ceiling")
@@ -79,7 +100,16 @@ def throughput(doc: dict[str, Any], suite: str, out_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(series) :]:
         ax.axis("off")
-    fig.suptitle(f"{suite}: {unit} vs seqlen ({_subtitle(doc)})")
+    fig.suptitle(f"{suite}: {unit} vs seqlen ({_subtitle(doc)}); dashed: peers")
+    if hidden:
+        fig.text(
+            0.01,
+            -0.01,
+            f"Not drawn (under {MIN_SHOWN_FRACTION:.0%} of a panel's best; figures in the report): "
+            + ", ".join(sorted(hidden)),
+            fontsize=8,
+            va="top",
+        )
     fig.tight_layout()
     return _save(fig, out_dir, f"throughput-{suite}")
 
@@ -97,9 +127,8 @@ def roofline(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.plot(grid, [min(peak, x * bw) for x in grid], color="black", linewidth=1.2, label="measured roofline")
     # Marker by suite, colour by implementation: where each implementation sits against the roofline.
     suites = sorted({r["suite"] for r in rows})
-    impls = sorted({r["impl"] for r in rows})
     markers = "os^vD<>p*"
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = _colors(doc)
     groups = defaultdict(list)
     for r in rows:
         groups[(r["suite"], r["impl"])].append(r)
@@ -110,7 +139,7 @@ def roofline(doc: dict[str, Any], out_dir: Path) -> list[Path]:
             s=18,
             alpha=0.8,
             marker=markers[suites.index(suite) % len(markers)],
-            color=colors[impls.index(impl) % len(colors)],
+            color=colors[impl],
             label=f"{impl} ({suite})",
         )
     ax.set_xscale("log")
@@ -128,6 +157,7 @@ def memory(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     if not rows:
         return []
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colors = _colors(doc)
     lines = defaultdict(list)
     for r in rows:
         lines[(r["impl"], r["kind"])].append((r["x"], r["peak_memory_bytes"] / 2**20))
@@ -138,6 +168,7 @@ def memory(doc: dict[str, Any], out_dir: Path) -> list[Path]:
             [p[1] for p in pts],
             marker="o",
             linestyle="--" if kind == "peer" else "-",
+            color=colors[impl],
             label=impl,
         )
     ax.set_xscale("log", base=2)
