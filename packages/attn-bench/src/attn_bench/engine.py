@@ -605,7 +605,8 @@ def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
         if text not in notes:
             notes.append(text)
     order = {s: i for i, s in enumerate(suites)}
-    rows = sorted(by_key.values(), key=lambda r: order.get(r["suite"], len(order)))
+    # Suite, then series and x (e.g. head dim and causality, then seqlen); a case's rows keep their order.
+    rows = sorted(by_key.values(), key=lambda r: (order.get(r["suite"], len(order)), r["series"], r["x"]))
     derive(rows, out["ceilings"])
     out.update(suites=suites, implementations=list(impls.values()), rows=rows, notes=notes, runs=runs)
     return out
