@@ -129,14 +129,14 @@ def test_force_arch_env_picks_the_sm80_path(monkeypatch):
         interface._arch_of(torch.device("cuda:0"))
 
 
-def test_unverified_sm80_kernels_are_opt_in(monkeypatch):
-    # Until the sm80 kernels have run on a GPU, an Ampere-class GPU is refused unless the user opts in.
+def test_sm80_kernels_are_the_default_below_and_above_hopper(monkeypatch):
+    # They passed the conformance suite on the H200 (forced); Hopper itself keeps its own kernels.
     from attn_cutlass import interface
 
     capability = interface.capability
     monkeypatch.delenv("ATTN_CUTLASS_FORCE_ARCH", raising=False)
-    monkeypatch.setattr(capability, "cuda_capability", lambda device=None: (8, 0))
-    with pytest.raises(UnsupportedFeatureError, match="ATTN_CUTLASS_FORCE_ARCH=sm80"):
-        interface._arch_of(torch.device("cuda:0"))
+    for cap in ((8, 0), (8, 6), (8, 9), (10, 0)):
+        monkeypatch.setattr(capability, "cuda_capability", lambda device=None, cap=cap: cap)
+        assert interface._arch_of(torch.device("cuda:0")) == "sm80", cap
     monkeypatch.setattr(capability, "cuda_capability", lambda device=None: (9, 0))
     assert interface._arch_of(torch.device("cuda:0")) == "sm90"

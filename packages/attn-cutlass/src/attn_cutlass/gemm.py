@@ -41,12 +41,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cap = capability.cuda_capability(a.device)
     if cap is None or cap < (8, 0):
         raise UnsupportedFeatureError(f"matmul: the CuTe DSL GEMMs need an sm80+ GPU, got capability {cap}")
-    if os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80":
+    if os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80" or not capability.is_hopper(a.device):
         return _matmul_sm80(a, b)
-    if not capability.is_hopper(a.device):
-        raise UnsupportedFeatureError(
-            "matmul: the sm80 GEMM is not yet verified on a GPU; set ATTN_CUTLASS_FORCE_ARCH=sm80 to use it"
-        )
     a = a if a.stride(1) == 1 and a.stride(0) % 8 == 0 else a.contiguous()
     bt = b.t()  # (N, K): wgmma's B operand
     if not ((bt.stride(1) == 1 and bt.stride(0) % 8 == 0) or (bt.stride(0) == 1 and bt.stride(1) % 8 == 0)):

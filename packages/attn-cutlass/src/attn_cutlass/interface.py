@@ -57,26 +57,19 @@ def _dummy_cu_seqlens(index: int) -> torch.Tensor:
 
 
 def sm80_forced() -> bool:
-    """``ATTN_CUTLASS_FORCE_ARCH=sm80``: take the sm80 kernels on any sm80+ GPU, Hopper included.
-
-    The sm80 kernels compile but have not yet run on a GPU, so they are opt-in: without the knob a
-    non-Hopper GPU is refused rather than given an unchecked kernel."""
+    """``ATTN_CUTLASS_FORCE_ARCH=sm80``: take the sm80 kernels on Hopper too (how the H200 tests them; they
+    are the default on every other GPU >= sm80)."""
     return os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80"
 
 
 def _arch_of(device: torch.device) -> str:
-    """ "sm90" on Hopper; "sm80" (forward: the warp-MMA kernel; backward: refused) with
-    ``ATTN_CUTLASS_FORCE_ARCH=sm80`` on any sm80+ GPU, so the Hopper machine can test it."""
+    """ "sm90" on Hopper; "sm80" (forward: the warp-MMA kernel; backward: refused) on every other sm80+
+    GPU, and on Hopper with ``ATTN_CUTLASS_FORCE_ARCH=sm80``."""
     cap = capability.cuda_capability(device)
-    if cap is not None and cap >= (8, 0) and sm80_forced():
-        return "sm80"
-    if cap == (9, 0):
+    if cap == (9, 0) and not sm80_forced():
         return "sm90"
     if cap is not None and cap >= (8, 0):
-        raise UnsupportedFeatureError(
-            f"attn-cutlass: {device} is sm_{cap[0]}{cap[1]}; the sm80 kernels are not yet verified on a GPU, "
-            "set ATTN_CUTLASS_FORCE_ARCH=sm80 to use them anyway"
-        )
+        return "sm80"
     raise UnsupportedFeatureError(f"attn-cutlass needs an sm80+ GPU; {device} has capability {cap}")
 
 

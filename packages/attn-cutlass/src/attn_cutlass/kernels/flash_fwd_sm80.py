@@ -199,8 +199,10 @@ class FlashAttentionForwardSm80:
             sQ = storage.sQ.get_tensor(s_layout)
             sK = storage.sK.get_tensor(s_layout)
             sV = storage.sV.get_tensor(s_layout)
-            # V^T (hd, tn): the same memory with the modes swapped, read by ldmatrix.trans.
-            sVt = storage.sV.get_tensor(cute.select(s_layout.outer, mode=[1, 0]), swizzle=s_layout.inner)
+            # V^T (hd, tn): sV composed with a transposition, read by ldmatrix.trans. (Rebuilding it from the
+            # outer layout with the swizzle moved onto the pointer applies the swizzle to byte addresses,
+            # not element offsets: ldmatrix then reads misaligned rows.)
+            sVt = cute.composition(sV, cute.make_ordered_layout((hd, tn), order=(1, 0)))
 
             tQ = cute.local_tile(gQ, (tm, hd), (m_block, 0))
             tO = cute.local_tile(gO, (tm, hd), (m_block, 0))
