@@ -75,9 +75,9 @@ def test_tma_path_backward_under_interpreter(profile):
 
 
 @interp
-@pytest.mark.parametrize("name", ["v1", "v2"])
+@pytest.mark.parametrize("name", ["v1", "v1b", "v2"])
 def test_profile_forward_backward(profile, name):
-    """Both performance profiles (v1 the default, v2 the newer choices) compute the right thing."""
+    """Every performance profile (v1b the default, v2 the newer choices) computes the right thing."""
     profile(name)
     q, k, v = _qkv(1, 21, 21, 2, 1, 32, seed=4)
     q.requires_grad_()
@@ -92,6 +92,7 @@ def test_profile_forward_backward(profile, name):
 
 def test_separate_dq_choice():
     assert separate_dq("sm90", 64, "auto") and not separate_dq("sm90", 128, "auto")
+    assert separate_dq("sm90", 256, "auto") and not separate_dq("sm80", 256, "auto")
     assert not separate_dq("sm80", 64, "auto")
     assert separate_dq("sm80", 256, "separate") and not separate_dq("sm90", 32, "atomic")
 

@@ -43,7 +43,9 @@ class Knobs:
     """Performance choices that the GPU benchmark compares side by side (``tools/h200_check.py``).
 
     Every field is a speed choice only: both settings compute the same result. ``PROFILES["v1"]`` is the
-    first GPU run's code and the default: the sm90 conformance suite passed with it on the H200. ``"v2"``
+    first GPU run's code: the sm90 conformance suite passed with it on the H200. The default, ``"v1b"``,
+    is v1 with ``bwd_dq="auto"``: the attn-bench run of 2026-11-22 on the H200 measured the separate dQ
+    kernel (the deterministic path, in the same suite) faster than atomics at head dims 64 and 256. ``"v2"``
     holds the newer choices; it becomes the default once it has passed the same suite there (its first
     timing run showed +9% forward at head dim 64, no gain at 128, and a backward that failed to launch,
     since fixed). ``ATTN_TRITON_PROFILE`` picks the profile at import, :func:`set_profile` at run time.
@@ -62,8 +64,8 @@ class Knobs:
     #: preprocess kernel
     bwd_lse2: bool = True
     #: dQ of the non-deterministic backward: "atomic" (fp32 atomics from the dK/dV kernel), "separate"
-    #: (the deterministic dQ kernel), "auto" (separate for head dims <= 64 on Hopper, where the first GPU
-    #: run measured it faster, atomic otherwise)
+    #: (the deterministic dQ kernel), "auto" (separate on Hopper at head dims <= 64 and > 128, where the
+    #: GPU runs measured it faster, atomic otherwise; see flash_bwd.separate_dq)
     bwd_dq: str = "auto"
     #: paged decoding: one block-table read per key tile (page size a compile-time constant, tiles inside
     #: a page) instead of one per key row
@@ -87,7 +89,8 @@ PROFILES = {
     ),
     "v2": Knobs(),
 }
-DEFAULT_PROFILE = "v1"
+PROFILES["v1b"] = dataclasses.replace(PROFILES["v1"], bwd_dq="auto")
+DEFAULT_PROFILE = "v1b"
 
 
 def _profile_from_env() -> Knobs:

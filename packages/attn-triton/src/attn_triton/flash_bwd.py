@@ -823,15 +823,16 @@ def _tuned(name, path, version="v2"):
 def separate_dq(path: str, head_dim_padded: int, mode: str) -> bool:
     """Whether the non-deterministic backward computes dQ in its own kernel instead of with atomics.
 
-    "auto": on Hopper at padded head dims <= 64, where the first H200 run measured the separate (and
-    deterministic) pass faster than fp32 atomics (hd64 fwd+bwd 356 vs 331 TFLOP/s, causal 345 vs 326): a
-    64-wide dQ row is cheap to recompute but as costly to add atomically as a wider one.
+    "auto": on Hopper at padded head dims <= 64 or > 128. The H200 runs measured the separate (and
+    deterministic) pass faster there: hd64 fwd+bwd 356 vs 331 TFLOP/s (first run), and in the attn-bench
+    run of 2026-11-22 (seqlen 16k) hd64 bwd 335 vs 310, hd256 bwd 146 vs 84 (fp32 atomics of a 256-wide
+    dQ row from every key block are the bottleneck). At 128 the two were within 4% either way.
     """
     if mode == "separate":
         return True
     if mode == "atomic":
         return False
-    return path == "sm90" and head_dim_padded <= 64
+    return path == "sm90" and (head_dim_padded <= 64 or head_dim_padded > 128)
 
 
 INTERPRET_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}
