@@ -1,6 +1,7 @@
 """attn-cuda's registration with attn-bench (entry point ``attn_bench.backends: cuda``).
 
-Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar FA-2 teaching kernel as variant ``scalar``),
+Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2's loop order as variant
+``scalar``, FA-1's as ``scalar_v1``, so one run measures v1 against v2),
 ``attention_bwd`` (tensor-core forward + backward through autograd), ``vector_add``, ``softmax`` and
 ``matmul`` in its four steps. The reduction and stream-overlap lessons are not ops of the bench protocol;
 ``tools/gpu_check.py`` measures them.
@@ -22,10 +23,14 @@ def _fwd(q, k, v, *, causal, softmax_scale):
     return flash_attn_func(q, k, v, softmax_scale=softmax_scale, causal=causal)
 
 
-def _fwd_scalar(q, k, v, *, causal, softmax_scale):
-    from .interface import flash_attn_scalar_func
+def _scalar(version):
+    def run(q, k, v, *, causal, softmax_scale):
+        from .interface import flash_attn_scalar_func
 
-    return flash_attn_scalar_func(q, k, v, softmax_scale=softmax_scale, causal=causal)
+        return flash_attn_scalar_func(q, k, v, softmax_scale=softmax_scale, causal=causal, version=version)
+
+    run.__name__ = f"flash_fwd_scalar_{version}"
+    return run
 
 
 def _matmul(variant):
@@ -60,7 +65,7 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
             return f"head dim {d}: kernels are instantiated for 64 and 128"
         if shape.get("head_dim_v", d) != d:
             return "head_dim_v must equal head_dim"
-        if variant == "scalar":
+        if variant.startswith("scalar"):
             scores = shape["batch"] * shape["heads_q"] * shape["seqlen_q"] * shape["seqlen_k"]
             if scores > SCALAR_MAX_SCORES:
                 return f"scalar teaching kernel: {scores:.1e} scores (limit {SCALAR_MAX_SCORES:.1e})"
@@ -78,7 +83,7 @@ def backend() -> dict:
         "version": __version__,
         "devices": ("cuda",),
         "ops": {
-            "attention_fwd": {"mma": _fwd, "scalar": _fwd_scalar},
+            "attention_fwd": {"mma": _fwd, "scalar": _scalar("v2"), "scalar_v1": _scalar("v1")},
             "attention_bwd": {"mma": _fwd},
             "vector_add": _vector_add,
             "softmax": _softmax,
