@@ -3,34 +3,26 @@ the deliverable preset and --split. CPU only: fake backends and clocks."""
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 
 import pytest
 from typer.testing import CliRunner
 
-from attn_bench import engine, presets, schema, timing
+from attn_bench import engine, presets, schema
 from attn_bench.backend import Backend
 from attn_bench.cli import app
 from attn_bench.discovery import Discovered
 from attn_bench.peers import Peer
 from attn_bench.suites import GPU_HEAD_DIMS, GPU_SEQLENS, HIDDEN, TOKENS
 
+pytestmark = pytest.mark.usefixtures("fast_timing")
+
 
 def _attention(q, k, v, *, causal, softmax_scale):
     from attn_reference import attention_naive
 
     return attention_naive(q, k, v, causal=causal, softmax_scale=softmax_scale)
-
-
-@pytest.fixture(autouse=True)
-def fast_timing(monkeypatch):
-    monkeypatch.setattr(
-        engine.ceilings, "measure", lambda mode, quick=False: {"matmul_tflops": 0.1, "copy_gbps": 10.0}
-    )
-    quick = functools.partial(timing.time_cpu, min_reps=1, max_reps=1, budget_s=0.0)
-    monkeypatch.setattr(engine.timing, "time_cpu", quick)
 
 
 def _inv(**variants):
@@ -43,23 +35,27 @@ def _opts(**kw):
 
 
 def test_time_budget_skips_the_rest_and_still_writes(tmp_path, monkeypatch):
-    """A fake clock: every call of the op costs 1 s (check, warm-up, one timed call: 3 s a row)."""
+    """A fake clock: every call of the op costs 100 s (check, warm-up, one timed call: 300 s a row).
+
+    Large fake steps because the row alarm is real time: the third row gets the budget left (100 s),
+    which a loaded CI machine never exhausts (with 1 s steps it once did)."""
     now = [0.0]
 
     def ticking(q, k, v, *, causal, softmax_scale):
-        now[0] += 1.0
+        now[0] += 100.0
         return _attention(q, k, v, causal=causal, softmax_scale=softmax_scale)
 
     monkeypatch.setattr(engine, "BUDGET_RESERVE_S", 0.0)
     out = tmp_path / "r.json"
     doc = engine.run(
-        _opts(time_budget=7.0),
+        _opts(time_budget=700.0),
         inv=_inv(a=ticking),
         write=lambda d: schema.dump(d, out),
         clock=lambda: now[0],
     )
     statuses = [r["status"] for r in doc["rows"]]
-    assert statuses == ["ok", "ok", "ok", "skipped"]  # starts at 0, 3, 6; at 9 the budget (7) is spent
+    # Rows start at 0, 300 and 600; at 900 the budget (700) is spent.
+    assert statuses == ["ok", "ok", "ok", "skipped"]
     assert doc["rows"][-1]["message"] == "time budget"
     assert doc["runs"][-1]["stopped"] == "time budget" and doc["runs"][-1]["rows_run"] == 3
     assert schema.load(out)["rows"] == json.loads(json.dumps(doc["rows"]))
@@ -142,10 +138,10 @@ def test_resume_reruns_budget_skipped_rows_and_merges_splits(monkeypatch):
     now = [0.0]
 
     def ticking(q, k, v, *, causal, softmax_scale):
-        now[0] += 1.0
+        now[0] += 100.0  # large steps: the row alarm counts real seconds
         return _attention(q, k, v, causal=causal, softmax_scale=softmax_scale)
 
-    first = engine.run(_opts(time_budget=4.0), inv=_inv(a=ticking), clock=lambda: now[0])
+    first = engine.run(_opts(time_budget=400.0), inv=_inv(a=ticking), clock=lambda: now[0])
     assert [r["status"] for r in first["rows"]] == ["ok", "ok", "skipped", "skipped"]
     again = engine.run(_opts(), inv=_inv(a=_attention), resume=first)
     assert [r["status"] for r in again["rows"]] == ["ok"] * 4
