@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import functools
 import importlib.metadata as metadata
 from pathlib import Path
 
 import pytest
+
+from attn_bench import engine, timing
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,3 +28,13 @@ def entry_points(monkeypatch):
         monkeypatch.setattr("attn_bench.discovery.metadata.entry_points", lambda: eps)
 
     return install
+
+
+@pytest.fixture
+def fast_timing(monkeypatch):
+    """Ceilings and repeated timing are exercised by the CLI test; in the run-loop tests they only cost time."""
+    monkeypatch.setattr(
+        engine.ceilings, "measure", lambda mode, quick=False: {"matmul_tflops": 0.1, "copy_gbps": 10.0}
+    )
+    quick = functools.partial(timing.time_cpu, min_reps=1, max_reps=1, budget_s=0.0)
+    monkeypatch.setattr(engine.timing, "time_cpu", quick)

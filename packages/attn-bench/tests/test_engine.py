@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 
-from attn_bench import engine, schema, timing
+from attn_bench import engine, schema
 from attn_bench.backend import Backend
 from attn_bench.discovery import Discovered
 from attn_bench.peers import Peer
+
+pytestmark = pytest.mark.usefixtures("fast_timing")
 
 
 def _attention(q, k, v, *, causal, softmax_scale):
@@ -31,16 +31,6 @@ def _unsupported(q, k, v, *, causal, softmax_scale):
     from attn_reference import UnsupportedFeatureError
 
     raise UnsupportedFeatureError("head dim 32 not implemented")
-
-
-@pytest.fixture(autouse=True)
-def fast_timing(monkeypatch):
-    """Ceilings and repeated timing are exercised by the CLI test; here they would only cost time."""
-    monkeypatch.setattr(
-        engine.ceilings, "measure", lambda mode, quick=False: {"matmul_tflops": 0.1, "copy_gbps": 10.0}
-    )
-    quick = functools.partial(timing.time_cpu, min_reps=1, max_reps=1, budget_s=0.0)
-    monkeypatch.setattr(engine.timing, "time_cpu", quick)
 
 
 @pytest.fixture

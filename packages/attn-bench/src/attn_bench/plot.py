@@ -54,6 +54,20 @@ def _colors(doc: dict[str, Any]) -> dict[str, Any]:
     return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
+def _draw_lines(ax, lines: dict[tuple[str, str], list[tuple[Any, Any]]], colors: dict[str, Any]) -> None:
+    """Peers dashed, each implementation in its document-wide colour, so every figure reads alike."""
+    for (impl, kind), pts in sorted(lines.items()):
+        pts.sort()
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            linestyle="--" if kind == "peer" else "-",
+            color=colors[impl],
+            label=impl,
+        )
+
+
 def throughput(doc: dict[str, Any], suite: str, out_dir: Path) -> list[Path]:
     rows = _ok(doc["rows"], suite)
     if not rows:
@@ -78,16 +92,7 @@ def throughput(doc: dict[str, Any], suite: str, out_dir: Path) -> list[Path]:
             ]:
                 hidden.add(key[0])
                 del lines[key]
-        for (impl, kind), pts in sorted(lines.items()):
-            pts.sort()
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                linestyle="--" if kind == "peer" else "-",
-                color=colors[impl],
-                label=impl,
-            )
+        _draw_lines(ax, lines, colors)
         ax.axhline(ceiling, color="grey", linewidth=0.8, linestyle=":", label="measured ceiling")
         values = [p[1] for pts in lines.values() for p in pts if p[1] and p[1] > 0]
         if values and max(values) > 50 * min(values):  # e.g. interpreter vs eager on the CPU
@@ -161,16 +166,7 @@ def memory(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     lines = defaultdict(list)
     for r in rows:
         lines[(r["impl"], r["kind"])].append((r["x"], r["peak_memory_bytes"] / 2**20))
-    for (impl, kind), pts in sorted(lines.items()):
-        pts.sort()
-        ax.plot(
-            [p[0] for p in pts],
-            [p[1] for p in pts],
-            marker="o",
-            linestyle="--" if kind == "peer" else "-",
-            color=colors[impl],
-            label=impl,
-        )
+    _draw_lines(ax, lines, colors)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("seqlen")

@@ -81,8 +81,18 @@ class Suite:
     def inputs(self, case: Case, device: str, seed: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
-    def runner(self, fn, case: Case, inp: dict[str, Any]) -> Runner:
+    def args(self, case: Case, inp: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The op's positional and keyword arguments, which the implementations and the reference share."""
         raise NotImplementedError
+
+    def call(self, f, case: Case, inp: dict[str, Any], **extra):
+        """``f`` (an implementation or a check) on the op's arguments, plus ``extra`` keywords."""
+        args, kwargs = self.args(case, inp)
+        return f(*args, **kwargs, **extra)
+
+    def runner(self, fn, case: Case, inp: dict[str, Any]) -> Runner:
+        args, kwargs = self.args(case, inp)
+        return Runner(bind(fn, *args, **kwargs))
 
     def outputs(self, fn, case: Case, inp: dict[str, Any]):
         """Run once and return what is checked (a tensor or a tuple of them)."""
@@ -96,6 +106,10 @@ class Suite:
     names: tuple[str, ...] = ("out",)
     #: "attention": flash-attn's rule (needs the lowp reference); "mla": FlashMLA's rule (high only)
     rule: str = "attention"
+
+    def _case(self, name, shape, dtype, flops, nbytes, x, series, *, op=None, extra=None) -> Case:
+        # Only the basics mix ops within one suite; every other case runs the suite's op.
+        return Case(self.name, op or self.op, name, shape, dtype, flops, nbytes, x, series, extra or {})
 
 
 # --- attention ----------------------------------------------------------------------------------------
@@ -151,67 +165,42 @@ def _attention_inputs(sh: dict[str, Any], dtype: torch.dtype, device: str, seed:
     return tuple(t.requires_grad_(grad) for t in (q, k, v))
 
 
+def _attention_counts(sh: dict[str, Any], dtype: str) -> tuple[float, tuple[int, ...]]:
+    """The forward's FLOPs, and the arguments every attention byte count takes."""
+    flops = F.attention_fwd_flops(
+        sh["batch"], sh["seqlen_q"], sh["seqlen_k"], sh["heads_q"], sh["head_dim"], sh["causal"]
+    )
+    sizes = (sh["batch"], sh["seqlen_q"], sh["seqlen_k"], sh["heads_q"], sh["heads_k"], sh["head_dim"])
+    return flops, (*sizes, ELT[dtype])
+
+
 class AttentionFwd(Suite):
     name = "attention-fwd"
     op = "attention_fwd"
     description = "attention forward, batch x seqlen = 16384 tokens, heads x head_dim = 2048"
 
+    def _grid(self, mode: str, quick: bool) -> list[dict[str, Any]]:
+        return _attention_grid(mode, quick)
+
     def cases(self, mode, quick=False):
         dtype = "bfloat16" if mode == "gpu" else "float32"
         out = []
-        for sh in _attention_grid(mode, quick):
-            flops = F.attention_fwd_flops(
-                sh["batch"], sh["seqlen_q"], sh["seqlen_k"], sh["heads_q"], sh["head_dim"], sh["causal"]
-            )
-            nbytes = F.attention_bytes(
-                sh["batch"],
-                sh["seqlen_q"],
-                sh["seqlen_k"],
-                sh["heads_q"],
-                sh["heads_k"],
-                sh["head_dim"],
-                ELT[dtype],
-            )
-            out.append(
-                Case(
-                    self.name,
-                    self.op,
-                    _attn_name(sh),
-                    sh,
-                    dtype,
-                    flops,
-                    nbytes,
-                    sh["seqlen_k"],
-                    _attn_series(sh),
-                )
-            )
+        for sh in self._grid(mode, quick):
+            flops, sizes = _attention_counts(sh, dtype)
+            nbytes = F.attention_bytes(*sizes)
+            out.append(self._case(_attn_name(sh), sh, dtype, flops, nbytes, sh["seqlen_k"], _attn_series(sh)))
         return out
 
     def inputs(self, case, device, seed=0):
         q, k, v = _attention_inputs(case.shape, DTYPES[case.dtype], device, seed, grad=False)
         return dict(q=q, k=k, v=v, softmax_scale=case.shape["head_dim"] ** -0.5)
 
-    def runner(self, fn, case, inp):
-        return Runner(
-            bind(
-                fn,
-                inp["q"],
-                inp["k"],
-                inp["v"],
-                causal=case.shape["causal"],
-                softmax_scale=inp["softmax_scale"],
-            )
-        )
+    def args(self, case, inp):
+        kwargs = dict(causal=case.shape["causal"], softmax_scale=inp["softmax_scale"])
+        return (inp["q"], inp["k"], inp["v"]), kwargs
 
     def reference(self, case, inp, lowp):
-        return checks.attention(
-            inp["q"],
-            inp["k"],
-            inp["v"],
-            causal=case.shape["causal"],
-            softmax_scale=inp["softmax_scale"],
-            lowp=lowp,
-        )
+        return self.call(checks.attention, case, inp, lowp=lowp)
 
 
 class AttentionBwd(Suite):
@@ -226,36 +215,14 @@ class AttentionBwd(Suite):
         dtype = "bfloat16" if mode == "gpu" else "float32"
         out = []
         for sh in _attention_grid(mode, quick):
-            fwd = F.attention_fwd_flops(
-                sh["batch"], sh["seqlen_q"], sh["seqlen_k"], sh["heads_q"], sh["head_dim"], sh["causal"]
-            )
-            args = (
-                sh["batch"],
-                sh["seqlen_q"],
-                sh["seqlen_k"],
-                sh["heads_q"],
-                sh["heads_k"],
-                sh["head_dim"],
-                ELT[dtype],
-            )
+            fwd, sizes = _attention_counts(sh, dtype)
             for pass_, factor, nbytes in (
-                ("bwd", F.BWD_FACTOR, F.attention_bwd_bytes(*args)),
-                ("fwd+bwd", F.FWD_BWD_FACTOR, F.attention_bwd_bytes(*args) + F.attention_bytes(*args)),
+                ("bwd", F.BWD_FACTOR, F.attention_bwd_bytes(*sizes)),
+                ("fwd+bwd", F.FWD_BWD_FACTOR, F.attention_bwd_bytes(*sizes) + F.attention_bytes(*sizes)),
             ):
                 shape = {**sh, "pass": pass_}
-                out.append(
-                    Case(
-                        self.name,
-                        self.op,
-                        f"{_attn_name(sh)} {pass_}",
-                        shape,
-                        dtype,
-                        fwd * factor,
-                        nbytes,
-                        sh["seqlen_k"],
-                        f"{_attn_series(sh)} {pass_}",
-                    )
-                )
+                name, series = f"{_attn_name(sh)} {pass_}", f"{_attn_series(sh)} {pass_}"
+                out.append(self._case(name, shape, dtype, fwd * factor, nbytes, sh["seqlen_k"], series))
         return out
 
     def inputs(self, case, device, seed=0):
@@ -263,10 +230,10 @@ class AttentionBwd(Suite):
         dout = _randn(q.shape, q.dtype, device, _gen(device, seed + 1))
         return dict(q=q, k=k, v=v, dout=dout, softmax_scale=case.shape["head_dim"] ** -0.5)
 
+    args = AttentionFwd.args
+
     def _fwd(self, fn, case, inp):
-        return first(
-            fn(inp["q"], inp["k"], inp["v"], causal=case.shape["causal"], softmax_scale=inp["softmax_scale"])
-        )
+        return first(self.call(fn, case, inp))
 
     def runner(self, fn, case, inp):
         leaves = [inp["q"], inp["k"], inp["v"]]
@@ -280,15 +247,7 @@ class AttentionBwd(Suite):
         return torch.autograd.grad(self._fwd(fn, case, inp), (q, k, v), inp["dout"])
 
     def reference(self, case, inp, lowp):
-        return checks.attention(
-            inp["q"],
-            inp["k"],
-            inp["v"],
-            causal=case.shape["causal"],
-            softmax_scale=inp["softmax_scale"],
-            lowp=lowp,
-            dout=inp["dout"],
-        )
+        return self.call(checks.attention, case, inp, lowp=lowp, dout=inp["dout"])
 
 
 # --- decoding -----------------------------------------------------------------------------------------
@@ -309,50 +268,24 @@ class DecodeKVCache(Suite):
         out = []
         for s_k in seqlens:
             sh = dict(batch=b, seqlen_q=1, seqlen_k=s_k, heads_q=h_q, heads_k=h_kv, head_dim=d)
-            out.append(
-                Case(
-                    self.name,
-                    self.op,
-                    f"b{b} hq{h_q} hkv{h_kv} d{d} cache{s_k}",
-                    sh,
-                    dtype,
-                    F.decode_flops(b, 1, s_k, h_q, d),
-                    F.decode_bytes(b, 1, s_k, h_q, h_kv, d, ELT[dtype]),
-                    s_k,
-                    f"hq{h_q} d{d}",
-                )
-            )
+            flops = F.decode_flops(b, 1, s_k, h_q, d)
+            nbytes = F.decode_bytes(b, 1, s_k, h_q, h_kv, d, ELT[dtype])
+            name = f"b{b} hq{h_q} hkv{h_kv} d{d} cache{s_k}"
+            out.append(self._case(name, sh, dtype, flops, nbytes, s_k, f"hq{h_q} d{d}"))
         return out
 
     def inputs(self, case, device, seed=0):
-        sh, dt, g = case.shape, DTYPES[case.dtype], _gen(device, seed)
-        q = _randn((sh["batch"], sh["seqlen_q"], sh["heads_q"], sh["head_dim"]), dt, device, g)
-        kc = _randn((sh["batch"], sh["seqlen_k"], sh["heads_k"], sh["head_dim"]), dt, device, g)
-        vc = _randn((sh["batch"], sh["seqlen_k"], sh["heads_k"], sh["head_dim"]), dt, device, g)
+        sh = case.shape
+        q, kc, vc = _attention_inputs(sh, DTYPES[case.dtype], device, seed, grad=False)
         seqlens = torch.full((sh["batch"],), sh["seqlen_k"], dtype=torch.int32, device=device)
         return dict(q=q, k_cache=kc, v_cache=vc, cache_seqlens=seqlens, softmax_scale=sh["head_dim"] ** -0.5)
 
-    def runner(self, fn, case, inp):
-        return Runner(
-            bind(
-                fn,
-                inp["q"],
-                inp["k_cache"],
-                inp["v_cache"],
-                cache_seqlens=inp["cache_seqlens"],
-                softmax_scale=inp["softmax_scale"],
-            )
-        )
+    def args(self, case, inp):
+        kwargs = dict(cache_seqlens=inp["cache_seqlens"], softmax_scale=inp["softmax_scale"])
+        return (inp["q"], inp["k_cache"], inp["v_cache"]), kwargs
 
     def reference(self, case, inp, lowp):
-        return checks.kvcache(
-            inp["q"],
-            inp["k_cache"],
-            inp["v_cache"],
-            inp["cache_seqlens"],
-            softmax_scale=inp["softmax_scale"],
-            lowp=lowp,
-        )
+        return self.call(checks.kvcache, case, inp, lowp=lowp)
 
 
 MLA_D, MLA_DV, MLA_BLOCK = 576, 512, 64
@@ -399,20 +332,10 @@ class MLADecode(Suite):
                 total_seqlen_k=total,
                 max_seqlen_k=max(lens),
             )
-            out.append(
-                Case(
-                    self.name,
-                    self.op,
-                    f"b{b} hq{h_q} sq{s_q} sk{s_k}",
-                    sh,
-                    dtype,
-                    F.mla_decode_flops(total, s_q, h_q),
-                    F.mla_decode_bytes(total, b, s_q, h_q, 1, ELT[dtype]),
-                    s_k,
-                    f"hq{h_q} sq{s_q}",
-                    extra={"cache_seqlens": lens},
-                )
-            )
+            flops = F.mla_decode_flops(total, s_q, h_q)
+            nbytes = F.mla_decode_bytes(total, b, s_q, h_q, 1, ELT[dtype])
+            name, series = f"b{b} hq{h_q} sq{s_q} sk{s_k}", f"hq{h_q} sq{s_q}"
+            out.append(self._case(name, sh, dtype, flops, nbytes, s_k, series, extra={"cache_seqlens": lens}))
         return out
 
     def inputs(self, case, device, seed=0):
@@ -432,30 +355,12 @@ class MLADecode(Suite):
             softmax_scale=sh["head_dim"] ** -0.5,
         )
 
-    def runner(self, fn, case, inp):
-        return Runner(
-            bind(
-                fn,
-                inp["q"],
-                inp["k_cache"],
-                inp["block_table"],
-                inp["cache_seqlens"],
-                case.shape["head_dim_v"],
-                softmax_scale=inp["softmax_scale"],
-                causal=case.shape["causal"],
-            )
-        )
+    def args(self, case, inp):
+        args = (inp["q"], inp["k_cache"], inp["block_table"], inp["cache_seqlens"], case.shape["head_dim_v"])
+        return args, dict(softmax_scale=inp["softmax_scale"], causal=case.shape["causal"])
 
     def reference(self, case, inp, lowp):
-        return checks.mla_decode(
-            inp["q"],
-            inp["k_cache"],
-            inp["block_table"],
-            inp["cache_seqlens"],
-            case.shape["head_dim_v"],
-            softmax_scale=inp["softmax_scale"],
-            causal=case.shape["causal"],
-        )
+        return self.call(checks.mla_decode, case, inp)
 
 
 class MLASparse(Suite):
@@ -482,19 +387,10 @@ class MLASparse(Suite):
                 head_dim=MLA_D,
                 head_dim_v=MLA_DV,
             )
-            out.append(
-                Case(
-                    self.name,
-                    self.op,
-                    f"sq{s_q} skv{s_kv} hq{h_q} topk{topk}",
-                    sh,
-                    dtype,
-                    F.mla_sparse_flops(s_q, h_q, topk),
-                    F.mla_sparse_bytes(s_q, s_kv, h_q, 1, topk, ELT[dtype]),
-                    s_kv,
-                    f"hq{h_q}",
-                )
-            )
+            flops = F.mla_sparse_flops(s_q, h_q, topk)
+            nbytes = F.mla_sparse_bytes(s_q, s_kv, h_q, 1, topk, ELT[dtype])
+            name = f"sq{s_q} skv{s_kv} hq{h_q} topk{topk}"
+            out.append(self._case(name, sh, dtype, flops, nbytes, s_kv, f"hq{h_q}"))
         return out
 
     def inputs(self, case, device, seed=0):
@@ -511,15 +407,11 @@ class MLASparse(Suite):
         )
         return dict(q=q, kv=kv, indices=idx, sm_scale=sh["head_dim"] ** -0.5)
 
-    def runner(self, fn, case, inp):
-        return Runner(
-            bind(fn, inp["q"], inp["kv"], inp["indices"], inp["sm_scale"], case.shape["head_dim_v"])
-        )
+    def args(self, case, inp):
+        return (inp["q"], inp["kv"], inp["indices"], inp["sm_scale"], case.shape["head_dim_v"]), {}
 
     def reference(self, case, inp, lowp):
-        return checks.mla_sparse(
-            inp["q"], inp["kv"], inp["indices"], inp["sm_scale"], case.shape["head_dim_v"]
-        )
+        return self.call(checks.mla_sparse, case, inp)
 
 
 # --- basics -------------------------------------------------------------------------------------------
@@ -543,47 +435,18 @@ class Basics(Suite):
             mm_dtype = dtype = "float32"
         out = []
         for n in adds:
+            sh, nbytes = dict(kernel="vector_add", n=n), F.vector_add_bytes(n, ELT[dtype])
             out.append(
-                Case(
-                    self.name,
-                    "vector_add",
-                    f"vector_add n{n}",
-                    dict(kernel="vector_add", n=n),
-                    dtype,
-                    float(n),
-                    F.vector_add_bytes(n, ELT[dtype]),
-                    n,
-                    "vector_add",
-                )
+                self._case(f"vector_add n{n}", sh, dtype, float(n), nbytes, n, "vector_add", op="vector_add")
             )
         for m, n in softmaxes:
-            out.append(
-                Case(
-                    self.name,
-                    "softmax",
-                    f"softmax {m}x{n}",
-                    dict(kernel="softmax", rows=m, cols=n),
-                    dtype,
-                    F.softmax_flops(m, n),
-                    F.softmax_bytes(m, n, ELT[dtype]),
-                    n,
-                    "softmax",
-                )
-            )
+            sh = dict(kernel="softmax", rows=m, cols=n)
+            flops, nbytes = F.softmax_flops(m, n), F.softmax_bytes(m, n, ELT[dtype])
+            out.append(self._case(f"softmax {m}x{n}", sh, dtype, flops, nbytes, n, "softmax", op="softmax"))
         for n in matmuls:
-            out.append(
-                Case(
-                    self.name,
-                    "matmul",
-                    f"matmul {n}^3",
-                    dict(kernel="matmul", m=n, n=n, k=n),
-                    mm_dtype,
-                    F.matmul_flops(n, n, n),
-                    F.matmul_bytes(n, n, n, ELT[mm_dtype]),
-                    n,
-                    "matmul",
-                )
-            )
+            sh = dict(kernel="matmul", m=n, n=n, k=n)
+            flops, nbytes = F.matmul_flops(n, n, n), F.matmul_bytes(n, n, n, ELT[mm_dtype])
+            out.append(self._case(f"matmul {n}^3", sh, mm_dtype, flops, nbytes, n, "matmul", op="matmul"))
         return out
 
     def inputs(self, case, device, seed=0):
@@ -601,8 +464,8 @@ class Basics(Suite):
             )
         )
 
-    def runner(self, fn, case, inp):
-        return Runner(bind(fn, *inp["args"]))
+    def args(self, case, inp):
+        return inp["args"], {}
 
     def reference(self, case, inp, lowp):
         args = inp["args"] if lowp else tuple(checks.up(a) for a in inp["args"])
@@ -617,7 +480,7 @@ class Basics(Suite):
 # --- memory -------------------------------------------------------------------------------------------
 
 
-class Memory(Suite):
+class Memory(AttentionFwd):
     """Peak GPU memory of one forward against seqlen: the O(N^2) naive vs O(N) flash story."""
 
     name = "memory"
@@ -625,30 +488,12 @@ class Memory(Suite):
     description = "peak GPU memory of an attention forward vs seqlen (b 1, h 16, d 128, bf16)"
     measure = "memory"
 
-    def cases(self, mode, quick=False):
+    def _grid(self, mode, quick):
         seqlens = (1024, 2048) if quick else GPU_SEQLENS
-        dtype = "bfloat16" if mode == "gpu" else "float32"
-        out = []
-        for s in seqlens:
-            sh = dict(batch=1, seqlen_q=s, seqlen_k=s, heads_q=16, heads_k=16, head_dim=128, causal=False)
-            out.append(
-                Case(
-                    self.name,
-                    self.op,
-                    f"b1 s{s} h16 d128",
-                    sh,
-                    dtype,
-                    F.attention_fwd_flops(1, s, s, 16, 128),
-                    F.attention_bytes(1, s, s, 16, 16, 128, ELT[dtype]),
-                    s,
-                    "d128",
-                )
-            )
-        return out
-
-    inputs = AttentionFwd.inputs
-    runner = AttentionFwd.runner
-    reference = AttentionFwd.reference
+        return [
+            dict(batch=1, seqlen_q=s, seqlen_k=s, heads_q=16, heads_k=16, head_dim=128, causal=False)
+            for s in seqlens
+        ]
 
 
 SUITES: dict[str, Suite] = {
