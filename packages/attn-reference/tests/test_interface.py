@@ -26,17 +26,7 @@ def test_flash_attn_func_forward_backward_and_lse():
 def test_varlen_equals_per_sequence_and_padded_batch():
     lens_q, lens_k = [17, 0, 45, 1], [45, 13, 17, 1]
     x = varlen_inputs(lens_q, lens_k, 4, 2, 16, dtype=torch.float64, requires_grad=True)
-    out, lse = ar.flash_attn_varlen_func(
-        x.q,
-        x.k,
-        x.v,
-        x.cu_seqlens_q,
-        x.cu_seqlens_k,
-        x.max_seqlen_q,
-        x.max_seqlen_k,
-        causal=True,
-        return_lse=True,
-    )
+    out, lse = ar.flash_attn_varlen_func(*x.args(), causal=True, return_lse=True)
     assert out.shape == x.q.shape and lse.shape == (4, sum(lens_q))
     qp = pad(x.q.detach(), x.cu_seqlens_q, x.max_seqlen_q)
     kp = pad(x.k.detach(), x.cu_seqlens_k, x.max_seqlen_k)

@@ -8,6 +8,7 @@ from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureErro
 from attn_reference.testing.inputs import attention_inputs, kvcache_inputs, varlen_inputs
 from attn_reference.validation import (
     check_kvcache,
+    check_options,
     check_qkv,
     check_softcap,
     check_window,
@@ -106,6 +107,9 @@ def test_window_softcap_scale():
     assert default_softmax_scale(None, 64) == 0.125
     with pytest.raises(AttentionArgumentError, match="softmax_scale must be finite"):
         default_softmax_scale(float("inf"), 64)
+    assert check_options(None, True, (8, -1), 2, 64) == ((8, 0), 2.0, 0.125)
+    with pytest.raises(AttentionArgumentError, match="window_size"):  # window first, as each entry point did
+        check_options(float("inf"), False, 5, -1.0, 64)
 
 
 def test_varlen_errors():

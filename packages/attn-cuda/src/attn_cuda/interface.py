@@ -16,6 +16,9 @@ from attn_reference.validation import check_qkv, check_softcap, check_window, de
 from . import flash
 from .flash import DTYPES, HEAD_DIMS
 
+#: The inputs every kernel here accepts, in check_qkv's terms.
+_QKV_RULES = dict(dtypes=DTYPES, head_dims=HEAD_DIMS, device_type="cuda", head_dim_v_must_match=True)
+
 
 @torch.library.custom_op("attn_cuda::flash_fwd", mutates_args=())
 def flash_fwd_op(
@@ -105,16 +108,7 @@ def flash_attn_func(
         out (batch, seqlen_q, heads_q, headdim), and with ``return_lse`` also lse (batch, heads_q, seqlen_q)
         float32 (natural log; +inf for rows that see no key). Differentiable in q, k and v.
     """
-    shape = check_qkv(
-        q,
-        k,
-        v,
-        fn="flash_attn_func",
-        dtypes=DTYPES,
-        head_dims=HEAD_DIMS,
-        device_type="cuda",
-        head_dim_v_must_match=True,
-    )
+    shape = check_qkv(q, k, v, fn="flash_attn_func", **_QKV_RULES)
     _check_supported(window_size, causal, softcap)
     scale = default_softmax_scale(softmax_scale, shape.head_dim)
     out, lse = FlashAttnFunc.apply(q, k, v, scale, bool(causal))
@@ -123,16 +117,7 @@ def flash_attn_func(
 
 def flash_attn_scalar_func(q, k, v, softmax_scale=None, causal=False, version: str = "v2", return_lse=False):
     """The scalar (teaching) forward kernels, FA-1 (``version="v1"``) or FA-2 (``"v2"``); no autograd."""
-    shape = check_qkv(
-        q,
-        k,
-        v,
-        fn="flash_attn_scalar_func",
-        dtypes=DTYPES,
-        head_dims=HEAD_DIMS,
-        device_type="cuda",
-        head_dim_v_must_match=True,
-    )
+    shape = check_qkv(q, k, v, fn="flash_attn_scalar_func", **_QKV_RULES)
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
     scale = default_softmax_scale(softmax_scale, shape.head_dim)

@@ -34,12 +34,10 @@ def lse_dtype(accum_dtype: torch.dtype) -> torch.dtype:
 def prepare(fn, q, k, v, softmax_scale, causal, window_size, softcap, accum_dtype):
     """The common prologue of the tiled algorithms: validate, then move q, k, v heads-first in the
     arithmetic dtype with KV heads repeated. Returns (shape, window, softcap, scale, Q, K, V)."""
-    from .validation import check_qkv, check_softcap, check_window, default_softmax_scale
+    from .validation import check_options, check_qkv
 
     shape = check_qkv(q, k, v, fn=fn)
-    window = check_window(window_size, causal)
-    cap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    window, cap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     Q = heads_first(q, accum_dtype)
     K = heads_first(k, accum_dtype, shape.group_size)
     V = heads_first(v, accum_dtype, shape.group_size)

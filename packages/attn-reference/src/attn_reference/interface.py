@@ -9,14 +9,7 @@ from __future__ import annotations
 import torch
 
 from .flash_v2 import flash_v2_backward, flash_v2_forward
-from .validation import (
-    check_kvcache,
-    check_qkv,
-    check_softcap,
-    check_varlen_qkv,
-    check_window,
-    default_softmax_scale,
-)
+from .validation import check_kvcache, check_options, check_qkv, check_varlen_qkv
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -82,9 +75,7 @@ def flash_attn_func(
         float32. Differentiable in q, k and v.
     """
     shape = check_qkv(q, k, v, fn="flash_attn_func", dtypes=DTYPES)
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    window, softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     out, lse = FlashAttnFunc.apply(q, k, v, scale, window, softcap)
     return (out, lse) if return_lse else out
 
@@ -116,9 +107,7 @@ def flash_attn_varlen_func(
     shape, lengths_q, lengths_k = check_varlen_qkv(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dtypes=DTYPES
     )
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    window, softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     outs, lses = [], []
     q_start = k_start = 0
     for n_q, n_k in zip(lengths_q.tolist(), lengths_k.tolist()):
@@ -173,9 +162,7 @@ def flash_attn_with_kvcache(
     Only the valid tokens are read: pool pages and slots past ``cache_seqlens`` may hold anything.
     """
     shape = check_kvcache(q, k_cache, v_cache, cache_seqlens, block_table, dtypes=DTYPES)
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.attn.head_dim)
+    window, softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.attn.head_dim)
     acc = _accum(q.dtype)
     outs, lses = [], []
     for b, length in enumerate(shape.cache_seqlens.tolist()):

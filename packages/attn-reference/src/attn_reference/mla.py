@@ -131,9 +131,9 @@ def _require_last_dim_contiguous(name: str, t: torch.Tensor) -> None:
         _fail(f"{name}: last dim must be contiguous (stride 1); got {describe(t)} with strides {t.stride()}")
 
 
-def _check_int_vector(name: str, t, length: int, q: torch.Tensor, meaning: str) -> None:
+def _check_vector(name: str, t, length: int, q: torch.Tensor, meaning: str, dtype=torch.int32) -> None:
     _require_shape(name, t, (length,), meaning)
-    _require_dtype(name, t, (torch.int32,))
+    _require_dtype(name, t, (dtype,))
     _require_device(name, t, q)
 
 
@@ -199,15 +199,14 @@ def check_mla_decode_args(
     if not isinstance(is_fp8_kvcache, bool):
         _fail(f"is_fp8_kvcache: expected a bool, got {is_fp8_kvcache!r}")
 
-    if not sparse:
-        return _check_dense_decode(
+    if sparse:
+        return _check_sparse_decode(
             q,
             k_cache,
-            block_table,
-            cache_seqlens,
             scale,
             causal,
             is_fp8_kvcache,
+            indices,
             attn_sink,
             extra_k_cache,
             extra_indices_in_kvcache,
@@ -215,48 +214,23 @@ def check_mla_decode_args(
             extra_topk_length,
             check_values,
         )
-    return _check_sparse_decode(
-        q,
-        k_cache,
-        scale,
-        causal,
-        is_fp8_kvcache,
-        indices,
-        attn_sink,
-        extra_k_cache,
-        extra_indices_in_kvcache,
-        topk_length,
-        extra_topk_length,
-        check_values,
-    )
-
-
-def _check_dense_decode(
-    q,
-    k_cache,
-    block_table,
-    cache_seqlens,
-    scale,
-    causal,
-    is_fp8_kvcache,
-    attn_sink,
-    extra_k_cache,
-    extra_indices,
-    topk_length,
-    extra_topk_length,
-    check_values,
-):
-    b, s_q, h_q, d = q.shape
     sparse_only = {
         "attn_sink": attn_sink,
         "extra_k_cache": extra_k_cache,
-        "extra_indices_in_kvcache": extra_indices,
+        "extra_indices_in_kvcache": extra_indices_in_kvcache,
         "topk_length": topk_length,
         "extra_topk_length": extra_topk_length,
     }
     for name, value in sparse_only.items():
         if value is not None:
             _fail(f"{name}: only allowed with sparse attention (indices given); dense decoding got {name}")
+    return _check_dense_decode(
+        q, k_cache, block_table, cache_seqlens, scale, causal, is_fp8_kvcache, check_values
+    )
+
+
+def _check_dense_decode(q, k_cache, block_table, cache_seqlens, scale, causal, is_fp8_kvcache, check_values):
+    b, s_q, h_q, d = q.shape
     if is_fp8_kvcache:
         _fail(
             "is_fp8_kvcache: FlashMLA reads the FP8 cache only in sparse mode (indices given); dense decoding "
@@ -288,7 +262,7 @@ def _check_dense_decode(
     if block_table.shape[0] != b:
         _fail(f"block_table: first dim must be q's batch {b}; got {describe(block_table)}")
     max_blocks = block_table.shape[1]
-    _check_int_vector("cache_seqlens", cache_seqlens, b, q, "(batch,)")
+    _check_vector("cache_seqlens", cache_seqlens, b, q, "(batch,)")
 
     if check_values:
         lens = cache_seqlens.cpu().long()
@@ -400,11 +374,9 @@ def _check_sparse_decode(
     num_blocks, page = _check_fp8_cache("k_cache", k_cache, q)
     topk = _check_indices("indices", indices, b, s_q, q)
     if topk_length is not None:
-        _check_int_vector("topk_length", topk_length, b, q, "(batch,)")
+        _check_vector("topk_length", topk_length, b, q, "(batch,)")
     if attn_sink is not None:
-        _require_shape("attn_sink", attn_sink, (h_q,), "(h_q,)")
-        _require_dtype("attn_sink", attn_sink, (torch.float32,))
-        _require_device("attn_sink", attn_sink, q)
+        _check_vector("attn_sink", attn_sink, h_q, q, "(h_q,)", torch.float32)
 
     extra_blocks = extra_page = extra_topk = None
     if extra_k_cache is None:
@@ -420,7 +392,7 @@ def _check_sparse_decode(
             _fail(f"extra_k_cache: dtype must equal k_cache's {k_cache.dtype}; got {describe(extra_k_cache)}")
         extra_topk = _check_indices("extra_indices_in_kvcache", extra_indices, b, s_q, q)
         if extra_topk_length is not None:
-            _check_int_vector("extra_topk_length", extra_topk_length, b, q, "(batch,)")
+            _check_vector("extra_topk_length", extra_topk_length, b, q, "(batch,)")
 
     if check_values:
         _check_index_values("indices", indices, topk_length, "topk_length", num_blocks * page)
@@ -494,11 +466,9 @@ def check_mla_sparse_prefill_args(
         _fail(f"indices: expected shape ({s_q}, {h_kv}, topk) with topk > 0; got {describe(indices)}")
     topk = indices.shape[2]
     if attn_sink is not None:
-        _require_shape("attn_sink", attn_sink, (h_q,), "(h_q,)")
-        _require_dtype("attn_sink", attn_sink, (torch.float32,))
-        _require_device("attn_sink", attn_sink, q)
+        _check_vector("attn_sink", attn_sink, h_q, q, "(h_q,)", torch.float32)
     if topk_length is not None:
-        _check_int_vector("topk_length", topk_length, s_q, q, "(s_q,)")
+        _check_vector("topk_length", topk_length, s_q, q, "(s_q,)")
         if check_values:
             lens = topk_length.cpu().long()
             bad = (lens < 0) | (lens > topk)

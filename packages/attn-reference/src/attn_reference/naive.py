@@ -10,7 +10,7 @@ import torch
 
 from ._layout import heads_first, lse_dtype
 from .masking import visible_mask
-from .validation import check_qkv, check_softcap, check_window, default_softmax_scale
+from .validation import check_options, check_qkv
 
 
 def scores(
@@ -53,9 +53,7 @@ def attention_naive(
     Differentiable through autograd.
     """
     shape = check_qkv(q, k, v, fn="attention_naive")
-    window = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    window, softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     dtype = accum_dtype or q.dtype
 
     # --8<-- [start:naive-core]

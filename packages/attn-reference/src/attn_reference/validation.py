@@ -171,6 +171,18 @@ def default_softmax_scale(softmax_scale, head_dim: int) -> float:
     return value
 
 
+def check_options(
+    softmax_scale, causal, window_size, softcap, head_dim: int
+) -> tuple[tuple[int, int], float, float]:
+    """:func:`check_window`, :func:`check_softcap` and :func:`default_softmax_scale`, in that order:
+    returns ``(window, softcap, softmax_scale)``."""
+    return (
+        check_window(window_size, causal),
+        check_softcap(softcap),
+        default_softmax_scale(softmax_scale, head_dim),
+    )
+
+
 def check_cu_seqlens(cu_seqlens, name: str, *, total: int, device: torch.device, fn: str) -> torch.Tensor:
     """Validate cumulative sequence lengths; return the per-sequence lengths (on the host, int64)."""
     if not isinstance(cu_seqlens, torch.Tensor):

@@ -80,6 +80,16 @@ class Case:
     softcap: float = 0.0
     softmax_scale: float | None = None
 
+    def kwargs(self, return_lse: bool) -> dict:
+        """This case's keyword arguments of every flash-attn entry point."""
+        return dict(
+            softmax_scale=self.softmax_scale,
+            causal=self.causal,
+            window_size=self.window,
+            softcap=self.softcap,
+            return_lse=return_lse,
+        )
+
     def needs(self) -> set[str]:
         needs = set()
         if self.causal:
@@ -209,33 +219,17 @@ class AttentionConformance:
 
     def _references(self, q, k, v, case: Case, backward_of=None):
         """(reference, same-precision reference) outputs and lses; with ``backward_of`` a dout, grads too."""
-        kw = dict(
-            softmax_scale=case.softmax_scale,
-            causal=case.causal,
-            window_size=case.window,
-            softcap=case.softcap,
-            return_lse=True,
-        )
         results = []
         for accum in (reference_dtype(q.device), None):
             dt = accum or q.dtype
             ins = [t.detach().to(dt).requires_grad_(backward_of is not None) for t in (q, k, v)]
-            out, lse = attention_naive(*ins, accum_dtype=accum, **kw)
+            out, lse = attention_naive(*ins, accum_dtype=accum, **case.kwargs(return_lse=True))
             grads = torch.autograd.grad(out, ins, backward_of.to(dt)) if backward_of is not None else None
             results.append((out, lse, grads))
         return results
 
     def _call(self, q, k, v, case: Case, return_lse: bool):
-        return self.backend.flash_attn_func(
-            q,
-            k,
-            v,
-            softmax_scale=case.softmax_scale,
-            causal=case.causal,
-            window_size=case.window,
-            softcap=case.softcap,
-            return_lse=return_lse,
-        )
+        return self.backend.flash_attn_func(q, k, v, **case.kwargs(return_lse))
 
     def _inputs(self, case: Case, dtype, head_dim=None, requires_grad=False, seed=0, nan_padding=0):
         p = self._profile()
@@ -388,20 +382,7 @@ class AttentionConformance:
         )
         fn = self.backend.flash_attn_varlen_func
         missing = self._undeclared(c.needs() | {"varlen"})
-        call = lambda lse: fn(
-            x.q,
-            x.k,
-            x.v,
-            x.cu_seqlens_q,
-            x.cu_seqlens_k,
-            x.max_seqlen_q,
-            x.max_seqlen_k,
-            softmax_scale=c.softmax_scale,
-            causal=c.causal,
-            window_size=c.window,
-            softcap=c.softcap,
-            return_lse=lse,
-        )
+        call = lambda lse: fn(*x.args(), **c.kwargs(lse))
         if fn is None:
             assert not self.features.varlen, "varlen declared but no flash_attn_varlen_func given"
             pytest.skip("no flash_attn_varlen_func")
@@ -474,11 +455,7 @@ class AttentionConformance:
             x.v_cache,
             cache_seqlens=x.cache_seqlens,
             block_table=x.block_table,
-            softmax_scale=c.softmax_scale,
-            causal=c.causal,
-            window_size=c.window,
-            softcap=c.softcap,
-            return_lse=lse,
+            **c.kwargs(lse),
         )
         if not declared or missing:
             self._refuses(lambda: call(False), f"{case} in {dtype} ({missing})")

@@ -101,6 +101,18 @@ class VarlenInputs:
     seqlens_q: list[int]
     seqlens_k: list[int]
 
+    def args(self) -> tuple:
+        """The positional arguments of ``flash_attn_varlen_func``, q through max_seqlen_k."""
+        return (
+            self.q,
+            self.k,
+            self.v,
+            self.cu_seqlens_q,
+            self.cu_seqlens_k,
+            self.max_seqlen_q,
+            self.max_seqlen_k,
+        )
+
 
 def varlen_inputs(
     seqlens_q: Sequence[int],

@@ -531,6 +531,11 @@ REFERENCE_MLA_BACKEND = MLABackend(
 )
 
 
+def _flags(*flags: tuple[str, bool]) -> str:
+    """The names of the flags that are on, joined: the tail of a case's id."""
+    return "".join(name for name, on in flags if on)
+
+
 @dataclasses.dataclass(frozen=True)
 class DenseCase:
     b: int
@@ -546,11 +551,7 @@ class DenseCase:
 
     @property
     def id(self) -> str:
-        flags = "".join(
-            f
-            for f, on in (("-causal", self.causal), ("-varlen", self.varlen), ("-zeros", self.zero_lengths))
-            if on
-        )
+        flags = _flags(("-causal", self.causal), ("-varlen", self.varlen), ("-zeros", self.zero_lengths))
         return (
             f"b{self.b}-sq{self.s_q}-sk{self.s_k}-hq{self.h_q}-hkv{self.h_kv}-d{self.head_dim}"
             f"-page{self.page}{flags}"
@@ -575,16 +576,12 @@ class SparseCase:
 
     @property
     def id(self) -> str:
-        flags = "".join(
-            f
-            for f, on in (
-                ("-topklen", self.topk_length),
-                ("-sink", self.attn_sink),
-                ("-extralen", self.extra_topk_length),
-                ("-zeros", self.zero_lengths),
-                ("-allinvalid", self.all_invalid_rows),
-            )
-            if on
+        flags = _flags(
+            ("-topklen", self.topk_length),
+            ("-sink", self.attn_sink),
+            ("-extralen", self.extra_topk_length),
+            ("-zeros", self.zero_lengths),
+            ("-allinvalid", self.all_invalid_rows),
         )
         extra = "" if self.extra is None else f"-extra{self.extra[0]}x{self.extra[1]}p{self.extra[2]}"
         return (
@@ -606,20 +603,21 @@ class PrefillCase:
 
     @property
     def id(self) -> str:
-        flags = "".join(
-            f
-            for f, on in (
-                ("-sink", self.attn_sink),
-                ("-topklen", self.topk_length),
-                ("-allinvalid", self.all_invalid_rows),
-            )
-            if on
+        flags = _flags(
+            ("-sink", self.attn_sink), ("-topklen", self.topk_length), ("-allinvalid", self.all_invalid_rows)
         )
         return f"sq{self.s_q}-skv{self.s_kv}-topk{self.topk}-hq{self.h_q}-d{self.head_dim}{flags}"
 
 
 #: Page sizes tried when a backend takes any: FlashMLA's 64, a small one, an odd one, one token.
 _ANY_PAGE_SIZES = (64, 16, 61, 1)
+
+
+_GENERATORS = {
+    DenseCase: mla_decode_inputs,
+    SparseCase: mla_sparse_decode_inputs,
+    PrefillCase: mla_sparse_inputs,
+}
 
 
 def _dense_grid(size: str) -> list[DenseCase]:
@@ -815,62 +813,19 @@ class MLAConformance:
             **kw,
         )
 
-    def _dense_inputs(self, case: DenseCase, dtype: torch.dtype, seed: int = 0) -> MLADecodeInputs:
-        return mla_decode_inputs(
-            case.b,
-            case.s_q,
-            case.h_q,
-            case.h_kv,
-            case.s_k,
-            head_dim=case.head_dim,
-            dtype=dtype,
-            device=self.device,
-            page_block_size=case.page,
-            varlen=case.varlen,
-            zero_lengths=case.zero_lengths,
-            causal=case.causal,
-            seed=seed,
-        )
-
-    def _sparse_inputs(self, case: SparseCase, seed: int = 0) -> MLADecodeInputs:
-        return mla_sparse_decode_inputs(
-            case.b,
-            case.s_q,
-            case.h_q,
-            case.s_k,
-            case.topk,
-            head_dim=case.head_dim,
-            device=self.device,
-            page_block_size=case.page,
-            zero_lengths=case.zero_lengths,
-            topk_length=case.topk_length,
-            attn_sink=case.attn_sink,
-            extra=case.extra,
-            extra_topk_length=case.extra_topk_length,
-            all_invalid_rows=case.all_invalid_rows,
-            seed=seed,
-        )
-
-    def _prefill_inputs(self, case: PrefillCase, seed: int = 0) -> MLASparsePrefillInputs:
-        return mla_sparse_inputs(
-            case.s_q,
-            case.s_kv,
-            case.topk,
-            case.h_q,
-            head_dim=case.head_dim,
-            device=self.device,
-            attn_sink=case.attn_sink,
-            topk_length=case.topk_length,
-            all_invalid_rows=case.all_invalid_rows,
-            seed=seed,
-        )
+    def _inputs(self, case: DenseCase | SparseCase | PrefillCase, seed: int = 0, **kw):
+        """The seeded inputs of ``case``: its fields are its generator's arguments (``page`` its page size)."""
+        args = {f.name: getattr(case, f.name) for f in dataclasses.fields(case)}
+        if "page" in args:
+            args["page_block_size"] = args.pop("page")
+        return _GENERATORS[type(case)](**args, device=self.device, seed=seed, **kw)
 
     def _smallest_dense(self, **overrides) -> tuple[MLADecodeInputs, DenseCase, torch.dtype]:
         feats = self.backend.features
         dtype = next((dt for dt in self.dtypes if dt in feats.dtypes), feats.dtypes[0])
         case = DenseCase(2, 2, 20, 4, 2, causal=True, head_dim=feats.head_dims[0], page=self._page_sizes()[0])
         case = dataclasses.replace(case, **overrides)
-        return self._dense_inputs(case, dtype), case, dtype
+        return self._inputs(case, dtype=dtype), case, dtype
 
     def _smallest_sparse_case(self, **overrides) -> SparseCase:
         feats = self.backend.features
@@ -890,7 +845,7 @@ class MLAConformance:
     def test_dense_decode_matches_reference(self, dense_case: DenseCase | None, dtype) -> None:
         if dense_case is None:
             pytest.skip(f"{self.backend.name} declares no dense decoding case for these dtypes/head dims")
-        inputs = self._dense_inputs(dense_case, dtype)
+        inputs = self._inputs(dense_case, dtype=dtype)
         out, lse = self._decode(inputs)
         ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
         _assert_no_nan(ref_out, ref_lse)
@@ -900,7 +855,7 @@ class MLAConformance:
     def test_sparse_decode_matches_reference(self, sparse_case: SparseCase | None) -> None:
         if sparse_case is None:
             pytest.skip(f"{self.backend.name} does not declare sparse decoding with the FP8 cache")
-        inputs = self._sparse_inputs(sparse_case)
+        inputs = self._inputs(sparse_case)
         out, lse = self._decode(inputs)
         ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
         _assert_no_nan(ref_out, ref_lse)
@@ -911,7 +866,7 @@ class MLAConformance:
     def test_sparse_prefill_matches_reference(self, prefill_case: PrefillCase | None) -> None:
         if prefill_case is None:
             pytest.skip(f"{self.backend.name} has no flash_mla_sparse_fwd")
-        inputs = self._prefill_inputs(prefill_case)
+        inputs = self._inputs(prefill_case)
         out, max_logits, lse = self.backend.flash_mla_sparse_fwd(**inputs.kwargs())
         ref_out, ref_max, ref_lse = mla.flash_mla_sparse_fwd(**inputs.kwargs())
         _assert_no_nan(ref_out, ref_max, ref_lse)
@@ -930,7 +885,7 @@ class MLAConformance:
             first.cache_seqlens, case.s_q * case.h_q // case.h_kv, case.h_kv, case.h_q, False, None
         )
         for seed in (1, 2):
-            layer = self._dense_inputs(case, dtype, seed=seed)  # same shapes and lengths, new values
+            layer = self._inputs(case, seed=seed, dtype=dtype)  # same shapes and lengths, new values
             lk = layer.kwargs()
             out, lse = self.backend.flash_mla_with_kvcache(
                 lk.pop("q"),
@@ -956,7 +911,7 @@ class MLAConformance:
         _, case, _ = self._smallest_dense()
         for dtype in missing:
             with pytest.raises(UnsupportedFeatureError):
-                self._decode(self._dense_inputs(case, dtype))
+                self._decode(self._inputs(case, dtype=dtype))
 
     def test_undeclared_head_dims_raise(self) -> None:
         feats = self.backend.features
@@ -981,7 +936,7 @@ class MLAConformance:
         feats = self.backend.features
         if feats.sparse and feats.fp8:
             pytest.skip("sparse decoding is declared")
-        inputs = self._sparse_inputs(self._smallest_sparse_case())
+        inputs = self._inputs(self._smallest_sparse_case())
         with pytest.raises(UnsupportedFeatureError):
             self._decode(inputs)
 
@@ -990,7 +945,7 @@ class MLAConformance:
         if not (feats.sparse and feats.fp8) or feats.sparse_num_heads is None:
             pytest.skip("sparse decoding takes any number of heads (or is not declared)")
         h_q = next(h for h in (1, 3, 16, 32, 256) if h not in feats.sparse_num_heads)
-        inputs = self._sparse_inputs(self._smallest_sparse_case(h_q=h_q))
+        inputs = self._inputs(self._smallest_sparse_case(h_q=h_q))
         with pytest.raises(UnsupportedFeatureError):
             self._decode(inputs)
 
@@ -998,7 +953,7 @@ class MLAConformance:
         feats = self.backend.features
         if not (feats.sparse and feats.fp8) or feats.attn_sink:
             pytest.skip("attn_sink is declared (or sparse decoding is not)")
-        inputs = self._sparse_inputs(self._smallest_sparse_case(attn_sink=True))
+        inputs = self._inputs(self._smallest_sparse_case(attn_sink=True))
         with pytest.raises(UnsupportedFeatureError):
             self._decode(inputs)
 
@@ -1007,7 +962,7 @@ class MLAConformance:
         if not (feats.sparse and feats.fp8) or feats.extra_cache:
             pytest.skip("the extra cache is declared (or sparse decoding is not)")
         topk = _round_up(8, feats.topk_multiple)
-        inputs = self._sparse_inputs(self._smallest_sparse_case(extra=(20, topk, self._page_sizes()[0])))
+        inputs = self._inputs(self._smallest_sparse_case(extra=(20, topk, self._page_sizes()[0])))
         with pytest.raises(UnsupportedFeatureError):
             self._decode(inputs)
 
@@ -1025,7 +980,7 @@ class MLAConformance:
         feats = self.backend.features
         if not (feats.sparse and feats.fp8):
             pytest.skip("sparse decoding is not declared")
-        inputs = self._sparse_inputs(self._smallest_sparse_case())
+        inputs = self._inputs(self._smallest_sparse_case())
         kw = _BAD_SPARSE_ARGS[bad_sparse_arg](inputs.kwargs())
         with pytest.raises(AttentionArgumentError):
             self.backend.flash_mla_with_kvcache(**kw)
@@ -1037,7 +992,7 @@ class MLAConformance:
         case = PrefillCase(
             3, 20, _round_up(8, feats.topk_multiple), self._sparse_num_heads(4), head_dim=feats.head_dims[0]
         )
-        kw = _BAD_PREFILL_ARGS[bad_prefill_arg](self._prefill_inputs(case).kwargs())
+        kw = _BAD_PREFILL_ARGS[bad_prefill_arg](self._inputs(case).kwargs())
         with pytest.raises(AttentionArgumentError):
             self.backend.flash_mla_sparse_fwd(**kw)
 
