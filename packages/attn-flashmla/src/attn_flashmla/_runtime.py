@@ -19,6 +19,8 @@ import os
 import torch
 
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
+from attn_reference.triton_compat import interpreting as _interpreting
+from attn_reference.triton_compat import patch_interpreter_for_numpy2
 
 #: SM count assumed under the interpreter: small, so that tiny CPU tests still split sequences.
 INTERPRETER_NUM_SMS = 4
@@ -26,32 +28,10 @@ INTERPRETER_NUM_SMS = 4
 
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    on = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    on = _interpreting()
     if on and not torch.compiler.is_compiling():  # the patch is applied by the eager call before
-        _patch_interpreter_for_numpy2()
+        patch_interpreter_for_numpy2()
     return on
-
-
-@functools.cache
-def _patch_interpreter_for_numpy2() -> None:
-    # Triton 3.6's interpreter turns a 1-element array (what program_id() and scalar loads yield) into an
-    # index with int(array), which numpy >= 2.4 refuses for arrays of shape (1,). Loops whose bounds come
-    # from a loaded value (our per-part work lists) then fail. Upstream fixed it after 3.6 by reducing the
-    # array to a scalar first; do the same, and only under the interpreter.
-    try:
-        from triton.runtime import interpreter
-    except ImportError:  # pragma: no cover
-        return
-    original = getattr(interpreter, "_patch_lang_tensor", None)
-    if original is None or getattr(original, "_attn_flashmla_patched", False):
-        return
-
-    def patched(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-    patched._attn_flashmla_patched = True
-    interpreter._patch_lang_tensor = patched
 
 
 def check_device(fn: str, t: torch.Tensor) -> None:

@@ -19,6 +19,7 @@ import os
 import torch
 
 from attn_reference.errors import AttentionArgumentError
+from attn_reference.triton_compat import interpreting, patch_interpreter_for_numpy2
 
 
 def tuning_budget(configs: list) -> list:
@@ -133,33 +134,6 @@ def robust_bench(kernel_call, quantiles):
         return [float("inf")] * len(quantiles)
 
 
-def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-@functools.cache
-def _patch_interpreter_for_numpy2() -> None:
-    # Triton 3.6's interpreter turns a scalar tensor into a Python int with int(array), which numpy >= 2.4
-    # refuses for the shape-(1,) arrays that program_id() yields, so any loop bounded by a value derived
-    # from program_id() fails (triton-lang/triton#9171, fixed upstream by #9172 after 3.6). Apply the same
-    # one-line fix: reduce the array to a scalar first. Only ever runs under TRITON_INTERPRET=1.
-    try:
-        from triton.runtime import interpreter
-    except ImportError:  # pragma: no cover
-        return
-    original = getattr(interpreter, "_patch_lang_tensor", None)
-    if original is None or getattr(original, "_attn_triton_patched", False):
-        return
-
-    def patched(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-    patched._attn_triton_patched = True
-    interpreter._patch_lang_tensor = patched
-
-
 def check_device(fn: str, *tensors: torch.Tensor) -> None:
     """Kernels run on CUDA tensors, or on CPU tensors only under the interpreter."""
     dev = tensors[0].device
@@ -224,4 +198,4 @@ def sm_count(device: torch.device) -> int:
 
 # Under TRITON_INTERPRET=1, patch the interpreter before any kernel of this package runs.
 if interpreting():
-    _patch_interpreter_for_numpy2()
+    patch_interpreter_for_numpy2()
