@@ -41,24 +41,26 @@ class TestTritonConformanceInterpreter(AttentionConformance):
     size = "tiny"
 
 
-@pytest.mark.sm90
-@pytest.mark.skipif(interpreting(), reason="GPU tier: run without TRITON_INTERPRET")
-class TestTritonConformanceSm90(AttentionConformance):
+gpu_tier = pytest.mark.skipif(interpreting(), reason="GPU tier: run without TRITON_INTERPRET")
+
+
+class _GpuConformance(AttentionConformance):
     backend = BACKEND
     device = "cuda"
     dtypes = (torch.float16, torch.bfloat16)
     size = "full"
+
+
+@pytest.mark.sm90
+@gpu_tier
+class TestTritonConformanceSm90(_GpuConformance):
+    pass
 
 
 @pytest.mark.sm80
-@pytest.mark.skipif(interpreting(), reason="GPU tier: run without TRITON_INTERPRET")
-class TestTritonConformanceSm80(AttentionConformance):
+@gpu_tier
+class TestTritonConformanceSm80(_GpuConformance):
     """The pointer (non-TMA) path, forced on any sm80+ GPU including Hopper."""
-
-    backend = BACKEND
-    device = "cuda"
-    dtypes = (torch.float16, torch.bfloat16)
-    size = "full"
 
     @pytest.fixture(autouse=True)
     def _force_sm80(self, monkeypatch):

@@ -10,6 +10,7 @@ import torch
 import attn_triton
 from attn_reference import attention_naive
 from attn_reference.errors import AttentionArgumentError
+from attn_reference.interface import gather_kvcache
 from attn_triton import _runtime
 from attn_triton._runtime import interpreting
 from attn_triton.flash_bwd import flash_bwd, separate_dq
@@ -97,56 +98,23 @@ def test_separate_dq_choice():
     assert separate_dq("sm80", 256, "separate") and not separate_dq("sm90", 32, "atomic")
 
 
-@interp
-@pytest.mark.parametrize(("page", "block_n", "num_splits", "d"), [(16, 16, 1, 32), (32, 16, 3, 24)])
-def test_paged_decode_page_tiles(page, block_n, num_splits, d):
-    """Key tiles inside a page (one block-table read per tile), with a poisoned spare page."""
+def _paged_decode(seed, page, d, num_splits, *, poison_spare, config=None):
+    """Causal decoding of two query tokens per sequence (one sequence empty) from K/V pools in shuffled
+    pages, plus one spare page. ``poison_spare``: the spare is NaN and the block table's unused entries
+    point at it, so a read past a sequence's pages shows; otherwise they point at page 0.
+
+    Returns flash_decode's ``out`` and ``lse``, and ``attention_naive``'s (out, lse) of each sequence.
+    """
     b, hq, hk = 3, 4, 2
     lens = [100, 0, 37]
-    g = torch.Generator().manual_seed(5)
+    g = torch.Generator().manual_seed(seed)
     pages = [-(-n // page) for n in lens]
     k_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
     v_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
-    k_cache[-1] = float("nan")
-    v_cache[-1] = float("nan")
-    table = torch.full((b, max(pages)), sum(pages), dtype=torch.int32)
-    perm = torch.randperm(sum(pages), generator=g)
-    used = 0
-    for i, n in enumerate(pages):
-        table[i, :n] = perm[used : used + n].to(torch.int32)
-        used += n
-    q = torch.randn(b, 2, hq, d, generator=g)
-    out, _ = flash_decode(
-        q,
-        k_cache,
-        v_cache,
-        torch.tensor(lens, dtype=torch.int32),
-        table,
-        softmax_scale=0.3,
-        left=-1,
-        right=0,
-        softcap=0.0,
-        max_cache_len=max(lens),
-        num_splits=num_splits,
-        config={"BLOCK_N": block_n},
-    )
-    for i, n in enumerate(lens):
-        kk = k_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
-        vv = v_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
-        ref = attention_naive(q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True)
-        torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
-
-
-@interp
-@pytest.mark.parametrize("num_splits", [1, 3])
-def test_split_kv_decode(num_splits):
-    b, hq, hk, d, page = 3, 4, 2, 32, 16
-    lens = [100, 0, 37]
-    g = torch.Generator().manual_seed(1)
-    pages = [-(-n // page) for n in lens]
-    k_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
-    v_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
-    table = torch.zeros(b, max(pages), dtype=torch.int32)
+    if poison_spare:
+        k_cache[-1] = float("nan")
+        v_cache[-1] = float("nan")
+    table = torch.full((b, max(pages)), sum(pages) if poison_spare else 0, dtype=torch.int32)
     perm = torch.randperm(sum(pages), generator=g)
     used = 0
     for i, n in enumerate(pages):
@@ -165,11 +133,29 @@ def test_split_kv_decode(num_splits):
         softcap=0.0,
         max_cache_len=max(lens),
         num_splits=num_splits,
+        config=config,
     )
+    refs = []
     for i, n in enumerate(lens):
-        kk = k_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
-        vv = v_cache[table[i, : pages[i]].long()].reshape(-1, hk, d)[:n][None]
-        ref, ref_lse = attention_naive(q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True, return_lse=True)
+        kk, vv = (gather_kvcache(cache, table, i, n)[None] for cache in (k_cache, v_cache))
+        refs.append(attention_naive(q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True, return_lse=True))
+    return out, lse, refs
+
+
+@interp
+@pytest.mark.parametrize(("page", "block_n", "num_splits", "d"), [(16, 16, 1, 32), (32, 16, 3, 24)])
+def test_paged_decode_page_tiles(page, block_n, num_splits, d):
+    """Key tiles inside a page (one block-table read per tile), with a poisoned spare page."""
+    out, _, refs = _paged_decode(5, page, d, num_splits, poison_spare=True, config={"BLOCK_N": block_n})
+    for i, (ref, _) in enumerate(refs):
+        torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
+
+
+@interp
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_split_kv_decode(num_splits):
+    out, lse, refs = _paged_decode(1, 16, 32, num_splits, poison_spare=False)
+    for i, (ref, ref_lse) in enumerate(refs):
         torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(lse[i : i + 1], ref_lse, atol=1e-4, rtol=1e-4)
 

@@ -24,11 +24,9 @@ import torch
 from attn_reference import capability
 from attn_reference.errors import UnsupportedFeatureError
 from attn_reference.validation import (
+    check_options,
     check_qkv,
-    check_softcap,
     check_varlen_qkv,
-    check_window,
-    default_softmax_scale,
 )
 
 DTYPES = (torch.float16, torch.bfloat16)
@@ -446,9 +444,7 @@ def flash_attn_func(
 ):
     """flash-attn's ``flash_attn_func``: q (b, s_q, h, d), k/v (b, s_k, h_k, d) -> out (and lse (b, h, s_q))."""
     shape = check_qkv(q, k, v, dtypes=DTYPES, head_dims=HEAD_DIMS, head_dim_v_must_match=True)
-    left, right = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     _check_cuda(q, "flash_attn_func")
     # A right window of 0 is causal; keep the flag so the kernel's schedule knows.
     is_causal = causal or (right == 0 and left < 0)
@@ -486,9 +482,7 @@ def flash_attn_varlen_func(
         head_dims=HEAD_DIMS,
         head_dim_v_must_match=True,
     )
-    left, right = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
+    (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     _check_cuda(q, "flash_attn_varlen_func")
     is_causal = causal or (right == 0 and left < 0)
     out, lse = _FlashAttnFunc.apply(

@@ -115,7 +115,8 @@ def _dense_decode_op(
 
 
 @_dense_decode_op.register_fake
-def _(q, k_cache, block_table, cache_seqlens, parts, split_offsets, softmax_scale, causal, path, *config):
+def _decode_fake(q, *args):
+    # Dense and sparse decoding return the same shapes: out (b, s_q, h_q, 512), lse (b, h_q, s_q).
     b, s_q, h_q, _ = q.shape
     return q.new_empty(b, s_q, h_q, 512), q.new_empty(b, h_q, s_q, dtype=torch.float32)
 
@@ -140,10 +141,7 @@ def _sparse_decode_op(
     )  # fmt: skip
 
 
-@_sparse_decode_op.register_fake
-def _(q, k_cache, indices, topk_length, attn_sink, extra_k_cache, extra_indices, extra_topk_length, scale):
-    b, s_q, h_q, _ = q.shape
-    return q.new_empty(b, s_q, h_q, 512), q.new_empty(b, h_q, s_q, dtype=torch.float32)
+_sparse_decode_op.register_fake(_decode_fake)
 
 
 @torch.library.custom_op("attn_flashmla::sparse_prefill", mutates_args=())

@@ -3,7 +3,7 @@
 Each kernel entry point is a ``torch.library.custom_op`` with a fake (meta) implementation, so that
 ``torch.compile(fullgraph=True)`` can trace through calls without running Triton, and the backward is
 attached with ``register_autograd`` (the op-level equivalent of an ``autograd.Function``: the forward op
-saves q, k, v, out and lse; the backward op recomputes probabilities from lse).
+saves q, k, v, out and lse, and varlen's cu_seqlens; the backward op recomputes probabilities from lse).
 
 No Python-level state decides the path: :func:`attn_triton._runtime.path_for` looks at the device when a
 kernel launches (Hopper: tensor descriptors; sm80+: pointers; CPU under ``TRITON_INTERPRET=1``: the
@@ -15,11 +15,9 @@ import torch
 from attn_reference.errors import UnsupportedFeatureError
 from attn_reference.validation import (
     check_kvcache,
+    check_options,
     check_qkv,
-    check_softcap,
     check_varlen_qkv,
-    check_window,
-    default_softmax_scale,
 )
 from attn_triton._runtime import check_device
 from attn_triton.flash_bwd import flash_bwd
@@ -31,85 +29,16 @@ HEAD_DIMS = (32, 64, 96, 128, 192, 256)
 PAGE_SIZE_MULTIPLE = 16
 
 
-# --- dense ------------------------------------------------------------------------------------------------
+# --- dense and varlen -------------------------------------------------------------------------------------
+# One op pair serves both layouts, as flash_fwd/flash_bwd do: cu_seqlens None is the dense
+# (batch, seqlen, heads, d) layout, where the max_seqlen arguments are unused.
 @torch.library.custom_op("attn_triton::fwd", mutates_args=())
 def _fwd(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    softmax_scale: float,
-    left: int,
-    right: int,
-    softcap: float,
-    deterministic: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return flash_fwd(q, k, v, softmax_scale=softmax_scale, left=left, right=right, softcap=softcap)
-
-
-@_fwd.register_fake
-def _(q, k, v, softmax_scale, left, right, softcap, deterministic):
-    b, sq, h, _ = q.shape
-    return torch.empty_like(q), q.new_empty((b, h, sq), dtype=torch.float32)
-
-
-@torch.library.custom_op("attn_triton::bwd", mutates_args=())
-def _bwd(
-    dout: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    softmax_scale: float,
-    left: int,
-    right: int,
-    softcap: float,
-    deterministic: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return flash_bwd(
-        dout,
-        q,
-        k,
-        v,
-        out,
-        lse,
-        softmax_scale=softmax_scale,
-        left=left,
-        right=right,
-        softcap=softcap,
-        deterministic=deterministic,
-    )
-
-
-@_bwd.register_fake
-def _(dout, q, k, v, out, lse, softmax_scale, left, right, softcap, deterministic):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-
-
-def _fwd_setup(ctx, inputs, output):
-    q, k, v, softmax_scale, left, right, softcap, deterministic = inputs
-    out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
-    ctx.args = (softmax_scale, left, right, softcap, deterministic)
-
-
-def _fwd_backward(ctx, dout, dlse):
-    q, k, v, out, lse = ctx.saved_tensors
-    dq, dk, dv = _bwd(dout, q, k, v, out, lse, *ctx.args)
-    return dq, dk, dv, None, None, None, None, None
-
-
-torch.library.register_autograd("attn_triton::fwd", _fwd_backward, setup_context=_fwd_setup)
-
-
-# --- varlen -----------------------------------------------------------------------------------------------
-@torch.library.custom_op("attn_triton::varlen_fwd", mutates_args=())
-def _varlen_fwd(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens_q: torch.Tensor,
-    cu_seqlens_k: torch.Tensor,
+    cu_seqlens_q: torch.Tensor | None,
+    cu_seqlens_k: torch.Tensor | None,
     max_seqlen_q: int,
     max_seqlen_k: int,
     softmax_scale: float,
@@ -133,34 +62,24 @@ def _varlen_fwd(
     )
 
 
-@_varlen_fwd.register_fake
-def _(
-    q,
-    k,
-    v,
-    cu_seqlens_q,
-    cu_seqlens_k,
-    max_seqlen_q,
-    max_seqlen_k,
-    softmax_scale,
-    left,
-    right,
-    softcap,
-    deterministic,
-):
+@_fwd.register_fake
+def _(q, k, v, cu_seqlens_q, *args):
+    if cu_seqlens_q is None:
+        b, sq, h, _ = q.shape
+        return torch.empty_like(q), q.new_empty((b, h, sq), dtype=torch.float32)
     return torch.empty_like(q), q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
 
 
-@torch.library.custom_op("attn_triton::varlen_bwd", mutates_args=())
-def _varlen_bwd(
+@torch.library.custom_op("attn_triton::bwd", mutates_args=())
+def _bwd(
     dout: torch.Tensor,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     out: torch.Tensor,
     lse: torch.Tensor,
-    cu_seqlens_q: torch.Tensor,
-    cu_seqlens_k: torch.Tensor,
+    cu_seqlens_q: torch.Tensor | None,
+    cu_seqlens_k: torch.Tensor | None,
     max_seqlen_q: int,
     max_seqlen_k: int,
     softmax_scale: float,
@@ -188,41 +107,25 @@ def _varlen_bwd(
     )
 
 
-@_varlen_bwd.register_fake
-def _(
-    dout,
-    q,
-    k,
-    v,
-    out,
-    lse,
-    cu_seqlens_q,
-    cu_seqlens_k,
-    max_seqlen_q,
-    max_seqlen_k,
-    softmax_scale,
-    left,
-    right,
-    softcap,
-    deterministic,
-):
+@_bwd.register_fake
+def _(dout, q, k, v, *args):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
-def _varlen_setup(ctx, inputs, output):
-    q, k, v, cu_q, cu_k, max_q, max_k, softmax_scale, left, right, softcap, deterministic = inputs
+def _fwd_setup(ctx, inputs, output):
+    q, k, v, cu_q, cu_k, *args = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k)
-    ctx.args = (max_q, max_k, softmax_scale, left, right, softcap, deterministic)
+    ctx.args = args
 
 
-def _varlen_backward(ctx, dout, dlse):
+def _fwd_backward(ctx, dout, dlse):
     q, k, v, out, lse, cu_q, cu_k = ctx.saved_tensors
-    dq, dk, dv = _varlen_bwd(dout, q, k, v, out, lse, cu_q, cu_k, *ctx.args)
+    dq, dk, dv = _bwd(dout, q, k, v, out, lse, cu_q, cu_k, *ctx.args)
     return dq, dk, dv, *([None] * 9)
 
 
-torch.library.register_autograd("attn_triton::varlen_fwd", _varlen_backward, setup_context=_varlen_setup)
+torch.library.register_autograd("attn_triton::fwd", _fwd_backward, setup_context=_fwd_setup)
 
 
 # --- kvcache ----------------------------------------------------------------------------------------------
@@ -256,19 +159,7 @@ def _kvcache_fwd(
 
 
 @_kvcache_fwd.register_fake
-def _(
-    q,
-    k_cache,
-    v_cache,
-    cache_seqlens,
-    block_table,
-    softmax_scale,
-    left,
-    right,
-    softcap,
-    max_cache_len,
-    num_splits,
-):
+def _(q, *args):
     b, sq, h, _ = q.shape
     return torch.empty_like(q), q.new_empty((b, h, sq), dtype=torch.float32)
 
@@ -296,10 +187,8 @@ def flash_attn_func(
     fn = "flash_attn_func"
     shape = check_qkv(q, k, v, fn=fn, dtypes=DTYPES, head_dims=HEAD_DIMS, head_dim_v_must_match=True)
     check_device(fn, q, k, v)
-    left, right = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
-    out, lse = _fwd(q, k, v, scale, left, right, softcap, bool(deterministic))
+    (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
+    out, lse = _fwd(q, k, v, None, None, 0, 0, scale, left, right, softcap, bool(deterministic))
     return (out, lse) if return_lse else out
 
 
@@ -337,10 +226,8 @@ def flash_attn_varlen_func(
         head_dim_v_must_match=True,
     )
     check_device(fn, q, k, v, cu_seqlens_q, cu_seqlens_k)
-    left, right = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, shape.head_dim)
-    out, lse = _varlen_fwd(
+    (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
+    out, lse = _fwd(
         q,
         k,
         v,
@@ -393,9 +280,9 @@ def flash_attn_with_kvcache(
     check_device(fn, q, k_cache, v_cache)
     if not isinstance(num_splits, int) or num_splits < 0:
         raise UnsupportedFeatureError(f"{fn}: num_splits must be an int >= 0, got {num_splits!r}")
-    left, right = check_window(window_size, causal)
-    softcap = check_softcap(softcap)
-    scale = default_softmax_scale(softmax_scale, kv.attn.head_dim)
+    (left, right), softcap, scale = check_options(
+        softmax_scale, causal, window_size, softcap, kv.attn.head_dim
+    )
     if not isinstance(cache_seqlens, torch.Tensor):
         cache_seqlens = kv.cache_seqlens.to(device=q.device, dtype=torch.int32)
     max_len = int(kv.cache_seqlens.max()) if kv.cache_seqlens.numel() else 0
