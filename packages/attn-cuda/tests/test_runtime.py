@@ -194,3 +194,28 @@ def test_host_tools_are_found_or_reported():
     if tool is None:
         pytest.skip("no nvdisasm here (CUDA_HOME, PATH, cuda.pathfinder, triton)")
     assert os.access(tool, os.X_OK)
+
+
+def test_package_modules_are_read_hashed_and_compiled_once_per_process(monkeypatch):
+    """A launch must not redo host work per call (re-reading and re-hashing sources cost ~0.1 ms)."""
+    calls = {"source": 0, "compile": 0}
+    source, compile_source = rt.kernel_source, rt.compile_source
+
+    def counting_source(name):
+        calls["source"] += 1
+        return source(name)
+
+    def counting_compile(*a, **kw):
+        calls["compile"] += 1
+        return compile_source(*a, **kw)
+
+    monkeypatch.setattr(rt, "kernel_source", counting_source)
+    monkeypatch.setattr(rt, "compile_source", counting_compile)
+    first = rt.package_module("vector_add.cu", ("vector_add<float>",), "sm_80")
+    for _ in range(3):
+        assert rt.package_module("vector_add.cu", ("vector_add<float>",), "sm_80") is first
+    assert calls == {"source": 1, "compile": 1}
+    assert rt.package_module("vector_add.cu", ("vector_add<float>",), "sm_90a") is not first
+    rt.clear_memory_cache()
+    rt.package_module("vector_add.cu", ("vector_add<float>",), "sm_80")
+    assert calls == {"source": 3, "compile": 3}

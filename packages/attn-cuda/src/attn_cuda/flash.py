@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from .runtime import compile_source, device_arch, f32, i32, i64, kernel_source, launch
+from .runtime import f32, i32, i64, launch, package_module
 
 LOG2E = 1.4426950408889634
 
@@ -163,9 +163,7 @@ def all_instantiations() -> dict[str, list[str]]:
 
 def module_for(filename: str, name: str, arch: str | None = None):
     """The compiled module holding one instantiation (compiled once, then cached in memory and on disk)."""
-    return compile_source(
-        kernel_source(filename), name=filename, arch=arch or device_arch(), name_expressions=(name,)
-    )
+    return package_module(filename, (name,), arch)
 
 
 def _aligned(t: torch.Tensor) -> torch.Tensor:

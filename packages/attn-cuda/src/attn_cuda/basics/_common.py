@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ..runtime import compile_source, device_arch, kernel_source
+from ..runtime import package_module
 
 CTYPES = {torch.float16: "__half", torch.bfloat16: "__nv_bfloat16", torch.float32: "float"}
 
 
 def module(filename: str, *names: str, arch: str | None = None):
-    return compile_source(
-        kernel_source(filename), name=filename, arch=arch or device_arch(), name_expressions=names
-    )
+    return package_module(filename, names, arch)
 
 
 def check_cuda(fn: str, **tensors: torch.Tensor) -> None:
