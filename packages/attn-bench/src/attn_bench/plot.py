@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on the GPU machine or in CI
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
 #: Suites plotted in GB/s rather than TFLOP/s (memory-bound by design).
 MEMORY_BOUND = {"decode-kvcache"}
@@ -125,14 +127,17 @@ def roofline(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         return []
     peak = doc["ceilings"]["matmul_tflops"]
     bw = doc["ceilings"]["copy_gbps"] / 1e3  # TB/s, so intensity (FLOP/byte) * bw is TFLOP/s
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig.subplots_adjust(right=0.88)
     xs = [r["flops"] / r["bytes"] for r in rows]
     lo, hi = min(xs) / 2, max(xs) * 2
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    ax.plot(grid, [min(peak, x * bw) for x in grid], color="black", linewidth=1.2, label="measured roofline")
+    ax.plot(grid, [min(peak, x * bw) for x in grid], color="black", linewidth=1.2)
     # Marker by suite, colour by implementation: where each implementation sits against the roofline.
+    # Two legends (colours, markers) outside the axes: one entry per (implementation, suite) would be ~40.
     suites = sorted({r["suite"] for r in rows})
-    markers = "os^vD<>p*"
+    impls = sorted({r["impl"] for r in rows})
+    markers = dict(zip(suites, itertools.cycle("os^vD<>p*"), strict=False))
     colors = _colors(doc)
     groups = defaultdict(list)
     for r in rows:
@@ -143,9 +148,8 @@ def roofline(doc: dict[str, Any], out_dir: Path) -> list[Path]:
             [r["tflops"] for r in rs],
             s=18,
             alpha=0.8,
-            marker=markers[suites.index(suite) % len(markers)],
+            marker=markers[suite],
             color=colors[impl],
-            label=f"{impl} ({suite})",
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -153,7 +157,16 @@ def roofline(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_ylabel("TFLOP/s")
     ax.set_title(f"Roofline: {peak:.0f} TFLOP/s, {bw * 1e3:.0f} GB/s ({_subtitle(doc)})", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    by_impl = [Line2D([], [], marker="o", linestyle="", color=colors[i], label=i) for i in impls]
+    by_impl.append(Line2D([], [], color="black", label="measured roofline"))
+    by_suite = [Line2D([], [], marker=markers[s], linestyle="", color="grey", label=s) for s in suites]
+    # A figure legend: tight bounding boxes include it (an extra axes legend outside the axes is cut off).
+    fig.legend(
+        handles=by_impl, fontsize=7, title="implementation", loc="center left", bbox_to_anchor=(0.9, 0.5)
+    )
+    ax.legend(
+        handles=by_suite, fontsize=7, title="suite", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4
+    )
     return _save(fig, out_dir, "roofline")
 
 
