@@ -8,7 +8,7 @@ import cutlass.cute as cute
 from cutlass.cute.nvgpu import cpasync
 from cutlass.memory import SmemAllocator
 
-from .copy_tiling import THREADS, TILE, tiled_copy
+from .copy_tiling import THREADS, TILE, tile_grid, tiled_copy
 
 
 class CpAsyncCopy:
@@ -35,7 +35,7 @@ class CpAsyncCopy:
             s: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(s_layout)], 128]
 
         self.shared_storage = SharedStorage
-        grid = (cute.size(mX, mode=[0]) // self.tile[0], cute.size(mX, mode=[1]) // self.tile[1], 1)
+        grid = tile_grid(mX, self.tile)
         self.kernel(mX, mY, g2s, s2g, s_layout).launch(grid=grid, block=(self.threads, 1, 1), stream=stream)
 
     @cute.kernel

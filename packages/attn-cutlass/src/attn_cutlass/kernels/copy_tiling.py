@@ -21,3 +21,8 @@ def tiled_copy(op, dtype, bits: int, tile=TILE, threads: int = THREADS, thread_m
     return cute.make_tiled_copy_tv(
         atom, cute.make_layout((rows, per_row), stride=stride), cute.make_layout((1, vals))
     )
+
+
+def tile_grid(mX: cute.Tensor, tile=TILE) -> tuple:
+    """One CTA per tile of an (M, N) tensor whose sizes are multiples of the tile."""
+    return (cute.size(mX, mode=[0]) // tile[0], cute.size(mX, mode=[1]) // tile[1], 1)

@@ -9,7 +9,7 @@ import cutlass.cute as cute
 from cutlass.cute.nvgpu import cpasync
 from cutlass.memory import SmemAllocator
 
-from .copy_tiling import TILE
+from .copy_tiling import TILE, tile_grid
 
 
 class TmaCopy:
@@ -34,7 +34,7 @@ class TmaCopy:
             s: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(s_layout)], 128]
 
         self.shared_storage = SharedStorage
-        grid = (cute.size(mX, mode=[0]) // self.tile[0], cute.size(mX, mode=[1]) // self.tile[1], 1)
+        grid = tile_grid(mX, self.tile)
         self.kernel(load, tma_x, store, tma_y, s_layout).launch(
             grid=grid, block=(self.threads, 1, 1), stream=stream
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cuda.bindings.driver as cuda
 import cutlass.cute as cute
 
-from .copy_tiling import THREADS, TILE, tiled_copy
+from .copy_tiling import THREADS, TILE, tile_grid, tiled_copy
 
 
 class VectorizedCopy:
@@ -18,7 +18,7 @@ class VectorizedCopy:
     @cute.jit
     def __call__(self, mX: cute.Tensor, mY: cute.Tensor, stream: cuda.CUstream):
         tiled = tiled_copy(cute.nvgpu.CopyUniversalOp(), self.dtype, 128, self.tile, self.threads)
-        grid = (cute.size(mX, mode=[0]) // self.tile[0], cute.size(mX, mode=[1]) // self.tile[1], 1)
+        grid = tile_grid(mX, self.tile)
         self.kernel(mX, mY, tiled).launch(grid=grid, block=(self.threads, 1, 1), stream=stream)
 
     @cute.kernel
