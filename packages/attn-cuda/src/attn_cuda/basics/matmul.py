@@ -17,8 +17,8 @@ MMA_SMEM = MMA_STAGES * (MMA_BM * MMA_BK + MMA_BK * MMA_BN) * 2
 #: (L2 reuse of the A and B panels); "plain" is the first version
 #: (row-major block order, no occupancy hint), kept selectable to compare and to fall back.
 MMA_ORDERS = {"grouped": (8, 1), "plain": (1, 1)}
-#: "plain" is the order checked on the H200; "grouped" is opt-in until it has run there.
-MMA_DEFAULT_ORDER = "plain"
+#: Both passed the sm90 tier on the H200; "grouped" measured faster there (8192^3 fp16: 310 vs 288 TFLOP/s).
+MMA_DEFAULT_ORDER = "grouped"
 
 
 def kernel_name(variant: str, dtype: torch.dtype, order: str = MMA_DEFAULT_ORDER) -> str:
