@@ -76,9 +76,9 @@ def test_tma_path_backward_under_interpreter(profile):
 
 
 @interp
-@pytest.mark.parametrize("name", ["v1", "v1b", "v2"])
+@pytest.mark.parametrize("name", ["v1", "v1b", "v1c", "v2"])
 def test_profile_forward_backward(profile, name):
-    """Every performance profile (v1b the default, v2 the newer choices) computes the right thing."""
+    """Every performance profile (v1c the default, v2 the newer choices) computes the right thing."""
     profile(name)
     q, k, v = _qkv(1, 21, 21, 2, 1, 32, seed=4)
     q.requires_grad_()

@@ -44,12 +44,12 @@ class Knobs:
     """Performance choices that the GPU benchmark compares side by side (``tools/h200_check.py``).
 
     Every field is a speed choice only: both settings compute the same result. ``PROFILES["v1"]`` is the
-    first GPU run's code: the sm90 conformance suite passed with it on the H200. The default, ``"v1b"``,
-    is v1 with ``bwd_dq="auto"``: the attn-bench run of 2026-11-22 on the H200 measured the separate dQ
-    kernel (the deterministic path, in the same suite) faster than atomics at head dims 64 and 256. ``"v2"``
-    holds the newer choices; it becomes the default once it has passed the same suite there (its first
-    timing run showed +9% forward at head dim 64, no gain at 128, and a backward that failed to launch,
-    since fixed). ``ATTN_TRITON_PROFILE`` picks the profile at import, :func:`set_profile` at run time.
+    first GPU run's code: the sm90 conformance suite passed with it on the H200. ``"v1b"`` is v1 with
+    ``bwd_dq="auto"``: the attn-bench run of 2026-11-22 on the H200 measured the separate dQ kernel (the
+    deterministic path, in the same suite) faster than atomics at head dims 64 and 256. The default,
+    ``"v1c"``, is v1b with v2's forward, which passed the sm90 forward, varlen, head-dim and lse
+    conformance tests on the H200 (50 passed; the skips are fp32, not run on GPU tiers). ``"v2"`` holds
+    every newer choice; its decoding measured slower than v1's. ``ATTN_TRITON_PROFILE`` picks the profile at import, :func:`set_profile` at run time.
     """
 
     #: forward autotune list: "v1" (first list) or "v2" (per-head-dim lists, warp-specialised candidates)
@@ -91,7 +91,13 @@ PROFILES = {
     "v2": Knobs(),
 }
 PROFILES["v1b"] = dataclasses.replace(PROFILES["v1"], bwd_dq="auto")
-DEFAULT_PROFILE = "v1b"
+# v1b's backward and decoding with v2's forward: on the H200 (2026-11-22, bf16, 16k) v2's forward measured
+# hd64 435 vs 400 TFLOP/s, hd128 502 vs 487, causal 475 vs 484, while v2's decoding measured slower
+# (contiguous cache 2272 vs 2666 GB/s) and its backward the same.
+PROFILES["v1c"] = dataclasses.replace(
+    PROFILES["v1b"], fwd_configs="v2", fwd_fold_scale=True, fwd_heavy_first=True
+)
+DEFAULT_PROFILE = "v1c"
 
 
 def _profile_from_env() -> Knobs:
