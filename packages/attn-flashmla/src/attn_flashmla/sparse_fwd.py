@@ -282,6 +282,26 @@ def _block_h(h_q: int) -> int:
     return max(16, min(64, triton.next_power_of_2(h_q)))
 
 
+def _launch_config(h_q: int, prefill: bool) -> dict:
+    """The kernel's tile and pipeline: ``BLOCK_H``, ``BLOCK_N``, ``num_warps``, ``num_stages``.
+
+    Decoding gathers FP8 tokens and widens them to bf16 on chip; with two pipeline stages at ``BLOCK_H`` 64
+    and ``BLOCK_N`` 64 Triton asks for 312 KB of shared memory (Hopper has 227 KB), so decoding keeps one
+    stage and 32-token tiles, the fastest candidate of ``tools/sparse_configs.py`` on the H200 (b 32,
+    top-k 2048: 16.4 TFLOP/s at h_q 128 vs 13.8 for 64-token tiles; two stages of 32 ran at 6.8). Prefill
+    reads bf16 rows and pipelines two stages of 64.
+    """
+    block_h = _block_h(h_q)
+    if interpreting():
+        return dict(BLOCK_H=block_h, BLOCK_N=16, num_warps=4, num_stages=1)
+    return dict(
+        BLOCK_H=block_h,
+        BLOCK_N=64 if prefill else 32,
+        num_warps=4 if block_h < 64 else 8,
+        num_stages=2 if prefill else 1,
+    )
+
+
 def _fp8_format(cache: torch.Tensor) -> int:
     return FMT_FP8_V32 if cache.shape[-1] == 656 else FMT_FP8_MODEL1
 
@@ -307,9 +327,9 @@ def sparse_decode_triton(
     extra_idx = extra_indices.reshape(b * s_q, -1) if extra_indices is not None else idx
     out = torch.empty(b * s_q, h_q, 512, dtype=torch.float32 if interp else q.dtype, device=q.device)
     lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
-    block_h = _block_h(h_q)
+    cfg = _launch_config(h_q, prefill=False)
     dummy = lse  # stands in for absent optional tensors; never read (the constexpr flag is off)
-    _sparse_attn_kernel[(b * s_q, triton.cdiv(h_q, block_h))](
+    _sparse_attn_kernel[(b * s_q, triton.cdiv(h_q, cfg["BLOCK_H"]))](
         q_flat,
         kv,
         idx,
@@ -346,11 +366,8 @@ def sparse_decode_triton(
         HAS_EXTRA=extra_k_cache is not None,
         HAS_EXTRA_LEN=extra_topk_length is not None,
         HAS_SINK=attn_sink is not None,
-        BLOCK_H=block_h,
-        BLOCK_N=16 if interp else 64,
         UPCAST=interp,
-        num_warps=4 if interp or block_h < 64 else 8,
-        num_stages=1 if interp else 2,
+        **cfg,
     )
     return out.view(b, s_q, h_q, 512).to(q.dtype), lse
 
@@ -370,8 +387,8 @@ def sparse_prefill_triton(
     out = torch.empty(s_q, h_q, 512, dtype=torch.float32 if interp else q.dtype, device=q.device)
     lse = torch.empty(s_q, h_q, dtype=torch.float32, device=q.device)
     max_logits = torch.empty(s_q, h_q, dtype=torch.float32, device=q.device)
-    block_h = _block_h(h_q)
-    _sparse_attn_kernel[(s_q, triton.cdiv(h_q, block_h))](
+    cfg = _launch_config(h_q, prefill=True)
+    _sparse_attn_kernel[(s_q, triton.cdiv(h_q, cfg["BLOCK_H"]))](
         q,
         kv,
         idx,
@@ -408,10 +425,7 @@ def sparse_prefill_triton(
         HAS_EXTRA=False,
         HAS_EXTRA_LEN=False,
         HAS_SINK=attn_sink is not None,
-        BLOCK_H=block_h,
-        BLOCK_N=16 if interp else 64,
         UPCAST=interp,
-        num_warps=4 if interp or block_h < 64 else 8,
-        num_stages=1 if interp else 2,
+        **cfg,
     )
     return out.to(q.dtype), max_logits, lse

@@ -1,0 +1,105 @@
+"""Pick the sparse decoding kernel's launch config on a GPU: every candidate checked, then timed.
+
+    PYTHONPATH=$(ls -d packages/*/src | paste -sd:) python3 packages/attn-flashmla/tools/sparse_configs.py
+
+For each candidate (``BLOCK_H``, ``BLOCK_N``, ``num_warps``, ``num_stages``) the FP8 sparse decoding grid of
+the conformance suite (``size="full"``) runs against attn-reference with gpu_check's tolerances, then
+b 32, s_q 1, h_q 64 and 128, top-k 2048 is timed (median, triton.testing.do_bench) in TFLOP/s
+(2 * h_q * s_q * b * topk * (576 + 512)). A candidate that fails to compile (shared memory) is reported,
+not fatal. The table comes last; the package's choice lives in ``sparse_fwd._launch_config``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import torch
+import triton
+
+import attn_flashmla
+from attn_flashmla import sparse_fwd
+from attn_reference import mla
+from attn_reference.testing import mla as mla_testing
+
+CANDIDATES = [
+    dict(BLOCK_H=64, BLOCK_N=64, num_warps=8, num_stages=1),
+    dict(BLOCK_H=64, BLOCK_N=32, num_warps=8, num_stages=2),
+    dict(BLOCK_H=64, BLOCK_N=32, num_warps=8, num_stages=1),
+    dict(BLOCK_H=32, BLOCK_N=64, num_warps=4, num_stages=2),
+    dict(BLOCK_H=32, BLOCK_N=64, num_warps=8, num_stages=1),
+]
+default_config = sparse_fwd._launch_config
+
+
+def call(inputs):
+    meta, _ = attn_flashmla.get_mla_metadata()
+    kw = inputs.kwargs()
+    return attn_flashmla.flash_mla_with_kvcache(
+        kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
+        meta, None, **kw,
+    )  # fmt: skip
+
+
+def sparse_inputs(case):
+    return mla_testing.mla_sparse_decode_inputs(
+        case.b, case.s_q, case.h_q, case.s_k, case.topk, head_dim=case.head_dim, device="cuda",
+        page_block_size=case.page, zero_lengths=case.zero_lengths, topk_length=case.topk_length,
+        attn_sink=case.attn_sink, extra=case.extra, extra_topk_length=case.extra_topk_length,
+        all_invalid_rows=case.all_invalid_rows,
+    )  # fmt: skip
+
+
+def main() -> int:
+    grid = mla_testing._sparse_grid("full")
+    grid_inputs = [(case.id, sparse_inputs(case)) for case in grid]
+    refs = [mla.flash_mla_with_kvcache(**inp.kwargs()) for _, inp in grid_inputs]
+    speed = {
+        h_q: mla_testing.mla_sparse_decode_inputs(32, 1, h_q, 8192, 2048, device="cuda") for h_q in (64, 128)
+    }
+    table = []
+    for cfg in CANDIDATES:
+        label = "H{BLOCK_H} N{BLOCK_N} w{num_warps} s{num_stages}".format(**cfg)
+        sparse_fwd._launch_config = lambda h_q, prefill, cfg=cfg: (
+            default_config(h_q, prefill)
+            if prefill
+            else dict(cfg, BLOCK_H=min(cfg["BLOCK_H"], sparse_fwd._block_h(h_q)))
+        )
+        fails = []
+        for (cid, inp), (ref_out, ref_lse) in zip(grid_inputs, refs):
+            try:
+                out, lse = call(inp)
+                why = mla_testing.mla_mismatch(out, ref_out, abs_tol=1e-3) or mla_testing.mla_mismatch(
+                    lse,
+                    ref_lse,
+                    mla_testing.LSE_ABS_TOL,
+                    mla_testing.LSE_REL_TOL,
+                    mla_testing.LSE_COS_DIFF_TOL,
+                )
+            except Exception as e:  # a config that does not fit is a result
+                why = f"{type(e).__name__}: {str(e)[:160]}"
+            if why:
+                fails.append(f"{cid}: {why}")
+        row = [label, f"{len(grid) - len(fails)}/{len(grid)}"]
+        for h_q, inp in speed.items():
+            try:
+                ms = triton.testing.do_bench(lambda inp=inp: call(inp), warmup=50, rep=300)
+                flops = 2 * h_q * 1 * 32 * 2048 * (576 + 512)
+                row.append(f"{flops / ms / 1e9:7.1f}")
+            except Exception as e:
+                row.append(type(e).__name__)
+        table.append(row)
+        print(label, row[1:], *fails[:3], sep="\n  ", flush=True)
+    print(f"\n{torch.cuda.get_device_name()}  sparse decoding b32 s_q1 topk2048 (TFLOP/s)")
+    print(f"{'config':24} {'checks':>7} {'h_q 64':>8} {'h_q 128':>8}")
+    for row in table:
+        print(f"{row[0]:24} {row[1]:>7} {row[2]:>8} {row[3]:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
