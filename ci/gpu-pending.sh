@@ -46,7 +46,8 @@ queue_a() {
 queue_b() {
     export CUDA_VISIBLE_DEVICES=1
     step flashmla-sm90 300 python3 -m pytest packages/attn-flashmla/tests --tier sm90 -q -k "not DefaultSm90"
-    OUT=$out step flashmla-cute 120 env ATTN_FLASHMLA_PATH=cute python3 packages/attn-flashmla/tools/gpu_check.py --quick
+    OUT=$out step flashmla-cute 120 env ATTN_FLASHMLA_PATH=cute python3 packages/attn-flashmla/tools/gpu_check.py --quick \
+        --cute-only --watchdog
     OUT=$out step triton-decode 120 python3 packages/attn-triton/tools/h200_check.py --quick --sections decode \
         --profiles "v1c v2"
 }
