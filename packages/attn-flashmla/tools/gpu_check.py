@@ -92,6 +92,24 @@ def decode(inputs, path):
     return out, meta.path
 
 
+def sparse_decode_inputs(case):
+    """A conformance-grid sparse decoding case, made on the GPU."""
+    return mla_testing.mla_sparse_decode_inputs(
+        case.b, case.s_q, case.h_q, case.s_k, case.topk, head_dim=case.head_dim, device="cuda",
+        page_block_size=case.page, zero_lengths=case.zero_lengths, topk_length=case.topk_length,
+        attn_sink=case.attn_sink, extra=case.extra, extra_topk_length=case.extra_topk_length,
+        all_invalid_rows=case.all_invalid_rows,
+    )  # fmt: skip
+
+
+def sparse_decode_mismatch(out, lse, ref) -> str | None:
+    """Why sparse decoding's (out, lse) differs from the reference's ``ref`` beyond tolerance, or None."""
+    ref_out, ref_lse = ref
+    return mla_testing.mla_mismatch(out, ref_out, abs_tol=1e-3) or mla_testing.mla_mismatch(
+        lse, ref_lse, mla_testing.LSE_ABS_TOL, mla_testing.LSE_REL_TOL, mla_testing.LSE_COS_DIFF_TOL
+    )
+
+
 def dense_cases(path):
     """(case, dtype) pairs: the covering grid (quick: a few of it), page sizes cycled on the Triton path."""
     dense = mla_testing._dense_grid("full")
@@ -142,17 +160,9 @@ def check_correctness():
     for case in sparse[:2] if QUICK else sparse:
         row = {"kind": "sparse_decode", "path": "triton", "case": case.id}
         try:
-            inputs = mla_testing.mla_sparse_decode_inputs(
-                case.b, case.s_q, case.h_q, case.s_k, case.topk, head_dim=case.head_dim, device="cuda",
-                page_block_size=case.page, zero_lengths=case.zero_lengths, topk_length=case.topk_length,
-                attn_sink=case.attn_sink, extra=case.extra, extra_topk_length=case.extra_topk_length,
-                all_invalid_rows=case.all_invalid_rows,
-            )  # fmt: skip
+            inputs = sparse_decode_inputs(case)
             (out, lse), _ = decode(inputs, None)
-            ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
-            why = mla_testing.mla_mismatch(out, ref_out, abs_tol=1e-3) or mla_testing.mla_mismatch(
-                lse, ref_lse, mla_testing.LSE_ABS_TOL, mla_testing.LSE_REL_TOL, mla_testing.LSE_COS_DIFF_TOL
-            )
+            why = sparse_decode_mismatch(out, lse, mla.flash_mla_with_kvcache(**inputs.kwargs()))
             row.update(ok=why is None, why=why)
         except Exception as e:
             row.update(ok=False, why=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])

@@ -16,8 +16,8 @@ import traceback
 
 import torch
 import triton
+from gpu_check import decode, sparse_decode_inputs, sparse_decode_mismatch  # this folder's GPU check
 
-import attn_flashmla
 from attn_flashmla import sparse_fwd
 from attn_reference import mla
 from attn_reference.testing import mla as mla_testing
@@ -32,27 +32,9 @@ CANDIDATES = [
 default_config = sparse_fwd._launch_config
 
 
-def call(inputs):
-    meta, _ = attn_flashmla.get_mla_metadata()
-    kw = inputs.kwargs()
-    return attn_flashmla.flash_mla_with_kvcache(
-        kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
-        meta, None, **kw,
-    )  # fmt: skip
-
-
-def sparse_inputs(case):
-    return mla_testing.mla_sparse_decode_inputs(
-        case.b, case.s_q, case.h_q, case.s_k, case.topk, head_dim=case.head_dim, device="cuda",
-        page_block_size=case.page, zero_lengths=case.zero_lengths, topk_length=case.topk_length,
-        attn_sink=case.attn_sink, extra=case.extra, extra_topk_length=case.extra_topk_length,
-        all_invalid_rows=case.all_invalid_rows,
-    )  # fmt: skip
-
-
 def main() -> int:
     grid = mla_testing._sparse_grid("full")
-    grid_inputs = [(case.id, sparse_inputs(case)) for case in grid]
+    grid_inputs = [(case.id, sparse_decode_inputs(case)) for case in grid]
     refs = [mla.flash_mla_with_kvcache(**inp.kwargs()) for _, inp in grid_inputs]
     speed = {
         h_q: mla_testing.mla_sparse_decode_inputs(32, 1, h_q, 8192, 2048, device="cuda") for h_q in (64, 128)
@@ -66,16 +48,10 @@ def main() -> int:
             else dict(cfg, BLOCK_H=min(cfg["BLOCK_H"], sparse_fwd._block_h(h_q)))
         )
         fails = []
-        for (cid, inp), (ref_out, ref_lse) in zip(grid_inputs, refs):
+        for (cid, inp), ref in zip(grid_inputs, refs):
             try:
-                out, lse = call(inp)
-                why = mla_testing.mla_mismatch(out, ref_out, abs_tol=1e-3) or mla_testing.mla_mismatch(
-                    lse,
-                    ref_lse,
-                    mla_testing.LSE_ABS_TOL,
-                    mla_testing.LSE_REL_TOL,
-                    mla_testing.LSE_COS_DIFF_TOL,
-                )
+                (out, lse), _ = decode(inp, None)
+                why = sparse_decode_mismatch(out, lse, ref)
             except Exception as e:  # a config that does not fit is a result
                 why = f"{type(e).__name__}: {str(e)[:160]}"
             if why:
@@ -83,7 +59,7 @@ def main() -> int:
         row = [label, f"{len(grid) - len(fails)}/{len(grid)}"]
         for h_q, inp in speed.items():
             try:
-                ms = triton.testing.do_bench(lambda inp=inp: call(inp), warmup=50, rep=300)
+                ms = triton.testing.do_bench(lambda inp=inp: decode(inp, None), warmup=50, rep=300)
                 flops = 2 * h_q * 1 * 32 * 2048 * (576 + 512)
                 row.append(f"{flops / ms / 1e9:7.1f}")
             except Exception as e:

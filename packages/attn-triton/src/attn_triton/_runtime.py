@@ -49,7 +49,8 @@ class Knobs:
     deterministic path, in the same suite) faster than atomics at head dims 64 and 256. The default,
     ``"v1c"``, is v1b with v2's forward, which passed the sm90 forward, varlen, head-dim and lse
     conformance tests on the H200 (50 passed; the skips are fp32, not run on GPU tiers). ``"v2"`` holds
-    every newer choice; its decoding measured slower than v1's. ``ATTN_TRITON_PROFILE`` picks the profile at import, :func:`set_profile` at run time.
+    every newer choice; its decoding measured slower than v1's. ``ATTN_TRITON_PROFILE`` picks the profile
+    at import, :func:`set_profile` at run time.
     """
 
     #: forward autotune list: "v1" (first list) or "v2" (per-head-dim lists, warp-specialised candidates)
