@@ -42,6 +42,18 @@ def test_run_attention_fwd_on_cpu_writes_a_table_and_valid_json(tmp_path):
     assert doc["ceilings"]["matmul_tflops"] > 0 and doc["ceilings"]["copy_gbps"] > 0
 
 
+def test_where_keeps_only_matching_shapes(tmp_path):
+    out = tmp_path / "results.json"
+    args = ["run", "-s", "attention-fwd", "--device", "cpu", "--backend", "reference", "--no-peers", "-o"]
+    res = CliRunner().invoke(app, [*args, str(out), "--where", "causal=True", "--where", "head_dim=32"])
+    assert res.exit_code == 0, res.output
+    doc = schema.load(out)
+    assert doc["options"]["where"] == {"causal": "True", "head_dim": "32"}
+    assert doc["rows"] and all(r["shape"]["causal"] and r["shape"]["head_dim"] == 32 for r in doc["rows"])
+    bad = CliRunner().invoke(app, [*args, str(tmp_path / "bad.json"), "--where", "causal"])
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
+
+
 def test_unknown_suite_is_a_usage_error(tmp_path):
     res = CliRunner().invoke(
         app, ["run", "--suite", "nope", "--device", "cpu", "-o", str(tmp_path / "r.json")]

@@ -102,6 +102,12 @@ def run(
     split: Annotated[
         str | None, typer.Option(help="i/N: run only the i-th (1-based) of N balanced parts of the selection")
     ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE: only cases whose shape has it (repeat for several), e.g. seqlen_k=16384"
+        ),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(help="an earlier results JSON: keep its rows, run only the missing (or skipped) ones"),
@@ -137,6 +143,12 @@ def run(
         parts = presets.parse_split(split) if split else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--split") from exc
+    conditions = {}
+    for item in _split(where) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--where takes KEY=VALUE, got {item!r}", param_hint="--where")
+        conditions[key.strip()] = value.strip()
     previous = _load(resume) if resume is not None and resume.exists() else None
     if resume is not None and previous is None:
         console.print(f"[yellow]--resume {resume}: no such file, starting afresh[/yellow]")
@@ -153,6 +165,7 @@ def run(
         seed=seed,
         preset=preset,
         split=parts,
+        where=conditions or None,
         time_budget=time_budget or None,
         row_timeout=row_timeout or None,
     )

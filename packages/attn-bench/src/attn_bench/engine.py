@@ -50,6 +50,7 @@ class Options:
     seed: int = 0
     preset: str | None = None  # a name in attn_bench.presets.PRESETS: filters the suites' cases
     split: tuple[int, int] | None = None  # (part, parts): run the part-th of parts, 1-based
+    where: dict[str, str] | None = None  # shape key -> value: keep only the cases whose shape matches
     time_budget: float | None = None  # seconds for the whole run (None: no budget)
     row_timeout: float | None = None  # seconds for one row, compile included (None: no limit)
 
@@ -419,8 +420,15 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
     return (row["suite"], row["case"], row["impl"])
 
 
+def matches(case: Case, where: dict[str, str]) -> bool:
+    """Whether every ``key=value`` of ``where`` holds for the case's shape (values compared as text, so
+    ``causal=True`` and ``seqlen_k=16384`` both work); a key the shape lacks does not match."""
+    return all(key in case.shape and str(case.shape[key]) == value for key, value in where.items())
+
+
 def select(opts: Options) -> list[tuple[Suite, list[Case]]]:
-    """The suites' cases this run covers: the preset's filter, then this run's part of ``--split``."""
+    """The suites' cases this run covers: the preset's filter, ``--where``, then this run's part of
+    ``--split``."""
     from attn_bench import presets
 
     picked = []
@@ -429,6 +437,8 @@ def select(opts: Options) -> list[tuple[Suite, list[Case]]]:
         cases = suite.cases(opts.mode, opts.quick)
         if opts.preset:
             cases = [c for c in cases if presets.PRESETS[opts.preset].keeps(c)]
+        if opts.where:
+            cases = [c for c in cases if matches(c, opts.where)]
         picked.append((suite, cases))
     if opts.split:
         part, parts = opts.split
@@ -498,6 +508,7 @@ def run(
             "device": machine["device"].get("name"),
             "split": f"{opts.split[0]}/{opts.split[1]}" if opts.split else None,
             "preset": opts.preset,
+            "where": opts.where,
             "time_budget_s": opts.time_budget,
             "ceilings": ceil,
             "rows_planned": sum(len(t) for _, t in work),
@@ -664,6 +675,7 @@ def _document(opts, inv, ceil, suites, rows, notes, runs, resume, machine) -> di
         "seed": opts.seed,
         "preset": opts.preset,
         "split": f"{opts.split[0]}/{opts.split[1]}" if opts.split else None,
+        "where": opts.where,
         "time_budget_s": opts.time_budget,
         "row_timeout_s": opts.row_timeout,
     }
