@@ -88,8 +88,8 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
     assert "cp.async.bulk.tensor.2d.shared::cta.global" in ptx
     assert "cp.async.bulk.tensor.3d.shared::cta.global" in ptx
     assert "mbarrier.try_wait" in ptx
-    # The watchdog build bounds each wait by the global timer and traps; the normal build has neither.
-    assert ("trap;" in ptx) == watchdog
+    # The watchdog build bounds each wait by the global timer and exits; the normal build has neither.
+    assert ("exit;" in ptx) == watchdog
     assert ("%globaltimer" in ptx) == watchdog
 
 

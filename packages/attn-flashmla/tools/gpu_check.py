@@ -8,7 +8,7 @@
 CuTe DSL cases run in a watched child process (``--child``): each case must finish within
 ``CUTE_CASE_TIMEOUT`` seconds, or it is reported as a hang (with the last stage the child reached: inputs,
 compile, run, check), the child is killed, the case is re-run once with the watchdog kernel
-(``ATTN_FLASHMLA_CUTE_WATCHDOG=1``: waits time out, print the barrier and trap) to say where, and the
+(``ATTN_FLASHMLA_CUTE_WATCHDOG=1``: waits time out, print the barrier and exit) to say where, and the
 remaining cases go on in a new child. Compile times are printed apart from run times. ``--cute-only``
 skips the Triton path; ``--watchdog`` runs the CuTe cases with the watchdog kernel from the start.
 
@@ -306,7 +306,21 @@ def child_main(spec_path):
         began = time.perf_counter()
         kernel = compile_kernel(key, args)
         log(f"COMPILE {key} took {time.perf_counter() - began:.1f} s; launching")
-        return kernel
+        if not decode_fwd_sm90.watchdog_enabled():
+            return kernel
+
+        # Watchdog build: how long the launch took to finish or fail (over 2 s: a wait gave up).
+        def synced(*call_args):
+            began = time.perf_counter()
+            kernel(*call_args)
+            try:
+                torch.cuda.synchronize()
+            except Exception as e:
+                log(f"LAUNCH failed after {time.perf_counter() - began:.2f} s: {type(e).__name__}: {e}")
+                raise
+            log(f"LAUNCH finished after {time.perf_counter() - began:.2f} s")
+
+        return synced
 
     decode_fwd_sm90._compile = logged_compile
     for item in spec:
@@ -420,7 +434,7 @@ def check_cute():
     for item in spec:
         row = results.get(item["index"], {"ok": False, "why": "not run (an earlier child died)"})
         if row.get("hang") and "--watchdog" not in sys.argv:
-            # Once more with the watchdog kernel: its waits time out, print the barrier and trap.
+            # Once more with the watchdog kernel: its waits time out, print the barrier and exit.
             log(f"re-running case {item['index']} with ATTN_FLASHMLA_CUTE_WATCHDOG=1")
             again = run_watched([item], {"ATTN_FLASHMLA_CUTE_WATCHDOG": "1"}).get(item["index"], {})
             row["watchdog_rerun"] = {k: v for k, v in again.items() if k != "trace"} | {

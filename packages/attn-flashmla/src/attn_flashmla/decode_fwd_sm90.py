@@ -87,9 +87,10 @@ def _kernel_module():
     Float32, Int32, Int64 = cutlass.Float32, cutlass.Int32, cutlass.Int64
 
     @dsl_user_op
-    def trap(*, loc=None, ip=None):
-        """PTX ``trap``: abort the kernel (the launch then fails with an error instead of hanging)."""
-        llvm.inline_asm(None, [], "trap;", "", has_side_effects=True, loc=loc, ip=ip)
+    def exit_thread(*, loc=None, ip=None):
+        """PTX ``exit``: end this thread. Unlike ``trap`` the launch then completes, so the device printf
+        buffer reaches the host (a trapped launch loses it, which is what hid the first hang report)."""
+        llvm.inline_asm(None, [], "exit;", "", has_side_effects=True, loc=loc, ip=ip)
 
     class MLADecodeSm90:
         """One CTA = one warpgroup, one (part, row block, KV head, half of dv)."""
@@ -98,12 +99,13 @@ def _kernel_module():
             self.dtype = dtype
             self.causal = causal
             # Watchdog build (ATTN_FLASHMLA_CUTE_WATCHDOG=1): every mbarrier wait gives up after
-            # WATCHDOG_NS, prints which barrier/phase/sequence/tile it was waiting for, and traps.
+            # WATCHDOG_NS, prints which barrier/phase/sequence/tile it was waiting for, and ends the
+            # thread; the first CTA also traces its loads and waits. Its results are garbage: diagnosis only.
             self.watchdog = watchdog
 
         @cute.jit
         def wait(self, bar, phase, kind: cutlass.Constexpr, req, t):
-            """``mbarrier_wait``; in the watchdog build a bounded spin that reports a hang and traps."""
+            """``mbarrier_wait``; in the watchdog build a bounded spin that reports a hang and exits."""
             if cutlass.const_expr(self.watchdog):
                 done = cute.arch.mbarrier_try_wait(bar, phase)
                 start = cute.arch.globaltimer()
@@ -125,9 +127,19 @@ def _kernel_module():
                                 "attn_flashmla cute watchdog: block ({},{},{}) thread {} stuck on a K barrier, "
                                 "phase {}, req {}, tile {}", bx, by, bz, tidx, phase, req, t,
                             )  # fmt: skip
-                    trap()
+                    exit_thread()
+                self.trace("waited", kind, phase, req, t)
             else:
                 cute.arch.mbarrier_wait(bar, phase)
+
+        @cute.jit
+        def trace(self, what: cutlass.Constexpr, a, b, c, d):
+            """Watchdog build only: thread 0 of CTA (0, 0, 0) prints a step of its life (four numbers)."""
+            if cutlass.const_expr(self.watchdog):
+                bx, by, bz = cute.arch.block_idx()
+                tidx, _, _ = cute.arch.thread_idx()
+                if tidx == 0 and bx == 0 and by == 0 and bz == 0:
+                    cute.printf("attn_flashmla cute trace: " + what + " {} {} {} {}", a, b, c, d)
 
         @cute.jit
         def __call__(
@@ -288,10 +300,12 @@ def _kernel_module():
                 if tidx == 0:
                     cute.arch.mbarrier_arrive_and_expect_tx(bars + STAGES, q_bytes)
                     q_block = (req * h_kv + hk) * m_blocks + mb
+                    self.trace("issue Q (req, q_block, q_bytes, k_bytes)", req, q_block, q_bytes, k_bytes)
                     cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + STAGES)
                     for i in cutlass.range(cutlass.min(STAGES, t_end - t_begin), unroll=1):
                         stage = (loads_done + i) % STAGES
                         blk = mBlockTable[req, t_begin + i]
+                        self.trace("issue K (req, tile, stage, block)", req, t_begin + i, stage, blk)
                         cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
                 self.wait(bars + STAGES, q_phase, 0, req, t_begin)
@@ -391,6 +405,7 @@ def _kernel_module():
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
                     loads_done = loads_done + 1
 
+                self.trace("piece done (req, tiles, l0, m0)", req, t_end - t_begin, l0, m0)
                 # Normalise and write this piece to scratch; -inf lse marks rows that saw nothing.
                 inv0 = Float32(0.0) if l0 == 0.0 else cute.arch.rcp_approx(l0)
                 inv1 = Float32(0.0) if l1 == 0.0 else cute.arch.rcp_approx(l1)
@@ -421,7 +436,8 @@ def _cutlass_dtype(dtype: torch.dtype):
 
 
 def watchdog_enabled() -> bool:
-    """``ATTN_FLASHMLA_CUTE_WATCHDOG=1``: build the kernel whose mbarrier waits time out, report and trap."""
+    """``ATTN_FLASHMLA_CUTE_WATCHDOG=1``: build the kernel whose mbarrier waits time out, report and exit,
+    and whose first CTA prints a trace of its loads and waits."""
     return os.environ.get("ATTN_FLASHMLA_CUTE_WATCHDOG", "0") not in ("", "0")
 
 
