@@ -13,6 +13,12 @@ touching its ``o_i`` (it is 0 anyway, but weights are computed from lse alone). 
 
 One program merges one query row of one KV head of one sequence: 512 output channels, a loop over splits.
 Rows of sequences that were not split are skipped when the decode kernel wrote them itself (Triton).
+
+Sparse decoding splits each query token's index list the same way and reuses this kernel with ``h_kv = 1``
+(a "sequence" is a batch row, its rows every (query token, head)). It may carry an attention sink, which
+adds ``exp(sink[h])`` to the denominator of the *whole* row, so the partials are written without it and it
+is applied here, once, after merging: ``o *= 1 / (1 + exp(sink - lse))``, the unsplit kernel's formula;
+``lse`` stays without the sink, as FlashMLA returns it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ def _combine_kernel(
     o_acc_ptr,
     lse_acc_ptr,
     split_offsets_ptr,
+    sink_ptr,
     stride_ob,
     stride_os,
     stride_oh,
@@ -39,6 +46,7 @@ def _combine_kernel(
     rows,
     rows_acc,
     MIN_SPLITS: tl.constexpr,
+    HAS_SINK: tl.constexpr,
     BLOCK_S: tl.constexpr,
     D_V: tl.constexpr,
 ):
@@ -65,6 +73,11 @@ def _combine_kernel(
         empty = total == 0.0
         o = acc / tl.where(empty, 1.0, total)
         lse = tl.where(empty, float("inf"), m_shift + tl.log(tl.where(empty, 1.0, total)))
+        if HAS_SINK:
+            # 0 for sink = +inf, unchanged for sink = -inf; an empty row stays 0 (its lse is not used).
+            sink = tl.load(sink_ptr + head)
+            o = o / (1.0 + tl.exp(sink - tl.where(empty, 0.0, lse)))
+            o = tl.where(empty, 0.0, o)
         o_ptrs = out_ptr + tl.cast(req, tl.int64) * stride_ob + s_idx * stride_os + head * stride_oh + offs_d
         tl.store(o_ptrs, o.to(out_ptr.dtype.element_ty))
         tl.store(lse_ptr + (tl.cast(req, tl.int64) * h_q + head) * s_q + s_idx, lse)
@@ -79,11 +92,13 @@ def combine_splits(
     max_splits: int,
     group: int,
     min_splits: int = 2,
+    attn_sink: torch.Tensor | None = None,
 ) -> None:
     """Merge partials ``o_acc`` (splits, h_kv, rows, 512), ``lse_acc`` (splits, h_kv, rows) into ``out``
     (b, s_q, h_q, 512) and ``lse`` (b, h_q, s_q), in place, for every sequence with at least ``min_splits``
     splits (2 for the Triton path, which writes unsplit sequences itself; 1 for the CuTe path). ``rows`` of
-    the scratch may be padded past ``s_q * group``."""
+    the scratch may be padded past ``s_q * group``. ``attn_sink`` (h_q,) fp32 is applied to the merged rows
+    (sparse decoding; the partials carry no sink)."""
     b, s_q, h_q, d_v = out.shape
     h_kv = h_q // group
     rows = s_q * group
@@ -93,6 +108,7 @@ def combine_splits(
         o_acc,
         lse_acc,
         split_offsets,
+        attn_sink if attn_sink is not None else lse_acc,  # never read without HAS_SINK
         out.stride(0),
         out.stride(1),
         out.stride(2),
@@ -103,6 +119,7 @@ def combine_splits(
         rows,
         o_acc.shape[2],
         MIN_SPLITS=min_splits,
+        HAS_SINK=attn_sink is not None,
         BLOCK_S=max(triton.next_power_of_2(max_splits), 2),
         D_V=d_v,
         num_warps=4,

@@ -318,8 +318,8 @@ def flash_mla_with_kvcache(
         _check_same_config(sched.config, config)
 
     if sizes.sparse:
-        # Sparse decoding needs no split: topk (<= a few thousand tokens) per query token is short work,
-        # and every (token, head block) pair is its own program already.
+        # Sparse decoding needs no schedule: every (query token, head block) is a program, and the opt-in
+        # split of the index lists (ATTN_FLASHMLA_SPARSE_SPLITS) is decided per call from the shapes alone.
         return _sparse_decode_op(
             q,
             k_cache,

@@ -24,17 +24,27 @@ bf16, the dtype the tensor cores then multiply.
 
 Invalid entries. An invalid address is never dereferenced: the load is masked (``other=0``) and the
 score replaced by ``-inf`` with ``tl.where``; tokens no index points at may hold NaN.
+
+Split lists (decoding, opt-in: ``ATTN_FLASHMLA_SPARSE_SPLITS=auto|N``, default 0 = off). At b 32, s_q 1 the
+grid is 32-64 programs, so most SMs idle while each walks all 2048 entries. With ``N`` splits the grid
+gains a third axis: split ``i`` walks the ``i``-th of ``N`` contiguous, tile-aligned chunks of the token's
+main list and the ``i``-th chunk of its extra list (chunks cut from the row's own lengths), and writes a
+partial (normalised ``o``, ``lse`` or ``-inf`` when it saw no valid entry) to fp32 scratch;
+:func:`attn_flashmla.combine.combine_splits` merges them and applies the sink, as for dense decoding. The
+policy, :func:`num_decode_splits`, is not yet measured on a GPU, hence off by default.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-from attn_flashmla._runtime import interpreting
+from attn_flashmla._runtime import interpreting, num_sms
+from attn_reference.errors import AttentionArgumentError
 
 LOG2E = math.log2(math.e)
 
@@ -107,7 +117,8 @@ def _attend_list(
     acc,
     kv_ptr,
     idx_row_ptr,
-    n_entries,
+    lo,
+    hi,
     n_tokens,
     page_size,
     stride_block,
@@ -119,11 +130,11 @@ def _attend_list(
     UPCAST: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """Online softmax over the first ``n_entries`` addresses of one index row."""
+    """Online softmax over entries ``[lo, hi)`` of one index row (``hi <= lo``: none)."""
     offs_n = tl.arange(0, BLOCK_N)
-    for start in range(0, n_entries, BLOCK_N):
+    for start in range(lo, hi, BLOCK_N):
         pos = start + offs_n
-        in_list = pos < n_entries
+        in_list = pos < hi
         idx = tl.load(idx_row_ptr + pos, mask=in_list, other=-1)
         if PREFILL:
             ok = in_list & (idx >= 0) & (idx < n_tokens)  # any out-of-range row of kv is "no token"
@@ -150,6 +161,18 @@ def _attend_list(
 
 
 @triton.jit
+def _split_range(n, split, num_splits, BLOCK_N: tl.constexpr):
+    """Entries ``[lo, hi)`` of a list of ``n`` that split ``split`` of ``num_splits`` walks.
+
+    Chunks are cut from this row's own length (not the list's capacity), so a short ``topk_length`` is
+    still spread over every split, and are whole tiles, so no tile straddles two splits.
+    """
+    chunk = tl.cdiv(tl.cdiv(n, num_splits), BLOCK_N) * BLOCK_N
+    lo = split * chunk
+    return lo, tl.minimum(lo + chunk, n)
+
+
+@triton.jit
 def _sparse_attn_kernel(
     q_ptr,
     kv_ptr,
@@ -162,6 +185,8 @@ def _sparse_attn_kernel(
     out_ptr,
     lse_ptr,
     max_logits_ptr,
+    o_acc_ptr,
+    lse_acc_ptr,
     stride_q_tok,
     stride_q_head,
     stride_idx_tok,
@@ -179,6 +204,7 @@ def _sparse_attn_kernel(
     stride_lse_b,
     stride_lse_h,
     stride_lse_s,
+    num_splits,
     scale_log2,
     FMT: tl.constexpr,
     HAS_ROPE: tl.constexpr,
@@ -187,12 +213,14 @@ def _sparse_attn_kernel(
     HAS_EXTRA: tl.constexpr,
     HAS_EXTRA_LEN: tl.constexpr,
     HAS_SINK: tl.constexpr,
+    SPLIT: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_N: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
     tok = tl.program_id(0)  # query token: b * s_q + s in decoding, s in prefill
     hb = tl.program_id(1)
+    split = tl.program_id(2)  # which chunk of the lists (SPLIT only; the grid has one otherwise)
     bi = tok // rows_per_batch  # batch row (decoding) or the token itself (prefill, rows_per_batch = 1)
     si = tok % rows_per_batch
     heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -215,6 +243,10 @@ def _sparse_attn_kernel(
     n = topk
     if HAS_LEN:
         n = tl.load(len_ptr + bi)
+    lo = 0
+    hi = n
+    if SPLIT:
+        lo, hi = _split_range(n, split, num_splits, BLOCK_N)
     m_i, l_i, acc = _attend_list(
         q_main,
         q_rope,
@@ -223,7 +255,8 @@ def _sparse_attn_kernel(
         acc,
         kv_ptr,
         idx_ptr + tok.to(tl.int64) * stride_idx_tok,
-        n,
+        lo,
+        hi,
         n_tokens,
         page_size,
         stride_block,
@@ -236,9 +269,15 @@ def _sparse_attn_kernel(
         BLOCK_N,
     )
     if HAS_EXTRA:
+        # The extra list is the same softmax's second half: every split takes its own chunk of it too, so
+        # the splits' work stays even whatever the two lengths are.
         n_extra = extra_topk
         if HAS_EXTRA_LEN:
             n_extra = tl.load(extra_len_ptr + bi)
+        lo_extra = 0
+        hi_extra = n_extra
+        if SPLIT:
+            lo_extra, hi_extra = _split_range(n_extra, split, num_splits, BLOCK_N)
         m_i, l_i, acc = _attend_list(
             q_main,
             q_rope,
@@ -247,7 +286,8 @@ def _sparse_attn_kernel(
             acc,
             extra_kv_ptr,
             extra_idx_ptr + tok.to(tl.int64) * stride_extra_idx_tok,
-            n_extra,
+            lo_extra,
+            hi_extra,
             n_tokens,
             extra_page_size,
             extra_stride_block,
@@ -264,18 +304,28 @@ def _sparse_attn_kernel(
     l_safe = tl.where(empty, 1.0, l_i)
     lse = (m_i + tl.log2(l_safe)) * ln2  # natural log, as FlashMLA's current kernels return
     o = acc / l_safe[:, None]
-    if HAS_SINK:
-        # The sink joins the denominator only: out *= exp(lse) / (exp(lse) + exp(sink)). Written as
-        # 1 / (1 + exp(sink - lse)) it is 0 for sink = +inf and 1 for sink = -inf, with no inf/inf.
-        sink = tl.load(sink_ptr + heads, mask=head_ok, other=float("-inf"))
-        o = o / (1.0 + tl.exp(sink - tl.where(empty, 0.0, lse)))[:, None]
-    o = tl.where(empty[:, None], 0.0, o)
-    out_rows = out_ptr + (tok.to(tl.int64) * h_q + heads) * 512
-    tl.store(out_rows[:, None] + offs_d[None, :], o.to(out_ptr.dtype.element_ty), mask=head_ok[:, None])
-    lse_ptrs = lse_ptr + bi.to(tl.int64) * stride_lse_b + heads * stride_lse_h + si * stride_lse_s
-    tl.store(lse_ptrs, tl.where(empty, float("inf"), lse), mask=head_ok)
-    if PREFILL:
-        tl.store(max_logits_ptr + tok.to(tl.int64) * h_q + heads, m_i * ln2, mask=head_ok)
+    if SPLIT:
+        # A partial, in fp32 and without the sink: the sink belongs to the whole row's denominator, so the
+        # combine applies it once after merging. -inf lse ("saw nothing", also a chunk of -1 entries or past
+        # topk_length) gives the chunk weight 0 there; its o is written as 0 because the combine multiplies
+        # every o by its weight, and uninitialised scratch times 0 could be NaN.
+        slot = (bi * num_splits + split).to(tl.int64) * rows_per_batch * h_q + si * h_q + heads
+        o = tl.where(empty[:, None], 0.0, o)
+        tl.store(o_acc_ptr + slot[:, None] * 512 + offs_d[None, :], o, mask=head_ok[:, None])
+        tl.store(lse_acc_ptr + slot, tl.where(empty, float("-inf"), lse), mask=head_ok)
+    else:
+        if HAS_SINK:
+            # The sink joins the denominator only: out *= exp(lse) / (exp(lse) + exp(sink)). Written as
+            # 1 / (1 + exp(sink - lse)) it is 0 for sink = +inf and 1 for sink = -inf, with no inf/inf.
+            sink = tl.load(sink_ptr + heads, mask=head_ok, other=float("-inf"))
+            o = o / (1.0 + tl.exp(sink - tl.where(empty, 0.0, lse)))[:, None]
+        o = tl.where(empty[:, None], 0.0, o)
+        out_rows = out_ptr + (tok.to(tl.int64) * h_q + heads) * 512
+        tl.store(out_rows[:, None] + offs_d[None, :], o.to(out_ptr.dtype.element_ty), mask=head_ok[:, None])
+        lse_ptrs = lse_ptr + bi.to(tl.int64) * stride_lse_b + heads * stride_lse_h + si * stride_lse_s
+        tl.store(lse_ptrs, tl.where(empty, float("inf"), lse), mask=head_ok)
+        if PREFILL:
+            tl.store(max_logits_ptr + tok.to(tl.int64) * h_q + heads, m_i * ln2, mask=head_ok)
 
 
 def _block_h(h_q: int) -> int:
@@ -306,6 +356,53 @@ def _fp8_format(cache: torch.Tensor) -> int:
     return FMT_FP8_V32 if cache.shape[-1] == 656 else FMT_FP8_MODEL1
 
 
+#: Fewest ``BLOCK_N`` tiles a split walks under ``auto``: below that, loading the query block and writing
+#: a 512-channel fp32 partial per head cost about as much as the tiles themselves.
+MIN_TILES_PER_SPLIT = 4
+#: Most splits ``auto`` makes (bounds the fp32 scratch and the combine's loop).
+MAX_AUTO_SPLITS = 64
+SPLITS_ENV = "ATTN_FLASHMLA_SPARSE_SPLITS"
+
+
+def num_decode_splits(programs: int, num_sms: int, topk: int, block_n: int) -> int:
+    """How many chunks ``auto`` cuts each query token's index list into (1: no split).
+
+    ``programs`` is the unsplit grid (query tokens x head blocks), ``topk`` the entries a token walks
+    (main list plus extra list). Splitting pays only while the grid leaves SMs idle, so the split count is
+    the whole number of copies of the grid that fit in one wave (``num_sms // programs``: a second, partial
+    wave would take as long as the first and gain nothing), and no more than leaves every split
+    ``MIN_TILES_PER_SPLIT`` tiles of the list.
+    """
+    if programs <= 0 or programs >= num_sms:
+        return 1
+    tiles = -(-topk // block_n)
+    return max(1, min(num_sms // programs, tiles // MIN_TILES_PER_SPLIT, MAX_AUTO_SPLITS))
+
+
+def splits_setting() -> int | str:
+    """``ATTN_FLASHMLA_SPARSE_SPLITS``: ``0`` (default, no split), ``auto``, or a forced count ``N``."""
+    raw = os.environ.get(SPLITS_ENV, "").strip().lower()
+    if raw in ("", "0"):
+        return 0
+    if raw == "auto":
+        return "auto"
+    if raw.isdigit():
+        return int(raw)
+    raise AttentionArgumentError(f"{SPLITS_ENV} must be 'auto', 0 or a positive split count, got {raw!r}")
+
+
+def decode_splits(programs: int, num_sms: int, topk: int, block_n: int) -> int:
+    """The split count sparse decoding runs with: ``splits_setting()`` applied (1: the unsplit kernel).
+
+    Off by default: the split path has run only under the interpreter, and code not yet measured on a GPU
+    does not become the default.
+    """
+    setting = splits_setting()
+    if setting == "auto":
+        return num_decode_splits(programs, num_sms, topk, block_n)
+    return max(1, setting)
+
+
 def sparse_decode_triton(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -328,8 +425,17 @@ def sparse_decode_triton(
     out = torch.empty(b * s_q, h_q, 512, dtype=torch.float32 if interp else q.dtype, device=q.device)
     lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
     cfg = _launch_config(h_q, prefill=False)
+    head_blocks = triton.cdiv(h_q, cfg["BLOCK_H"])
+    entries = idx.shape[1] + (extra_idx.shape[1] if extra_k_cache is not None else 0)
+    splits = decode_splits(b * s_q * head_blocks, num_sms(q.device), entries, cfg["BLOCK_N"])
     dummy = lse  # stands in for absent optional tensors; never read (the constexpr flag is off)
-    _sparse_attn_kernel[(b * s_q, triton.cdiv(h_q, cfg["BLOCK_H"]))](
+    o_acc = lse_acc = dummy
+    if splits > 1:
+        # One slot per (batch row, split), holding every (query token, head) row of that batch row: the
+        # layout combine_splits reads for h_kv = 1, with split_offsets b * splits.
+        o_acc = torch.empty(b * splits, 1, s_q * h_q, 512, dtype=torch.float32, device=q.device)
+        lse_acc = torch.empty(b * splits, 1, s_q * h_q, dtype=torch.float32, device=q.device)
+    _sparse_attn_kernel[(b * s_q, head_blocks, splits)](
         q_flat,
         kv,
         idx,
@@ -341,6 +447,8 @@ def sparse_decode_triton(
         out,
         lse,
         dummy,
+        o_acc,
+        lse_acc,
         q_flat.stride(0),
         q_flat.stride(1),
         idx.stride(0),
@@ -358,6 +466,7 @@ def sparse_decode_triton(
         h_q * s_q,
         s_q,
         1,
+        splits,
         softmax_scale * LOG2E,
         FMT=_fp8_format(kv),
         HAS_ROPE=d == 576,
@@ -366,10 +475,17 @@ def sparse_decode_triton(
         HAS_EXTRA=extra_k_cache is not None,
         HAS_EXTRA_LEN=extra_topk_length is not None,
         HAS_SINK=attn_sink is not None,
+        SPLIT=splits > 1,
         UPCAST=interp,
         **cfg,
     )
-    return out.view(b, s_q, h_q, 512).to(q.dtype), lse
+    out = out.view(b, s_q, h_q, 512)
+    if splits > 1:
+        from attn_flashmla.combine import combine_splits
+
+        offsets = torch.arange(0, (b + 1) * splits, splits, dtype=torch.int32, device=q.device)
+        combine_splits(out, lse, o_acc, lse_acc, offsets, splits, group=h_q, attn_sink=attn_sink)
+    return out.to(q.dtype), lse
 
 
 def sparse_prefill_triton(
@@ -400,6 +516,8 @@ def sparse_prefill_triton(
         out,
         lse,
         max_logits,
+        lse,
+        lse,
         q.stride(0),
         q.stride(1),
         idx.stride(0),
@@ -417,6 +535,7 @@ def sparse_prefill_triton(
         h_q,
         1,
         0,
+        1,
         sm_scale * LOG2E,
         FMT=FMT_BF16,
         HAS_ROPE=d == 576,
@@ -425,6 +544,7 @@ def sparse_prefill_triton(
         HAS_EXTRA=False,
         HAS_EXTRA_LEN=False,
         HAS_SINK=attn_sink is not None,
+        SPLIT=False,
         UPCAST=interp,
         **cfg,
     )
