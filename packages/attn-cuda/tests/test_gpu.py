@@ -16,6 +16,7 @@ import torch
 
 import attn_cuda
 from attn_cuda import basics, catalog, flash, runtime
+from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
 from attn_reference import attention_naive
 from attn_reference.testing.conformance import AttentionConformance, Backend, Features
 from attn_reference.testing.inputs import attention_inputs
@@ -75,13 +76,22 @@ def test_every_forward_variant_matches_the_reference(variant, dtype, head_dim, c
         assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({variant}, sq {sq}, sk {sk})")
 
 
-@pytest.mark.parametrize("order", ["grouped", "plain"])
-def test_matmul_mma_block_orders(order):
-    # 9 x 5 blocks of 128 x 128: the grouped order's last group holds only one block row.
-    a = (torch.randn(1100, 264, device="cuda") / 264**0.25).half()
-    b = (torch.randn(264, 600, device="cuda") / 264**0.25).half()
-    ref = (a.double() @ b.double()).half()
-    torch.testing.assert_close(basics.matmul(a, b, variant="mma", order=order), ref, atol=2e-2, rtol=2e-2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("order", sorted(MMA_ORDERS))
+@pytest.mark.parametrize("tile", sorted(MMA_TILES))
+def test_matmul_mma_tiles_and_block_orders(tile, order, dtype):
+    tol = {torch.float16: 2e-2, torch.bfloat16: 6e-2}[dtype]
+    # 1100 x 600: 9 x 5 blocks of 128 x 128 (9 x 3 of 128 x 256), so the grouped order's last group holds
+    # one block row. 333 x 264 x 200: every edge is ragged for both tiles (77 rows and 8 columns of the
+    # last blocks, a last K tile of 8), on a grid of 3 x 3 or 3 x 2 blocks.
+    for m, k, n in ((1100, 264, 600), (333, 200, 264)):
+        a = (torch.randn(m, k, device="cuda") / k**0.25).to(dtype)
+        b = (torch.randn(k, n, device="cuda") / k**0.25).to(dtype)
+        ref = (a.double() @ b.double()).to(dtype)
+        out = basics.matmul(a, b, variant="mma", order=order, tile=tile)
+        torch.testing.assert_close(
+            out, ref, atol=tol, rtol=tol, msg=lambda e, m=m, k=k, n=n: f"{m}x{k}x{n}: {e}"
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

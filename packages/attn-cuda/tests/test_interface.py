@@ -1,10 +1,13 @@
 """CPU tier: argument checks, refused features, op registration and fake impls, tile arithmetic, bench."""
 
+import re
+
 import pytest
 import torch
 
 import attn_cuda
-from attn_cuda import bench, flash
+from attn_cuda import basics, bench, catalog, flash
+from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES, kernel_name, launch_shape
 from attn_cuda.interface import _check_supported
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
 
@@ -67,6 +70,39 @@ def test_tile_configurations_fit_the_hardware():
         flash.FWD_VARIANTS["wide"][128].name(torch.float16, False)
         == "flash_fwd_mma_wide<__half, 128, 32, 4, 2, 1, false>"
     )
+    for tile in MMA_TILES.values():  # the tensor-core matmul's block tiles
+        assert tile.smem <= 163 * 1024 and tile.threads <= 1024
+        assert (tile.bm * tile.bk // 8) % tile.threads == 0 and (tile.bk * tile.bn // 8) % tile.threads == 0
+        assert tile.bk % 64 == 0 and tile.bn % 64 == 0  # rows of the 64-element swizzle
+        assert tile.wm % 16 == 0 and tile.wn % 16 == 0
+    assert launch_shape("mma", 333, 264, "128x128") == ((3, 3), (256,), 96 * 1024)
+    assert launch_shape("mma", 333, 264, "128x256") == ((2, 3), (256,), 144 * 1024)
+    assert (
+        kernel_name("mma", torch.bfloat16, "plain", "128x256")
+        == "matmul_mma<__nv_bfloat16, 128, 256, 64, 3, 64, 64, 1, 1>"
+    )
+    # The default is unchanged, and the CPU tier compiles (and checks for spills) every tile x order.
+    assert kernel_name("mma", torch.float16) == "matmul_mma<__half, 128, 128, 64, 3, 64, 32, 8, 1>"
+    names = catalog.kernels()["matmul.cu"]
+    for tile in MMA_TILES:
+        for order in MMA_ORDERS:
+            for dtype in (torch.float16, torch.bfloat16):
+                assert kernel_name("mma", dtype, order, tile) in names
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"tile": "64x64"}, f"matmul: tile must be one of {sorted(MMA_TILES)}, got '64x64'"),
+        ({"order": "zigzag"}, f"matmul: order must be one of {sorted(MMA_ORDERS)}, got 'zigzag'"),
+        ({"variant": "fast"}, f"matmul: variant must be one of {sorted(basics.MATMUL_VARIANTS)}, got 'fast'"),
+    ],
+)
+def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
+    # Checked before anything about the tensors, so CPU tensors reach it.
+    a, b = torch.randn(16, 16, dtype=torch.float16), torch.randn(16, 16, dtype=torch.float16)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        basics.matmul(a, b, **kw)
 
 
 def test_forward_variant_selection(monkeypatch):

@@ -16,8 +16,8 @@
 Options: ``--quick`` (fewer check shapes, shorter timings, no slow basics timings), ``--compare
 OLD.json`` (adds the earlier run's milliseconds and the speedup per case; case names are stable across
 versions, new ones such as ``fwd ... attn-cuda [wide]`` time every forward variant, ``matmul ... [plain]``
-each block order), ``--skip STAGE`` (compile, attention checks, basics checks, attention timings,
-basics timings).
+each block order of the default tile, ``matmul ... [128x256 grouped]`` each order of the other block
+tiles), ``--skip STAGE`` (compile, attention checks, basics checks, attention timings, basics timings).
 """
 
 from __future__ import annotations
@@ -187,18 +187,23 @@ def basics_checks() -> None:
             x = torch.randn(shape, device="cuda") * 4
             torch.testing.assert_close(basics.softmax(x), torch.softmax(x, -1), atol=1e-6, rtol=1e-5)
 
-    def matmul(variant):
+    def matmul(variant, **kw):
         def run():
             for dt in (torch.float16, torch.bfloat16, torch.float32):
                 if variant == "mma" and dt == torch.float32:
                     continue
-                m, k, n = (200, 136, 264) if variant == "mma" else (130, 77, 93)
-                a = (torch.randn(m, k, device="cuda") / k**0.25).to(dt)
-                b = (torch.randn(k, n, device="cuda") / k**0.25).to(dt)
-                tol = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}[dt]
-                torch.testing.assert_close(
-                    basics.matmul(a, b, variant=variant), (a.double() @ b.double()).to(dt), atol=tol, rtol=tol
-                )
+                # mma: ragged on every edge of both block tiles (rows, columns and the last K tile)
+                shapes = ((200, 136, 264), (333, 200, 264)) if variant == "mma" else ((130, 77, 93),)
+                for m, k, n in shapes:
+                    a = (torch.randn(m, k, device="cuda") / k**0.25).to(dt)
+                    b = (torch.randn(k, n, device="cuda") / k**0.25).to(dt)
+                    tol = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}[dt]
+                    torch.testing.assert_close(
+                        basics.matmul(a, b, variant=variant, **kw),
+                        (a.double() @ b.double()).to(dt),
+                        atol=tol,
+                        rtol=tol,
+                    )
 
         return run
 
@@ -225,6 +230,11 @@ def basics_checks() -> None:
     check("basics softmax", softmax)
     for v in basics.MATMUL_VARIANTS:
         check(f"basics matmul {v}", matmul(v))
+    from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
+
+    for tile in MMA_TILES:
+        for order in MMA_ORDERS:
+            check(f"basics matmul mma [{tile} {order}]", matmul("mma", tile=tile, order=order))
     for v in basics.REDUCTION_VARIANTS:
         check(f"basics reduction {v}", reduction(v))
     check("basics stream overlap", overlap)
@@ -361,16 +371,21 @@ def basics_timings() -> None:
         group="matmul",
         ref="matmul fp16 8192^3 torch.matmul",
     )
-    from attn_cuda.basics.matmul import MMA_ORDERS
+    from attn_cuda.basics.matmul import MMA_DEFAULT_TILE, MMA_ORDERS, MMA_TILES
 
-    for order in MMA_ORDERS:
-        timed(
-            f"matmul fp16 8192^3 mma [{order}]",
-            lambda order=order: basics.matmul(a, b, variant="mma", order=order),
-            flops=flops,
-            group="matmul",
-            ref="matmul fp16 8192^3 torch.matmul",
-        )
+    # Every tile x block order; the default tile keeps its earlier case names ("[grouped]", "[plain]") so
+    # --compare still matches them with older runs.
+    for tile in MMA_TILES:
+        for order in MMA_ORDERS:
+            timed(
+                f"matmul fp16 8192^3 mma [{order}]"
+                if tile == MMA_DEFAULT_TILE
+                else f"matmul fp16 8192^3 mma [{tile} {order}]",
+                lambda order=order, tile=tile: basics.matmul(a, b, variant="mma", order=order, tile=tile),
+                flops=flops,
+                group="matmul",
+                ref="matmul fp16 8192^3 torch.matmul",
+            )
     if QUICK:
         return
     m = 4096

@@ -21,7 +21,7 @@ import torch
 
 import attn_cuda
 from attn_cuda import basics, catalog, flash, runtime
-from attn_cuda.basics.matmul import MMA_ORDERS
+from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -53,14 +53,17 @@ def basics_workload(dev: str) -> None:
                 continue
             a = torch.randn(72, 40, device=dev).to(dtype)
             b = torch.randn(40, 136, device=dev).to(dtype)
-            orders = MMA_ORDERS if variant == "mma" else (None,)
-            for order in orders:
-                kw = {"order": order} if order else {}
+            options = (
+                [{"order": o, "tile": t} for t in MMA_TILES for o in MMA_ORDERS] if variant == "mma" else [{}]
+            )
+            for kw in options:
                 basics.matmul(a, b, variant=variant, **kw)
-    # A 3 x 3 grid of mma blocks: the grouped block order's remainder group is exercised too.
-    a = torch.randn(300, 64, device=dev, dtype=torch.float16)
-    b = torch.randn(64, 264, device=dev, dtype=torch.float16)
-    basics.matmul(a, b, variant="mma")
+    # A 3 x 3 grid of 128 x 128 blocks (3 x 2 of 128 x 256): the grouped block order's remainder group and
+    # a partial last K tile (K = 200) are exercised too.
+    a = torch.randn(300, 200, device=dev, dtype=torch.float16)
+    b = torch.randn(200, 264, device=dev, dtype=torch.float16)
+    for tile in MMA_TILES:
+        basics.matmul(a, b, variant="mma", tile=tile)
     pin = torch.randn(4096).pin_memory()
     basics.overlap_pipeline(pin, torch.empty_like(pin).pin_memory(), streams=2, chunks=4, iters=2)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .basics._common import CTYPES
-from .basics.matmul import MATMUL_VARIANTS, MMA_DEFAULT_ORDER, MMA_ORDERS, kernel_name
+from .basics.matmul import MATMUL_VARIANTS, MMA_ORDERS, MMA_TILES, kernel_name
 from .basics.softmax import THREADS as SOFTMAX_THREADS
 from .flash import all_instantiations
 
@@ -27,13 +27,9 @@ def kernels() -> dict[str, list[str]]:
             f"reduce_{v}"
             for v in ("v1_interleaved", "v2_sequential", "v3_first_add", "v4_shuffle", "v5_multi")
         ],
-        "matmul.cu": [
-            kernel_name(v, d)
-            for v in MATMUL_VARIANTS
-            for d in dtypes
-            if not (v == "mma" and d == torch.float32)
-        ]
-        + [kernel_name("mma", d, o) for o in MMA_ORDERS if o != MMA_DEFAULT_ORDER for d in dtypes[1:]],
+        # The tensor-core kernel in every tile x block order it can be launched with (fp16/bf16 only).
+        "matmul.cu": [kernel_name(v, d) for v in MATMUL_VARIANTS if v != "mma" for d in dtypes]
+        + [kernel_name("mma", d, o, t) for t in MMA_TILES for o in MMA_ORDERS for d in dtypes[1:]],
     }
     out.update(all_instantiations())
     return out

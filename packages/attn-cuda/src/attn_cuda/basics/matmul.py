@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..runtime import i32, launch
@@ -9,10 +11,46 @@ from ._common import CTYPES, check_cuda, module
 
 MATMUL_VARIANTS = ("naive", "tiled", "regblock", "mma")
 TILE = 32
-#: Tensor-core kernel: 128 x 128 block tile, 64-deep K tiles, 3 stages of A and B tiles in shared memory.
-MMA_BM = MMA_BN = 128
-MMA_BK, MMA_STAGES = 64, 3
-MMA_SMEM = MMA_STAGES * (MMA_BM * MMA_BK + MMA_BK * MMA_BN) * 2
+
+
+@dataclass(frozen=True)
+class MmaTile:
+    """One tiling of the tensor-core kernel (the template arguments of ``matmul_mma`` after the dtype)."""
+
+    bm: int  #: block tile rows (M)
+    bn: int  #: block tile columns (N)
+    bk: int  #: depth of one K tile
+    stages: int  #: K tiles of A and B in shared memory at once (cp.async pipeline depth)
+    wm: int  #: warp tile rows
+    wn: int  #: warp tile columns
+
+    @property
+    def threads(self) -> int:
+        return (self.bm // self.wm) * (self.bn // self.wn) * 32
+
+    @property
+    def smem(self) -> int:
+        """Dynamic shared memory in bytes (16-bit elements); above 48 KB ``launch`` opts in for it."""
+        return self.stages * (self.bm * self.bk + self.bk * self.bn) * 2
+
+    def template_args(self) -> str:
+        return f"{self.bm}, {self.bn}, {self.bk}, {self.stages}, {self.wm}, {self.wn}"
+
+
+#: Block tiles of the tensor-core kernel. "128x128" (8 warps of 64 x 32, 96 KB) is the first version;
+#: "128x256" (8 warps of 64 x 64, 144 KB: a third fewer shared-memory bytes per mma, 128 accumulators per
+#: thread) is new and not yet measured on a GPU. 144 KB needs a GPU that allows that much per block
+#: (A100, H100/H200; not the 99-100 KB of sm_86/sm_89).
+MMA_TILES = {
+    "128x128": MmaTile(128, 128, 64, 3, 64, 32),
+    "128x256": MmaTile(128, 256, 64, 3, 64, 64),
+}
+#: Stays the default until the wider tile has passed the sm90 tier and been timed on a GPU.
+MMA_DEFAULT_TILE = "128x128"
+#: The default tile's figures under the names they had before there was a choice of tiles.
+MMA_BM, MMA_BN = MMA_TILES[MMA_DEFAULT_TILE].bm, MMA_TILES[MMA_DEFAULT_TILE].bn
+MMA_BK, MMA_STAGES = MMA_TILES[MMA_DEFAULT_TILE].bk, MMA_TILES[MMA_DEFAULT_TILE].stages
+MMA_SMEM = MMA_TILES[MMA_DEFAULT_TILE].smem
 #: Block order and occupancy of the tensor-core kernel: "grouped" walks GROUP_M = 8 block rows at a time
 #: (L2 reuse of the A and B panels); "plain" is the first version
 #: (row-major block order, no occupancy hint), kept selectable to compare and to fall back.
@@ -21,18 +59,30 @@ MMA_ORDERS = {"grouped": (8, 1), "plain": (1, 1)}
 MMA_DEFAULT_ORDER = "grouped"
 
 
-def kernel_name(variant: str, dtype: torch.dtype, order: str = MMA_DEFAULT_ORDER) -> str:
+def _check_choice(argument: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"matmul: {argument} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def kernel_name(
+    variant: str, dtype: torch.dtype, order: str = MMA_DEFAULT_ORDER, tile: str = MMA_DEFAULT_TILE
+) -> str:
     ct = CTYPES[dtype]
-    group_m, min_blocks = MMA_ORDERS[order]
+    if variant == "mma":
+        _check_choice("order", order, MMA_ORDERS)
+        _check_choice("tile", tile, MMA_TILES)
+        group_m, min_blocks = MMA_ORDERS[order]
+        return f"matmul_mma<{ct}, {MMA_TILES[tile].template_args()}, {group_m}, {min_blocks}>"
     return {
         "naive": f"matmul_naive<{ct}>",
         "tiled": f"matmul_tiled<{ct}, {TILE}>",
         "regblock": f"matmul_regblock<{ct}>",
-        "mma": f"matmul_mma<{ct}, {group_m}, {min_blocks}>",
     }[variant]
 
 
-def launch_shape(variant: str, m: int, n: int) -> tuple[tuple[int, int], tuple[int, ...], int]:
+def launch_shape(
+    variant: str, m: int, n: int, tile: str = MMA_DEFAULT_TILE
+) -> tuple[tuple[int, int], tuple[int, ...], int]:
     """(grid, block, dynamic shared memory) of a variant for an m x n output."""
     cdiv = lambda a, b: (a + b - 1) // b
     if variant == "naive":
@@ -42,15 +92,27 @@ def launch_shape(variant: str, m: int, n: int) -> tuple[tuple[int, int], tuple[i
     if variant == "regblock":
         return (cdiv(n, 128), cdiv(m, 128)), (256,), 0
     if variant == "mma":
-        return (cdiv(n, MMA_BN), cdiv(m, MMA_BM)), (256,), MMA_SMEM
+        _check_choice("tile", tile, MMA_TILES)
+        t = MMA_TILES[tile]
+        return (cdiv(n, t.bn), cdiv(m, t.bm)), (t.threads,), t.smem
     raise ValueError(f"variant must be one of {MATMUL_VARIANTS}, got {variant!r}")
 
 
 def matmul(
-    a: torch.Tensor, b: torch.Tensor, *, variant: str = "mma", order: str = MMA_DEFAULT_ORDER
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    variant: str = "mma",
+    order: str = MMA_DEFAULT_ORDER,
+    tile: str = MMA_DEFAULT_TILE,
 ) -> torch.Tensor:
     """``a @ b`` for 2-D CUDA tensors of one dtype, fp32 accumulation. ``mma`` needs fp16/bf16 and
-    K, N multiples of 8 (16-byte rows for cp.async); ``order`` (:data:`MMA_ORDERS`) is its block order."""
+    K, N multiples of 8 (16-byte rows for cp.async); ``order`` (:data:`MMA_ORDERS`) is its block order and
+    ``tile`` (:data:`MMA_TILES`) its block tile. Both are validated for every variant, used by ``mma``."""
+    # Before the tensor checks: a misspelt option is a caller's error whatever the inputs are.
+    _check_choice("variant", variant, MATMUL_VARIANTS)
+    _check_choice("order", order, MMA_ORDERS)
+    _check_choice("tile", tile, MMA_TILES)
     check_cuda("matmul", a=a, b=b)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
         raise ValueError(
@@ -68,9 +130,7 @@ def matmul(
         return c
     if k == 0:
         return c.zero_()
-    grid, block, smem = launch_shape(variant, m, n)
-    if order not in MMA_ORDERS:
-        raise ValueError(f"matmul: order must be one of {sorted(MMA_ORDERS)}, got {order!r}")
-    name = kernel_name(variant, a.dtype, order)
+    grid, block, smem = launch_shape(variant, m, n, tile)
+    name = kernel_name(variant, a.dtype, order, tile)
     launch(module("matmul.cu", name), name, grid, block, [a, b, c, i32(m), i32(n), i32(k)], smem=smem)
     return c

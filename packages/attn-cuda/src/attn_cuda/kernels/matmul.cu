@@ -8,9 +8,11 @@
 //                       loads (two loads per multiply-add).
 //   3 register-blocked  each thread computes an 8 x 8 block of C from 8 values of A and 8 of B held in
 //                       registers: 16 shared loads feed 64 multiply-adds. Now bound by the FMA units.
-//   4 tensor cores      mma.sync.m16n8k16 does 4096 multiply-adds per warp instruction; ldmatrix feeds it
+//   4 tensor cores      mma.sync.m16n8k16 does 2048 multiply-adds per warp instruction; ldmatrix feeds it
 //                       from swizzled shared memory and cp.async keeps a 3-stage pipeline of tiles in
-//                       flight so the loads of tile k+2 hide behind the math of tile k.
+//                       flight so the loads of tile k+2 hide behind the math of tile k. Now most likely
+//                       bound by shared-memory traffic per mma: a 128 x 256 block tile of 64 x 64 warp tiles
+//                       (tile="128x256") moves a third fewer bytes per mma than the 128 x 128 default.
 #include "common.cuh"
 
 using attn::from_float;
@@ -98,8 +100,26 @@ __global__ void __launch_bounds__(256) matmul_regblock(const T* __restrict__ A, 
 }
 
 // -- 4. tensor cores ------------------------------------------------------------------------------------
-// Block tile 128 x 128, K in steps of 64, 8 warps as 2 (M) x 4 (N), each warp a 64 x 32 tile of C:
-// per k16 step a warp loads 4 A fragments and 4 B fragments with 6 ldmatrix.x4 and issues 16 mma.
+// One kernel, templated over its tiling: BM x BN block tile of C, K in steps of BK, STAGES tiles of A and
+// B in flight, warps of WM x WN laid out (BM / WM) x (BN / WN). Instantiated as
+//
+//   128 x 128, BK 64, 3 stages, 8 warps of 64 x 32 (96 KB)   the first version and the default;
+//   128 x 256, BK 64, 3 stages, 8 warps of 64 x 64 (144 KB)  twice the work per warp and per block.
+//
+// Per k16 step a warp loads WM / 16 A fragments (one ldmatrix.x4 each) and WN / 8 B fragments (one
+// ldmatrix.x4.trans per pair) and issues (WM / 16) * (WN / 8) mma: a 64 x 32 warp 16 mma for 6 ldmatrix,
+// a 64 x 64 warp 32 mma for 8.
+//
+// Why wider: with mma.sync the likely limit is shared memory, not the tensor cores: it moves 128 bytes per
+// clock per SM, cp.async writes and ldmatrix reads together. Per k16 step the 128 x 128 block reads 24 KB
+// with ldmatrix and writes 8 KB of new tiles for 128 mma (256 bytes per mma); the 128 x 256 block reads 32
+// KB and writes 12 KB for 256 mma (176 bytes per mma), about a third less traffic per unit of math. 64 x 64
+// is the largest warp tile whose 128 fp32 accumulators per thread still leave room for the fragments in 255
+// registers; 256 x 128 would move the same bytes (one table entry in basics/matmul.py away). BK stays 64
+// with 3 stages rather than 32 with 4: 32-deep tiles would prefetch less (96 rather than 128 k ahead), need
+// twice the barriers, and the swizzle needs rows of 64 elements. Above 128 registers per thread one
+// 256-thread block fills an SM's register file either way, so the wide tile's 144 KB of shared memory (per-
+// block limit 163 KB on A100, 227 KB on H100/H200) costs no occupancy.
 // Requires K % 8 == 0 and N % 8 == 0 (16-byte rows chunks for cp.async; the wrapper checks).
 //
 // Block order (GROUP_M): launched in plain row-major order, the ~130 blocks resident at once cover one or
@@ -107,17 +127,20 @@ __global__ void __launch_bounds__(256) matmul_regblock(const T* __restrict__ A, 
 // With GROUP_M > 1 consecutive blocks walk down GROUP_M block rows before moving right, so a wave covers
 // a GROUP_M x ~16 patch of C and its A and B panels stay in L2. GROUP_M = 1 is the plain order.
 // MINB is the __launch_bounds__ occupancy hint (2 would cap ptxas at 128 registers; on sm_80 that spills).
-template <typename T, int GROUP_M, int MINB>
-__global__ void __launch_bounds__(256, MINB) matmul_mma(const T* __restrict__ A, const T* __restrict__ B,
-                                                        T* __restrict__ C, int M, int N, int K) {
-    constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, NTHREADS = 256;
-    constexpr int WM = 64, WN = 32, MT = WM / 16, NT = WN / 8;  // per warp: 4 m16 tiles x 4 n8 tiles
+template <typename T, int BM, int BN, int BK, int STAGES, int WM, int WN, int GROUP_M, int MINB>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
+    matmul_mma(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N, int K) {
+    constexpr int WARPS_N = BN / WN, NTHREADS = (BM / WM) * WARPS_N * 32;
+    constexpr int MT = WM / 16, NT = WN / 8;  // per warp: MT m16 tiles x NT n8 tiles
+    static_assert(BM % WM == 0 && BN % WN == 0, "warps must tile the block tile exactly");
+    static_assert(WM % 16 == 0 && WN % 16 == 0, "B fragments are loaded as n16 pairs, A as m16 tiles");
+    static_assert(BK % 16 == 0 && STAGES >= 2, "K steps of 16 per mma; one stage loads while one computes");
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* As = reinterpret_cast<T*>(smem_raw);  // STAGES x [BM][BK], swizzled
     T* Bs = As + STAGES * BM * BK;           // STAGES x [BK][BN], swizzled
 
     int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    int wm = (warp / 4) * WM, wn = (warp % 4) * WN;
+    int wm = (warp / WARPS_N) * WM, wn = (warp % WARPS_N) * WN;
     int block_m = blockIdx.y, block_n = blockIdx.x;
     if (GROUP_M > 1) {
         const int bid = blockIdx.y * gridDim.x + blockIdx.x, per_group = GROUP_M * gridDim.x;
