@@ -59,7 +59,7 @@ def test_candidate_configs_cover_the_compute_bound_designs():
     assert all(set(c) == set(decode_fwd.CONFIG_FIELDS) for rows in (1, 16, 30, 64, 128) for c in
                decode_fwd.candidate_configs(rows))  # fmt: skip
     # The memory-bound default stays the measured best (16 rows, 64 tokens, 4 warps, 2 stages, 2 CTAs/SM).
-    assert decode_fwd.candidate_configs(16)[0] == dict(zip(decode_fwd.CONFIG_FIELDS, (16, 64, 4, 2, 2, 1)))
+    assert decode_fwd.candidate_configs(16)[0] == dict(zip(decode_fwd.CONFIG_FIELDS, (16, 64, 4, 2, 2, 1, 0)))
 
 
 def test_tuner_keeps_the_fastest_and_skips_configs_that_fail(monkeypatch):
@@ -85,4 +85,4 @@ def test_config_override_parses_five_or_six_fields(monkeypatch):
     monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", "0,64,8,2,1")
     assert decode_fwd.config_override()["DV_SPLIT"] == 1
     monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", "64,64,4,2,1,2")
-    assert decode_fwd.config_override() == dict(zip(decode_fwd.CONFIG_FIELDS, (64, 64, 4, 2, 1, 2)))
+    assert decode_fwd.config_override() == dict(zip(decode_fwd.CONFIG_FIELDS, (64, 64, 4, 2, 1, 2, 0)))

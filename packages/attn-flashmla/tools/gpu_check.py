@@ -4,6 +4,7 @@
     python3 packages/attn-flashmla/tools/gpu_check.py --quick    # ~3 min: a few cases per path + speed
     python3 packages/attn-flashmla/tools/gpu_check.py            # the full grid; both write
                                                                  # $OUT/flashmla_gpu_check.json
+    python3 packages/attn-flashmla/tools/gpu_check.py --quick --tma --no-cute   # the TMA K tiles too
 
 CuTe DSL cases run in a watched child process (``--child``): each case must finish within
 ``CUTE_CASE_TIMEOUT`` seconds, or it is reported as a hang (with the last stage the child reached: inputs,
@@ -22,6 +23,12 @@ skips the Triton path; ``--watchdog`` runs the CuTe cases with the watchdog kern
    triton.testing.do_bench (median, L2 flushed), schedule made outside the timed region. The Triton path
    tunes its tile config on the schedule's first call (decode_fwd.candidate_configs); every candidate's
    time is recorded. ``flash_mla`` is timed the same way if importable.
+3. ``--tma``: the Triton path's opt-in TMA K tiles (``decode_fwd`` ``TMA`` field, not yet measured).
+   Correctness: every dense case once more with a forced TMA config (``TMA_CHECK_CONFIGS``, alternating;
+   the page sizes 64 and 16 take the TMA kernel, 61 and 1 fall back to the gather path, recorded as
+   ``tma_used``). Speed: a ``triton_tma`` row per case, tuned with ``ATTN_FLASHMLA_TRITON_TMA=1`` (every
+   candidate and its TMA version timed, printed side by side as ``TMA-AB`` lines) next to the ``triton``
+   row tuned without it.
 A failure in one case is recorded and the run goes on; the table comes last.
 """
 
@@ -57,6 +64,17 @@ FLASHMLA_H200 = {  # DeepSeek FlashMLA on the same H200 (shared/device/README.md
 }
 CUTE_CASE_TIMEOUT = 60  # seconds per CuTe case (a first compile included)
 QUICK = "--quick" in sys.argv
+TMA = "--tma" in sys.argv
+#: Forced configs (ATTN_FLASHMLA_TRITON_CONFIG, BLOCK_M 0 = the row bucket's) for the --tma correctness
+#: pass: 64-token tiles in one program and 16-token tiles with DV_SPLIT 2 (pages of 16 take TMA too).
+TMA_CHECK_CONFIGS = ("0,64,8,2,1,1,1", "0,16,4,2,1,2,1")
+#: Environment of each timed path: the Triton rows differ only in the TMA switch.
+PATH_ENV = {
+    "triton": {"ATTN_FLASHMLA_PATH": "triton", "ATTN_FLASHMLA_TRITON_TMA": None},
+    "triton_tma": {"ATTN_FLASHMLA_PATH": "triton", "ATTN_FLASHMLA_TRITON_TMA": "1"},
+    "cute": {"ATTN_FLASHMLA_PATH": "cute"},
+    "flash_mla": {"ATTN_FLASHMLA_PATH": None},
+}
 SPEED_CASES = [(s_k, h_q, s_q) for s_k in (8192, 32768) for h_q, s_q in ((16, 1), (128, 1), (128, 2))]
 
 
@@ -81,15 +99,16 @@ def env(**values):
                 os.environ[k] = v
 
 
-def decode(inputs, path):
+def decode(inputs, path, extra_env=None):
+    """One call on ``path``; returns ((out, lse), the path that ran, the kernel config it ran)."""
     meta, _ = attn_flashmla.get_mla_metadata()
     kw = inputs.kwargs()
-    with env(ATTN_FLASHMLA_PATH=path):
+    with env(ATTN_FLASHMLA_PATH=path, **(extra_env or {})):
         out = attn_flashmla.flash_mla_with_kvcache(
             kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
             meta, None, **kw,
         )  # fmt: skip
-    return out, meta.path
+    return out, meta.path, meta.kernel_config
 
 
 def sparse_decode_inputs(case):
@@ -126,9 +145,11 @@ def dense_cases(path):
     return out
 
 
-def check_dense_case(case, dtype, path):
-    """Run one dense case on ``path`` against the reference; returns the result row."""
-    row = {"kind": "dense", "path": path, "case": case.id, "dtype": str(dtype)}
+def check_dense_case(case, dtype, path, tma_config=None):
+    """Run one dense case on ``path`` (``tma_config``: forced TMA config) against the reference."""
+    row = {"kind": "dense", "path": path if tma_config is None else "triton_tma", "case": case.id}
+    row["dtype"] = str(dtype)
+    extra_env = None if tma_config is None else {"ATTN_FLASHMLA_TRITON_CONFIG": tma_config}
     try:
         inputs = mla_testing.mla_decode_inputs(
             case.b, case.s_q, case.h_q, case.h_kv, case.s_k, head_dim=case.head_dim, dtype=dtype,
@@ -137,9 +158,14 @@ def check_dense_case(case, dtype, path):
         )  # fmt: skip
         log(f"STAGE run {case.id}")
         start = time.perf_counter()
-        (out, lse), used = decode(inputs, path)
+        (out, lse), used, config = decode(inputs, path, extra_env)
         torch.cuda.synchronize()
         row["first_call_s"] = time.perf_counter() - start
+        if tma_config is not None:
+            from attn_flashmla import decode_fwd
+
+            row["config"] = config
+            row["tma_used"] = decode_fwd.uses_tma(inputs.k_cache, config)
         log(f"STAGE check {case.id}")
         ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
         why = mla_testing.mla_mismatch(out, ref_out) or mla_testing.mla_mismatch(
@@ -152,16 +178,21 @@ def check_dense_case(case, dtype, path):
 
 
 def check_correctness():
-    for case, dtype in dense_cases("triton"):
+    for i, (case, dtype) in enumerate(dense_cases("triton")):
         row = check_dense_case(case, dtype, "triton")
         RESULTS["correctness"].append(row)
         log(("PASS" if row["ok"] else "FAIL"), "triton", row.get("ran"), row["case"], row.get("why") or "")
+        if TMA:
+            row = check_dense_case(case, dtype, "triton", TMA_CHECK_CONFIGS[i % len(TMA_CHECK_CONFIGS)])
+            RESULTS["correctness"].append(row)
+            log(("PASS" if row["ok"] else "FAIL"), "triton_tma", f"tma_used={row.get('tma_used')}",
+                row["case"], row.get("why") or "")  # fmt: skip
     sparse = mla_testing._sparse_grid("full")
     for case in sparse[:2] if QUICK else sparse:
         row = {"kind": "sparse_decode", "path": "triton", "case": case.id}
         try:
             inputs = sparse_decode_inputs(case)
-            (out, lse), _ = decode(inputs, None)
+            (out, lse), _, _ = decode(inputs, None)
             why = sparse_decode_mismatch(out, lse, mla.flash_mla_with_kvcache(**inputs.kwargs()))
             row.update(ok=why is None, why=why)
         except Exception as e:
@@ -244,23 +275,44 @@ def time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row):
         import flash_mla as module  # DeepSeek's, when built on this machine
     else:
         module = attn_flashmla
-    with env(ATTN_FLASHMLA_PATH=None if name == "flash_mla" else name):
+    with env(**PATH_ENV[name]):
         start = time.perf_counter()
         call, meta = prepared(module, q, cache, table, seqlens, causal)
         torch.cuda.synchronize()
         first = time.perf_counter() - start
+        if name.startswith("triton"):  # the key depends on the TMA switch: read it in the same env
+            from attn_flashmla import decode_fwd
+
+            key = decode_fwd.tune_key(q, cache, int(seqlens.sum()), causal and q.shape[1] > 1)
     ms = time_call(call)
     row[name] = {"ms": ms, "TFLOP/s": flops / ms / 1e9, "GB/s": nbytes / ms / 1e6, "first_call_s": first}
-    if name == "triton":
-        from attn_flashmla import decode_fwd
-
-        row[name]["config"] = getattr(meta, "kernel_config", None)
-        key = decode_fwd.tune_key(q, cache, int(seqlens.sum()), causal and q.shape[1] > 1)
+    if name.startswith("triton"):
+        config = getattr(meta, "kernel_config", None)
+        row[name]["config"] = config
+        row[name]["tma_used"] = bool(config) and decode_fwd.uses_tma(cache, config)
         row[name]["tuning_ms"] = [(c, t) for c, t in decode_fwd.TUNE_LOG.get(key, [])]
     return call()[0]
 
 
-def check_speed(paths=("triton",)):
+def log_tma_pairs(row, label):
+    """``TMA-AB`` lines: each candidate's time with gather loads next to its TMA version's."""
+    times = {}
+    for config, ms in (row.get("triton_tma") or {}).get("tuning_ms", []):
+        times[tuple((k, v) for k, v in config.items() if k != "TMA"), config.get("TMA", 0)] = ms
+    fmt = lambda x: f"{x:.4f} ms" if isinstance(x, float) else str(x)[:80]
+    for base in dict.fromkeys(base for base, _ in times):  # TMA-only candidates have no gather twin
+        log(
+            "TMA-AB",
+            label,
+            dict(base),
+            "gather",
+            fmt(times.get((base, 0), "-")),
+            "tma",
+            fmt(times.get((base, 1))),
+        )
+
+
+def check_speed(paths=("triton", "triton_tma") if TMA else ("triton",)):
     try:
         import flash_mla
     except Exception:
@@ -273,13 +325,19 @@ def check_speed(paths=("triton",)):
         q, cache, table, seqlens, total = bench_inputs(b, s_q, h_q, s_k)
         causal = s_q > 1
         row, flops, nbytes = speed_row(b, h_q, s_q, s_k, total)
+        outs = {}
         for name in paths:
             try:
-                time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row)
+                outs[name] = time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row)
             except Exception as e:
                 row[name] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
+            if name == "triton_tma" and "triton" in outs and name in outs:  # same inputs, same answer?
+                diff = (outs[name].float() - outs["triton"].float()).abs().max().item()
+                row[name]["max_abs_diff_vs_triton"] = diff
             shown = {k: v for k, v in row[name].items() if k != "tuning_ms"}
             log("SPEED", name, f"h_q {h_q} s_q {s_q} s_k {s_k}", json.dumps(shown, default=str))
+        if "triton_tma" in paths:
+            log_tma_pairs(row, f"h_q {h_q} s_q {s_q} s_k {s_k}")
         RESULTS["speed"].append(row)
         del q, cache, table, seqlens
         torch.cuda.empty_cache()
@@ -471,9 +529,12 @@ def table():
         lines.append(f"  FAIL {r['kind']} {r['path']} {r['case']}: {str(r['why'])[:200]}")
     lines.append("")
     lines.append(
-        "| h_q | s_q | s_k | unit | CuTe | Triton (best cfg) | flash_mla here | FlashMLA H200 | CuTe/ref | Triton/ref |"
+        "| h_q | s_q | s_k | unit | CuTe | Triton (best cfg) | Triton+TMA (best cfg) | flash_mla here "
+        "| FlashMLA H200 | CuTe/ref | Triton/ref | Triton+TMA/ref |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    from attn_flashmla.decode_fwd import CONFIG_FIELDS
+
     for r in RESULTS["speed"]:
         unit, ref = FLASHMLA_H200[(r["h_q"], r["s_q"], r["s_k"])]
 
@@ -481,17 +542,18 @@ def table():
             v = r.get(name)
             return None if not isinstance(v, dict) or unit not in v else v[unit]
 
-        cute, tri, fm = fig("cute"), fig("triton"), fig("flash_mla")
+        cute, tri, tma, fm = fig("cute"), fig("triton"), fig("triton_tma"), fig("flash_mla")
         fmt = lambda x: "-" if x is None else f"{x:.0f}"
         ratio = lambda x, ref=ref: "-" if x is None else f"{x / ref:.2f}"
-        cfg = (r.get("triton") or {}).get("config") or {}
-        cfg = ",".join(
-            str(cfg.get(k, "-"))
-            for k in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT")
-        )
+
+        def cfg(name, r=r):
+            config = (r.get(name) or {}).get("config") or {}
+            return ",".join(str(config.get(k, "-")) for k in CONFIG_FIELDS)
+
         lines.append(
-            f"| {r['h_q']} | {r['s_q']} | {r['s_k']} | {unit} | {fmt(cute)} | {fmt(tri)} ({cfg})"
-            f" | {fmt(fm)} | {ref} | {ratio(cute)} | {ratio(tri)} |"
+            f"| {r['h_q']} | {r['s_q']} | {r['s_k']} | {unit} | {fmt(cute)} | {fmt(tri)} ({cfg('triton')})"
+            f" | {fmt(tma)} ({cfg('triton_tma')}) | {fmt(fm)} | {ref} | {ratio(cute)} | {ratio(tri)}"
+            f" | {ratio(tma)} |"
         )
     return "\n".join(lines)
 
@@ -508,6 +570,7 @@ def main():
         triton=triton.__version__,
         python=sys.version.split()[0],
         quick=QUICK,
+        tma=TMA,
     )
     try:
         import cutlass

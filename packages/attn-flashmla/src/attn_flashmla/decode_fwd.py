@@ -24,10 +24,28 @@ lets row ``s`` see tokens ``< seqlen - s_q + s + 1``.
 
 Softmax in base 2. Scores are scaled by ``softmax_scale * log2(e)`` so the kernel uses ``exp2`` (one
 MUFU instruction); ``lse`` is converted back to the natural log FlashMLA returns.
+
+Two ways to load a K tile (config field ``TMA``):
+
+* gather (``TMA`` 0, the default): a page lookup per token and masked pointer loads, so any page size and
+  any cache strides work. The loads go through registers, which Hopper cannot overlap with the math the
+  way it overlaps TMA copies.
+* tensor descriptors (``TMA`` 1, opt-in, **not yet measured on a GPU**): when the page size is a multiple
+  of ``BLOCK_N`` a tile never crosses a page, so one block-table entry per tile gives its start row in the
+  cache viewed as a 2-D (num_blocks * page_size, h_kv * d) matrix, and the tile is one TMA copy of
+  (BLOCK_N, DV) (and (BLOCK_N, 64) for RoPE) at column ``hk * d + channel``. Only *full* tiles (every
+  token < seqlen) are copied so: a copy cannot be masked per token, and the NaN past a sequence's end would
+  reach ``P @ V`` (``0 * NaN = NaN`` inside the dot). A sequence's last, partial tile takes the gather
+  path. A cache whose strides do not allow the 2-D view, or a page size that is not a multiple of
+  ``BLOCK_N``, or a GPU before sm_90, runs the gather path whatever the config says
+  (:func:`tma_unsupported`). The descriptors are built on the host
+  (``triton.tools.tensor_descriptor.TensorDescriptor``), so no device-side allocator is needed.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import os
 
@@ -42,10 +60,93 @@ D_MAIN = 512  # NoPE channels: the part of K that is also V
 D_ROPE = 64  # RoPE channels (head dim 576 only)
 
 
+# --8<-- [start:tile-loop]
+@triton.jit
+def _scores_gather(
+    q_own, q_other, q_rope, k_ptr, block_table_ptr, req, tok, tok_ok, hk, stride_bt, stride_kblock, stride_kpos,
+    stride_kh, page_size, offs_own, offs_other, offs_r,
+    D_MAIN: tl.constexpr, HAS_ROPE: tl.constexpr, DV_SPLIT: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    """S = Q K^T for a K tile loaded by pointers; returns S and this program's channels of K (its V)."""
+    # Page lookup per token (so any page size works); entries past the sequence are never read.
+    page = tl.load(
+        block_table_ptr + tl.cast(req, tl.int64) * stride_bt + tok // page_size, mask=tok_ok, other=0
+    )
+    k_rows = k_ptr + page.to(tl.int64) * stride_kblock + (tok % page_size) * stride_kpos + hk * stride_kh
+    k_own = tl.load(k_rows[:, None] + offs_own[None, :], mask=tok_ok[:, None], other=0.0)
+    if UPCAST:
+        k_own = k_own.to(tl.float32)
+    s = tl.dot(q_own, tl.trans(k_own))
+    if DV_SPLIT == 2:
+        k_other = tl.load(k_rows[:, None] + offs_other[None, :], mask=tok_ok[:, None], other=0.0)
+        if UPCAST:
+            k_other = k_other.to(tl.float32)
+        s += tl.dot(q_other, tl.trans(k_other))
+    if HAS_ROPE:
+        k_rope = tl.load(k_rows[:, None] + D_MAIN + offs_r[None, :], mask=tok_ok[:, None], other=0.0)
+        if UPCAST:
+            k_rope = k_rope.to(tl.float32)
+        s += tl.dot(q_rope, tl.trans(k_rope))
+    return s, k_own
+
+
+@triton.jit
+def _softmax_update(acc, m_i, l_i, s, v, tok, tok_ok, limit, scale_log2):
+    """Mask one tile's scores and fold it into the running (acc, m_i, l_i); ``v`` is its V."""
+    visible = (tok[None, :] < limit[:, None]) & tok_ok[None, :]
+    s = tl.where(visible, s * scale_log2, float("-inf"))
+
+    # Online softmax. A row that has seen nothing yet has m = -inf; use 0 as its shift so that
+    # exp2(-inf - -inf) (NaN) never happens: its p are exp2(-inf) = 0 and alpha is exp2(-inf) = 0.
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_shift)
+    p = tl.exp2(s - m_shift[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    # V is this program's NoPE channels of the K tile already loaded (shared memory/registers).
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return acc, m_new, l_i
+
+
+# --8<-- [end:tile-loop]
+
+
+@triton.jit
+def _scores_tma(
+    q_own, q_other, q_rope, k_desc, kr_desc, block_table_ptr, req, t, hk, stride_bt, stride_kh, page_size, half,
+    BLOCK_N: tl.constexpr, DV: tl.constexpr, D_MAIN: tl.constexpr, HAS_ROPE: tl.constexpr,
+    DV_SPLIT: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    """:func:`_scores_gather` for a *full* tile by TMA: the caller guarantees every token is < seqlen, as
+    nothing here masks (NaN past the sequence's end would otherwise be copied)."""
+    first = t * BLOCK_N
+    # page_size % BLOCK_N == 0 (checked on the host): the tile lies in one page, one table entry says where.
+    page = tl.load(block_table_ptr + tl.cast(req, tl.int64) * stride_bt + first // page_size)
+    row = page * page_size + first % page_size  # row of the (num_blocks * page_size, h_kv * d) view
+    col = hk * stride_kh
+    k_own = k_desc.load([row, col + half * DV])
+    if UPCAST:
+        k_own = k_own.to(tl.float32)
+    s = tl.dot(q_own, tl.trans(k_own))
+    if DV_SPLIT == 2:
+        k_other = k_desc.load([row, col + (1 - half) * DV])
+        if UPCAST:
+            k_other = k_other.to(tl.float32)
+        s += tl.dot(q_other, tl.trans(k_other))
+    if HAS_ROPE:
+        k_rope = kr_desc.load([row, col + D_MAIN])
+        if UPCAST:
+            k_rope = k_rope.to(tl.float32)
+        s += tl.dot(q_rope, tl.trans(k_rope))
+    return s, k_own
+
+
 @triton.jit
 def _dense_decode_kernel(
     q_ptr,
     k_ptr,
+    k_desc,  # TensorDescriptor of the NoPE part, block (BLOCK_N, DV); None unless TMA
+    kr_desc,  # the same view, block (BLOCK_N, D_ROPE); None unless TMA and HAS_ROPE
     block_table_ptr,
     seqlens_ptr,
     parts_ptr,
@@ -79,6 +180,7 @@ def _dense_decode_kernel(
     D_ROPE: tl.constexpr,
     DV_SPLIT: tl.constexpr,
     UPCAST: tl.constexpr,
+    TMA: tl.constexpr,
 ):
     part = tl.program_id(0)
     row_block = tl.program_id(1)
@@ -116,6 +218,8 @@ def _dense_decode_kernel(
         # q rows of this block, loaded once per sequence piece and kept for every tile.
         q_rows = q_ptr + tl.cast(req, tl.int64) * stride_qb + s_idx * stride_qs + head * stride_qh
         q_own = tl.load(q_rows[:, None] + offs_own[None, :], mask=row_ok[:, None], other=0.0)
+        q_other = q_own  # placeholders: the helpers take all three, and read these only when they exist
+        q_rope = q_own
         if DV_SPLIT == 2:
             q_other = tl.load(q_rows[:, None] + offs_other[None, :], mask=row_ok[:, None], other=0.0)
         if HAS_ROPE:
@@ -135,45 +239,27 @@ def _dense_decode_kernel(
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M, DV], dtype=tl.float32)
-        # --8<-- [start:tile-loop]
-        for t in range(t_begin, t_end):
+        t_tail = t_begin
+        if TMA:
+            # Tiles wholly inside the sequence by TMA (no NaN can be copied); the rest, at most the last
+            # partial tile (or the one empty tile of a zero-length sequence), by the masked gather below.
+            t_tail = tl.minimum(tl.maximum(seqlen // BLOCK_N, t_begin), t_end)
+            for t in range(t_begin, t_tail):
+                tok = t * BLOCK_N + offs_n
+                s, v = _scores_tma(
+                    q_own, q_other, q_rope, k_desc, kr_desc, block_table_ptr, req, t, hk, stride_bt, stride_kh,
+                    page_size, half, BLOCK_N, DV, D_MAIN, HAS_ROPE, DV_SPLIT, UPCAST,
+                )  # fmt: skip
+                acc, m_i, l_i = _softmax_update(acc, m_i, l_i, s, v, tok, tok < seqlen, limit, scale_log2)
+        for t in range(t_tail, t_end):
             tok = t * BLOCK_N + offs_n
             tok_ok = tok < seqlen
-            # Page lookup per token (so any page size works); entries past the sequence are never read.
-            page = tl.load(
-                block_table_ptr + tl.cast(req, tl.int64) * stride_bt + tok // page_size, mask=tok_ok, other=0
-            )
-            k_rows = (
-                k_ptr + page.to(tl.int64) * stride_kblock + (tok % page_size) * stride_kpos + hk * stride_kh
-            )
-            k_own = tl.load(k_rows[:, None] + offs_own[None, :], mask=tok_ok[:, None], other=0.0)
-            if UPCAST:
-                k_own = k_own.to(tl.float32)
-            s = tl.dot(q_own, tl.trans(k_own))
-            if DV_SPLIT == 2:
-                k_other = tl.load(k_rows[:, None] + offs_other[None, :], mask=tok_ok[:, None], other=0.0)
-                if UPCAST:
-                    k_other = k_other.to(tl.float32)
-                s += tl.dot(q_other, tl.trans(k_other))
-            if HAS_ROPE:
-                k_rope = tl.load(k_rows[:, None] + D_MAIN + offs_r[None, :], mask=tok_ok[:, None], other=0.0)
-                if UPCAST:
-                    k_rope = k_rope.to(tl.float32)
-                s += tl.dot(q_rope, tl.trans(k_rope))
-            visible = (tok[None, :] < limit[:, None]) & tok_ok[None, :]
-            s = tl.where(visible, s * scale_log2, float("-inf"))
-
-            # Online softmax. A row that has seen nothing yet has m = -inf; use 0 as its shift so that
-            # exp2(-inf - -inf) (NaN) never happens: its p are exp2(-inf) = 0 and alpha is exp2(-inf) = 0.
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = tl.exp2(m_i - m_shift)
-            p = tl.exp2(s - m_shift[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
-            # V is this program's NoPE channels of the K tile already loaded (shared memory/registers).
-            acc = acc * alpha[:, None] + tl.dot(p.to(k_own.dtype), k_own)
-            m_i = m_new
-        # --8<-- [end:tile-loop]
+            s, v = _scores_gather(
+                q_own, q_other, q_rope, k_ptr, block_table_ptr, req, tok, tok_ok, hk, stride_bt, stride_kblock,
+                stride_kpos, stride_kh, page_size, offs_own, offs_other, offs_r, D_MAIN, HAS_ROPE, DV_SPLIT,
+                UPCAST,
+            )  # fmt: skip
+            acc, m_i, l_i = _softmax_update(acc, m_i, l_i, s, v, tok, tok_ok, limit, scale_log2)
 
         empty = l_i == 0.0  # no visible token in this piece (zero-length sequence, or causally masked)
         o = acc / tl.where(empty, 1.0, l_i)[:, None]
@@ -197,13 +283,33 @@ def _dense_decode_kernel(
             tl.store(lse_acc_ptr + slot, tl.where(empty, float("-inf"), lse), mask=lse_ok)
 
 
-#: Config fields: tile rows, tile tokens, warps, pipeline stages, CTAs per SM the scheduler plans for, and
-#: DV_SPLIT (1: one program owns all 512 output channels; 2: two programs own 256 each, both computing S).
-CONFIG_FIELDS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT")
+#: Config fields: tile rows, tile tokens, warps, pipeline stages, CTAs per SM the scheduler plans for,
+#: DV_SPLIT (1: one program owns all 512 output channels; 2: two programs own 256 each, both computing S),
+#: and TMA (1: full K tiles by tensor descriptor where :func:`tma_unsupported` allows; 0: gather only).
+CONFIG_FIELDS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT", "TMA")
+#: Values of the trailing fields a config may leave out (configs written before the field existed).
+_FIELD_DEFAULTS = {"DV_SPLIT": 1, "TMA": 0}
+#: Opt-in switch: adds the TMA version of every candidate to the tuner's list (and, under the interpreter,
+#: makes the default config a TMA one). TMA stays out of the defaults until it is measured on a GPU.
+TMA_ENV = "ATTN_FLASHMLA_TRITON_TMA"
 
 
 def _cfg(*values) -> dict:
-    return dict(zip(CONFIG_FIELDS, values))
+    """A config from its field values in :data:`CONFIG_FIELDS` order; DV_SPLIT and TMA may be left out."""
+    n_required = len(CONFIG_FIELDS) - len(_FIELD_DEFAULTS)
+    if not n_required <= len(values) <= len(CONFIG_FIELDS):
+        raise ValueError(
+            f"a config has {n_required} to {len(CONFIG_FIELDS)} values {CONFIG_FIELDS}, got {values}"
+        )
+    return {
+        **dict(zip(CONFIG_FIELDS, values)),
+        **{f: _FIELD_DEFAULTS[f] for f in CONFIG_FIELDS[len(values) :]},
+    }
+
+
+def tma_switch() -> bool:
+    """Whether ``ATTN_FLASHMLA_TRITON_TMA`` asks for the TMA candidates (any value but empty or 0)."""
+    return os.environ.get(TMA_ENV, "0").strip() not in ("", "0")
 
 
 def row_bucket(rows: int) -> int:
@@ -219,45 +325,73 @@ def candidate_configs(rows: int) -> list[dict]:
     against a 64-token tile, with the 512 output channels either in one program of 8 warps (two warpgroups
     split the channels, as FlashMLA's two warpgroups do) or split over two programs of 256 channels each
     (half the accumulator per program, S computed twice). Configs that do not fit shared memory or
-    registers fail to compile and are skipped.
+    registers fail to compile and are skipped. With ``ATTN_FLASHMLA_TRITON_TMA=1`` the list is followed by
+    the ``TMA`` 1 version of each config, then (16 rows) two deeper-pipelined TMA-only configs.
     """
     bucket = row_bucket(rows)
     if bucket == 16:
-        return [
-            _cfg(16, 64, 4, 2, 2, 1),
-            _cfg(16, 64, 8, 2, 1, 1),
-            _cfg(16, 32, 4, 3, 2, 1),
-            _cfg(16, 64, 4, 2, 2, 2),
-        ]
+        return _with_tma(
+            [
+                _cfg(16, 64, 4, 2, 2, 1),
+                _cfg(16, 64, 8, 2, 1, 1),
+                _cfg(16, 32, 4, 3, 2, 1),
+                _cfg(16, 64, 4, 2, 2, 2),
+            ],
+            # Deeper TMA-only pipelines. Compiled for sm_90 (Triton 3.6), 16-row tiles (mma.sync, not
+            # wgmma) get a second K buffer only from 5 stages, the block-table load taking one: 93 KB
+            # (32 tokens, two CTAs per SM fit) and 168 KB (64 tokens).
+            extra=[_cfg(16, 32, 4, 5, 2, 1, 1), _cfg(16, 64, 4, 5, 1, 1, 1)],
+        )
     if bucket in (32, 64):
-        return [
-            _cfg(bucket, 64, 8, 2, 1, 1),
-            _cfg(bucket, 64, 4, 2, 2, 1),
-            _cfg(bucket, 32, 4, 3, 1, 1),
-            _cfg(bucket, 64, 4, 2, 1, 2),
+        return _with_tma(
+            [
+                _cfg(bucket, 64, 8, 2, 1, 1),
+                _cfg(bucket, 64, 4, 2, 2, 1),
+                _cfg(bucket, 32, 4, 3, 1, 1),
+                _cfg(bucket, 64, 4, 2, 1, 2),
+            ]
+        )
+    return _with_tma(
+        [
+            _cfg(64, 64, 8, 2, 1, 1),
+            _cfg(64, 64, 4, 2, 1, 2),
+            _cfg(64, 64, 8, 2, 1, 2),
+            _cfg(128, 64, 8, 1, 1, 2),
+            _cfg(128, 32, 8, 2, 1, 2),
+            _cfg(64, 32, 8, 3, 1, 1),
         ]
-    return [
-        _cfg(64, 64, 8, 2, 1, 1),
-        _cfg(64, 64, 4, 2, 1, 2),
-        _cfg(64, 64, 8, 2, 1, 2),
-        _cfg(128, 64, 8, 1, 1, 2),
-        _cfg(128, 32, 8, 2, 1, 2),
-        _cfg(64, 32, 8, 3, 1, 1),
-    ]
+    )
+
+
+def _with_tma(configs: list[dict], extra: list[dict] = ()) -> list[dict]:
+    # Appended, not interleaved: the first config (the untuned default) and the order of the gather-only
+    # list stay what they were, so switching TMA on can only add choices to the tuner.
+    if not tma_switch():
+        return configs
+    return configs + [{**c, "TMA": 1} for c in configs] + list(extra)
 
 
 def config_override() -> dict | None:
-    """``ATTN_FLASHMLA_TRITON_CONFIG=BLOCK_M,BLOCK_N,num_warps,num_stages,ctas_per_sm[,DV_SPLIT]`` (BLOCK_M 0
-    = the row bucket's), used as is instead of tuning."""
+    """``ATTN_FLASHMLA_TRITON_CONFIG=BLOCK_M,BLOCK_N,num_warps,num_stages,ctas_per_sm[,DV_SPLIT[,TMA]]``
+    (BLOCK_M 0 = the row bucket's), used as is instead of tuning."""
     override = os.environ.get("ATTN_FLASHMLA_TRITON_CONFIG", "").strip()
     if not override:
         return None
-    values = [int(x) for x in override.split(",")]
-    if len(values) not in (5, 6):
+    try:
+        values = [int(x) for x in override.split(",")]
+    except ValueError:
+        values = []
+    if not 5 <= len(values) <= len(CONFIG_FIELDS):
         raise ValueError(
-            f"ATTN_FLASHMLA_TRITON_CONFIG needs 5 or 6 integers ({CONFIG_FIELDS}), got {override!r}"
+            f"ATTN_FLASHMLA_TRITON_CONFIG needs 5 to {len(CONFIG_FIELDS)} integers ({CONFIG_FIELDS}), "
+            f"got {override!r}"
         )
-    return _cfg(*values, *([1] if len(values) == 5 else []))
+    config = _cfg(*values)
+    if config["DV_SPLIT"] not in (1, 2) or config["TMA"] not in (0, 1):
+        raise ValueError(
+            f"ATTN_FLASHMLA_TRITON_CONFIG: DV_SPLIT must be 1 or 2 and TMA 0 or 1, got {override!r}"
+        )
+    return config
 
 
 def default_config(rows: int, device: torch.device) -> dict:
@@ -266,11 +400,12 @@ def default_config(rows: int, device: torch.device) -> dict:
     BLOCK_M: the smallest of 16/32/64 that holds the rows (16 is tl.dot's minimum), 64 past that (a row
     block of 64 against a 64-token tile, as FlashMLA's kernel). On a GPU the first of
     :func:`candidate_configs` (or ``ATTN_FLASHMLA_TRITON_CONFIG``); the interpreter uses 16-token tiles so
-    that tiny tests cross tile and split boundaries.
+    that tiny tests cross tile and split boundaries (with TMA where ``ATTN_FLASHMLA_TRITON_TMA=1``).
     """
     block_m = min(row_bucket(rows), 64)
     if device.type != "cuda" or interpreting():
-        return _cfg(block_m, 16, 4, 1, 1, 1)
+        # Nothing is tuned here, so the switch picks the TMA path directly: the CPU suites can run on it.
+        return _cfg(block_m, 16, 4, 1, 1, 1, int(tma_switch()))
     override = config_override()
     if override is not None:
         return {**override, "BLOCK_M": override["BLOCK_M"] or block_m}
@@ -284,7 +419,8 @@ def autotune_enabled(device: torch.device) -> bool:
     return os.environ.get("ATTN_FLASHMLA_AUTOTUNE", "1") not in ("", "0")
 
 
-#: Tuned configs by (device, dtype, d, h_kv, row bucket, causal, batch bucket, mean-length bucket).
+#: Tuned configs by (device, dtype, d, h_kv, row bucket, causal, batch bucket, mean-length bucket, and
+#: whether the TMA candidates were in the running).
 TUNED: dict = {}
 #: What tuning measured: key -> list of (config, ms or error text).
 TUNE_LOG: dict = {}
@@ -296,7 +432,7 @@ def tune_key(q: torch.Tensor, k_cache: torch.Tensor, total_tokens: int, causal: 
     mean = max(total_tokens // max(b, 1), 1)
     return (
         torch.cuda.get_device_name(q.device), q.dtype, d, h_kv, row_bucket(s_q * h_q // h_kv), bool(causal),
-        triton.next_power_of_2(b), triton.next_power_of_2(mean),
+        triton.next_power_of_2(b), triton.next_power_of_2(mean), tma_switch(),
     )  # fmt: skip
 
 
@@ -325,6 +461,63 @@ def tune_config(key: tuple, rows: int, run_with) -> dict:
         raise RuntimeError(f"attn_flashmla: no Triton config ran for {key}: {log}")
     TUNED[key] = best[1]
     return best[1]
+
+
+def _cache_rows_view(k_cache: torch.Tensor) -> tuple[int, int] | None:
+    """(rows, row stride) of the cache seen as a (num_blocks * page_size, h_kv * d) matrix, if it can be."""
+    num_blocks, page, h_kv, d = k_cache.shape
+    s_block, s_pos, s_head, s_chan = k_cache.stride()
+    # Extents of 1 may have any stride (torch reports what the view it came from had): ignore those.
+    row_stride = s_pos if page > 1 else s_block
+    if s_chan != 1 or (h_kv > 1 and s_head != d) or (num_blocks > 1 and s_block != page * row_stride):
+        return None
+    if row_stride < h_kv * d:  # rows would overlap: not a matrix TMA can read
+        return None
+    return num_blocks * page, row_stride
+
+
+@functools.cache
+def _host_descriptors_available() -> bool:
+    return importlib.util.find_spec("triton.tools.tensor_descriptor") is not None
+
+
+def tma_unsupported(k_cache: torch.Tensor, block_n: int) -> str | None:
+    """Why full K tiles of ``block_n`` tokens cannot be TMA copies for this cache, or None when they can."""
+    if not _host_descriptors_available():  # the package allows Triton 3.2
+        return f"host-side tensor descriptors need Triton >= 3.4 (this is {triton.__version__})"
+    page = k_cache.shape[1]
+    if page % block_n:
+        return f"page size {page} is not a multiple of BLOCK_N {block_n}: a tile would cross pages"
+    view = _cache_rows_view(k_cache)
+    if view is None:
+        return f"k_cache strides {tuple(k_cache.stride())} do not allow a (num_blocks * page_size, h_kv * d) view"
+    n_rows, row_stride = view
+    if n_rows >= 2**31 or k_cache.shape[2] * k_cache.shape[3] >= 2**31:
+        return "the cache has more rows or columns than a descriptor's int32 coordinates reach"
+    if (row_stride * k_cache.element_size()) % 16 or k_cache.data_ptr() % 16:
+        return "TMA needs a 16-byte-aligned cache and row stride"
+    if k_cache.device.type == "cuda" and not interpreting():
+        major, _ = torch.cuda.get_device_capability(k_cache.device)
+        if major < 9:
+            return f"TMA needs sm_90 or newer, this GPU is sm_{major}x"
+    return None
+
+
+def _k_descriptors(k_cache: torch.Tensor, block_n: int, dv: int, has_rope: bool):
+    """Host-side descriptors over the 2-D view: NoPE tiles (block_n, dv) and RoPE tiles (block_n, 64)."""
+    # Imported here: TensorDescriptor is Triton >= 3.4, and only the TMA configs need it.
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    n_rows, row_stride = _cache_rows_view(k_cache)
+    shape, strides = [n_rows, k_cache.shape[2] * k_cache.shape[3]], [row_stride, 1]
+    k_desc = TensorDescriptor(k_cache, shape, strides, [block_n, dv])
+    kr_desc = TensorDescriptor(k_cache, shape, strides, [block_n, D_ROPE]) if has_rope else None
+    return k_desc, kr_desc
+
+
+def uses_tma(k_cache: torch.Tensor, config: dict) -> bool:
+    """Whether ``config`` runs the TMA kernel on this cache (it asks for TMA and the cache allows it)."""
+    return bool(config.get("TMA", 0)) and tma_unsupported(k_cache, config["BLOCK_N"]) is None
 
 
 def dense_decode_triton(
@@ -359,10 +552,16 @@ def dense_decode_triton(
     if q.stride(-1) != 1:
         q = q.contiguous()
     dv_split = config.get("DV_SPLIT", 1)
+    tma = uses_tma(k_cache, config)
+    k_desc, kr_desc = (
+        _k_descriptors(k_cache, config["BLOCK_N"], D_MAIN // dv_split, d > D_MAIN) if tma else (None, None)
+    )
     grid = (parts.shape[0], triton.cdiv(rows, config["BLOCK_M"]), h_kv * dv_split)
     _dense_decode_kernel[grid](
         q,
         k_cache,
+        k_desc,
+        kr_desc,
         block_table,
         cache_seqlens,
         parts,
@@ -396,6 +595,7 @@ def dense_decode_triton(
         D_ROPE=D_ROPE,
         DV_SPLIT=dv_split,
         UPCAST=interpreting(),
+        TMA=tma,
         num_warps=config["num_warps"],
         num_stages=config["num_stages"],
     )

@@ -92,12 +92,13 @@ def _dense_decode_op(
     num_warps: int,
     num_stages: int,
     dv_split: int,
+    tma: int,
     total_splits: int,
     max_splits: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     config = {
         "BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": num_warps, "num_stages": num_stages,
-        "DV_SPLIT": dv_split,
+        "DV_SPLIT": dv_split, "TMA": tma,
     }  # fmt: skip
     if path == "cute":
         from attn_flashmla.decode_fwd_sm90 import dense_decode_cute
@@ -347,6 +348,7 @@ def flash_mla_with_kvcache(
         kc["num_warps"],
         kc["num_stages"],
         kc.get("DV_SPLIT", 1),
+        kc.get("TMA", 0),
         sched.total_splits,
         sched.max_splits,
     )
