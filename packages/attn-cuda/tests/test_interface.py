@@ -81,8 +81,8 @@ def test_tile_configurations_fit_the_hardware():
         kernel_name("mma", torch.bfloat16, "plain", "128x256")
         == "matmul_mma<__nv_bfloat16, 128, 256, 64, 3, 64, 64, 1, 1>"
     )
-    # The default is unchanged, and the CPU tier compiles (and checks for spills) every tile x order.
-    assert kernel_name("mma", torch.float16) == "matmul_mma<__half, 128, 128, 64, 3, 64, 32, 8, 1>"
+    # The default tile (where its 144 KB fit); the CPU tier compiles (and checks for spills) every tile x order.
+    assert kernel_name("mma", torch.float16) == "matmul_mma<__half, 128, 256, 64, 3, 64, 64, 8, 1>"
     names = catalog.kernels()["matmul.cu"]
     for tile in MMA_TILES:
         for order in MMA_ORDERS:
@@ -143,3 +143,16 @@ def test_entry_point_is_declared():
 
     eps = {ep.name: ep.value for ep in entry_points(group="attn_bench.backends")}
     assert eps.get("cuda") == "attn_cuda.bench:backend"
+
+
+def test_the_matmul_tile_falls_back_where_shared_memory_is_short(monkeypatch):
+    import importlib
+
+    from attn_cuda import runtime
+
+    mm = importlib.import_module("attn_cuda.basics.matmul")  # the module: basics.matmul is the function
+
+    monkeypatch.setattr(runtime, "max_dynamic_smem", lambda index: 227 * 1024)  # Hopper
+    assert mm.default_tile(0) == "128x256"
+    monkeypatch.setattr(runtime, "max_dynamic_smem", lambda index: 99 * 1024)  # sm_86 / sm_89
+    assert mm.default_tile(0) == "128x128" == mm.MMA_FALLBACK_TILE

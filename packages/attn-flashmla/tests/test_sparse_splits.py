@@ -45,9 +45,9 @@ def test_policy_fills_one_wave_and_no_more():
             assert s == 1 or -(-topk // 32) >= s * sparse_fwd.MIN_TILES_PER_SPLIT
 
 
-def test_env_switch_is_off_by_default(monkeypatch):
+def test_env_switch_is_auto_by_default(monkeypatch):
     monkeypatch.delenv(sparse_fwd.SPLITS_ENV, raising=False)
-    assert sparse_fwd.decode_splits(32, 132, 2048, 32) == 1
+    assert sparse_fwd.decode_splits(32, 132, 2048, 32) == 4
     for value, splits in (("0", 1), ("1", 1), ("3", 3), (" AUTO ", 4)):
         monkeypatch.setenv(sparse_fwd.SPLITS_ENV, value)
         assert sparse_fwd.decode_splits(32, 132, 2048, 32) == splits

@@ -58,8 +58,8 @@ def test_candidate_configs_cover_the_compute_bound_designs():
     assert any(c["DV_SPLIT"] == 2 for c in big)
     assert all(set(c) == set(decode_fwd.CONFIG_FIELDS) for rows in (1, 16, 30, 64, 128) for c in
                decode_fwd.candidate_configs(rows))  # fmt: skip
-    # The memory-bound default stays the measured best (16 rows, 64 tokens, 4 warps, 2 stages, 2 CTAs/SM).
-    assert decode_fwd.candidate_configs(16)[0] == dict(zip(decode_fwd.CONFIG_FIELDS, (16, 64, 4, 2, 2, 1, 0)))
+    # The memory-bound default stays the measured best (16 rows, 64 tokens, 4 warps, 2 stages, 2 CTAs/SM, TMA).
+    assert decode_fwd.candidate_configs(16)[0] == dict(zip(decode_fwd.CONFIG_FIELDS, (16, 64, 4, 2, 2, 1, 1)))
 
 
 def test_tuner_keeps_the_fastest_and_skips_configs_that_fail(monkeypatch):

@@ -1,5 +1,5 @@
 """The dense decode kernel's TMA (tensor-descriptor) K tiles: against the reference under the interpreter
-(Triton 3.6 runs descriptors there with numpy), the fallback to the gather path, the opt-in switch and
+(Triton 3.6 runs descriptors there with numpy), the fallback to the gather path, the switch and
 config parsing on any machine, and the same kernel on Hopper (sm90 tier)."""
 
 from __future__ import annotations
@@ -175,22 +175,24 @@ def test_config_override_accepts_an_optional_tma_field(monkeypatch):
             decode_fwd.config_override()
 
 
-def test_tma_switch_only_adds_candidates(monkeypatch):
-    monkeypatch.delenv(decode_fwd.TMA_ENV, raising=False)
+def test_tma_switch_picks_the_candidates(monkeypatch):
+    monkeypatch.setenv(decode_fwd.TMA_ENV, "0")
     off = {rows: decode_fwd.candidate_configs(rows) for rows in (16, 32, 64, 256)}
     assert all(c["TMA"] == 0 for configs in off.values() for c in configs)
-    monkeypatch.setenv(decode_fwd.TMA_ENV, "0")
-    assert {rows: decode_fwd.candidate_configs(rows) for rows in off} == off
-    monkeypatch.setenv(decode_fwd.TMA_ENV, "1")
-    for rows, configs in off.items():
-        on = decode_fwd.candidate_configs(rows)
-        # The untuned default (first) and the gather-only list are unchanged; TMA versions follow (and,
-        # memory-bound, deeper TMA-only pipelines).
-        n = len(configs)
-        assert on[:n] == configs and on[n : 2 * n] == [{**c, "TMA": 1} for c in configs]
-        assert all(c["TMA"] == 1 and set(c) == set(decode_fwd.CONFIG_FIELDS) for c in on[2 * n :])
-        assert len(on) == 2 * n + (2 if rows == 16 else 0)
-    # Tuning results are kept apart: a choice made without the TMA candidates is not reused with them.
+    for on_value in (None, "1"):  # on by default
+        if on_value is None:
+            monkeypatch.delenv(decode_fwd.TMA_ENV, raising=False)
+        else:
+            monkeypatch.setenv(decode_fwd.TMA_ENV, on_value)
+        for rows, configs in off.items():
+            on = decode_fwd.candidate_configs(rows)
+            # The TMA version of each gather config, in the same order (the first is the untuned default),
+            # then (memory-bound) deeper TMA-only pipelines.
+            n = len(configs)
+            assert on[:n] == [{**c, "TMA": 1} for c in configs]
+            assert all(c["TMA"] == 1 and set(c) == set(decode_fwd.CONFIG_FIELDS) for c in on[n:])
+            assert len(on) == n + (2 if rows == 16 else 0)
+    # Tuning results are kept apart: a choice made among the gather configs is not reused for TMA.
     monkeypatch.setattr(decode_fwd.torch.cuda, "get_device_name", lambda device=None: "gpu")
     q, cache = torch.zeros(2, 1, 16, 576), torch.zeros(4, 64, 1, 576)
     with_tma = decode_fwd.tune_key(q, cache, 100, False)
@@ -201,9 +203,9 @@ def test_tma_switch_only_adds_candidates(monkeypatch):
 def test_the_interpreter_default_config_follows_the_switch(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.delenv(decode_fwd.TMA_ENV, raising=False)
-    assert decode_fwd.default_config(16, torch.device("cpu"))["TMA"] == 0
-    monkeypatch.setenv(decode_fwd.TMA_ENV, "1")
     assert decode_fwd.default_config(16, torch.device("cpu"))["TMA"] == 1
+    monkeypatch.setenv(decode_fwd.TMA_ENV, "0")
+    assert decode_fwd.default_config(16, torch.device("cpu"))["TMA"] == 0
 
 
 @needs_interpreter

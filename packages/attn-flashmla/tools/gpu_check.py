@@ -23,12 +23,12 @@ skips the Triton path; ``--watchdog`` runs the CuTe cases with the watchdog kern
    triton.testing.do_bench (median, L2 flushed), schedule made outside the timed region. The Triton path
    tunes its tile config on the schedule's first call (decode_fwd.candidate_configs); every candidate's
    time is recorded. ``flash_mla`` is timed the same way if importable.
-3. ``--tma``: the Triton path's opt-in TMA K tiles (``decode_fwd`` ``TMA`` field, not yet measured).
+3. ``--tma``: the Triton path's TMA K tiles (``decode_fwd`` ``TMA`` field, the default since the H200
+   check of 2026-11-22) against the gather-only kernel (``ATTN_FLASHMLA_TRITON_TMA=0``).
    Correctness: every dense case once more with a forced TMA config (``TMA_CHECK_CONFIGS``, alternating;
    the page sizes 64 and 16 take the TMA kernel, 61 and 1 fall back to the gather path, recorded as
-   ``tma_used``). Speed: a ``triton_tma`` row per case, tuned with ``ATTN_FLASHMLA_TRITON_TMA=1`` (every
-   candidate and its TMA version timed, printed side by side as ``TMA-AB`` lines) next to the ``triton``
-   row tuned without it.
+   ``tma_used``). Speed: a ``triton_gather`` row per case, tuned with ``ATTN_FLASHMLA_TRITON_TMA=0``, next
+   to the default ``triton`` row (each candidate's gather and TMA times side by side as ``TMA-AB`` lines).
 A failure in one case is recorded and the run goes on; the table comes last.
 """
 
@@ -71,7 +71,7 @@ TMA_CHECK_CONFIGS = ("0,64,8,2,1,1,1", "0,16,4,2,1,2,1")
 #: Environment of each timed path: the Triton rows differ only in the TMA switch.
 PATH_ENV = {
     "triton": {"ATTN_FLASHMLA_PATH": "triton", "ATTN_FLASHMLA_TRITON_TMA": None},
-    "triton_tma": {"ATTN_FLASHMLA_PATH": "triton", "ATTN_FLASHMLA_TRITON_TMA": "1"},
+    "triton_gather": {"ATTN_FLASHMLA_PATH": "triton", "ATTN_FLASHMLA_TRITON_TMA": "0"},
     "cute": {"ATTN_FLASHMLA_PATH": "cute"},
     "flash_mla": {"ATTN_FLASHMLA_PATH": None},
 }
@@ -297,8 +297,9 @@ def time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row):
 def log_tma_pairs(row, label):
     """``TMA-AB`` lines: each candidate's time with gather loads next to its TMA version's."""
     times = {}
-    for config, ms in (row.get("triton_tma") or {}).get("tuning_ms", []):
-        times[tuple((k, v) for k, v in config.items() if k != "TMA"), config.get("TMA", 0)] = ms
+    for name in ("triton_gather", "triton"):
+        for config, ms in (row.get(name) or {}).get("tuning_ms", []):
+            times[tuple((k, v) for k, v in config.items() if k != "TMA"), config.get("TMA", 0)] = ms
     fmt = lambda x: f"{x:.4f} ms" if isinstance(x, float) else str(x)[:80]
     for base in dict.fromkeys(base for base, _ in times):  # TMA-only candidates have no gather twin
         log(
@@ -312,7 +313,7 @@ def log_tma_pairs(row, label):
         )
 
 
-def check_speed(paths=("triton", "triton_tma") if TMA else ("triton",)):
+def check_speed(paths=("triton_gather", "triton") if TMA else ("triton",)):
     try:
         import flash_mla
     except Exception:
@@ -331,12 +332,12 @@ def check_speed(paths=("triton", "triton_tma") if TMA else ("triton",)):
                 outs[name] = time_path(name, q, cache, table, seqlens, causal, flops, nbytes, row)
             except Exception as e:
                 row[name] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
-            if name == "triton_tma" and "triton" in outs and name in outs:  # same inputs, same answer?
-                diff = (outs[name].float() - outs["triton"].float()).abs().max().item()
-                row[name]["max_abs_diff_vs_triton"] = diff
+            if name == "triton" and "triton_gather" in outs and name in outs:  # same inputs, same answer?
+                diff = (outs[name].float() - outs["triton_gather"].float()).abs().max().item()
+                row[name]["max_abs_diff_vs_gather"] = diff
             shown = {k: v for k, v in row[name].items() if k != "tuning_ms"}
             log("SPEED", name, f"h_q {h_q} s_q {s_q} s_k {s_k}", json.dumps(shown, default=str))
-        if "triton_tma" in paths:
+        if "triton_gather" in paths:
             log_tma_pairs(row, f"h_q {h_q} s_q {s_q} s_k {s_k}")
         RESULTS["speed"].append(row)
         del q, cache, table, seqlens
@@ -529,8 +530,8 @@ def table():
         lines.append(f"  FAIL {r['kind']} {r['path']} {r['case']}: {str(r['why'])[:200]}")
     lines.append("")
     lines.append(
-        "| h_q | s_q | s_k | unit | CuTe | Triton (best cfg) | Triton+TMA (best cfg) | flash_mla here "
-        "| FlashMLA H200 | CuTe/ref | Triton/ref | Triton+TMA/ref |"
+        "| h_q | s_q | s_k | unit | CuTe | Triton (best cfg) | Triton gather-only (best cfg) | flash_mla here "
+        "| FlashMLA H200 | CuTe/ref | Triton/ref | gather-only/ref |"
     )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     from attn_flashmla.decode_fwd import CONFIG_FIELDS
@@ -542,7 +543,7 @@ def table():
             v = r.get(name)
             return None if not isinstance(v, dict) or unit not in v else v[unit]
 
-        cute, tri, tma, fm = fig("cute"), fig("triton"), fig("triton_tma"), fig("flash_mla")
+        cute, tri, tma, fm = fig("cute"), fig("triton"), fig("triton_gather"), fig("flash_mla")
         fmt = lambda x: "-" if x is None else f"{x:.0f}"
         ratio = lambda x, ref=ref: "-" if x is None else f"{x / ref:.2f}"
 
@@ -552,7 +553,7 @@ def table():
 
         lines.append(
             f"| {r['h_q']} | {r['s_q']} | {r['s_k']} | {unit} | {fmt(cute)} | {fmt(tri)} ({cfg('triton')})"
-            f" | {fmt(tma)} ({cfg('triton_tma')}) | {fmt(fm)} | {ref} | {ratio(cute)} | {ratio(tri)}"
+            f" | {fmt(tma)} ({cfg('triton_gather')}) | {fmt(fm)} | {ref} | {ratio(cute)} | {ratio(tri)}"
             f" | {ratio(tma)} |"
         )
     return "\n".join(lines)

@@ -43,7 +43,7 @@ def check_grid(grid_inputs, refs) -> list[str]:
     fails = []
     for (cid, inp), ref in zip(grid_inputs, refs):
         try:
-            (out, lse), _ = decode(inp, None)
+            (out, lse), *_ = decode(inp, None)
             why = sparse_decode_mismatch(out, lse, ref)
         except Exception as e:  # a config that does not fit is a result
             why = f"{type(e).__name__}: {str(e)[:160]}"

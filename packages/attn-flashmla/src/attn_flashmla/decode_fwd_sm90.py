@@ -308,6 +308,11 @@ def _kernel_module():
                         self.trace("issue K (req, tile, stage, block)", req, t_begin + i, stage, blk)
                         cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
+                # Lanes 1-31 of warp 0 must not reach the barrier's spin-wait while lane 0 is still issuing
+                # the copies: the scheduler may keep running the spinning lanes and never return to lane 0,
+                # so the copies the barrier waits for are never issued (the hang the watchdog showed:
+                # warps 1-3 stuck on the Q barrier while thread 0 had not yet issued its K copies).
+                cute.arch.sync_warp()
                 self.wait(bars + STAGES, q_phase, 0, req, t_begin)
                 q_phase = q_phase ^ 1
 
@@ -403,6 +408,7 @@ def _kernel_module():
                         blk = mBlockTable[req, t + STAGES]
                         cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
+                    cute.arch.sync_warp()  # as above: warp 0 reconverges before anyone waits on this stage
                     loads_done = loads_done + 1
 
                 self.trace("piece done (req, tiles, l0, m0)", req, t_end - t_begin, l0, m0)

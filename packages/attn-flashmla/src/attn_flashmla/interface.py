@@ -319,7 +319,7 @@ def flash_mla_with_kvcache(
         _check_same_config(sched.config, config)
 
     if sizes.sparse:
-        # Sparse decoding needs no schedule: every (query token, head block) is a program, and the opt-in
+        # Sparse decoding needs no schedule: every (query token, head block) is a program, and the
         # split of the index lists (ATTN_FLASHMLA_SPARSE_SPLITS) is decided per call from the shapes alone.
         return _sparse_decode_op(
             q,

@@ -25,13 +25,13 @@ bf16, the dtype the tensor cores then multiply.
 Invalid entries. An invalid address is never dereferenced: the load is masked (``other=0``) and the
 score replaced by ``-inf`` with ``tl.where``; tokens no index points at may hold NaN.
 
-Split lists (decoding, opt-in: ``ATTN_FLASHMLA_SPARSE_SPLITS=auto|N``, default 0 = off). At b 32, s_q 1 the
+Split lists (decoding; ``ATTN_FLASHMLA_SPARSE_SPLITS=auto|0|N``, default auto). At b 32, s_q 1 the
 grid is 32-64 programs, so most SMs idle while each walks all 2048 entries. With ``N`` splits the grid
 gains a third axis: split ``i`` walks the ``i``-th of ``N`` contiguous, tile-aligned chunks of the token's
 main list and the ``i``-th chunk of its extra list (chunks cut from the row's own lengths), and writes a
 partial (normalised ``o``, ``lse`` or ``-inf`` when it saw no valid entry) to fp32 scratch;
 :func:`attn_flashmla.combine.combine_splits` merges them and applies the sink, as for dense decoding. The
-policy, :func:`num_decode_splits`, is not yet measured on a GPU, hence off by default.
+policy is :func:`num_decode_splits` (measured on the H200: see :func:`decode_splits`).
 """
 
 from __future__ import annotations
@@ -380,11 +380,11 @@ def num_decode_splits(programs: int, num_sms: int, topk: int, block_n: int) -> i
 
 
 def splits_setting() -> int | str:
-    """``ATTN_FLASHMLA_SPARSE_SPLITS``: ``0`` (default, no split), ``auto``, or a forced count ``N``."""
+    """``ATTN_FLASHMLA_SPARSE_SPLITS``: ``auto`` (default), ``0`` (no split), or a forced count ``N``."""
     raw = os.environ.get(SPLITS_ENV, "").strip().lower()
-    if raw in ("", "0"):
+    if raw == "0":
         return 0
-    if raw == "auto":
+    if raw in ("", "auto"):
         return "auto"
     if raw.isdigit():
         return int(raw)
@@ -394,8 +394,9 @@ def splits_setting() -> int | str:
 def decode_splits(programs: int, num_sms: int, topk: int, block_n: int) -> int:
     """The split count sparse decoding runs with: ``splits_setting()`` applied (1: the unsplit kernel).
 
-    Off by default: the split path has run only under the interpreter, and code not yet measured on a GPU
-    does not become the default.
+    ``auto`` by default since the H200 check of 2026-11-22: the split path passed the sparse grid and the
+    sm90 split tests there, and at b 32, s_q 1, top-k 2048 ran 10.9 / 18.9 TFLOP/s (h_q 64 / 128) against
+    7.0 / 13.9 unsplit.
     """
     setting = splits_setting()
     if setting == "auto":
