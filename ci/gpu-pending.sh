@@ -6,16 +6,17 @@
 #     export PYTHONPATH=$(cat /tmp/site.pythonpath) && bash ci/device-setup.sh >/dev/null && bash ci/gpu-pending.sh
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
-# (see each package's README). Done on 2026-11-22: attn-cutlass copies, attn-bench's sm90 test, a quick
-# attention bench re-run, attn-cuda's sm90 tier and variants (now defaults), attn-triton v1c's forward
-# conformance (now the default). Still owed, in priority order:
-#   queue a (GPU 0): the whole attn-triton sm90 tier under the default v1c (only its forward, varlen,
-#                    head-dim and lse tests ran with it; backward and kvcache ran under v1b, which v1c
-#                    shares); the attention rows of attn-bench at 16k with the new defaults need a call of
-#                    their own (`attn-bench run --preset deliverable -s attention-fwd -s attention-bwd`)
-#   queue b (GPU 1): the whole attn-flashmla sm90 tier (sparse decoding's 32-token tiles included: only
-#                    the sparse grid ran with them), the CuTe path watched (it hung on first launch),
-#                    attn-triton v2's decoding against v1's
+# (see each package's README). Done on 2026-11-22 (all H200): attn-cutlass copies; attn-bench's sm90 test,
+# a quick attention run and the 16k attention rows with the new defaults; attn-cuda's sm90 tier, variants,
+# matmul tiles (GPU tests, sanitizer, timings); attn-triton v1c's forward, varlen, head-dim, lse, backward,
+# kvcache and deterministic conformance; attn-flashmla's sm90 tier with TMA K tiles and split sparse lists
+# (73 passed). Still owed, in priority order:
+#   queue a (GPU 0): the rest of the attn-triton sm90 tier under v1c (basics, compile, validation on GPU);
+#                    attn-bench's decoding rows with the new defaults (mla-decode: TMA K tiles;
+#                    decode-kvcache; basics: the 128x256 matmul tile)
+#   queue b (GPU 1): the CuTe MLA kernel's first-launch hang (watchdog build: warps 1-3 never see the Q
+#                    copy land; sync_warp after lane 0's issues did not cure it); the whole attn-cuda sm90
+#                    tier with the 128x256 matmul default (its matmul tests passed)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}/pending
@@ -38,18 +39,18 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 
 queue_a() {
     export CUDA_VISIBLE_DEVICES=0
-    # the whole tier autotunes every shape: longer than one call; -k narrows it (backward, kvcache first)
-    step triton-sm90 540 python3 -m pytest packages/attn-triton/tests --tier sm90 -q \
-        -k "${TRITON_K:-TestTritonConformanceSm90 and (backward or kvcache or deterministic)}"
+    # the conformance subsets that ran under v1c are left out (TRITON_K overrides the selection)
+    step triton-sm90 300 python3 -m pytest packages/attn-triton/tests --tier sm90 -q \
+        -k "${TRITON_K:-not TestTritonConformanceSm90}"
+    step bench-decode 240 python3 -m attn_bench run --preset deliverable -s mla-decode -s decode-kvcache \
+        -s basics --time-budget 200 -o "$out/bench-decode.json"
 }
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=1
-    step flashmla-sm90 300 python3 -m pytest packages/attn-flashmla/tests --tier sm90 -q -k "not DefaultSm90"
     OUT=$out step flashmla-cute 120 env ATTN_FLASHMLA_PATH=cute python3 packages/attn-flashmla/tools/gpu_check.py --quick \
         --cute-only --watchdog
-    OUT=$out step triton-decode 120 python3 packages/attn-triton/tools/h200_check.py --quick --sections decode \
-        --profiles "v1c v2"
+    step cuda-sm90 400 python3 -m pytest packages/attn-cuda/tests --tier sm90 -q
 }
 
 for q in ${QUEUES:-a b}; do
