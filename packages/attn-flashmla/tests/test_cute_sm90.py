@@ -136,3 +136,23 @@ def test_cute_supports_states_its_limits():
     assert "page_block_size" in cute_supports(q, 16)
     assert "head dim" in cute_supports(q[..., :512], 64)
     assert "dtype" in cute_supports(q.float(), 64)
+
+
+def test_tma_copies_are_issued_by_a_whole_warp():
+    """A TMA ``cute.copy`` elects its issuing lane with ``elect.sync`` over the full warp, so it must not sit
+    under a one-thread condition such as ``tidx == 0``: there lane 0 waits for lanes that are spinning on the
+    barrier the copy should complete (the first-launch hang of 2026-11-22). Checked on the source, no GPU."""
+    import ast
+    import inspect
+
+    from attn_flashmla import decode_fwd_sm90 as m
+
+    tree = ast.parse(inspect.getsource(m))
+    copies = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "tidx == 0" in ast.unparse(node.test):
+            inner = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+            assert not any(ast.unparse(c.func) == "cute.copy" for c in inner), ast.unparse(node.test)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "cute.copy":
+            copies += 1
+    assert copies == 3  # Q, the K prologue, the K refill

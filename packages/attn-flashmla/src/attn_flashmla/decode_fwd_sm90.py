@@ -234,6 +234,7 @@ def _kernel_module():
         ):
             dtype = self.dtype
             tidx, _, _ = cute.arch.thread_idx()
+            warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
             part, mb, z = cute.arch.block_idx()
             hk = z // 2
             half = z % 2  # which 256 of the 512 output channels this CTA owns
@@ -297,22 +298,24 @@ def _kernel_module():
                 split = begin_split if req == begin_req else 0
 
                 cute.arch.sync_threads()  # every warp is done with sQ and all K stages
-                if tidx == 0:
-                    cute.arch.mbarrier_arrive_and_expect_tx(bars + STAGES, q_bytes)
+                # The producer is all of warp 0, not thread 0: a TMA cute.copy elects its issuing lane with
+                # elect.sync over the full warp, which waits for all 32 lanes. Inside `if tidx == 0` lane 0
+                # waited there for lanes that were spinning on the barrier the copy was to complete: the
+                # first-launch hang (found with the watchdog build: warps 1-3 stuck on the Q barrier, thread
+                # 0 moving on only once they had exited). Only the barrier's arrival is one thread's job.
+                if warp_idx == 0:
                     q_block = (req * h_kv + hk) * m_blocks + mb
                     self.trace("issue Q (req, q_block, q_bytes, k_bytes)", req, q_block, q_bytes, k_bytes)
+                    with cute.arch.elect_one():
+                        cute.arch.mbarrier_arrive_and_expect_tx(bars + STAGES, q_bytes)
                     cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + STAGES)
                     for i in cutlass.range(cutlass.min(STAGES, t_end - t_begin), unroll=1):
                         stage = (loads_done + i) % STAGES
                         blk = mBlockTable[req, t_begin + i]
                         self.trace("issue K (req, tile, stage, block)", req, t_begin + i, stage, blk)
-                        cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
+                        with cute.arch.elect_one():
+                            cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
-                # Lanes 1-31 of warp 0 must not reach the barrier's spin-wait while lane 0 is still issuing
-                # the copies: the scheduler may keep running the spinning lanes and never return to lane 0,
-                # so the copies the barrier waits for are never issued (the hang the watchdog showed:
-                # warps 1-3 stuck on the Q barrier while thread 0 had not yet issued its K copies).
-                cute.arch.sync_warp()
                 self.wait(bars + STAGES, q_phase, 0, req, t_begin)
                 q_phase = q_phase ^ 1
 
@@ -404,11 +407,11 @@ def _kernel_module():
 
                     # This stage is free: refill it with tile t + STAGES.
                     cute.arch.sync_threads()
-                    if tidx == 0 and t + STAGES < t_end:  # the DSL lowers `and` on dynamic values
+                    if warp_idx == 0 and t + STAGES < t_end:  # the DSL lowers `and` on dynamic values
                         blk = mBlockTable[req, t + STAGES]
-                        cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
+                        with cute.arch.elect_one():
+                            cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
-                    cute.arch.sync_warp()  # as above: warp 0 reconverges before anyone waits on this stage
                     loads_done = loads_done + 1
 
                 self.trace("piece done (req, tiles, l0, m0)", req, t_end - t_begin, l0, m0)
