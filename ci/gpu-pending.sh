@@ -14,9 +14,10 @@
 #   queue a (GPU 0): the rest of the attn-triton sm90 tier under v1c (basics, compile, validation on GPU);
 #                    attn-bench's decoding rows with the new defaults (mla-decode: TMA K tiles;
 #                    decode-kvcache; basics: the 128x256 matmul tile)
-#   queue b (GPU 1): the CuTe MLA kernel's first-launch hang (watchdog build: warps 1-3 never see the Q
-#                    copy land; sync_warp after lane 0's issues did not cure it); the whole attn-cuda sm90
-#                    tier with the 128x256 matmul default (its matmul tests passed)
+#   queue b (GPU 1): the CuTe MLA kernel after its hang fix (TMA copies issued by all of warp 0, not under
+#                    `tidx == 0`: compiled, never run; a hung case is re-run with the watchdog build
+#                    automatically), then its sm90 suite if it passes; the whole attn-cuda sm90 tier with
+#                    the 128x256 matmul default (its matmul tests passed)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}/pending
@@ -48,8 +49,12 @@ queue_a() {
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=1
-    OUT=$out step flashmla-cute 120 env ATTN_FLASHMLA_PATH=cute python3 packages/attn-flashmla/tools/gpu_check.py --quick \
-        --cute-only --watchdog
+    OUT=$out step flashmla-cute 150 env ATTN_FLASHMLA_PATH=cute python3 packages/attn-flashmla/tools/gpu_check.py --quick \
+        --cute-only
+    if ! grep -q "FAIL\|HANG" "$out/flashmla-cute.log"; then
+        step flashmla-cute-tier 250 env ATTN_FLASHMLA_PATH=cute python3 -m pytest packages/attn-flashmla/tests \
+            --tier sm90 -q -k "DefaultSm90 or cute"
+    fi
     step cuda-sm90 400 python3 -m pytest packages/attn-cuda/tests --tier sm90 -q
 }
 
