@@ -103,8 +103,8 @@ class BwdConfig:
 #: fall back to); ``wide`` gives every warp 32 query rows so each K/V fragment feeds two mma (hd128 needs
 #: BN = 32 to stay within 255 registers without spilling); ``wide8`` is 8 warps of 16 rows (BM = 128);
 #: ``wide256`` is 8 warps of 32 rows (BM = 256): each K/V tile loaded into shared memory feeds twice as many
-#: rows as in ``wide`` (half the L2 -> shared traffic per FLOP) at the same registers per thread (not yet
-#: measured on a GPU, so not a default).
+#: rows as in ``wide`` (half the L2 -> shared traffic per FLOP) at the same registers per thread; it
+#: passed its GPU tests but measured slower on the H200 (hd128 16k 271 vs 295 TFLOP/s), so not a default.
 FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     "base": {64: FwdConfig(64), 128: FwdConfig(128)},
     "wide": {
@@ -120,8 +120,8 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
         128: FwdConfig(128, block_n=32, warps=8, kernel="flash_fwd_mma_wide", row_tiles=2),
     },
 }
-#: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. The first three passed the sm90
-#: tier and gpu_check on the H200; ``wide`` is the default because it measured fastest there at 16k
+#: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. All passed their GPU tests
+#: on the H200; ``wide`` is the default because it measured fastest there at 16k
 #: (hd128 296 vs base 244 TFLOP/s, hd64 271 vs 258; causal hd128 270 vs 274, within noise).
 DEFAULT_FWD_VARIANT = "wide"
 
