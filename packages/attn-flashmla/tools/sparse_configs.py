@@ -10,7 +10,7 @@ b 32, s_q 1, h_q 64 and 128, top-k 2048 is timed (median, triton.testing.do_benc
 not fatal. The table comes last; the package's choice lives in ``sparse_fwd._launch_config``.
 
 ``--splits`` times split-KV sparse decoding instead, with the package's launch config: each comma-separated
-value is run as ``ATTN_FLASHMLA_SPARSE_SPLITS`` (``0`` = no split, today's default; ``auto`` = the policy
+value is run as ``ATTN_FLASHMLA_SPARSE_SPLITS`` (``0`` = no split; ``auto`` = the default, the policy
 ``sparse_fwd.num_decode_splits``; ``N`` = N splits), through the same grid check and the same timings; the
 table shows the split count each timing ran with (``auto``'s choice depends on the SM count).
 """
@@ -82,15 +82,14 @@ def sweep_configs(grid_inputs, refs, speed) -> list[list[str]]:
 
 
 def sweep_splits(settings: list[str], grid_inputs, refs, speed) -> list[list[str]]:
-    sms = _runtime.num_sms(torch.device("cuda"))
+    device = torch.device("cuda")
     table = []
     for setting in settings:
         with env(**{sparse_fwd.SPLITS_ENV: setting}):
             used = []
             for h_q, inp in speed.items():
-                cfg = sparse_fwd._launch_config(h_q, prefill=False)
-                programs = inp.q.shape[0] * inp.q.shape[1] * triton.cdiv(h_q, cfg["BLOCK_H"])
-                used.append(sparse_fwd.decode_splits(programs, sms, inp.indices.shape[-1], cfg["BLOCK_N"]))
+                b, s_q = inp.q.shape[:2]
+                used.append(sparse_fwd.decode_plan(b, s_q, h_q, inp.indices.shape[-1], device)[2])
             fails = check_grid(grid_inputs, refs)
             speeds = time_speed(speed)
         label = f"splits={setting}"
@@ -98,7 +97,7 @@ def sweep_splits(settings: list[str], grid_inputs, refs, speed) -> list[list[str
         row += [f"{t.strip()} ({n})" for t, n in zip(speeds, used)]
         table.append(row)
         print(label, row[1:], *fails[:3], sep="\n  ", flush=True)
-    print(f"\n{sms} SMs; (n) = the split count each timing ran with")
+    print(f"\n{_runtime.num_sms(device)} SMs; (n) = the split count each timing ran with")
     return table
 
 

@@ -404,6 +404,14 @@ def decode_splits(programs: int, num_sms: int, topk: int, block_n: int) -> int:
     return max(1, setting)
 
 
+def decode_plan(b: int, s_q: int, h_q: int, entries: int, device: torch.device) -> tuple[dict, int, int]:
+    """(launch config, head blocks, split count) of sparse decoding; ``entries`` is the main list's length
+    plus the extra list's (when there is one)."""
+    cfg = _launch_config(h_q, prefill=False)
+    head_blocks = triton.cdiv(h_q, cfg["BLOCK_H"])
+    return cfg, head_blocks, decode_splits(b * s_q * head_blocks, num_sms(device), entries, cfg["BLOCK_N"])
+
+
 def sparse_decode_triton(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -425,10 +433,8 @@ def sparse_decode_triton(
     extra_idx = extra_indices.reshape(b * s_q, -1) if extra_indices is not None else idx
     out = torch.empty(b * s_q, h_q, 512, dtype=torch.float32 if interp else q.dtype, device=q.device)
     lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
-    cfg = _launch_config(h_q, prefill=False)
-    head_blocks = triton.cdiv(h_q, cfg["BLOCK_H"])
     entries = idx.shape[1] + (extra_idx.shape[1] if extra_k_cache is not None else 0)
-    splits = decode_splits(b * s_q * head_blocks, num_sms(q.device), entries, cfg["BLOCK_N"])
+    cfg, head_blocks, splits = decode_plan(b, s_q, h_q, entries, q.device)
     dummy = lse  # stands in for absent optional tensors; never read (the constexpr flag is off)
     o_acc = lse_acc = dummy
     if splits > 1:

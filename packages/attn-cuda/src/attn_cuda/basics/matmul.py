@@ -51,10 +51,6 @@ MMA_TILES = {
 MMA_DEFAULT_TILE = "128x256"
 #: The tile of GPUs with less shared memory per block than MMA_DEFAULT_TILE needs.
 MMA_FALLBACK_TILE = "128x128"
-#: The default tile's figures under the names they had before there was a choice of tiles.
-MMA_BM, MMA_BN = MMA_TILES[MMA_DEFAULT_TILE].bm, MMA_TILES[MMA_DEFAULT_TILE].bn
-MMA_BK, MMA_STAGES = MMA_TILES[MMA_DEFAULT_TILE].bk, MMA_TILES[MMA_DEFAULT_TILE].stages
-MMA_SMEM = MMA_TILES[MMA_DEFAULT_TILE].smem
 #: Block order and occupancy of the tensor-core kernel: "grouped" walks GROUP_M = 8 block rows at a time
 #: (L2 reuse of the A and B panels); "plain" is the first version
 #: (row-major block order, no occupancy hint), kept selectable to compare and to fall back.
