@@ -25,11 +25,6 @@ def _num_sms(index: int) -> int:
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for 2-D fp16/bf16 CUDA tensors: a (M, K) row-major, b (K, N) row- or column-major."""
-    import cuda.bindings.driver as cuda
-    import cutlass
-    import cutlass.cute as cute
-    from cutlass.cute.runtime import from_dlpack
-
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         raise AttentionArgumentError(f"matmul: need (M, K) @ (K, N), got {tuple(a.shape)} @ {tuple(b.shape)}")
     if a.dtype not in (torch.float16, torch.bfloat16) or b.dtype != a.dtype:
@@ -43,6 +38,17 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise UnsupportedFeatureError(f"matmul: the CuTe DSL GEMMs need an sm80+ GPU, got capability {cap}")
     if os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80" or not capability.is_hopper(a.device):
         return _matmul_sm80(a, b)
+    return _matmul_sm90(a, b)
+
+
+def _matmul_sm90(a: torch.Tensor, b: torch.Tensor, num_ctas: int | None = None) -> torch.Tensor:
+    """The persistent Hopper GEMM on checked inputs. ``num_ctas`` (default: one CTA per SM, at most one
+    per tile) is the grid; ``tools/gpu_check.py`` passes the tile count to time a non-persistent launch."""
+    import cuda.bindings.driver as cuda
+    import cutlass
+    import cutlass.cute as cute
+    from cutlass.cute.runtime import from_dlpack
+
     a = a if a.stride(1) == 1 and a.stride(0) % 8 == 0 else a.contiguous()
     bt = b.t()  # (N, K): wgmma's B operand
     if not ((bt.stride(1) == 1 and bt.stride(0) % 8 == 0) or (bt.stride(0) == 1 and bt.stride(1) % 8 == 0)):
@@ -56,7 +62,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ]
     index = a.device.index if a.device.index is not None else torch.cuda.current_device()
     tiles = -(-a.shape[0] // 128) * -(-b.shape[1] // 256)
-    num_ctas = cutlass.Int32(max(1, min(tiles, _num_sms(index))))
+    num_ctas = cutlass.Int32(max(1, min(tiles, _num_sms(index))) if num_ctas is None else num_ctas)
     stream = cuda.CUstream(torch.cuda.current_stream(a.device).cuda_stream)
     key = (a.dtype, b_lead)
     fn = _cache.get(key)

@@ -96,16 +96,21 @@ def _scores_gather(
 def _softmax_update(acc, m_i, l_i, s, v, tok, tok_ok, limit, scale_log2):
     """Mask one tile's scores and fold it into the running (acc, m_i, l_i); ``v`` is its V."""
     visible = (tok[None, :] < limit[:, None]) & tok_ok[None, :]
-    s = tl.where(visible, s * scale_log2, float("-inf"))
+    # V is this program's NoPE channels of the K tile already loaded (shared memory/registers).
+    return online_softmax_step(acc, m_i, l_i, tl.where(visible, s * scale_log2, float("-inf")), v)
 
-    # Online softmax. A row that has seen nothing yet has m = -inf; use 0 as its shift so that
-    # exp2(-inf - -inf) (NaN) never happens: its p are exp2(-inf) = 0 and alpha is exp2(-inf) = 0.
+
+@triton.jit
+def online_softmax_step(acc, m_i, l_i, s, v):
+    """Fold one tile of scores ``s`` (base-2 units, masked entries -inf) and its ``v`` into the running
+    (acc, m_i, l_i); dense and sparse decoding share it."""
+    # A row that has seen nothing yet has m = -inf; use 0 as its shift so that exp2(-inf - -inf) (NaN)
+    # never happens: its p are exp2(-inf) = 0 and alpha is exp2(-inf) = 0.
     m_new = tl.maximum(m_i, tl.max(s, 1))
     m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.exp2(m_i - m_shift)
     p = tl.exp2(s - m_shift[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    # V is this program's NoPE channels of the K tile already loaded (shared memory/registers).
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
     return acc, m_new, l_i
 

@@ -44,6 +44,7 @@ import triton
 import triton.language as tl
 
 from attn_flashmla._runtime import interpreting, num_sms
+from attn_flashmla.decode_fwd import online_softmax_step
 from attn_reference.errors import AttentionArgumentError
 
 LOG2E = math.log2(math.e)
@@ -150,13 +151,7 @@ def _attend_list(
         if HAS_ROPE:
             s += tl.dot(q_rope, tl.trans(rope))
         s = tl.where(ok[None, :], s * scale_log2, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_shift)
-        p = tl.exp2(s - m_shift[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(main.dtype), main)
-        m_i = m_new
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, main)
     return m_i, l_i, acc
 
 
