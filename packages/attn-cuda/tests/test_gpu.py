@@ -16,7 +16,7 @@ import torch
 
 import attn_cuda
 from attn_cuda import basics, catalog, flash, runtime
-from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
+from attn_cuda.basics.matmul import MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
 from attn_reference import attention_naive
 from attn_reference.testing.conformance import AttentionConformance, Backend, Features
 from attn_reference.testing.inputs import attention_inputs
@@ -91,6 +91,22 @@ def test_matmul_mma_tiles_and_block_orders(tile, order, dtype):
         out = basics.matmul(a, b, variant="mma", order=order, tile=tile)
         torch.testing.assert_close(
             out, ref, atol=tol, rtol=tol, msg=lambda e, m=m, k=k, n=n: f"{m}x{k}x{n}: {e}"
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("layout", sorted(MMA_LAYOUTS))
+@pytest.mark.parametrize("tile", sorted(MMA_TILES))
+def test_matmul_mma_shared_memory_layouts(tile, layout, dtype):
+    # The swizzled, padded and plain tiles must give the same product (ragged edges as above).
+    tol = {torch.float16: 2e-2, torch.bfloat16: 6e-2}[dtype]
+    for m, k, n in ((1100, 264, 600), (333, 200, 264)):
+        a = (torch.randn(m, k, device="cuda") / k**0.25).to(dtype)
+        b = (torch.randn(k, n, device="cuda") / k**0.25).to(dtype)
+        ref = (a.double() @ b.double()).to(dtype)
+        out = basics.matmul(a, b, variant="mma", tile=tile, layout=layout)
+        torch.testing.assert_close(
+            out, ref, atol=tol, rtol=tol, msg=lambda e, m=m, k=k, n=n: f"{layout} {m}x{k}x{n}: {e}"
         )
 
 

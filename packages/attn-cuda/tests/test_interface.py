@@ -7,7 +7,7 @@ import torch
 
 import attn_cuda
 from attn_cuda import basics, bench, catalog, flash
-from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES, kernel_name, launch_shape
+from attn_cuda.basics.matmul import MMA_LAYOUTS, MMA_ORDERS, MMA_TILES, kernel_name, launch_shape
 from attn_cuda.interface import _check_supported
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
 
@@ -88,6 +88,19 @@ def test_tile_configurations_fit_the_hardware():
         for order in MMA_ORDERS:
             for dtype in (torch.float16, torch.bfloat16):
                 assert kernel_name("mma", dtype, order, tile) in names
+        for layout in MMA_LAYOUTS:
+            assert kernel_name("mma", torch.float16, "grouped", tile, layout) in names
+    # The other shared-memory layouts: a last template argument, and 8 more elements a row when padded.
+    assert (
+        kernel_name("mma", torch.float16, "grouped", "128x128", "padded")
+        == "matmul_mma<__half, 128, 128, 64, 3, 64, 32, 8, 1, 1>"
+    )
+    assert launch_shape("mma", 333, 264, "128x128", "padded") == (
+        (3, 3),
+        (256,),
+        3 * (128 * 72 + 64 * 136) * 2,
+    )
+    assert launch_shape("mma", 333, 264, "128x128", "plain") == ((3, 3), (256,), 96 * 1024)
 
 
 @pytest.mark.parametrize(
@@ -95,6 +108,7 @@ def test_tile_configurations_fit_the_hardware():
     [
         ({"tile": "64x64"}, f"matmul: tile must be one of {sorted(MMA_TILES)}, got '64x64'"),
         ({"order": "zigzag"}, f"matmul: order must be one of {sorted(MMA_ORDERS)}, got 'zigzag'"),
+        ({"layout": "diagonal"}, f"matmul: layout must be one of {sorted(MMA_LAYOUTS)}, got 'diagonal'"),
         ({"variant": "fast"}, f"matmul: variant must be one of {sorted(basics.MATMUL_VARIANTS)}, got 'fast'"),
     ],
 )

@@ -235,6 +235,8 @@ def basics_checks() -> None:
     for tile in MMA_TILES:
         for order in MMA_ORDERS:
             check(f"basics matmul mma [{tile} {order}]", matmul("mma", tile=tile, order=order))
+        for layout in ("padded", "plain"):
+            check(f"basics matmul mma [{tile} {layout} smem]", matmul("mma", tile=tile, layout=layout))
     for v in basics.REDUCTION_VARIANTS:
         check(f"basics reduction {v}", reduction(v))
     check("basics stream overlap", overlap)
@@ -386,6 +388,15 @@ def basics_timings() -> None:
                 group="matmul",
                 ref="matmul fp16 8192^3 torch.matmul",
             )
+    # Swizzle versus padding versus neither: the default tile and order, only the shared-memory layout changes.
+    for layout in ("padded", "plain"):
+        timed(
+            f"matmul fp16 8192^3 mma [{layout} smem]",
+            lambda layout=layout: basics.matmul(a, b, variant="mma", layout=layout),
+            flops=flops,
+            group="matmul",
+            ref="matmul fp16 8192^3 torch.matmul",
+        )
     if QUICK:
         return
     m = 4096

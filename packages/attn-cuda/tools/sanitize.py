@@ -21,7 +21,7 @@ import torch
 
 import attn_cuda
 from attn_cuda import basics, catalog, flash, runtime
-from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
+from attn_cuda.basics.matmul import MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -54,7 +54,10 @@ def basics_workload(dev: str) -> None:
             a = torch.randn(72, 40, device=dev).to(dtype)
             b = torch.randn(40, 136, device=dev).to(dtype)
             options = (
-                [{"order": o, "tile": t} for t in MMA_TILES for o in MMA_ORDERS] if variant == "mma" else [{}]
+                [{"order": o, "tile": t} for t in MMA_TILES for o in MMA_ORDERS]
+                + [{"tile": t, "layout": lay} for t in MMA_TILES for lay in MMA_LAYOUTS if lay != "swizzled"]
+                if variant == "mma"
+                else [{}]
             )
             for kw in options:
                 basics.matmul(a, b, variant=variant, **kw)

@@ -8,7 +8,15 @@ from __future__ import annotations
 import torch
 
 from .basics._common import CTYPES
-from .basics.matmul import MATMUL_VARIANTS, MMA_ORDERS, MMA_TILES, kernel_name
+from .basics.matmul import (
+    MATMUL_VARIANTS,
+    MMA_DEFAULT_LAYOUT,
+    MMA_DEFAULT_ORDER,
+    MMA_LAYOUTS,
+    MMA_ORDERS,
+    MMA_TILES,
+    kernel_name,
+)
 from .basics.softmax import THREADS as SOFTMAX_THREADS
 from .flash import all_instantiations
 
@@ -27,9 +35,17 @@ def kernels() -> dict[str, list[str]]:
             f"reduce_{v}"
             for v in ("v1_interleaved", "v2_sequential", "v3_first_add", "v4_shuffle", "v5_multi")
         ],
-        # The tensor-core kernel in every tile x block order it can be launched with (fp16/bf16 only).
+        # The tensor-core kernel in every tile x block order it can be launched with (fp16/bf16 only), and
+        # every tile in the other shared-memory layouts (default order).
         "matmul.cu": [kernel_name(v, d) for v in MATMUL_VARIANTS if v != "mma" for d in dtypes]
-        + [kernel_name("mma", d, o, t) for t in MMA_TILES for o in MMA_ORDERS for d in dtypes[1:]],
+        + [kernel_name("mma", d, o, t) for t in MMA_TILES for o in MMA_ORDERS for d in dtypes[1:]]
+        + [
+            kernel_name("mma", d, MMA_DEFAULT_ORDER, t, lay)
+            for t in MMA_TILES
+            for lay in MMA_LAYOUTS
+            if lay != MMA_DEFAULT_LAYOUT
+            for d in dtypes[1:]
+        ],
     }
     out.update(all_instantiations())
     return out

@@ -30,8 +30,13 @@ class MmaTile:
 
     @property
     def smem(self) -> int:
-        """Dynamic shared memory in bytes (16-bit elements); above 48 KB ``launch`` opts in for it."""
-        return self.stages * (self.bm * self.bk + self.bk * self.bn) * 2
+        """Dynamic shared memory in bytes (16-bit elements, swizzled); above 48 KB ``launch`` opts in for it."""
+        return self.smem_for("swizzled")
+
+    def smem_for(self, layout: str) -> int:
+        """Dynamic shared memory in bytes with the tiles laid out as ``layout`` (:data:`MMA_LAYOUTS`)."""
+        pad = 8 if layout == "padded" else 0
+        return self.stages * (self.bm * (self.bk + pad) + self.bk * (self.bn + pad)) * 2
 
     def template_args(self) -> str:
         return f"{self.bm}, {self.bn}, {self.bk}, {self.stages}, {self.wm}, {self.wn}"
@@ -57,6 +62,11 @@ MMA_FALLBACK_TILE = "128x128"
 MMA_ORDERS = {"grouped": (8, 1), "plain": (1, 1)}
 #: Both passed the sm90 tier on the H200; "grouped" measured faster there (8192^3 fp16: 310 vs 288 TFLOP/s).
 MMA_DEFAULT_ORDER = "grouped"
+#: Shared-memory layouts of the A and B tiles (the kernel's LAYOUT, common.cuh): "swizzled" (XOR of the
+#: 16-byte chunk index with row % 8, the default), "padded" (8 spare elements a row) and "plain" (neither:
+#: ldmatrix reads 8-way bank-conflicted). Kept selectable to measure the swizzle against its alternatives.
+MMA_LAYOUTS = {"swizzled": 0, "padded": 1, "plain": 2}
+MMA_DEFAULT_LAYOUT = "swizzled"
 
 
 def default_tile(device_index: int) -> str:
@@ -74,14 +84,21 @@ def _check_choice(argument: str, value: str, allowed) -> None:
 
 
 def kernel_name(
-    variant: str, dtype: torch.dtype, order: str = MMA_DEFAULT_ORDER, tile: str = MMA_DEFAULT_TILE
+    variant: str,
+    dtype: torch.dtype,
+    order: str = MMA_DEFAULT_ORDER,
+    tile: str = MMA_DEFAULT_TILE,
+    layout: str = MMA_DEFAULT_LAYOUT,
 ) -> str:
     ct = CTYPES[dtype]
     if variant == "mma":
         _check_choice("order", order, MMA_ORDERS)
         _check_choice("tile", tile, MMA_TILES)
+        _check_choice("layout", layout, MMA_LAYOUTS)
         group_m, min_blocks = MMA_ORDERS[order]
-        return f"matmul_mma<{ct}, {MMA_TILES[tile].template_args()}, {group_m}, {min_blocks}>"
+        name = f"matmul_mma<{ct}, {MMA_TILES[tile].template_args()}, {group_m}, {min_blocks}"
+        # The default layout is the template's default argument: the name (and cache key) stays as it was.
+        return name + (">" if layout == MMA_DEFAULT_LAYOUT else f", {MMA_LAYOUTS[layout]}>")
     return {
         "naive": f"matmul_naive<{ct}>",
         "tiled": f"matmul_tiled<{ct}, {TILE}>",
@@ -90,7 +107,7 @@ def kernel_name(
 
 
 def launch_shape(
-    variant: str, m: int, n: int, tile: str = MMA_DEFAULT_TILE
+    variant: str, m: int, n: int, tile: str = MMA_DEFAULT_TILE, layout: str = MMA_DEFAULT_LAYOUT
 ) -> tuple[tuple[int, int], tuple[int, ...], int]:
     """(grid, block, dynamic shared memory) of a variant for an m x n output."""
     cdiv = lambda a, b: (a + b - 1) // b
@@ -103,7 +120,7 @@ def launch_shape(
     if variant == "mma":
         _check_choice("tile", tile, MMA_TILES)
         t = MMA_TILES[tile]
-        return (cdiv(n, t.bn), cdiv(m, t.bm)), (t.threads,), t.smem
+        return (cdiv(n, t.bn), cdiv(m, t.bm)), (t.threads,), t.smem_for(layout)
     raise ValueError(f"variant must be one of {MATMUL_VARIANTS}, got {variant!r}")
 
 
@@ -114,14 +131,17 @@ def matmul(
     variant: str = "mma",
     order: str = MMA_DEFAULT_ORDER,
     tile: str | None = None,
+    layout: str = MMA_DEFAULT_LAYOUT,
 ) -> torch.Tensor:
     """``a @ b`` for 2-D CUDA tensors of one dtype, fp32 accumulation. ``mma`` needs fp16/bf16 and
-    K, N multiples of 8 (16-byte rows for cp.async); ``order`` (:data:`MMA_ORDERS`) is its block order and
-    ``tile`` (:data:`MMA_TILES`; None: :func:`default_tile` of the inputs' device) its block tile. Both
-    are validated for every variant, used by ``mma``."""
+    K, N multiples of 8 (16-byte rows for cp.async); ``order`` (:data:`MMA_ORDERS`) is its block order,
+    ``tile`` (:data:`MMA_TILES`; None: :func:`default_tile` of the inputs' device) its block tile and
+    ``layout`` (:data:`MMA_LAYOUTS`) its shared-memory layout. All are validated for every variant, used by
+    ``mma``."""
     # Before the tensor checks: a misspelt option is a caller's error whatever the inputs are.
     _check_choice("variant", variant, MATMUL_VARIANTS)
     _check_choice("order", order, MMA_ORDERS)
+    _check_choice("layout", layout, MMA_LAYOUTS)
     if tile is not None:
         _check_choice("tile", tile, MMA_TILES)
     check_cuda("matmul", a=a, b=b)
@@ -143,7 +163,7 @@ def matmul(
         return c
     if k == 0:
         return c.zero_()
-    grid, block, smem = launch_shape(variant, m, n, tile)
-    name = kernel_name(variant, a.dtype, order, tile)
+    grid, block, smem = launch_shape(variant, m, n, tile, layout)
+    name = kernel_name(variant, a.dtype, order, tile, layout)
     launch(module("matmul.cu", name), name, grid, block, [a, b, c, i32(m), i32(n), i32(k)], smem=smem)
     return c

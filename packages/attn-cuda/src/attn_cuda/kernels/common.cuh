@@ -132,10 +132,29 @@ template <int COLS> ATTN_DEVICE int swz_chunk(int row, int chunk, int s) {
     return row * COLS + (((chunk & ~7) | ((chunk & 7) ^ s)) << 3);
 }
 
-// Copy a ROWS x COLS tile (row r of global memory at base + r * row_stride) into swizzled shared memory
-// with NTHREADS threads, 16 bytes per cp.async; rows >= valid_rows and chunks of columns >= valid_cols are
-// zero-filled (valid_cols must be a multiple of 8: a chunk is all in or all out).
-template <int ROWS, int COLS, int NTHREADS, typename T>
+// Two other ways to lay out the same tile, kept to measure what the swizzle buys (the matmul's `LAYOUT`
+// template argument; every other kernel uses the swizzle):
+//   SMEM_PADDED: rows of COLS + 8 elements. Each row starts 16 bytes (4 banks) further round the banks
+//                than the one above, so the 8 rows of an ldmatrix read hit 8 different bank groups; the
+//                price is 8 unused elements a row (12.5 % more shared memory at 64 columns).
+//   SMEM_PLAIN:  rows of COLS, no swizzle: the 8-way conflicted layout the swizzle exists to avoid.
+constexpr int SMEM_SWIZZLED = 0, SMEM_PADDED = 1, SMEM_PLAIN = 2;
+template <int COLS, int LAYOUT> __host__ __device__ constexpr int smem_pitch() { return LAYOUT == SMEM_PADDED ? COLS + 8 : COLS; }
+template <int COLS, int LAYOUT> ATTN_DEVICE int tile_offset(int row, int col) {
+    if constexpr (LAYOUT == SMEM_SWIZZLED) return swz<COLS>(row, col);
+    return row * smem_pitch<COLS, LAYOUT>() + col;
+}
+// tile_offset of the start of chunk `chunk` of `row`, s = row & 7 (see swz_chunk).
+template <int COLS, int LAYOUT> ATTN_DEVICE int tile_chunk_offset(int row, int chunk, int s) {
+    if constexpr (LAYOUT == SMEM_SWIZZLED) return swz_chunk<COLS>(row, chunk, s);
+    return row * smem_pitch<COLS, LAYOUT>() + (chunk << 3);
+}
+
+// Copy a ROWS x COLS tile (row r of global memory at base + r * row_stride) into shared memory laid out as
+// LAYOUT (swizzled unless asked) with NTHREADS threads, 16 bytes per cp.async; rows >= valid_rows and
+// chunks of columns >= valid_cols are zero-filled (valid_cols must be a multiple of 8: a chunk is all in
+// or all out).
+template <int ROWS, int COLS, int NTHREADS, int LAYOUT = SMEM_SWIZZLED, typename T>
 ATTN_DEVICE void load_tile_async(T* smem, const T* base, long long row_stride, int valid_rows, int tid,
                                  int valid_cols = COLS) {
     constexpr int CHUNKS_PER_ROW = COLS / 8;
@@ -155,7 +174,7 @@ ATTN_DEVICE void load_tile_async(T* smem, const T* base, long long row_stride, i
         for (int i = 0; i < CHUNKS / NTHREADS; ++i) {
             const int row = row0 + i * ROW_STEP;
             const bool valid = row < valid_rows && col_ok;
-            cp_async_16(smem_addr(smem + swz<COLS>(row, col)), valid ? src : base, valid);
+            cp_async_16(smem_addr(smem + tile_offset<COLS, LAYOUT>(row, col)), valid ? src : base, valid);
             src += step;
         }
     } else {
@@ -165,7 +184,7 @@ ATTN_DEVICE void load_tile_async(T* smem, const T* base, long long row_stride, i
             int row = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
             bool valid = row < valid_rows && col < valid_cols;
             const T* src = base + (valid ? row * row_stride + col : 0);
-            cp_async_16(smem_addr(smem + swz<COLS>(row, col)), src, valid);
+            cp_async_16(smem_addr(smem + tile_offset<COLS, LAYOUT>(row, col)), src, valid);
         }
     }
 }

@@ -127,7 +127,10 @@ __global__ void __launch_bounds__(256) matmul_regblock(const T* __restrict__ A, 
 // With GROUP_M > 1 consecutive blocks walk down GROUP_M block rows before moving right, so a wave covers
 // a GROUP_M x ~16 patch of C and its A and B panels stay in L2. GROUP_M = 1 is the plain order.
 // MINB is the __launch_bounds__ occupancy hint (2 would cap ptxas at 128 registers; on sm_80 that spills).
-template <typename T, int BM, int BN, int BK, int STAGES, int WM, int WN, int GROUP_M, int MINB>
+// LAYOUT is the shared-memory layout of the A and B tiles (common.cuh: swizzled, padded or plain), the one
+// knob of the swizzle-versus-padding comparison; swizzled is the default.
+template <typename T, int BM, int BN, int BK, int STAGES, int WM, int WN, int GROUP_M, int MINB,
+          int LAYOUT = attn::SMEM_SWIZZLED>
 __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
     matmul_mma(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N, int K) {
     constexpr int WARPS_N = BN / WN, NTHREADS = (BM / WM) * WARPS_N * 32;
@@ -136,8 +139,9 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
     static_assert(WM % 16 == 0 && WN % 16 == 0, "B fragments are loaded as n16 pairs, A as m16 tiles");
     static_assert(BK % 16 == 0 && STAGES >= 2, "K steps of 16 per mma; one stage loads while one computes");
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    T* As = reinterpret_cast<T*>(smem_raw);  // STAGES x [BM][BK], swizzled
-    T* Bs = As + STAGES * BM * BK;           // STAGES x [BK][BN], swizzled
+    constexpr int A_TILE = BM * attn::smem_pitch<BK, LAYOUT>(), B_TILE = BK * attn::smem_pitch<BN, LAYOUT>();
+    T* As = reinterpret_cast<T*>(smem_raw);  // STAGES x [BM][BK]
+    T* Bs = As + STAGES * A_TILE;            // STAGES x [BK][BN]
 
     int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     int wm = (warp / WARPS_N) * WM, wn = (warp % WARPS_N) * WN;
@@ -153,8 +157,10 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
 
     auto load_stage = [&](int stage, int kt) {
         int k0 = kt * BK;
-        attn::load_tile_async<BM, BK, NTHREADS>(As + stage * BM * BK, A + (long long)m0 * K + k0, K, M - m0, tid, K - k0);
-        attn::load_tile_async<BK, BN, NTHREADS>(Bs + stage * BK * BN, B + (long long)k0 * N + n0, N, K - k0, tid, N - n0);
+        attn::load_tile_async<BM, BK, NTHREADS, LAYOUT>(As + stage * A_TILE, A + (long long)m0 * K + k0, K, M - m0, tid,
+                                                        K - k0);
+        attn::load_tile_async<BK, BN, NTHREADS, LAYOUT>(Bs + stage * B_TILE, B + (long long)k0 * N + n0, N, K - k0, tid,
+                                                        N - n0);
     };
 
     float acc[MT][NT][4] = {};
@@ -174,8 +180,8 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
         if (next < ktiles) load_stage(next % STAGES, next);
         attn::cp_async_commit();
 
-        const T* as = As + (kt % STAGES) * BM * BK;
-        const T* bs = Bs + (kt % STAGES) * BK * BN;
+        const T* as = As + (kt % STAGES) * A_TILE;
+        const T* bs = Bs + (kt % STAGES) * B_TILE;
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             unsigned a[MT][4], b[NT][2];
@@ -183,7 +189,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
             for (int mt = 0; mt < MT; ++mt) {
                 // Lanes 0-15 address rows 0-15 at column kk, lanes 16-31 the same rows at kk + 8.
                 int r = wm + mt * 16 + (lane & 15), c = kk + (lane >> 4) * 8;
-                attn::ldmatrix_x4(a[mt], attn::smem_addr(as + attn::swz_chunk<BK>(r, c >> 3, lane & 7)));
+                attn::ldmatrix_x4(a[mt], attn::smem_addr(as + attn::tile_chunk_offset<BK, LAYOUT>(r, c >> 3, lane & 7)));
             }
 #pragma unroll
             for (int np = 0; np < NT / 2; ++np) {
@@ -192,7 +198,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
                 int mi = lane >> 3;
                 int r = kk + (lane & 7) + 8 * (mi & 1), c = wn + np * 16 + 8 * (mi >> 1);
                 unsigned t[4];
-                attn::ldmatrix_x4_trans(t, attn::smem_addr(bs + attn::swz_chunk<BN>(r, c >> 3, lane & 7)));
+                attn::ldmatrix_x4_trans(t, attn::smem_addr(bs + attn::tile_chunk_offset<BN, LAYOUT>(r, c >> 3, lane & 7)));
                 b[2 * np][0] = t[0];
                 b[2 * np][1] = t[1];
                 b[2 * np + 1][0] = t[2];
