@@ -80,8 +80,29 @@ class TestFlashMLATritonSm90(MLAConformance):
 
 @pytest.mark.sm90
 class TestFlashMLADefaultSm90(MLAConformance):
-    """The default dispatch on Hopper: the CuTe DSL kernel where it applies (page 64, head dim 576)."""
+    """The default dispatch on Hopper: the CuTe DSL kernel where it applies (page 64, head dim 576, at least
+    ``CUTE_MIN_ROWS`` query rows per KV head), Triton elsewhere."""
 
     backend = FLASHMLA_BACKEND
     device = "cuda"
     size = "full"
+
+
+@pytest.mark.sm90
+def test_default_dispatch_on_hopper(monkeypatch):
+    from attn_flashmla import _runtime
+
+    monkeypatch.delenv("ATTN_FLASHMLA_PATH", raising=False)
+
+    def q(s_q, h_q, d=576):
+        return torch.empty(1, s_q, h_q, d, dtype=torch.bfloat16, device="cuda")
+
+    cute = "cute" if _runtime.cute_dsl_available() else "triton"
+    assert _runtime.dense_path(q(1, 128), 64, 1) == cute
+    assert _runtime.dense_path(q(2, 64), 64, 2) == cute  # 64 rows per KV head
+    assert _runtime.dense_path(q(2, 32), 64, 2) == "triton"  # 32 rows
+    assert _runtime.dense_path(q(1, 16), 64, 1) == "triton"
+    assert _runtime.dense_path(q(1, 128), 16, 1) == "triton"  # page 16: no TMA tile of one block
+    assert _runtime.dense_path(q(1, 128, 512), 64, 1) == "triton"  # head dim 512
+    monkeypatch.setenv("ATTN_FLASHMLA_PATH", "triton")
+    assert _runtime.dense_path(q(1, 128), 64, 1) == "triton"

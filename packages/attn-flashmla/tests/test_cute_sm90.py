@@ -14,7 +14,13 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-VARIANTS = {"noncausal": (False, False), "causal": (True, False), "watchdog": (False, True)}
+# name: (causal, watchdog, warpgroups per CTA)
+VARIANTS = {
+    "noncausal": (False, False, 1),
+    "causal": (True, False, 1),
+    "watchdog": (False, True, 1),
+    "two_warpgroups": (True, False, 2),
+}
 
 # One interpreter compiles every variant (the DSL's import is most of a compile's cost); the DSL reads
 # its environment (target arch, what to keep, where) at import, so it must be a fresh one.
@@ -26,9 +32,9 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    for name, causal, watchdog in zip(sys.argv[2::3], sys.argv[3::3], sys.argv[4::3]):
-        m.compile_for_sm90(torch.bfloat16, causal=causal == "1", watchdog=watchdog == "1")
-        key = m.kernel_key(torch.bfloat16, causal == "1", watchdog == "1")
+    for name, causal, watchdog, wgs in zip(sys.argv[2::4], sys.argv[3::4], sys.argv[4::4], sys.argv[5::4]):
+        m.compile_for_sm90(torch.bfloat16, causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs))
+        key = m.kernel_key(torch.bfloat16, causal == "1", watchdog == "1", int(wgs))
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
             ptx.rename(dump / name / ptx.name)
@@ -54,8 +60,8 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
         "CUTE_DSL_NO_CACHE": "1",
     }
     argv = [str(dump)]
-    for name, (causal, watchdog) in VARIANTS.items():
-        argv += [name, str(int(causal)), str(int(watchdog))]
+    for name, (causal, watchdog, wgs) in VARIANTS.items():
+        argv += [name, str(int(causal)), str(int(watchdog)), str(wgs)]
     result = subprocess.run(
         [sys.executable, "-c", COMPILE, *argv],
         capture_output=True,
@@ -79,7 +85,7 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    watchdog = VARIANTS[variant][1]
+    _, watchdog, wgs = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576); O += P V: 4 k-steps of m64n256k16, A from registers.
     assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == 36
@@ -91,6 +97,11 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
     # The watchdog build bounds each wait by the global timer and exits; the normal build has neither.
     assert ("exit;" in ptx) == watchdog
     assert ("%globaltimer" in ptx) == watchdog
+    # Two warpgroups release K stages through "empty" mbarriers (no CTA barrier per tile) and zero a
+    # partial tile's V rows behind a named barrier of their own 128 threads.
+    plain_arrives = [ln for ln in ptx.splitlines() if "mbarrier.arrive" in ln and "expect_tx" not in ln]
+    assert bool(plain_arrives) == (wgs == 2)
+    assert bool(re.search(r"bar(rier)?\.sync(\.aligned)?\s+%r\d+, 128;", ptx)) == (wgs == 2)
 
 
 @needs_cute_dsl
@@ -109,6 +120,7 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     monkeypatch.setattr(m, "_COMPILED", {})
     monkeypatch.setattr(m, "COMPILE_SECONDS", {})
     monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
+    monkeypatch.delenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", raising=False)  # the default: two
     calls = [
         (m.example_inputs(torch.bfloat16, b=2, s_q=1, h_q=16, h_kv=1), False),
         (m.example_inputs(torch.bfloat16, b=5, s_q=2, h_q=64, h_kv=2), False),
@@ -116,8 +128,8 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     ]
     for (q, k, table, lens, parts, offsets, total, max_splits), causal in calls:
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, causal)
-    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False)]
-    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False)]
+    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2)]
+    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2)]
     # The scalars differ per call (s_q, group, rows_pad, h_kv) ...
     assert [tuple(a[9:13]) for a in launches] == [(1, 16, 64, 1), (2, 32, 64, 2), (1, 128, 128, 1)]
 

@@ -58,10 +58,20 @@ def cute_dsl_available() -> bool:
     return importlib.util.find_spec("cutlass") is not None
 
 
-def dense_path(q: torch.Tensor, page_block_size: int) -> str:
+#: Rows (s_q * h_q / h_kv) from which the CuTe kernel is the default on Hopper. On the H200 (2026-11-22,
+#: attn-bench, b 128, one run) the two-warpgroup CuTe kernel ran h_q 128 at 352-383 TFLOP/s against
+#: Triton's 276-301 (1.27x); with 16 rows (h_q 16, s_q 1), padded to its 64-row wgmma tile, it read 1814
+#: GB/s at s_k 8k against Triton's 3755, and 32 rows (s_q 2) were mixed (1820 vs 2491 at 8k, 3099 vs 2644
+#: at 32k). Triton's 16-row tiles keep the decoding of few heads.
+CUTE_MIN_ROWS = 64
+
+
+def dense_path(q: torch.Tensor, page_block_size: int, h_kv: int = 1) -> str:
     """``"cute"``, ``"triton"`` or ``"interpret"`` for a dense decoding call on ``q``'s device.
 
-    Triton by default; ``ATTN_FLASHMLA_PATH=cute`` selects the CuTe DSL Hopper kernel where it applies.
+    On Hopper with the CuTe DSL installed: the CuTe kernel where it applies (page 64, head dim 576) and
+    there are at least :data:`CUTE_MIN_ROWS` query rows per KV head, else Triton. ``ATTN_FLASHMLA_PATH``
+    (``cute`` or ``triton``) forces one; forcing ``cute`` where it cannot run raises.
     """
     forced = os.environ.get("ATTN_FLASHMLA_PATH", "").strip().lower()
     if forced not in ("", "cute", "triton"):
@@ -85,6 +95,7 @@ def dense_path(q: torch.Tensor, page_block_size: int) -> str:
                 f"ATTN_FLASHMLA_PATH=cute: the CuTe path cannot run this call: {why}"
             )
         return "cute"
-    # The CuTe path has not yet produced a result on a GPU (the first H200 run timed out before its first
-    # case), so it is opt-in (ATTN_FLASHMLA_PATH=cute) until it passes the sm90 conformance suite there.
+    rows = q.shape[1] * q.shape[2] // max(h_kv, 1)
+    if forced == "" and fits and rows >= CUTE_MIN_ROWS:
+        return "cute"
     return "triton"

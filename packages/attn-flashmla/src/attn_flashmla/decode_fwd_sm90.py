@@ -16,9 +16,14 @@ each Hopper mechanism is explicit:
   layout over the same pointer.
 * **Work split.** The accumulator of one row block, 64 rows x 512 channels in fp32, needs 256 registers
   per thread of one warpgroup: too many. FlashMLA uses two warpgroups that split the 512 channels and
-  exchange half of ``S``; here, more simply, two CTAs (``program z = 2 * hk + half``) each own 256 output
-  channels and both compute the full ``S`` (the K tile comes from L2 for the second). This costs extra
-  QK^T work (about 26% more tensor-core time at large h_q): a known gap to FlashMLA.
+  exchange half of ``S``; here, more simply, two warpgroups each own 256 output channels and both compute
+  the full ``S`` from the same K tile in shared memory (about 26% more tensor-core time at large h_q: a
+  known gap to FlashMLA). They do not wait for each other per tile: each warp arrives on a stage's
+  "empty" mbarrier when its last wgmma reading it has completed, and only the producer warp waits there
+  before refilling the stage, so one warpgroup's softmax overlaps the other's matrix multiplies. The first
+  version (``ATTN_FLASHMLA_CUTE_WARPGROUPS=1``) put the two halves in two CTAs of one warpgroup
+  (``program z = 2 * hk + half``, the second reading the K tile again from L2) with a CTA barrier per
+  tile; on the H200 it ran h_q 128 at 269 TFLOP/s where two warpgroups run 343.
 * **NaN padding.** A partial last page may hold NaN past the sequence end. Masking scores to ``-inf``
   gives those tokens ``p = 0``, but ``0 * NaN = NaN`` inside the PV product, so before PV the kernel writes
   zeros over the shared-memory rows of tokens past the end (then fences, as wgmma reads through the
@@ -64,13 +69,27 @@ def cute_supports(q: torch.Tensor, page_block_size: int) -> str | None:
     return None
 
 
+def warpgroups() -> int:
+    """``ATTN_FLASHMLA_CUTE_WARPGROUPS``: 2 (the default) or 1 warpgroups per CTA (see the module docstring).
+
+    Both passed the sm90 checks on the H200 (2026-11-22); two measured 1.27x faster at h_q 128 (s_k 8k, s_q
+    1: 343 against 269 TFLOP/s; 32k: 374 against 280) and mixed at h_q 16 (1871 against 2301 GB/s at 8k,
+    3132 against 2413 at 32k), where the default dispatch runs Triton anyway (``_runtime.CUTE_MIN_ROWS``)."""
+    value = os.environ.get("ATTN_FLASHMLA_CUTE_WARPGROUPS", "2").strip() or "2"
+    if value not in ("1", "2"):
+        raise ValueError(f"ATTN_FLASHMLA_CUTE_WARPGROUPS must be 1 or 2, got {value!r}")
+    return int(value)
+
+
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
-    # DV_SPLIT 2: two CTAs per (row block, KV head), one per half of the output channels; the scheduler
-    # plans parts so that all CTAs fit on the GPU at once (one CTA per SM: 216 KiB of shared memory).
+    # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
+    # at once. One warpgroup: DV_SPLIT 2, two CTAs per (row block, KV head), one per half of the output
+    # channels. Two warpgroups: the halves are the CTA's two warpgroups, one CTA per (row block, KV head).
+    wgs = warpgroups()
     return {
-        "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 4, "num_stages": STAGES, "ctas_per_sm": 1,
-        "DV_SPLIT": 2,
+        "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 4 * wgs, "num_stages": STAGES, "ctas_per_sm": 1,
+        "DV_SPLIT": 2 // wgs,
     }  # fmt: skip
 
 
@@ -93,11 +112,13 @@ def _kernel_module():
         llvm.inline_asm(None, [], "exit;", "", has_side_effects=True, loc=loc, ip=ip)
 
     class MLADecodeSm90:
-        """One CTA = one warpgroup, one (part, row block, KV head, half of dv)."""
+        """One CTA = one (part, row block, KV head) and one warpgroup per half of dv: ``warpgroups`` 1 (a
+        CTA per half) or 2 (both halves in one CTA, sharing each K tile in shared memory)."""
 
-        def __init__(self, dtype, causal: bool, watchdog: bool = False):
+        def __init__(self, dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1):
             self.dtype = dtype
             self.causal = causal
+            self.wgs = warpgroups
             # Watchdog build (ATTN_FLASHMLA_CUTE_WATCHDOG=1): every mbarrier wait gives up after
             # WATCHDOG_NS, prints which barrier/phase/sequence/tile it was waiting for, and ends the
             # thread; the first CTA also traces its loads and waits. Its results are garbage: diagnosis only.
@@ -193,7 +214,8 @@ def _kernel_module():
 
             @cute.struct
             class SharedStorage:
-                bars: cute.struct.MemRange[cutlass.Int64, STAGES + 1]  # K stages, then Q
+                # K stages' "full", then Q, then (two warpgroups) K stages' "empty"
+                bars: cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1]
                 sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
                 sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
 
@@ -204,7 +226,8 @@ def _kernel_module():
                 tma_q, tma_mQ, tma_k, tma_mK, mBlockTable, mSeqlens, mParts, mSplitOffsets, mOacc, mLSEacc,
                 qk_mma, pv_mma, q_layout, k_layout, v_layout, scale_log2, s_q, group, rows_pad, h_kv,
             ).launch(
-                grid=(num_parts, m_blocks, h_kv * 2), block=(128, 1, 1), smem=SharedStorage.size_in_bytes(),
+                grid=(num_parts, m_blocks, h_kv * (2 // self.wgs)), block=(128 * self.wgs, 1, 1),
+                smem=SharedStorage.size_in_bytes(),
                 stream=stream,
             )  # fmt: skip
 
@@ -237,7 +260,11 @@ def _kernel_module():
             warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
             part, mb, z = cute.arch.block_idx()
             hk = z // 2
-            half = z % 2  # which 256 of the 512 output channels this CTA owns
+            half = z % 2  # which 256 of the 512 output channels this warpgroup owns
+            if cutlass.const_expr(self.wgs == 2):
+                hk = z
+                half = warp_idx // 4
+            wg_tidx = tidx % 128  # the thread's index in its warpgroup (the MMAs' thread layout)
             m_blocks = rows_pad // BLOCK_M
 
             smem = cutlass.utils.SmemAllocator()
@@ -250,6 +277,9 @@ def _kernel_module():
                 cpasync.prefetch_descriptor(tma_k)
                 for i in cutlass.range_constexpr(STAGES + 1):
                     cute.arch.mbarrier_init(bars + i, 1)
+                # "empty": one arrival per consumer warp once its wgmma reading a K stage have completed
+                for i in cutlass.range_constexpr(STAGES):
+                    cute.arch.mbarrier_init(bars + STAGES + 1 + i, 4 * self.wgs)
                 cute.arch.mbarrier_init_fence()
             cute.arch.sync_threads()
 
@@ -266,8 +296,8 @@ def _kernel_module():
             k_bytes = cute.size_in_bytes(dtype, cute.slice_(k_layout, (None, None, 0)))
 
             # MMA fragments: Q and every K stage from smem; P will come from registers.
-            thr_qk = qk_mma.get_slice(tidx)
-            thr_pv = pv_mma.get_slice(tidx)
+            thr_qk = qk_mma.get_slice(wg_tidx)
+            thr_pv = pv_mma.get_slice(wg_tidx)
             tSrQ = qk_mma.make_fragment_A(thr_qk.partition_A(sQ))
             tSrK = qk_mma.make_fragment_B(thr_qk.partition_B(sK))
             tScS = thr_qk.partition_C(cute.make_identity_tensor((BLOCK_M, BLOCK_N)))
@@ -337,14 +367,19 @@ def _kernel_module():
                     valid = seqlen - t * BLOCK_N
                     if valid < BLOCK_N:
                         # Zero the tokens past the end of the sequence in smem: their V rows may be NaN.
+                        # Each warpgroup zeroes its own V channels, so it need only wait for itself (the
+                        # other one may be reading the same rows as K: those scores are masked anyway).
                         s_tile = sK[None, None, stage]
-                        for e in cutlass.range((BLOCK_N - valid) * HEAD_DIM_V // 128 + 1, unroll=1):
-                            flat = e * 128 + tidx
-                            tok = valid + flat // HEAD_DIM_V
+                        for e in cutlass.range((BLOCK_N - valid) * DV_PER_CTA // 128 + 1, unroll=1):
+                            flat = e * 128 + wg_tidx
+                            tok = valid + flat // DV_PER_CTA
                             if tok < BLOCK_N:
-                                s_tile[tok, flat % HEAD_DIM_V] = dtype(0.0)
+                                s_tile[tok, half * DV_PER_CTA + flat % DV_PER_CTA] = dtype(0.0)
                         cute.arch.fence_proxy("async.shared", space="cta")
-                        cute.arch.sync_threads()
+                        if cutlass.const_expr(self.wgs == 2):
+                            cute.arch.barrier(barrier_id=1 + half, number_of_threads=128)
+                        else:
+                            cute.arch.sync_threads()
 
                     # S = Q K^T over 36 k-steps.
                     warpgroup.fence()
@@ -405,9 +440,18 @@ def _kernel_module():
                     warpgroup.commit_group()
                     warpgroup.wait_group(0)
 
-                    # This stage is free: refill it with tile t + STAGES.
-                    cute.arch.sync_threads()
+                    # This stage is free: refill it with tile t + STAGES. One warpgroup: a CTA barrier.
+                    # Two: every warp arrives on the stage's "empty" barrier after its wait_group and only
+                    # the producer warp waits for all eight, so the warpgroups drift apart and one's
+                    # softmax can run while the other multiplies.
+                    if cutlass.const_expr(self.wgs == 2):
+                        if tidx % 32 == 0:
+                            cute.arch.mbarrier_arrive(bars + STAGES + 1 + stage)
+                    else:
+                        cute.arch.sync_threads()
                     if warp_idx == 0 and t + STAGES < t_end:  # the DSL lowers `and` on dynamic values
+                        if cutlass.const_expr(self.wgs == 2):
+                            self.wait(bars + STAGES + 1 + stage, (loads_done // STAGES) % 2, 2, req, t)
                         blk = mBlockTable[req, t + STAGES]
                         with cute.arch.elect_one():
                             cute.arch.mbarrier_arrive_and_expect_tx(bars + stage, k_bytes)
@@ -450,9 +494,9 @@ def watchdog_enabled() -> bool:
     return os.environ.get("ATTN_FLASHMLA_CUTE_WATCHDOG", "0") not in ("", "0")
 
 
-def kernel_key(dtype: torch.dtype, causal: bool, watchdog: bool = False) -> tuple:
+def kernel_key(dtype: torch.dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1) -> tuple:
     """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value)."""
-    return (dtype, bool(causal), bool(watchdog))
+    return (dtype, bool(causal), bool(watchdog), int(warpgroups))
 
 
 #: Compiled kernels by :func:`kernel_key`; one compile per key per process.
@@ -465,8 +509,8 @@ _COMPILE_LOCK = threading.Lock()
 def _compile(key: tuple, args: tuple):
     """``cute.compile`` the kernel for ``key`` against ``args`` (what :func:`launch_args` makes)."""
     _, cute, kernel_cls = _cute()
-    dtype, causal, watchdog = key
-    return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog), *args)
+    dtype, causal, watchdog, wgs = key
+    return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs), *args)
 
 
 def compiled_kernel(key: tuple, args: tuple):
@@ -558,7 +602,7 @@ def dense_decode_cute(
     tensors, scalars, o_acc, lse_acc = prepare_inputs(
         q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, softmax_scale
     )
-    key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled())
+    key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups())
     kernel = compiled_kernel(key, tensors + scalars)
     kernel(*tensors, *scalars)
     out = torch.empty(b, s_q, h_q, HEAD_DIM_V, dtype=q.dtype, device=q.device)
@@ -588,7 +632,9 @@ def example_inputs(
     )  # fmt: skip
 
 
-def compile_for_sm90(dtype: torch.dtype = torch.bfloat16, causal: bool = False, watchdog: bool = False):
+def compile_for_sm90(
+    dtype: torch.dtype = torch.bfloat16, causal: bool = False, watchdog: bool = False, warpgroups: int = 1
+):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
     It goes through the same host preparation as a GPU call (:func:`prepare_inputs` on small CPU tensors,
@@ -596,7 +642,7 @@ def compile_for_sm90(dtype: torch.dtype = torch.bfloat16, causal: bool = False, 
     """
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
-    return compiled_kernel(kernel_key(dtype, causal, watchdog), tensors + scalars)
+    return compiled_kernel(kernel_key(dtype, causal, watchdog, warpgroups), tensors + scalars)
 
 
 if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile every key, print the seconds
@@ -606,5 +652,7 @@ if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile e
     print(f"import of the CuTe DSL and kernel module: {time.perf_counter() - start:.1f} s", flush=True)
     for dt in (torch.bfloat16, torch.float16):
         for c in (False, True):
-            compile_for_sm90(dt, c)
-            print(f"compile {kernel_key(dt, c)}: {COMPILE_SECONDS[kernel_key(dt, c)]:.1f} s", flush=True)
+            for wgs in (1, 2):
+                compile_for_sm90(dt, c, warpgroups=wgs)
+                key = kernel_key(dt, c, warpgroups=wgs)
+                print(f"compile {key}: {COMPILE_SECONDS[key]:.1f} s", flush=True)
