@@ -6,18 +6,17 @@
 #     export PYTHONPATH=$(cat /tmp/site.pythonpath) && bash ci/device-setup.sh >/dev/null && bash ci/gpu-pending.sh
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
-# (see each package's README). Done on 2026-11-22 (all H200): attn-cutlass copies; attn-bench's sm90 test,
-# a quick attention run and the 16k attention rows with the new defaults; attn-cuda's sm90 tier, variants,
-# matmul tiles (GPU tests, sanitizer, timings); attn-triton v1c's forward, varlen, head-dim, lse, backward,
-# kvcache and deterministic conformance; attn-flashmla's sm90 tier with TMA K tiles and split sparse lists
-# (73 passed). Still owed, in priority order:
-#   queue a (GPU 0): the rest of the attn-triton sm90 tier under v1c (basics, compile, validation on GPU);
-#                    attn-bench's decoding rows with the new defaults (mla-decode: TMA K tiles;
-#                    decode-kvcache; basics: the 128x256 matmul tile)
-#   queue b (GPU 1): the CuTe MLA kernel after its hang fix (TMA copies issued by all of warp 0, not under
-#                    `tidx == 0`: compiled, never run; a hung case is re-run with the watchdog build
-#                    automatically), then its sm90 suite if it passes; the whole attn-cuda sm90 tier with
-#                    the 128x256 matmul default (its matmul tests passed)
+# (see each package's README). Done on 2026-11-22 (all H200): attn-cutlass copies and GEMM persistence;
+# attn-bench's sm90 test, the 16k attention rows, mla-decode (CuTe default from 64 rows), decode-kvcache and
+# basics with the new defaults; attn-cuda's whole sm90 tier (182 passed, after the shared-memory layout
+# change), variants, matmul tiles and layouts (GPU tests, sanitizer, timings); attn-triton v1c's forward,
+# varlen, head-dim, lse, backward, kvcache and deterministic conformance and the warp-specialisation sweep;
+# attn-flashmla's whole sm90 tier with the CuTe DSL kernel (one and two warpgroups) and the Triton defaults.
+# Still owed, in priority order:
+#   queue a (GPU 0): the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
+#                    extras): two 300 s runs reached 58 % with no failure, so it gets the whole call
+#   queue b (GPU 1): attn-bench's mla-sparse rows with split index lists (the committed rows predate them);
+#                    attn-flashmla's tools/path_by_rows.py as committed (its figures came from a scratch copy)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}/pending
@@ -41,21 +40,15 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 queue_a() {
     export CUDA_VISIBLE_DEVICES=0
     # the conformance subsets that ran under v1c are left out (TRITON_K overrides the selection)
-    step triton-sm90 300 python3 -m pytest packages/attn-triton/tests --tier sm90 -q \
+    step triton-sm90 540 python3 -m pytest packages/attn-triton/tests --tier sm90 -q \
         -k "${TRITON_K:-not TestTritonConformanceSm90}"
-    step bench-decode 240 python3 -m attn_bench run --preset deliverable -s mla-decode -s decode-kvcache \
-        -s basics --time-budget 200 -o "$out/bench-decode.json"
 }
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=1
-    OUT=$out step flashmla-cute 150 env ATTN_FLASHMLA_PATH=cute python3 packages/attn-flashmla/tools/gpu_check.py --quick \
-        --cute-only
-    if ! grep -q "FAIL\|HANG" "$out/flashmla-cute.log"; then
-        step flashmla-cute-tier 250 env ATTN_FLASHMLA_PATH=cute python3 -m pytest packages/attn-flashmla/tests \
-            --tier sm90 -q -k "DefaultSm90 or cute"
-    fi
-    step cuda-sm90 400 python3 -m pytest packages/attn-cuda/tests --tier sm90 -q
+    step bench-sparse 300 python3 -m attn_bench run --preset deliverable -s mla-sparse --time-budget 250 \
+        -o "$out/bench-sparse.json"
+    step path-by-rows 150 python3 packages/attn-flashmla/tools/path_by_rows.py
 }
 
 for q in ${QUEUES:-a b}; do
