@@ -15,7 +15,10 @@
 # Still owed, in priority order:
 #   queue a (GPU 0): the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
 #                    extras): two 300 s runs reached 58 % with no failure, so it gets the whole call
-#   queue b (GPU 1): attn-bench's mla-sparse rows with split index lists (the committed rows predate them);
+#   queue b (GPU 1): attn-flashmla's CuTe kernel with split S (ATTN_FLASHMLA_CUTE_SPLIT_S=1: compiled for
+#                    sm_90a, never run; a hung case is re-run with the watchdog build automatically), then
+#                    its page-64 conformance cases; attn-bench's mla-sparse rows with split index lists (the
+#                    committed rows predate them);
 #                    attn-flashmla's tools/path_by_rows.py as committed (its figures came from a scratch copy)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +49,12 @@ queue_a() {
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=1
+    OUT=$out step cute-split 150 env ATTN_FLASHMLA_PATH=cute ATTN_FLASHMLA_CUTE_SPLIT_S=1 \
+        python3 packages/attn-flashmla/tools/gpu_check.py --quick --cute-only
+    if ! grep -q "FAIL\|HANG" "$out/cute-split.log"; then
+        step cute-split-tier 200 env ATTN_FLASHMLA_PATH=cute ATTN_FLASHMLA_CUTE_SPLIT_S=1 \
+            python3 -m pytest packages/attn-flashmla/tests --tier sm90 -q -k "DefaultSm90 and page64"
+    fi
     step bench-sparse 300 python3 -m attn_bench run --preset deliverable -s mla-sparse --time-budget 250 \
         -o "$out/bench-sparse.json"
     step path-by-rows 150 python3 packages/attn-flashmla/tools/path_by_rows.py

@@ -14,12 +14,13 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA)
+# name: (causal, watchdog, warpgroups per CTA, split S)
 VARIANTS = {
-    "noncausal": (False, False, 1),
-    "causal": (True, False, 1),
-    "watchdog": (False, True, 1),
-    "two_warpgroups": (True, False, 2),
+    "noncausal": (False, False, 1, False),
+    "causal": (True, False, 1, False),
+    "watchdog": (False, True, 1, False),
+    "two_warpgroups": (True, False, 2, False),
+    "split_s": (True, False, 2, True),
 }
 
 # One interpreter compiles every variant (the DSL's import is most of a compile's cost); the DSL reads
@@ -32,9 +33,11 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    for name, causal, watchdog, wgs in zip(sys.argv[2::4], sys.argv[3::4], sys.argv[4::4], sys.argv[5::4]):
-        m.compile_for_sm90(torch.bfloat16, causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs))
-        key = m.kernel_key(torch.bfloat16, causal == "1", watchdog == "1", int(wgs))
+    args = [sys.argv[i::5] for i in range(2, 7)]
+    for name, causal, watchdog, wgs, split in zip(*args):
+        flags = dict(causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1")
+        m.compile_for_sm90(torch.bfloat16, **flags)
+        key = m.kernel_key(torch.bfloat16, *flags.values())
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
             ptx.rename(dump / name / ptx.name)
@@ -60,8 +63,8 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
         "CUTE_DSL_NO_CACHE": "1",
     }
     argv = [str(dump)]
-    for name, (causal, watchdog, wgs) in VARIANTS.items():
-        argv += [name, str(int(causal)), str(int(watchdog)), str(wgs)]
+    for name, (causal, watchdog, wgs, split) in VARIANTS.items():
+        argv += [name, str(int(causal)), str(int(watchdog)), str(wgs), str(int(split))]
     result = subprocess.run(
         [sys.executable, "-c", COMPILE, *argv],
         capture_output=True,
@@ -85,11 +88,17 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs = VARIANTS[variant]
+    _, watchdog, wgs, split = VARIANTS[variant]
     assert ".target sm_90a" in ptx
-    # S = Q K^T: 36 k-steps of m64n64k16 (d = 576); O += P V: 4 k-steps of m64n256k16, A from registers.
-    assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == 36
+    # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
+    # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
+    # other's from shared memory).
+    n = 32 if split else 64
+    assert ptx.count(f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.bf16.bf16") == 36
     assert ptx.count("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") == 4
+    # The split exchanges row maxima and P halves every tile and row sums once per piece, at one
+    # 256-thread named barrier.
+    assert len(re.findall(r"bar\.sync\s+3, 256;", ptx)) == (3 if split else 0)
     # TMA: Q (2-d tensor) and the paged K blocks (3-d: token, channel, KV head), completing on mbarriers.
     assert "cp.async.bulk.tensor.2d.shared::cta.global" in ptx
     assert "cp.async.bulk.tensor.3d.shared::cta.global" in ptx
@@ -128,8 +137,8 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     ]
     for (q, k, table, lens, parts, offsets, total, max_splits), causal in calls:
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, causal)
-    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2)]
-    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2)]
+    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2, False)]
+    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2, False)]
     # The scalars differ per call (s_q, group, rows_pad, h_kv) ...
     assert [tuple(a[9:13]) for a in launches] == [(1, 16, 64, 1), (2, 32, 64, 2), (1, 128, 128, 1)]
 
@@ -168,3 +177,22 @@ def test_tma_copies_are_issued_by_a_whole_warp():
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "cute.copy":
             copies += 1
     assert copies == 3  # Q, the K prologue, the K refill
+
+
+def test_cute_form_switches(monkeypatch):
+    """Two warpgroups by default; split S is opt-in and only with two warpgroups."""
+    from attn_flashmla import decode_fwd_sm90 as m
+
+    for name in ("ATTN_FLASHMLA_CUTE_WARPGROUPS", "ATTN_FLASHMLA_CUTE_SPLIT_S"):
+        monkeypatch.delenv(name, raising=False)
+    assert m.warpgroups() == 2 and not m.split_s()
+    assert m.cute_config()["DV_SPLIT"] == 1 and m.cute_config()["num_warps"] == 8
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SPLIT_S", "1")
+    assert m.split_s()
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "1")
+    assert m.cute_config()["DV_SPLIT"] == 2
+    with pytest.raises(ValueError, match="needs two warpgroups"):
+        m.split_s()
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "3")
+    with pytest.raises(ValueError, match="must be 1 or 2"):
+        m.warpgroups()

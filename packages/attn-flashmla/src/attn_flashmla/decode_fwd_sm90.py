@@ -24,6 +24,13 @@ each Hopper mechanism is explicit:
   version (``ATTN_FLASHMLA_CUTE_WARPGROUPS=1``) put the two halves in two CTAs of one warpgroup
   (``program z = 2 * hk + half``, the second reading the K tile again from L2) with a CTA barrier per
   tile; on the H200 it ran h_q 128 at 269 TFLOP/s where two warpgroups run 343.
+* **Split S** (``ATTN_FLASHMLA_CUTE_SPLIT_S=1``, opt-in: compiled, not yet run on a GPU). The duplicated
+  ``QK^T`` is a quarter of the tensor-core work at h_q 128; FlashMLA avoids it. Here warpgroup ``h``
+  computes ``S`` for tokens ``[32h, 32h + 32)`` of each tile only (m64n32k16), the two swap their row
+  maxima through shared memory (a 256-thread named barrier), each writes its half of ``P`` to shared memory
+  for the other, and each multiplies both halves into its 256 output channels (its own ``P`` from
+  registers, the other's as a shared-memory A operand); the row sums are added once per piece. The price is
+  two CTA-wide barriers per tile, so the warpgroups no longer drift apart.
 * **NaN padding.** A partial last page may hold NaN past the sequence end. Masking scores to ``-inf``
   gives those tokens ``p = 0``, but ``0 * NaN = NaN`` inside the PV product, so before PV the kernel writes
   zeros over the shared-memory rows of tokens past the end (then fences, as wgmma reads through the
@@ -81,6 +88,18 @@ def warpgroups() -> int:
     return int(value)
 
 
+def split_s() -> bool:
+    """``ATTN_FLASHMLA_CUTE_SPLIT_S=1`` (two warpgroups only; not yet run on a GPU, so opt-in): each warpgroup
+    computes ``S`` for half of the tile's 64 tokens instead of all of them, and the two exchange their row
+    maxima, P halves and row sums through shared memory (FlashMLA's split)."""
+    on = os.environ.get("ATTN_FLASHMLA_CUTE_SPLIT_S", "0").strip() not in ("", "0")
+    if on and warpgroups() != 2:
+        raise ValueError(
+            "ATTN_FLASHMLA_CUTE_SPLIT_S=1 needs two warpgroups (ATTN_FLASHMLA_CUTE_WARPGROUPS=2)"
+        )
+    return on
+
+
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
     # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
@@ -115,14 +134,43 @@ def _kernel_module():
         """One CTA = one (part, row block, KV head) and one warpgroup per half of dv: ``warpgroups`` 1 (a
         CTA per half) or 2 (both halves in one CTA, sharing each K tile in shared memory)."""
 
-        def __init__(self, dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1):
+        def __init__(
+            self, dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1, split_s: bool = False
+        ):
             self.dtype = dtype
             self.causal = causal
             self.wgs = warpgroups
+            # Split S (two warpgroups): warpgroup h computes S for tokens [32h, 32h + 32) of each tile only.
+            self.split_s = split_s
+            self.n_s = BLOCK_N // 2 if split_s else BLOCK_N  # tokens of S per warpgroup
             # Watchdog build (ATTN_FLASHMLA_CUTE_WATCHDOG=1): every mbarrier wait gives up after
             # WATCHDOG_NS, prints which barrier/phase/sequence/tile it was waiting for, and ends the
             # thread; the first CTA also traces its loads and waits. Its results are garbage: diagnosis only.
             self.watchdog = watchdog
+
+        def shared_storage(self, q_layout, k_layout, p_layout):
+            """The CTA's shared memory: barriers, Q, the K stages, and (split S) the P halves and row slots."""
+            dtype = self.dtype
+
+            @cute.struct
+            class SharedStorage:
+                # K stages' "full", then Q, then (two warpgroups) K stages' "empty"
+                bars: cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1]
+                sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
+                sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
+
+            if not self.split_s:
+                return SharedStorage
+
+            @cute.struct
+            class SplitSharedStorage:
+                bars: cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1]
+                sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
+                sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
+                sP: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(p_layout)], 1024]
+                sRow: cute.struct.MemRange[Float32, BLOCK_M * 4]
+
+            return SplitSharedStorage
 
         @cute.jit
         def wait(self, bar, phase, kind: cutlass.Constexpr, req, t):
@@ -181,7 +229,7 @@ def _kernel_module():
             stream,
         ):
             dtype = self.dtype
-            tiler_qk = (BLOCK_M, BLOCK_N, HEAD_DIM)
+            tiler_qk = (BLOCK_M, self.n_s, HEAD_DIM)
             tiler_pv = (BLOCK_M, DV_PER_CTA, BLOCK_N)
             # S = Q K^T: A = Q (M x d, d contiguous: K-major), B = K (tokens x d: K-major), both from smem.
             qk_mma = sm90_utils.make_trivial_tiled_mma(
@@ -193,8 +241,19 @@ def _kernel_module():
                 dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN, Float32, (1, 1, 1),
                 tiler_pv[:2], warpgroup.OperandSource.RMEM,
             )  # fmt: skip
+            # Split S: the other warpgroup's half of P comes from shared memory (A operand K-major).
+            pv_ss_mma = sm90_utils.make_trivial_tiled_mma(
+                dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN, Float32, (1, 1, 1),
+                tiler_pv[:2],
+            )  # fmt: skip
             q_layout = sm90_utils.make_smem_layout_a(utils.LayoutEnum.ROW_MAJOR, tiler_qk, dtype, 1)
-            k_layout = sm90_utils.make_smem_layout_b(utils.LayoutEnum.ROW_MAJOR, tiler_qk, dtype, STAGES)
+            k_layout = sm90_utils.make_smem_layout_b(
+                utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, HEAD_DIM), dtype, STAGES
+            )
+            # Split S: each warpgroup's P half (64 rows x 32 tokens), as the A operand of the other's PV.
+            p_layout = sm90_utils.make_smem_layout_a(
+                utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, DV_PER_CTA, self.n_s), dtype, 2
+            )
             # One stage of V over 256 channels: MN-major 128B-swizzled atoms tiled tokens-first, which is
             # the same byte layout as the K-major K tile's channels [0, 256) (see the module docstring).
             v_layout = sm90_utils.make_smem_layout_b(utils.LayoutEnum.COL_MAJOR, tiler_pv, dtype, 1)
@@ -212,22 +271,16 @@ def _kernel_module():
                 (BLOCK_N, HEAD_DIM),
             )
 
-            @cute.struct
-            class SharedStorage:
-                # K stages' "full", then Q, then (two warpgroups) K stages' "empty"
-                bars: cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1]
-                sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
-                sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
-
-            self.storage = SharedStorage
+            self.storage = self.shared_storage(q_layout, k_layout, p_layout)
             num_parts = mParts.shape[0]
             m_blocks = rows_pad // BLOCK_M
             self.kernel(
                 tma_q, tma_mQ, tma_k, tma_mK, mBlockTable, mSeqlens, mParts, mSplitOffsets, mOacc, mLSEacc,
-                qk_mma, pv_mma, q_layout, k_layout, v_layout, scale_log2, s_q, group, rows_pad, h_kv,
+                qk_mma, pv_mma, pv_ss_mma, q_layout, k_layout, v_layout, p_layout, scale_log2, s_q, group,
+                rows_pad, h_kv,
             ).launch(
                 grid=(num_parts, m_blocks, h_kv * (2 // self.wgs)), block=(128 * self.wgs, 1, 1),
-                smem=SharedStorage.size_in_bytes(),
+                smem=self.storage.size_in_bytes(),
                 stream=stream,
             )  # fmt: skip
 
@@ -246,9 +299,11 @@ def _kernel_module():
             mLSEacc: cute.Tensor,
             qk_mma: cute.TiledMma,
             pv_mma: cute.TiledMma,
+            pv_ss_mma: cute.TiledMma,
             q_layout: cute.ComposedLayout,
             k_layout: cute.ComposedLayout,
             v_layout: cute.ComposedLayout,
+            p_layout: cute.ComposedLayout,
             scale_log2: Float32,
             s_q: Int32,
             group: Int32,
@@ -299,12 +354,26 @@ def _kernel_module():
             thr_qk = qk_mma.get_slice(wg_tidx)
             thr_pv = pv_mma.get_slice(wg_tidx)
             tSrQ = qk_mma.make_fragment_A(thr_qk.partition_A(sQ))
-            tSrK = qk_mma.make_fragment_B(thr_qk.partition_B(sK))
-            tScS = thr_qk.partition_C(cute.make_identity_tensor((BLOCK_M, BLOCK_N)))
+            n_s = self.n_s
+            s_tokens0 = 0  # this warpgroup's first token of a tile in S
+            if cutlass.const_expr(self.split_s):
+                s_tokens0 = half * n_s
+                # Rows [32h, 32h + 32) of every K stage: a whole number of 8-row swizzle atoms.
+                tSrK = qk_mma.make_fragment_B(
+                    thr_qk.partition_B(cute.flat_divide(sK, (n_s, HEAD_DIM))[None, None, half, 0, None])
+                )
+                sP = storage.sP.get_tensor(p_layout.outer, swizzle=p_layout.inner)  # (64, 32, own/other)
+                sRow = storage.sRow.get_tensor(cute.make_layout((BLOCK_M, 2, 2)))  # (row, half, max/sum)
+                thr_pv_ss = pv_ss_mma.get_slice(wg_tidx)
+                tPsP = thr_qk.partition_C(sP[None, None, half])  # where this warpgroup's P goes
+                tOrP_other = pv_ss_mma.make_fragment_A(thr_pv_ss.partition_A(sP[None, None, 1 - half]))
+            else:
+                tSrK = qk_mma.make_fragment_B(thr_qk.partition_B(sK))
+            tScS = thr_qk.partition_C(cute.make_identity_tensor((BLOCK_M, n_s)))
             tOcO = thr_pv.partition_C(cute.make_identity_tensor((BLOCK_M, DV_PER_CTA)))
-            acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((BLOCK_M, BLOCK_N)), Float32)
+            acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((BLOCK_M, n_s)), Float32)
             acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((BLOCK_M, DV_PER_CTA)), Float32)
-            r_p = cute.make_rmem_tensor(thr_pv.partition_shape_A((BLOCK_M, BLOCK_N)), dtype)
+            r_p = cute.make_rmem_tensor(thr_pv.partition_shape_A((BLOCK_M, n_s)), dtype)
             # The wgmma accumulator of a 64 x N tile and the register A operand of a 64 x K (K = N) tile
             # hold the same (row, column) pairs in the same order for 16-bit types: store P through a
             # view of the A fragment with the accumulator's layout.
@@ -394,7 +463,7 @@ def _kernel_module():
                     new0 = m0
                     new1 = m1
                     for i in cutlass.range_constexpr(cute.size(acc_s)):
-                        tok = t * BLOCK_N + tScS[i][1]
+                        tok = t * BLOCK_N + s_tokens0 + tScS[i][1]
                         lim = limit0 if (i // 2) % 2 == 0 else limit1
                         s = acc_s[i] * scale_log2
                         s = s if tok < lim else -Float32.inf
@@ -405,6 +474,15 @@ def _kernel_module():
                             new1 = cute.arch.fmax(new1, s)
                     new0 = cute.arch.warp_reduction_max(new0, threads_in_group=4)
                     new1 = cute.arch.warp_reduction_max(new1, threads_in_group=4)
+                    if cutlass.const_expr(self.split_s):
+                        # Both warpgroups need the row maximum over all 64 tokens: swap halves. The slots
+                        # are rewritten only after the P exchange below, which both must pass first.
+                        if wg_tidx % 4 == 0:
+                            sRow[row0, half, 0] = new0
+                            sRow[row0 + 8, half, 0] = new1
+                        cute.arch.barrier(barrier_id=3, number_of_threads=256)
+                        new0 = cute.arch.fmax(new0, sRow[row0, 1 - half, 0])
+                        new1 = cute.arch.fmax(new1, sRow[row0 + 8, 1 - half, 0])
                     shift0 = Float32(0.0) if new0 == -Float32.inf else new0
                     shift1 = Float32(0.0) if new1 == -Float32.inf else new1
                     alpha0 = cute.math.exp2(m0 - shift0, fastmath=True)
@@ -427,16 +505,36 @@ def _kernel_module():
                         acc_o[i] = acc_o[i] * (alpha0 if (i // 2) % 2 == 0 else alpha1)
                     r_p_as_acc.store(acc_s.load().to(dtype))
 
-                    # O += P V, V = this CTA's 256 channels of the same smem tile.
+                    # O += P V, V = this warpgroup's 256 channels of the same smem tile.
                     v_ptr = cute.recast_ptr(
                         sK[None, None, stage].iterator + half * (BLOCK_N * DV_PER_CTA), v_layout.inner
                     )
                     s_v = cute.make_tensor(v_ptr, cute.slice_(v_layout.outer, (None, None, 0)))
-                    tOrV = pv_mma.make_fragment_B(thr_pv.partition_B(s_v))
+                    if cutlass.const_expr(self.split_s):
+                        # Publish this half of P for the other warpgroup (wgmma reads it through the async
+                        # proxy, hence the fence before the barrier), then multiply both halves: our own
+                        # tokens with P from registers, the other's with its P from shared memory.
+                        for i in cutlass.range_constexpr(cute.size(tPsP)):
+                            tPsP[i] = r_p_as_acc[i]
+                        cute.arch.fence_proxy("async.shared", space="cta")
+                        cute.arch.barrier(barrier_id=3, number_of_threads=256)
+                        s_v_halves = cute.flat_divide(s_v, (DV_PER_CTA, n_s))  # (256, 32, 1, 2)
+                        tOrV = pv_mma.make_fragment_B(thr_pv.partition_B(s_v_halves[None, None, 0, half]))
+                        tOrV_other = pv_ss_mma.make_fragment_B(
+                            thr_pv_ss.partition_B(s_v_halves[None, None, 0, 1 - half])
+                        )
+                    else:
+                        tOrV = pv_mma.make_fragment_B(thr_pv.partition_B(s_v))
                     warpgroup.fence()
                     for k in cutlass.range_constexpr(cute.size(r_p, mode=[2])):
                         pv_mma.set(warpgroup.Field.ACCUMULATE, True)
                         cute.gemm(pv_mma, acc_o, r_p[None, None, k], tOrV[None, None, k], acc_o)
+                    if cutlass.const_expr(self.split_s):
+                        for k in cutlass.range_constexpr(cute.size(tOrP_other, mode=[2])):
+                            pv_ss_mma.set(warpgroup.Field.ACCUMULATE, True)
+                            cute.gemm(
+                                pv_ss_mma, acc_o, tOrP_other[None, None, k], tOrV_other[None, None, k], acc_o
+                            )
                     warpgroup.commit_group()
                     warpgroup.wait_group(0)
 
@@ -458,6 +556,14 @@ def _kernel_module():
                         cute.copy(tma_k, tKgK[None, blk, 0], tKsK[None, stage], tma_bar_ptr=bars + stage)
                     loads_done = loads_done + 1
 
+                if cutlass.const_expr(self.split_s):
+                    # Each warpgroup summed p over its own tokens (with the shared maxima): add the halves.
+                    if wg_tidx % 4 == 0:
+                        sRow[row0, half, 1] = l0
+                        sRow[row0 + 8, half, 1] = l1
+                    cute.arch.barrier(barrier_id=3, number_of_threads=256)
+                    l0 = l0 + sRow[row0, 1 - half, 1]
+                    l1 = l1 + sRow[row0 + 8, 1 - half, 1]
                 self.trace("piece done (req, tiles, l0, m0)", req, t_end - t_begin, l0, m0)
                 # Normalise and write this piece to scratch; -inf lse marks rows that saw nothing.
                 inv0 = Float32(0.0) if l0 == 0.0 else cute.arch.rcp_approx(l0)
@@ -494,9 +600,11 @@ def watchdog_enabled() -> bool:
     return os.environ.get("ATTN_FLASHMLA_CUTE_WATCHDOG", "0") not in ("", "0")
 
 
-def kernel_key(dtype: torch.dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1) -> tuple:
+def kernel_key(
+    dtype: torch.dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1, split_s: bool = False
+) -> tuple:
     """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value)."""
-    return (dtype, bool(causal), bool(watchdog), int(warpgroups))
+    return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s))
 
 
 #: Compiled kernels by :func:`kernel_key`; one compile per key per process.
@@ -509,8 +617,8 @@ _COMPILE_LOCK = threading.Lock()
 def _compile(key: tuple, args: tuple):
     """``cute.compile`` the kernel for ``key`` against ``args`` (what :func:`launch_args` makes)."""
     _, cute, kernel_cls = _cute()
-    dtype, causal, watchdog, wgs = key
-    return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs), *args)
+    dtype, causal, watchdog, wgs, split = key
+    return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
 
 
 def compiled_kernel(key: tuple, args: tuple):
@@ -602,7 +710,7 @@ def dense_decode_cute(
     tensors, scalars, o_acc, lse_acc = prepare_inputs(
         q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, softmax_scale
     )
-    key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups())
+    key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
     kernel(*tensors, *scalars)
     out = torch.empty(b, s_q, h_q, HEAD_DIM_V, dtype=q.dtype, device=q.device)
@@ -633,7 +741,11 @@ def example_inputs(
 
 
 def compile_for_sm90(
-    dtype: torch.dtype = torch.bfloat16, causal: bool = False, watchdog: bool = False, warpgroups: int = 1
+    dtype: torch.dtype = torch.bfloat16,
+    causal: bool = False,
+    watchdog: bool = False,
+    warpgroups: int = 1,
+    split_s: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -642,7 +754,7 @@ def compile_for_sm90(
     """
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
-    return compiled_kernel(kernel_key(dtype, causal, watchdog, warpgroups), tensors + scalars)
+    return compiled_kernel(kernel_key(dtype, causal, watchdog, warpgroups, split_s), tensors + scalars)
 
 
 if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile every key, print the seconds
