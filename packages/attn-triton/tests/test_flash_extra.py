@@ -93,6 +93,7 @@ def test_profile_forward_backward(profile, name):
 
 def test_separate_dq_choice():
     assert separate_dq("sm90", 64, "auto") and not separate_dq("sm90", 128, "auto")
+    assert separate_dq("sm90", 128, "auto", unmasked=True) and not separate_dq("sm80", 128, "auto", True)
     assert separate_dq("sm90", 256, "auto") and not separate_dq("sm80", 256, "auto")
     assert not separate_dq("sm80", 64, "auto")
     assert separate_dq("sm80", 256, "separate") and not separate_dq("sm90", 32, "atomic")

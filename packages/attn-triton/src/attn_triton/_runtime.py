@@ -66,8 +66,8 @@ class Knobs:
     #: preprocess kernel
     bwd_lse2: bool = True
     #: dQ of the non-deterministic backward: "atomic" (fp32 atomics from the dK/dV kernel), "separate"
-    #: (the deterministic dQ kernel), "auto" (separate on Hopper at head dims <= 64 and > 128, where the
-    #: GPU runs measured it faster, atomic otherwise; see flash_bwd.separate_dq)
+    #: (the deterministic dQ kernel), "auto" (separate on Hopper at head dims <= 64 and > 128, and at 128
+    #: without a mask, where the GPU runs measured it faster, atomic otherwise; see flash_bwd.separate_dq)
     bwd_dq: str = "auto"
     #: paged decoding: one block-table read per key tile (page size a compile-time constant, tiles inside
     #: a page) instead of one per key row

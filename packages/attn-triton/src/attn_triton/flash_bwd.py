@@ -820,19 +820,23 @@ def _tuned(name, path, version="v2"):
     return _TUNED[name, path, version]
 
 
-def separate_dq(path: str, head_dim_padded: int, mode: str) -> bool:
+def separate_dq(path: str, head_dim_padded: int, mode: str, unmasked: bool = False) -> bool:
     """Whether the non-deterministic backward computes dQ in its own kernel instead of with atomics.
 
-    "auto": on Hopper at padded head dims <= 64 or > 128. The H200 runs measured the separate (and
-    deterministic) pass faster there: hd64 fwd+bwd 356 vs 331 TFLOP/s (first run), and in the attn-bench
-    run of 2026-11-22 (seqlen 16k) hd64 bwd 335 vs 310, hd256 bwd 146 vs 84 (fp32 atomics of a 256-wide
-    dQ row from every key block are the bottleneck). At 128 the two were within 4% either way.
+    "auto": on Hopper at padded head dims <= 64 or > 128, and at 128 without causal or window mask
+    (``unmasked``). The H200 runs measured the separate (and deterministic) pass faster there: hd64
+    fwd+bwd 356 vs 331 TFLOP/s (first run), and in the attn-bench run of 2026-11-22 (seqlen 16k) hd64 bwd
+    335 vs 310, hd256 bwd 146 vs 84 (fp32 atomics of a 256-wide dQ row from every key block are the
+    bottleneck). At 128 unmasked, twice: bwd 395 vs 381 (that run), and in the 16k run with every
+    implementation bwd 412 vs 380, fwd+bwd 433 vs 411; causal 411 vs 415 there, so atomics stay for masks.
     """
     if mode == "separate":
         return True
     if mode == "atomic":
         return False
-    return path == "sm90" and (head_dim_padded <= 64 or head_dim_padded > 128)
+    if path != "sm90":
+        return False
+    return head_dim_padded <= 64 or head_dim_padded > 128 or (head_dim_padded == 128 and unmasked)
 
 
 INTERPRET_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}
@@ -867,7 +871,7 @@ def flash_bwd(
     dv = torch.empty_like(v)
     kn = knobs()
     path = force_path or path_for(q.device)
-    atomic = not deterministic and not separate_dq(path, pad, kn.bwd_dq)
+    atomic = not deterministic and not separate_dq(path, pad, kn.bwd_dq, unmasked=left < 0 and right < 0)
     # Atomic dQ accumulates in fp32 and is cast at the end; the deterministic kernel writes dQ directly.
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic else torch.empty_like(q)
     delta = torch.empty_like(lse)
