@@ -13,13 +13,17 @@
 # varlen, head-dim, lse, backward, kvcache and deterministic conformance and the warp-specialisation sweep;
 # attn-flashmla's whole sm90 tier with the CuTe DSL kernel (one and two warpgroups) and the Triton defaults.
 # Still owed, in priority order:
-#   queue a (GPU 0): the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
-#                    extras): two 300 s runs reached 58 % with no failure, so it gets the whole call
+#   queue a (GPU 0): attn-cuda's `wide48` forward (48 keys per step at hd128; compiled without spills, never
+#                    run): its GPU tests and the sanitizer, then `gpu_check.py --quick`'s forward timings of
+#                    every variant; attn-triton's 16k backward rows with the hd128 dQ choice (separate dQ
+#                    kernel without a mask, from measurements, the flip itself not re-timed)
 #   queue b (GPU 1): attn-flashmla's CuTe kernel with split S (ATTN_FLASHMLA_CUTE_SPLIT_S=1: compiled for
 #                    sm_90a, never run; a hung case is re-run with the watchdog build automatically), then
 #                    its page-64 conformance cases; attn-bench's mla-sparse rows with split index lists (the
-#                    committed rows predate them);
-#                    attn-flashmla's tools/path_by_rows.py as committed (its figures came from a scratch copy)
+#                    committed rows predate them); attn-flashmla's tools/path_by_rows.py as committed (its
+#                    figures came from a scratch copy)
+#   queue c (a second call, QUEUES=c): the rest of the attn-triton sm90 tier (the sm80 pointer path forced
+#                    on Hopper, basics, extras): two 300 s runs reached 58 % with no failure
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}/pending
@@ -41,6 +45,16 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 }
 
 queue_a() {
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-wide48 150 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "wide48 or sanitizer"
+    step cuda-fwd-times 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip "basics checks" \
+        --skip "basics timings"
+    step triton-bwd 200 python3 -m attn_bench run --preset deliverable -s attention-bwd \
+        --where seqlen_k=16384 --time-budget 180 -o "$out/bench-bwd.json"
+}
+
+queue_c() {
     export CUDA_VISIBLE_DEVICES=0
     # the conformance subsets that ran under v1c are left out (TRITON_K overrides the selection)
     step triton-sm90 540 python3 -m pytest packages/attn-triton/tests --tier sm90 -q \

@@ -61,6 +61,16 @@ def test_tile_configurations_fit_the_hardware():
         assert (b.block_m * d // 8) % b.threads == 0
     assert flash.FWD_VARIANTS["base"][128].grid(2, 16, 1000) == (16, 16, 2)
     assert flash.FWD_VARIANTS["wide"][128].grid(2, 16, 1000) == (8, 16, 2)
+    # wide48: 48 keys per step at hd128, 32 when causal (the causal mask's registers); hd64 is wide's.
+    w48 = flash.FWD_VARIANTS["wide48"]
+    assert w48[128].for_causal(False).name(torch.bfloat16, False) == (
+        "flash_fwd_mma_wide<__nv_bfloat16, 128, 48, 4, 2, 1, false>"
+    )
+    assert w48[128].for_causal(True).name(torch.bfloat16, True) == (
+        "flash_fwd_mma_wide<__nv_bfloat16, 128, 32, 4, 2, 1, true>"
+    )
+    assert w48[64].for_causal(True) == flash.FWD_VARIANTS["wide"][64]
+    assert w48[128].for_causal(False).smem_bytes() == (128 + 4 * 48) * 128 * 2
     assert flash.BWD_CONFIGS[128].grid(2, 4, 1000) == (16, 4, 2)
     assert (
         flash.FWD_VARIANTS["base"][64].name(torch.bfloat16, True)
@@ -129,7 +139,8 @@ def test_forward_variant_selection(monkeypatch):
         flash.fwd_variant("nope")
     names = flash.all_instantiations()["flash_fwd.cu"]
     for configs in flash.FWD_VARIANTS.values():  # every variant is compiled by the CPU tier
-        assert configs[128].name(torch.float16, True) in names
+        for causal in (False, True):
+            assert configs[128].for_causal(causal).name(torch.float16, causal) in names
 
 
 def test_bench_description_normalises():

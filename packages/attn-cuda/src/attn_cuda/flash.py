@@ -43,6 +43,14 @@ class FwdConfig:
     kernel: str = "flash_fwd_mma"
     row_tiles: int = 1
     min_blocks: int = 1
+    #: BN of the causal instantiation when it differs (the causal mask needs a few more registers)
+    causal_block_n: int | None = None
+
+    def for_causal(self, causal: bool) -> FwdConfig:
+        """The config that runs: ``causal_block_n`` replaces ``block_n`` for causal calls when set."""
+        if causal and self.causal_block_n is not None:
+            return dataclasses.replace(self, block_n=self.causal_block_n, causal_block_n=None)
+        return self
 
     @property
     def block_m(self) -> int:
@@ -105,6 +113,9 @@ class BwdConfig:
 #: ``wide256`` is 8 warps of 32 rows (BM = 256): each K/V tile loaded into shared memory feeds twice as many
 #: rows as in ``wide`` (half the L2 -> shared traffic per FLOP) at the same registers per thread; it
 #: passed its GPU tests but measured slower on the H200 (hd128 16k 271 vs 295 TFLOP/s), so not a default.
+#: ``wide48`` is ``wide`` with 48 keys per step at hd128 (non-causal; 32 causal): each step's fixed costs
+#: (barriers, row max and sum, the O rescale) spread over 1.5x the mma; 251-255 registers, no spills
+#: (NVRTC 13; 64 keys spill a register, and 48 causal spill on sm_90a). Not yet run on a GPU: opt-in.
 FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     "base": {64: FwdConfig(64), 128: FwdConfig(128)},
     "wide": {
@@ -118,6 +129,10 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     "wide256": {
         64: FwdConfig(64, block_n=64, warps=8, kernel="flash_fwd_mma_wide", row_tiles=2),
         128: FwdConfig(128, block_n=32, warps=8, kernel="flash_fwd_mma_wide", row_tiles=2),
+    },
+    "wide48": {
+        64: FwdConfig(64, block_n=64, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
+        128: FwdConfig(128, block_n=48, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2, causal_block_n=32),
     },
 }
 #: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. All passed their GPU tests
@@ -158,7 +173,9 @@ def all_instantiations() -> dict[str, list[str]]:
             bwd.append(preprocess_name(dtype, hd))
             for causal in (False, True):
                 for configs in FWD_VARIANTS.values():
-                    fwd.append(configs[hd].name(dtype, causal))
+                    name = configs[hd].for_causal(causal).name(dtype, causal)
+                    if name not in fwd:  # wide48's hd64 is wide's
+                        fwd.append(name)
                 bwd.append(BWD_CONFIGS[hd].name(dtype, causal))
                 for version in SCALAR_TILES:
                     scalar.append(scalar_name(version, dtype, hd, causal))
@@ -206,7 +223,7 @@ def flash_fwd(
         v_name = fwd_variant(variant)
         if softmax_scale <= 0:  # the wide kernel folds the scale into its running max: needs scale > 0
             v_name = "base"
-        cfg = FWD_VARIANTS[v_name][d]
+        cfg = FWD_VARIANTS[v_name][d].for_causal(causal)
         name = cfg.name(q.dtype, causal)
         args = [q, k, v, out, lse, i32(sq), i32(sk), i32(hq), i32(group)]
         args += _strides(q) + _strides(k) + _strides(v) + _strides(out) + [f32(softmax_scale * LOG2E)]
