@@ -76,38 +76,37 @@ def test_every_forward_variant_matches_the_reference(variant, dtype, head_dim, c
         assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({variant}, sq {sq}, sk {sk})")
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-@pytest.mark.parametrize("order", sorted(MMA_ORDERS))
-@pytest.mark.parametrize("tile", sorted(MMA_TILES))
-def test_matmul_mma_tiles_and_block_orders(tile, order, dtype):
+def _check_mma_matmul(dtype, **options):
+    """The tensor-core matmul with ``options`` against a float64 product on two ragged shapes.
+
+    1100 x 600: 9 x 5 blocks of 128 x 128 (9 x 3 of 128 x 256), so the grouped order's last group holds
+    one block row. 333 x 264 x 200: every edge is ragged for both tiles (77 rows and 8 columns of the last
+    blocks, a last K tile of 8), on a grid of 3 x 3 or 3 x 2 blocks.
+    """
     tol = {torch.float16: 2e-2, torch.bfloat16: 6e-2}[dtype]
-    # 1100 x 600: 9 x 5 blocks of 128 x 128 (9 x 3 of 128 x 256), so the grouped order's last group holds
-    # one block row. 333 x 264 x 200: every edge is ragged for both tiles (77 rows and 8 columns of the
-    # last blocks, a last K tile of 8), on a grid of 3 x 3 or 3 x 2 blocks.
     for m, k, n in ((1100, 264, 600), (333, 200, 264)):
         a = (torch.randn(m, k, device="cuda") / k**0.25).to(dtype)
         b = (torch.randn(k, n, device="cuda") / k**0.25).to(dtype)
         ref = (a.double() @ b.double()).to(dtype)
-        out = basics.matmul(a, b, variant="mma", order=order, tile=tile)
+        out = basics.matmul(a, b, variant="mma", **options)
         torch.testing.assert_close(
-            out, ref, atol=tol, rtol=tol, msg=lambda e, m=m, k=k, n=n: f"{m}x{k}x{n}: {e}"
+            out, ref, atol=tol, rtol=tol, msg=lambda e, m=m, k=k, n=n: f"{options} {m}x{k}x{n}: {e}"
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("order", sorted(MMA_ORDERS))
+@pytest.mark.parametrize("tile", sorted(MMA_TILES))
+def test_matmul_mma_tiles_and_block_orders(tile, order, dtype):
+    _check_mma_matmul(dtype, order=order, tile=tile)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("layout", sorted(MMA_LAYOUTS))
 @pytest.mark.parametrize("tile", sorted(MMA_TILES))
 def test_matmul_mma_shared_memory_layouts(tile, layout, dtype):
-    # The swizzled, padded and plain tiles must give the same product (ragged edges as above).
-    tol = {torch.float16: 2e-2, torch.bfloat16: 6e-2}[dtype]
-    for m, k, n in ((1100, 264, 600), (333, 200, 264)):
-        a = (torch.randn(m, k, device="cuda") / k**0.25).to(dtype)
-        b = (torch.randn(k, n, device="cuda") / k**0.25).to(dtype)
-        ref = (a.double() @ b.double()).to(dtype)
-        out = basics.matmul(a, b, variant="mma", tile=tile, layout=layout)
-        torch.testing.assert_close(
-            out, ref, atol=tol, rtol=tol, msg=lambda e, m=m, k=k, n=n: f"{layout} {m}x{k}x{n}: {e}"
-        )
+    # The swizzled, padded and plain tiles must give the same product.
+    _check_mma_matmul(dtype, tile=tile, layout=layout)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
