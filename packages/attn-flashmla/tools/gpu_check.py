@@ -593,6 +593,7 @@ def main():
     summary = table()
     out_dir = os.environ.get("OUT")
     if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "flashmla_gpu_check.json"), "w") as f:
             json.dump(RESULTS, f, indent=1, default=str)
     log()
