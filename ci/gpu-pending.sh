@@ -17,6 +17,8 @@
 #                    run): its GPU tests and the sanitizer, then `gpu_check.py --quick`'s forward timings of
 #                    every variant; attn-triton's 16k backward rows with the hd128 dQ choice (separate dQ
 #                    kernel without a mask, from measurements, the flip itself not re-timed)
+#                    attn-cutlass's backward with dQ added by TMA reduce-add (ATTN_CUTLASS_BWD_DQ=tma:
+#                    compiled, never run): the backward suite under it and the 2k test, then the timings
 #   queue b (GPU 1): attn-flashmla's CuTe kernel with split S (ATTN_FLASHMLA_CUTE_SPLIT_S=1: compiled for
 #                    sm_90a, never run; a hung case is re-run with the watchdog build automatically), then
 #                    its page-64 conformance cases; attn-bench's mla-sparse rows with split index lists (the
@@ -50,6 +52,12 @@ queue_a() {
         -k "wide48 or sanitizer"
     step cuda-fwd-times 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip "basics checks" \
         --skip "basics timings"
+    step cutlass-tma-dq 200 env ATTN_CUTLASS_BWD_DQ=tma python3 -m pytest packages/attn-cutlass/tests/test_sm90.py \
+        --tier sm90 -q -k "TmaDq or 2k"
+    if ! grep -q "failed" "$out/cutlass-tma-dq.log"; then
+        step cutlass-tma-dq-time 150 env ATTN_CUTLASS_BWD_DQ=tma python3 packages/attn-cutlass/tools/gpu_check.py \
+            --quick
+    fi
     step triton-bwd 200 python3 -m attn_bench run --preset deliverable -s attention-bwd \
         --where seqlen_k=16384 --time-budget 180 -o "$out/bench-bwd.json"
 }

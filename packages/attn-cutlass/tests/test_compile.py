@@ -3,6 +3,8 @@
 ``cute.compile`` lowers to PTX and runs ptxas in process; it needs no GPU (see attn_cutlass.compile).
 """
 
+import re
+
 import pytest
 
 from attn_cutlass.compile import (
@@ -58,6 +60,20 @@ def test_flash_bwd_sm90_compiles_with_wgmma_tma_and_dq_atomics(name):
     # S^T, dP^T, dV, dK and dQ: five GEMMs per query block; dQ leaves through fp32 reductions.
     assert "red.relaxed.gpu.global.add.f32" in res.ptx
     assert "fence.proxy.async.shared::cta" in res.ptx, "dS must be fenced before wgmma reads it"
+    assert "cp.reduce.async.bulk" not in res.ptx
+
+
+def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
+    """The opt-in dQ path: one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
+    res = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma")
+    _check_hopper_ptx(res.ptx)
+    assert "ld.local" not in res.ptx
+    assert re.search(r"cp\.reduce\.async\.bulk\.tensor\.4d\.global\.shared::cta\.add", res.ptx)
+    assert "red.relaxed.gpu.global.add.f32" not in res.ptx
+    # sdQ is rewritten only after the previous reduce has read it, and outlives the last one.
+    assert len(re.findall(r"cp\.async\.bulk\.wait_group\.read\s+0;", res.ptx)) == 2
+    with pytest.raises(ValueError, match="dq_reduce"):
+        compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, varlen=True, dq_reduce="tma")
 
 
 def test_gemm_sm90_compiles_with_wgmma_and_tma():

@@ -140,3 +140,15 @@ def test_sm80_kernels_are_the_default_below_and_above_hopper(monkeypatch):
         assert interface._arch_of(torch.device("cuda:0")) == "sm80", cap
     monkeypatch.setattr(capability, "cuda_capability", lambda device=None: (9, 0))
     assert interface._arch_of(torch.device("cuda:0")) == "sm90"
+
+
+def test_bwd_dq_reduce_switch(monkeypatch):
+    from attn_cutlass.interface import bwd_dq_reduce
+
+    monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
+    assert bwd_dq_reduce() == "atomic"
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "tma")
+    assert bwd_dq_reduce() == "tma"
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "vector")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_DQ"):
+        bwd_dq_reduce()

@@ -71,6 +71,21 @@ class TestCutlassBackwardConformanceSm90(AttentionConformance):
 
 
 @pytest.mark.sm90
+class TestCutlassBackwardTmaDqSm90(AttentionConformance):
+    """The same suite with the opt-in dQ reduction by TMA (``ATTN_CUTLASS_BWD_DQ=tma``; varlen keeps the
+    atomics), set for the whole of each test so the backward runs under it."""
+
+    backend = CUTLASS_BWD
+    device = "cuda"
+    dtypes = (torch.float16, torch.bfloat16)
+    size = "full"
+
+    @pytest.fixture(autouse=True)
+    def _tma_dq(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "tma")
+
+
+@pytest.mark.sm90
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("mnk", [(128, 256, 64), (1000, 777, 520), (4096, 4096, 4096)])
 @pytest.mark.parametrize("b_major", ["row", "col"])
@@ -97,11 +112,13 @@ def test_backward_of_head_dim_256_is_refused():
 
 
 @pytest.mark.sm90
+@pytest.mark.parametrize("dq", ["atomic", "tma"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_matches_reference_at_2k(causal):
-    """One longer sequence than the suite's (many query blocks per key block, dQ atomics from 32 CTAs)."""
+def test_backward_matches_reference_at_2k(causal, dq, monkeypatch):
+    """One longer sequence than the suite's (many query blocks per key block, dQ added from 32 CTAs)."""
     from attn_reference.naive import attention_naive
 
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", dq)
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (
         torch.randn(1, 2048, 4, 128, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()

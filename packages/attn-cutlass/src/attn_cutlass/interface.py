@@ -60,6 +60,16 @@ def sm80_forced() -> bool:
     return os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80"
 
 
+def bwd_dq_reduce() -> str:
+    """``ATTN_CUTLASS_BWD_DQ``: how the sm90 backward adds dQ, ``atomic`` (the default: fp32 ``red`` per
+    thread) or ``tma`` (one TMA reduce-add of the tile per query block; not varlen, and not yet run on a
+    GPU, hence opt-in)."""
+    value = os.environ.get("ATTN_CUTLASS_BWD_DQ", "atomic").strip() or "atomic"
+    if value not in ("atomic", "tma"):
+        raise ValueError(f"ATTN_CUTLASS_BWD_DQ must be 'atomic' or 'tma', got {value!r}")
+    return value
+
+
 def _arch_of(device: torch.device) -> str:
     """ "sm90" on Hopper; "sm80" (forward: the warp-MMA kernel; backward: refused) on every other sm80+
     GPU, and on Hopper with ``ATTN_CUTLASS_FORCE_ARCH=sm80``."""
@@ -379,7 +389,8 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
         batch,
     )
     stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
-    key = ("bwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
+    dq_reduce = "atomic" if varlen else bwd_dq_reduce()
+    key = ("bwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen, dq_reduce)
     fn = _cache.get(key)
     if fn is None:
         import cutlass.cute as cute
@@ -395,6 +406,7 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
                     has_right_window=right >= 0,
                     has_softcap=softcap > 0,
                     varlen=varlen,
+                    dq_reduce=dq_reduce,
                 )
                 fn = cute.compile(kernel, *tensors, *scalars, stream)
                 _cache[key] = fn

@@ -14,7 +14,10 @@ MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are alre
   transposed view of the same shared memory);
 * ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
   through a transposed view; the two warpgroups split the head dim) and ``red.global.add.f32`` into an
-  fp32 dQ accumulator that the host scales and converts afterwards.
+  fp32 dQ accumulator that the host scales and converts afterwards. Opt-in (``dq_reduce="tma"``, not
+  varlen; not yet run on a GPU): FA3's way instead, the 64 x d fp32 tile written to shared memory and
+  added in L2 by one TMA reduce-add per query block (``cp.reduce.async.bulk``), which replaces 8192
+  per-thread ``red`` instructions per block with one bulk operation.
 
 dK is scaled by the softmax scale at the end (the host scales dQ). K/V rows are indexed by the KV head
 (GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
@@ -70,9 +73,12 @@ class FlashAttentionBackwardSm90:
         has_right_window: bool = False,
         has_softcap: bool = False,
         varlen: bool = False,
+        dq_reduce: str = "atomic",
     ):
         if head_dim not in BWD_HEAD_DIMS:
             raise ValueError(f"the sm90 backward supports head dims {BWD_HEAD_DIMS}, got {head_dim}")
+        if dq_reduce not in ("atomic", "tma") or (dq_reduce == "tma" and varlen):
+            raise ValueError(f"dq_reduce must be 'atomic' or (not varlen) 'tma', got {dq_reduce!r}")
         self.dtype = dtype
         self.head_dim = head_dim
         self.tile_m = 64  # query rows per step (the N of S^T)
@@ -82,6 +88,9 @@ class FlashAttentionBackwardSm90:
         self.has_left = has_left_window
         self.has_softcap = has_softcap
         self.varlen = varlen
+        # dQ: "atomic" (each consumer thread adds its 32 fp32 values with red.global) or "tma" (FA3's way:
+        # the tile goes through shared memory and one TMA reduce-add per query block adds it in L2).
+        self.dq_tma = dq_reduce == "tma"
 
     # ---------------------------------------------------------------------------------------- host
     @cute.jit
@@ -154,18 +163,13 @@ class FlashAttentionBackwardSm90:
         tma_atom_v, tma_v = cpasync.make_tiled_tma_atom(g2s, v, kv_smem, (tn, hd))
         tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(g2s, q, q_smem, (tm, hd))
         tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
-
-        @cute.struct
-        class SharedStorage:
-            mbar_kv: cute.struct.MemRange[cutlass.Int64, 2]
-            mbar_q: cute.struct.MemRange[cutlass.Int64, 2 * self.stages]
-            sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
-            sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
-            sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
-            sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
-            sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
-
-        self.shared_storage = SharedStorage
+        # dQ tile in shared memory (fp32, row-major), the source of the TMA reduce-add ("tma" only; the
+        # atomic build gets the same descriptor and never uses it).
+        sdQ_layout = cute.make_layout((tm, hd), stride=(hd, 1))
+        tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
+            cpasync.CopyReduceBulkTensorTileS2GOp(), dqacc, sdQ_layout, (tm, hd)
+        )
+        self.shared_storage = self._shared_storage(sK_layout, sQ_layout, sdS_layout, cute.cosize(sdQ_layout))
         self.kernel(
             tma_atom_q,
             tma_q,
@@ -175,6 +179,8 @@ class FlashAttentionBackwardSm90:
             tma_v,
             tma_atom_do,
             tma_do,
+            tma_atom_dq,
+            tma_dq,
             lse,
             dd,
             dqacc,
@@ -188,6 +194,7 @@ class FlashAttentionBackwardSm90:
             sK_layout,
             sQ_layout,
             sdS_layout,
+            sdQ_layout,
             scale_log2,
             softcap_pre,
             softcap,
@@ -201,6 +208,26 @@ class FlashAttentionBackwardSm90:
             stream=stream,
             min_blocks_per_mp=1,
         )
+
+    def _shared_storage(self, sK_layout, sQ_layout, sdS_layout, sdQ_cosize: int):
+        """The CTA's shared memory; with the TMA dQ reduction also the fp32 dQ tile. Built from an explicit
+        field table: this module's postponed annotations would reach ``cute.struct`` as strings."""
+
+        def buf(dtype, n):
+            return cute.struct.Align[cute.struct.MemRange[dtype, n], 1024]
+
+        fields = {
+            "mbar_kv": cute.struct.MemRange[cutlass.Int64, 2],
+            "mbar_q": cute.struct.MemRange[cutlass.Int64, 2 * self.stages],
+            "sK": buf(self.dtype, cute.cosize(sK_layout)),
+            "sV": buf(self.dtype, cute.cosize(sK_layout)),
+            "sQ": buf(self.dtype, cute.cosize(sQ_layout)),
+            "sdO": buf(self.dtype, cute.cosize(sQ_layout)),
+            "sdS": buf(self.dtype, cute.cosize(sdS_layout)),
+        }
+        if self.dq_tma:
+            fields["sdQ"] = buf(Float32, sdQ_cosize)
+        return cute.struct(type("SharedStorage", (), {"__annotations__": fields}))
 
     # -------------------------------------------------------------------------------------- device
     @cute.jit
@@ -269,6 +296,8 @@ class FlashAttentionBackwardSm90:
         tma_v: cute.Tensor,
         tma_atom_do: cute.CopyAtom,
         tma_do: cute.Tensor,
+        tma_atom_dq: cute.CopyAtom,
+        tma_dq: cute.Tensor,
         mLSE: cute.Tensor,
         mD: cute.Tensor,
         mdQacc: cute.Tensor,
@@ -282,6 +311,7 @@ class FlashAttentionBackwardSm90:
         sK_layout: cute.ComposedLayout,
         sQ_layout: cute.ComposedLayout,
         sdS_layout: cute.ComposedLayout,
+        sdQ_layout: cute.Layout,
         scale_log2: Float32,
         softcap_pre: Float32,
         softcap: Float32,
@@ -434,6 +464,17 @@ class FlashAttentionBackwardSm90:
                 gD = mD[None, head, batch]
                 gdQ = mdQacc[None, None, head, batch]
 
+            if const_expr(self.dq_tma):
+                sdQ = storage.sdQ.get_tensor(sdQ_layout)
+                tdQsdQ_thr = thr_dq.partition_C(sdQ)  # where this thread's dQ values go
+                gdQt = cute.local_tile(tma_dq[None, None, head, batch], (tm, hd), (None, 0))  # (tm, d, m)
+                tdQsdQ, tdQgdQ = cpasync.tma_partition(
+                    tma_atom_dq,
+                    0,
+                    cute.make_layout(1),
+                    cute.group_modes(sdQ, 0, 2),
+                    cute.group_modes(gdQt, 0, 2),
+                )
             if active and m_max > m_min:
                 st_kv = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
                 pipe_kv.consumer_wait(st_kv)
@@ -483,9 +524,27 @@ class FlashAttentionBackwardSm90:
                     warpgroup.wait_group(0)
                     pipe_q.consumer_release(st)
                     st.advance()
+                    if const_expr(self.dq_tma):  # noqa: SIM102
+                        # The previous block's reduce-add has finished reading sdQ (the issuing warp
+                        # waits on its bulk group), announced by the barrier below.
+                        if warp_idx == 4:
+                            cute.arch.cp_async_bulk_wait_group(0, read=True)
                     # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
                     cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
-                    self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
+                    if const_expr(self.dq_tma):
+                        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
+                            tdQsdQ_thr[i] = acc_dQ[i]
+                        cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
+                        cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                        # A whole warp issues (the TMA copy elects its lane over the full warp).
+                        if warp_idx == 4:
+                            cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+                            cute.arch.cp_async_bulk_commit_group()
+                    else:
+                        self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
+                if const_expr(self.dq_tma):  # noqa: SIM102
+                    if warp_idx == 4:  # shared memory must outlive the last reduce-add's reads
+                        cute.arch.cp_async_bulk_wait_group(0, read=True)
             # dK, dV out (also for key blocks no query sees: zeros).
             if active:
                 for i in cutlass.range_constexpr(cute.size(acc_dK)):
