@@ -13,9 +13,9 @@
 # varlen, head-dim, lse, backward, kvcache and deterministic conformance and the warp-specialisation sweep;
 # attn-flashmla's whole sm90 tier with the CuTe DSL kernel (one and two warpgroups) and the Triton defaults.
 # Still owed, in priority order:
-#   queue a (GPU 0): attn-cuda's `wide48` forward (48 keys per step at hd128; compiled without spills, never
-#                    run): its GPU tests and the sanitizer, then `gpu_check.py --quick`'s forward timings of
-#                    every variant; attn-triton's 16k backward rows with the hd128 dQ choice (separate dQ
+#   queue a (GPU 0): attn-cuda's `wide48` forward (48 keys per step at hd128) and `wide8` backward (128
+#                    keys a block: half the dQ atomics), compiled without spills, never run: their GPU
+#                    tests and the sanitizer, then `gpu_check.py --quick`'s timings of every variant; attn-triton's 16k backward rows with the hd128 dQ choice (separate dQ
 #                    kernel without a mask, from measurements, the flip itself not re-timed)
 #                    attn-cutlass's backward with dQ added by TMA reduce-add (ATTN_CUTLASS_BWD_DQ=tma:
 #                    compiled, never run): the backward suite under it and the 2k test, then the timings
@@ -48,9 +48,9 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 
 queue_a() {
     export CUDA_VISIBLE_DEVICES=0
-    step cuda-wide48 150 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
-        -k "wide48 or sanitizer"
-    step cuda-fwd-times 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip "basics checks" \
+    step cuda-variants 200 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "wide48 or sanitizer or (Wide8 and backward)"
+    step cuda-times 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip "basics checks" \
         --skip "basics timings"
     step cutlass-tma-dq 200 env ATTN_CUTLASS_BWD_DQ=tma python3 -m pytest packages/attn-cutlass/tests/test_sm90.py \
         --tier sm90 -q -k "TmaDq or 2k"

@@ -45,6 +45,15 @@ class TestCudaConformance(AttentionConformance):
     size = "full"
 
 
+class TestCudaBackwardWide8Conformance(TestCudaConformance):
+    """The suite with the opt-in ``wide8`` backward (``ATTN_CUDA_BWD_VARIANT``, set for each whole test so
+    the backward runs under it); its backward tests are what this class adds."""
+
+    @pytest.fixture(autouse=True)
+    def _wide8(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
+
+
 def _reference(q, k, v, causal):
     hi = attention_naive(q, k, v, causal=causal, return_lse=True)  # fp32 accumulation
     lo = attention_naive(q, k, v, causal=causal, return_lse=True, accum_dtype=None)  # the inputs' precision

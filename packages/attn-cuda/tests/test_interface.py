@@ -56,9 +56,10 @@ def test_tile_configurations_fit_the_hardware():
             assert f.threads <= 1024 and f.block_m == 16 * f.row_tiles * f.warps
             assert (f.block_m * d // 8) % f.threads == 0 and (f.block_n * d // 8) % f.threads == 0  # cp.async
             assert f.block_n % 16 == 0
-        b = flash.BWD_CONFIGS[d]
-        assert b.smem_bytes() <= 163 * 1024
-        assert (b.block_m * d // 8) % b.threads == 0
+        for variant, configs in flash.BWD_VARIANTS.items():
+            b = configs[d]
+            assert b.smem_bytes() <= 163 * 1024, variant
+            assert (b.block_m * d // 8) % b.threads == 0, variant
     assert flash.FWD_VARIANTS["base"][128].grid(2, 16, 1000) == (16, 16, 2)
     assert flash.FWD_VARIANTS["wide"][128].grid(2, 16, 1000) == (8, 16, 2)
     # wide48: 48 keys per step at hd128, 32 when causal (the causal mask's registers); hd64 is wide's.
@@ -127,6 +128,22 @@ def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
     a, b = torch.randn(16, 16, dtype=torch.float16), torch.randn(16, 16, dtype=torch.float16)
     with pytest.raises(ValueError, match=re.escape(message)):
         basics.matmul(a, b, **kw)
+
+
+def test_backward_variant_selection(monkeypatch):
+    monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
+    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "base"
+    monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
+    assert flash.bwd_variant() == "wide8" and flash.bwd_variant("base") == "base"
+    assert flash.BWD_VARIANTS["wide8"][128].name(torch.bfloat16, True) == (
+        "flash_bwd_mma<__nv_bfloat16, 128, 16, 8, true>"
+    )
+    assert flash.BWD_VARIANTS["wide8"][128].block_n == 128
+    with pytest.raises(ValueError, match="backward variant"):
+        flash.bwd_variant("nope")
+    names = flash.all_instantiations()["flash_bwd.cu"]
+    for configs in flash.BWD_VARIANTS.values():  # every variant is compiled by the CPU tier
+        assert configs[128].name(torch.float16, False) in names
 
 
 def test_forward_variant_selection(monkeypatch):

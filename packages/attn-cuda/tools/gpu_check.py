@@ -357,6 +357,24 @@ def attention_timings() -> None:
                 ref=f"fwd+bwd {tag} torch-flash",
             )
             timed(f"fwd+bwd {tag} torch-flash", torch_fb, flops=3.5 * flops, group=f"fwd+bwd {tag}")
+            for bwd_variant in sorted(
+                set(attn_cuda.flash.BWD_VARIANTS) - {attn_cuda.flash.DEFAULT_BWD_VARIANT}
+            ):
+
+                def ours_fb_variant(causal=causal, qg=qg, kg=kg, vg=vg, dout=dout, bwd_variant=bwd_variant):
+                    os.environ["ATTN_CUDA_BWD_VARIANT"] = bwd_variant  # read by the backward op at call time
+                    try:
+                        ours_fb(causal, qg, kg, vg, dout)
+                    finally:
+                        os.environ.pop("ATTN_CUDA_BWD_VARIANT", None)
+
+                timed(
+                    f"fwd+bwd {tag} attn-cuda [bwd {bwd_variant}]",
+                    ours_fb_variant,
+                    flops=3.5 * flops,
+                    group=f"fwd+bwd {tag}",
+                    ref=f"fwd+bwd {tag} torch-flash",
+                )
 
 
 def basics_timings() -> None:

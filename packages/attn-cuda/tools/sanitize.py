@@ -83,6 +83,12 @@ def attention_workload(dev: str) -> None:
                     out.sum().backward()
                     for variant in flash.FWD_VARIANTS:
                         flash.flash_fwd(q.detach(), k.detach(), v.detach(), d**-0.5, causal, variant=variant)
+                    o, lse = flash.flash_fwd(q.detach(), k.detach(), v.detach(), d**-0.5, causal)
+                    for variant in flash.BWD_VARIANTS:
+                        flash.flash_bwd(
+                            torch.ones_like(o), q.detach(), k.detach(), v.detach(), o, lse, d**-0.5, causal,
+                            variant=variant,
+                        )  # fmt: skip
                     for version in ("v1", "v2"):
                         attn_cuda.flash_attn_scalar_func(
                             q.detach(), k.detach(), v.detach(), causal=causal, version=version

@@ -150,7 +150,26 @@ def fwd_variant(variant: str | None = None) -> str:
 
 
 FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
-BWD_CONFIGS = {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)}
+
+#: Backward variants. ``base`` gives a block 64 keys (4 warps of 16); ``wide8`` 128 keys (8 warps): each Q
+#: and dO tile loaded into shared memory serves twice the keys, and dQ, added with fp32 atomics once per
+#: block and query tile, takes half the atomics in all. 242-255 registers, no spills (NVRTC 13). Written
+#: after the last GPU run, not yet run: opt-in (``ATTN_CUDA_BWD_VARIANT``).
+BWD_VARIANTS: dict[str, dict[int, BwdConfig]] = {
+    "base": {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)},
+    "wide8": {64: BwdConfig(64, block_m=32, warps=8), 128: BwdConfig(128, block_m=16, warps=8)},
+}
+DEFAULT_BWD_VARIANT = "base"
+BWD_CONFIGS = BWD_VARIANTS[DEFAULT_BWD_VARIANT]
+
+
+def bwd_variant(variant: str | None = None) -> str:
+    """The backward variant to run: ``variant`` if given, else ``$ATTN_CUDA_BWD_VARIANT``, else the default."""
+    v = variant or os.environ.get("ATTN_CUDA_BWD_VARIANT") or DEFAULT_BWD_VARIANT
+    if v not in BWD_VARIANTS:
+        raise ValueError(f"backward variant must be one of {sorted(BWD_VARIANTS)}, got {v!r}")
+    return v
+
 
 #: Scalar (teaching) kernels: (BM, BN) per version; one thread per query row.
 SCALAR_TILES = {"v1": (64, 16), "v2": (64, 32)}
@@ -176,7 +195,8 @@ def all_instantiations() -> dict[str, list[str]]:
                     name = configs[hd].for_causal(causal).name(dtype, causal)
                     if name not in fwd:  # wide48's hd64 is wide's
                         fwd.append(name)
-                bwd.append(BWD_CONFIGS[hd].name(dtype, causal))
+                for configs in BWD_VARIANTS.values():
+                    bwd.append(configs[hd].name(dtype, causal))
                 for version in SCALAR_TILES:
                     scalar.append(scalar_name(version, dtype, hd, causal))
     return {"flash_fwd.cu": fwd, "flash_bwd.cu": bwd, "flash_scalar.cu": scalar}
@@ -268,8 +288,10 @@ def flash_fwd(
     return out, lse
 
 
-def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool):
-    """FlashAttention-2 backward on tensor cores: (dq, dk, dv) in the inputs' dtype, contiguous."""
+def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool, *, variant: str | None = None):
+    """FlashAttention-2 backward on tensor cores: (dq, dk, dv) in the inputs' dtype, contiguous.
+
+    ``variant`` picks the tiling (:data:`BWD_VARIANTS`, default :func:`bwd_variant`)."""
     b, sq, hq, d = q.shape
     sk, hk = k.shape[1], k.shape[2]
     dk = torch.empty((b, sk, hk, d), dtype=q.dtype, device=q.device)
@@ -290,7 +312,7 @@ def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool):
         [out, dout, delta, i32(sq), i32(hq), *_strides(out), *_strides(dout), i64(rows)],
     )
     dq_accum = torch.zeros((b, sq, hq, d), dtype=torch.float32, device=q.device)
-    cfg = BWD_CONFIGS[d]
+    cfg = BWD_VARIANTS[bwd_variant(variant)][d]
     name = cfg.name(q.dtype, causal)
     args = [q, k, v, dout, lse, delta, dq_accum, dk, dv, i32(sq), i32(sk), i32(hq), i32(hk)]
     args += _strides(q) + _strides(k) + _strides(v) + _strides(dout)
