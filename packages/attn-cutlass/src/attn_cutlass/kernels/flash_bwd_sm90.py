@@ -164,11 +164,13 @@ class FlashAttentionBackwardSm90:
         tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(g2s, q, q_smem, (tm, hd))
         tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
         # dQ tile in shared memory (fp32, row-major), the source of the TMA reduce-add ("tma" only; the
-        # atomic build gets the same descriptor and never uses it).
+        # atomic build passes Q's descriptor in its place and never uses it).
         sdQ_layout = cute.make_layout((tm, hd), stride=(hd, 1))
-        tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
-            cpasync.CopyReduceBulkTensorTileS2GOp(), dqacc, sdQ_layout, (tm, hd)
-        )
+        tma_atom_dq, tma_dq = tma_atom_q, tma_q
+        if const_expr(self.dq_tma):
+            tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
+                cpasync.CopyReduceBulkTensorTileS2GOp(), dqacc, sdQ_layout, (tm, hd)
+            )
         self.shared_storage = self._shared_storage(sK_layout, sQ_layout, sdS_layout, cute.cosize(sdQ_layout))
         self.kernel(
             tma_atom_q,
