@@ -23,7 +23,8 @@
 #                    sm_90a, never run; a hung case is re-run with the watchdog build automatically), then
 #                    its page-64 conformance cases; attn-bench's mla-sparse rows with split index lists (the
 #                    committed rows predate them); attn-flashmla's tools/path_by_rows.py as committed (its
-#                    figures came from a scratch copy)
+#                    figures came from a scratch copy); attn-bench's mla-decode rows with the new forced
+#                    `flashmla/cute` variant beside the default and Triton
 #   queue c (a second call, QUEUES=c): the rest of the attn-triton sm90 tier (the sm80 pointer path forced
 #                    on Hopper, basics, extras): two 300 s runs reached 58 % with no failure
 set -uo pipefail
@@ -80,6 +81,8 @@ queue_b() {
     step bench-sparse 300 python3 -m attn_bench run --preset deliverable -s mla-sparse --time-budget 250 \
         -o "$out/bench-sparse.json"
     step path-by-rows 150 python3 packages/attn-flashmla/tools/path_by_rows.py
+    step bench-mla 150 python3 -m attn_bench run --preset deliverable -s mla-decode --time-budget 120 \
+        -o "$out/bench-mla.json"
 }
 
 for q in ${QUEUES:-a b}; do

@@ -22,7 +22,7 @@ def test_description():
     desc = backend()
     assert desc["name"] == "flashmla"
     assert set(desc["ops"]) == {"mla_decode", "mla_sparse"}
-    assert set(desc["ops"]["mla_decode"]) == {"default", "triton"}
+    assert set(desc["ops"]["mla_decode"]) == {"default", "triton", "cute"}
     assert all(callable(getattr(fn, "prepare", None)) for fn in desc["ops"]["mla_decode"].values())
 
 
@@ -48,3 +48,9 @@ def test_supports_refuses_dtypes_the_kernels_do_not_take():
     assert "float32" in supports("mla_decode", "default", {**shape, "dtype": "float32"}, "cuda")
     assert supports("mla_decode", "default", {**shape, "dtype": "bfloat16"}, "cuda") is None
     assert "bfloat16" in supports("mla_sparse", "default", {"dtype": "float16"}, "cuda")
+    # The forced CuTe variant only where its kernel applies (on other Hopper shapes it would raise).
+    assert "Hopper" in supports("mla_decode", "cute", {**shape, "dtype": "bfloat16"}, "cpu")
+    assert "page size 64" in supports(
+        "mla_decode", "cute", {**shape, "dtype": "bfloat16", "block_size": 16}, "cuda"
+    )
+    assert supports("mla_decode", "cute", {**shape, "dtype": "bfloat16", "block_size": 64}, "cuda") is None

@@ -2,8 +2,9 @@
 
 Two ops, in FlashMLA's conventions (see ``attn_bench.backend``):
 
-* ``mla_decode``, with variants ``default`` (the dispatch a user gets: CuTe DSL on Hopper) and ``triton``
-  (forced portable path). Each is *preparable*: ``prepare`` makes the scheduler metadata with one
+* ``mla_decode``, with variants ``default`` (the dispatch a user gets: on Hopper the CuTe DSL kernel from
+  64 query rows per KV head, Triton below), ``triton`` (the portable path forced) and ``cute`` (the CuTe
+  DSL kernel forced, Hopper only). Each is *preparable*: ``prepare`` makes the scheduler metadata with one
   untimed call, so the timed callable is what a model's later layers pay.
 * ``mla_sparse``: sparse prefill (``flash_mla_sparse_fwd``).
 """
@@ -75,6 +76,11 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return f"FlashMLA's sparse prefill takes bfloat16, not {dtype}"
     if op == "mla_decode" and shape.get("head_dim", 576) not in (576, 512):
         return "FlashMLA's head dims are 576 and 512"
+    if op == "mla_decode" and variant == "cute":
+        if device != "cuda":
+            return "the CuTe DSL kernel runs on Hopper GPUs only"
+        if shape.get("head_dim", 576) != 576 or shape.get("block_size", 64) != 64:
+            return "the CuTe DSL kernel takes head dim 576 and page size 64"
     return None
 
 
@@ -86,7 +92,7 @@ def backend() -> dict:
         "devices": ("cuda",),
         "interpreter": True,
         "ops": {
-            "mla_decode": {"default": _Decode(None), "triton": _Decode("triton")},
+            "mla_decode": {"default": _Decode(None), "triton": _Decode("triton"), "cute": _Decode("cute")},
             "mla_sparse": _mla_sparse,
         },
         "supports": supports,
