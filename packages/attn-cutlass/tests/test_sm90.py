@@ -71,14 +71,9 @@ class TestCutlassBackwardConformanceSm90(AttentionConformance):
 
 
 @pytest.mark.sm90
-class TestCutlassBackwardTmaDqSm90(AttentionConformance):
+class TestCutlassBackwardTmaDqSm90(TestCutlassBackwardConformanceSm90):
     """The same suite with the opt-in dQ reduction by TMA (``ATTN_CUTLASS_BWD_DQ=tma``; varlen keeps the
     atomics), set for the whole of each test so the backward runs under it."""
-
-    backend = CUTLASS_BWD
-    device = "cuda"
-    dtypes = (torch.float16, torch.bfloat16)
-    size = "full"
 
     @pytest.fixture(autouse=True)
     def _tma_dq(self, monkeypatch):
