@@ -50,11 +50,11 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 queue_a() {
     export CUDA_VISIBLE_DEVICES=0
     step cuda-variants 200 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
-        -k "wide48 or sanitizer or (Wide8 and backward)"
+        -k "wide48 or sanitizer or (Wide8 and test_backward)"
     step cuda-times 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip "basics checks" \
         --skip "basics timings"
     step cutlass-tma-dq 200 env ATTN_CUTLASS_BWD_DQ=tma python3 -m pytest packages/attn-cutlass/tests/test_sm90.py \
-        --tier sm90 -q -k "TmaDq or 2k"
+        --tier sm90 -q -k "(TmaDq and test_backward) or 2k"
     if ! grep -q "failed" "$out/cutlass-tma-dq.log"; then
         step cutlass-tma-dq-time 150 env ATTN_CUTLASS_BWD_DQ=tma python3 packages/attn-cutlass/tools/gpu_check.py \
             --quick
