@@ -49,7 +49,12 @@ def check_device(fn: str, t: torch.Tensor) -> None:
 def num_sms(device: torch.device) -> int:
     if device.type != "cuda":
         return INTERPRETER_NUM_SMS
-    return torch.cuda.get_device_properties(device).multi_processor_count
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.cache
+def _sm_count(index: int) -> int:  # asked on every sparse decoding call: keep the driver query out of it
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 @functools.cache

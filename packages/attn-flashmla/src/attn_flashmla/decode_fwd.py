@@ -27,7 +27,7 @@ MUFU instruction); ``lse`` is converted back to the natural log FlashMLA returns
 
 Two ways to load a K tile (config field ``TMA``):
 
-* gather (``TMA`` 0, the default): a page lookup per token and masked pointer loads, so any page size and
+* gather (``TMA`` 0): a page lookup per token and masked pointer loads, so any page size and
   any cache strides work. The loads go through registers, which Hopper cannot overlap with the math the
   way it overlaps TMA copies.
 * tensor descriptors (``TMA`` 1, the default since the H200 check of 2026-11-22, where every TMA candidate
@@ -505,9 +505,11 @@ def tma_unsupported(k_cache: torch.Tensor, block_n: int) -> str | None:
     if (row_stride * k_cache.element_size()) % 16 or k_cache.data_ptr() % 16:
         return "TMA needs a 16-byte-aligned cache and row stride"
     if k_cache.device.type == "cuda" and not interpreting():
-        major, _ = torch.cuda.get_device_capability(k_cache.device)
-        if major < 9:
-            return f"TMA needs sm_90 or newer, this GPU is sm_{major}x"
+        from attn_reference.capability import cuda_capability
+
+        cap = cuda_capability(k_cache.device)
+        if cap is None or cap < (9, 0):
+            return f"TMA needs sm_90 or newer, this GPU has capability {cap}"
     return None
 
 

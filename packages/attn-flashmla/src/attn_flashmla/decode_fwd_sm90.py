@@ -152,25 +152,16 @@ def _kernel_module():
             """The CTA's shared memory: barriers, Q, the K stages, and (split S) the P halves and row slots."""
             dtype = self.dtype
 
-            @cute.struct
-            class SharedStorage:
+            fields = {
                 # K stages' "full", then Q, then (two warpgroups) K stages' "empty"
-                bars: cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1]
-                sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
-                sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
-
-            if not self.split_s:
-                return SharedStorage
-
-            @cute.struct
-            class SplitSharedStorage:
-                bars: cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1]
-                sQ: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024]
-                sK: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024]
-                sP: cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(p_layout)], 1024]
-                sRow: cute.struct.MemRange[Float32, BLOCK_M * 4]
-
-            return SplitSharedStorage
+                "bars": cute.struct.MemRange[cutlass.Int64, 2 * STAGES + 1],
+                "sQ": cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024],
+                "sK": cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(k_layout)], 1024],
+            }
+            if self.split_s:
+                fields["sP"] = cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(p_layout)], 1024]
+                fields["sRow"] = cute.struct.MemRange[Float32, BLOCK_M * 4]
+            return cute.struct(type("SharedStorage", (), {"__annotations__": fields}))
 
         @cute.jit
         def wait(self, bar, phase, kind: cutlass.Constexpr, req, t):
