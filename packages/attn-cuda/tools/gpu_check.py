@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import traceback
+from unittest import mock
 
 import torch
 
@@ -230,12 +231,12 @@ def basics_checks() -> None:
     check("basics softmax", softmax)
     for v in basics.MATMUL_VARIANTS:
         check(f"basics matmul {v}", matmul(v))
-    from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
+    from attn_cuda.basics.matmul import MMA_DEFAULT_LAYOUT, MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
 
     for tile in MMA_TILES:
         for order in MMA_ORDERS:
             check(f"basics matmul mma [{tile} {order}]", matmul("mma", tile=tile, order=order))
-        for layout in ("padded", "plain"):
+        for layout in sorted(set(MMA_LAYOUTS) - {MMA_DEFAULT_LAYOUT}):
             check(f"basics matmul mma [{tile} {layout} smem]", matmul("mma", tile=tile, layout=layout))
     for v in basics.REDUCTION_VARIANTS:
         check(f"basics reduction {v}", reduction(v))
@@ -360,21 +361,15 @@ def attention_timings() -> None:
             for bwd_variant in sorted(
                 set(attn_cuda.flash.BWD_VARIANTS) - {attn_cuda.flash.DEFAULT_BWD_VARIANT}
             ):
-
-                def ours_fb_variant(causal=causal, qg=qg, kg=kg, vg=vg, dout=dout, bwd_variant=bwd_variant):
-                    os.environ["ATTN_CUDA_BWD_VARIANT"] = bwd_variant  # read by the backward op at call time
-                    try:
-                        ours_fb(causal, qg, kg, vg, dout)
-                    finally:
-                        os.environ.pop("ATTN_CUDA_BWD_VARIANT", None)
-
-                timed(
-                    f"fwd+bwd {tag} attn-cuda [bwd {bwd_variant}]",
-                    ours_fb_variant,
-                    flops=3.5 * flops,
-                    group=f"fwd+bwd {tag}",
-                    ref=f"fwd+bwd {tag} torch-flash",
-                )
+                # The backward op reads its variant from the environment at call time.
+                with mock.patch.dict(os.environ, {"ATTN_CUDA_BWD_VARIANT": bwd_variant}):
+                    timed(
+                        f"fwd+bwd {tag} attn-cuda [bwd {bwd_variant}]",
+                        ours_fb,
+                        flops=3.5 * flops,
+                        group=f"fwd+bwd {tag}",
+                        ref=f"fwd+bwd {tag} torch-flash",
+                    )
 
 
 def basics_timings() -> None:
@@ -391,7 +386,7 @@ def basics_timings() -> None:
         group="matmul",
         ref="matmul fp16 8192^3 torch.matmul",
     )
-    from attn_cuda.basics.matmul import MMA_ORDERS, MMA_TILES
+    from attn_cuda.basics.matmul import MMA_DEFAULT_LAYOUT, MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
 
     # Every tile x block order; the first tile (128x128, the default until 2026-11-22) keeps its earlier
     # case names ("[grouped]", "[plain]") so --compare still matches them with older runs.
@@ -407,7 +402,7 @@ def basics_timings() -> None:
                 ref="matmul fp16 8192^3 torch.matmul",
             )
     # Swizzle versus padding versus neither: the default tile and order, only the shared-memory layout changes.
-    for layout in ("padded", "plain"):
+    for layout in sorted(set(MMA_LAYOUTS) - {MMA_DEFAULT_LAYOUT}):
         timed(
             f"matmul fp16 8192^3 mma [{layout} smem]",
             lambda layout=layout: basics.matmul(a, b, variant="mma", layout=layout),

@@ -21,7 +21,7 @@ import torch
 
 import attn_cuda
 from attn_cuda import basics, catalog, flash, runtime
-from attn_cuda.basics.matmul import MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
+from attn_cuda.basics.matmul import MMA_DEFAULT_LAYOUT, MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -55,7 +55,12 @@ def basics_workload(dev: str) -> None:
             b = torch.randn(40, 136, device=dev).to(dtype)
             options = (
                 [{"order": o, "tile": t} for t in MMA_TILES for o in MMA_ORDERS]
-                + [{"tile": t, "layout": lay} for t in MMA_TILES for lay in MMA_LAYOUTS if lay != "swizzled"]
+                + [
+                    {"tile": t, "layout": lay}
+                    for t in MMA_TILES
+                    for lay in MMA_LAYOUTS
+                    if lay != MMA_DEFAULT_LAYOUT
+                ]
                 if variant == "mma"
                 else [{}]
             )
