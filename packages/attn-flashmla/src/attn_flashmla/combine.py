@@ -29,6 +29,14 @@ import triton.language as tl
 
 
 @triton.jit
+def sink_denominator(sink, lse, empty):
+    """What an attention sink divides ``o`` by: ``out *= exp(lse) / (exp(lse) + exp(sink))`` written as
+    ``1 + exp(sink - lse)``, so sink = +inf gives 0 and sink = -inf 1, with no inf/inf (``empty`` rows use
+    lse 0: their o is 0 anyway). Split sparse decoding applies it here after merging, unsplit in its kernel."""
+    return 1.0 + tl.exp(sink - tl.where(empty, 0.0, lse))
+
+
+@triton.jit
 def _combine_kernel(
     out_ptr,
     lse_ptr,
@@ -74,10 +82,8 @@ def _combine_kernel(
         o = acc / tl.where(empty, 1.0, total)
         lse = tl.where(empty, float("inf"), m_shift + tl.log(tl.where(empty, 1.0, total)))
         if HAS_SINK:
-            # 0 for sink = +inf, unchanged for sink = -inf; an empty row stays 0 (its lse is not used).
-            sink = tl.load(sink_ptr + head)
-            o = o / (1.0 + tl.exp(sink - tl.where(empty, 0.0, lse)))
-            o = tl.where(empty, 0.0, o)
+            # An empty row stays 0 (its lse is not used).
+            o = tl.where(empty, 0.0, o / sink_denominator(tl.load(sink_ptr + head), lse, empty))
         o_ptrs = out_ptr + tl.cast(req, tl.int64) * stride_ob + s_idx * stride_os + head * stride_oh + offs_d
         tl.store(o_ptrs, o.to(out_ptr.dtype.element_ty))
         tl.store(lse_ptr + (tl.cast(req, tl.int64) * h_q + head) * s_q + s_idx, lse)

@@ -44,6 +44,7 @@ import triton
 import triton.language as tl
 
 from attn_flashmla._runtime import interpreting, num_sms
+from attn_flashmla.combine import combine_splits, sink_denominator
 from attn_flashmla.decode_fwd import online_softmax_step
 from attn_reference.errors import AttentionArgumentError
 
@@ -309,11 +310,9 @@ def _sparse_attn_kernel(
         tl.store(o_acc_ptr + slot[:, None] * 512 + offs_d[None, :], o, mask=head_ok[:, None])
         tl.store(lse_acc_ptr + slot, tl.where(empty, float("-inf"), lse), mask=head_ok)
     else:
-        if HAS_SINK:
-            # The sink joins the denominator only: out *= exp(lse) / (exp(lse) + exp(sink)). Written as
-            # 1 / (1 + exp(sink - lse)) it is 0 for sink = +inf and 1 for sink = -inf, with no inf/inf.
+        if HAS_SINK:  # the sink joins the denominator only
             sink = tl.load(sink_ptr + heads, mask=head_ok, other=float("-inf"))
-            o = o / (1.0 + tl.exp(sink - tl.where(empty, 0.0, lse)))[:, None]
+            o = o / sink_denominator(sink, lse, empty)[:, None]
         o = tl.where(empty[:, None], 0.0, o)
         out_rows = out_ptr + (tok.to(tl.int64) * h_q + heads) * 512
         tl.store(out_rows[:, None] + offs_d[None, :], o.to(out_ptr.dtype.element_ty), mask=head_ok[:, None])
@@ -483,8 +482,6 @@ def sparse_decode_triton(
     )
     out = out.view(b, s_q, h_q, 512)
     if splits > 1:
-        from attn_flashmla.combine import combine_splits
-
         offsets = torch.arange(0, (b + 1) * splits, splits, dtype=torch.int32, device=q.device)
         combine_splits(out, lse, o_acc, lse_acc, offsets, splits, group=h_q, attn_sink=attn_sink)
     return out.to(q.dtype), lse
