@@ -122,10 +122,8 @@ def test_auto_splits_under_the_interpreter(monkeypatch):
     assert sparse_fwd.decode_splits(1, 4, 64, TINY_BLOCK_N) == 2
     inputs = mla_sparse_decode_inputs(1, 1, 3, 90, 64, page_block_size=16, attn_sink=True, seed=2)
     calls = []
-    from attn_flashmla import combine
-
-    real = combine.combine_splits
-    monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
+    real = sparse_fwd.combine_splits  # the name sparse decoding calls (imported from attn_flashmla.combine)
+    monkeypatch.setattr(sparse_fwd, "combine_splits", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
     out, lse = _decode(inputs)
     assert calls == [2]
     ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
