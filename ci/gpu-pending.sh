@@ -71,7 +71,7 @@ queue_c() {
 }
 
 queue_b() {
-    export CUDA_VISIBLE_DEVICES=1
+    export CUDA_VISIBLE_DEVICES=$gpu_b
     OUT=$out step cute-split 150 env ATTN_FLASHMLA_PATH=cute ATTN_FLASHMLA_CUTE_SPLIT_S=1 \
         python3 packages/attn-flashmla/tools/gpu_check.py --quick --cute-only
     if ! grep -q "FAIL\|HANG" "$out/cute-split.log"; then
@@ -85,8 +85,19 @@ queue_b() {
         -o "$out/bench-mla.json"
 }
 
-for q in ${QUEUES:-a b}; do
-    "queue_$q" >"$out/queue-$q.txt" 2>&1 &
-done
-wait
+# Two GPUs: queues a and b side by side. One GPU (nvidia-h200): the queues run one after another on it,
+# so name one queue per call there (QUEUES=a, then QUEUES=b) to keep each call inside its limit.
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+if (( gpus > 1 )); then
+    gpu_b=1
+    for q in ${QUEUES:-a b}; do
+        "queue_$q" >"$out/queue-$q.txt" 2>&1 &
+    done
+    wait
+else
+    gpu_b=0
+    for q in ${QUEUES:-a b}; do
+        "queue_$q" >"$out/queue-$q.txt" 2>&1
+    done
+fi
 cat "$out"/queue-*.txt
