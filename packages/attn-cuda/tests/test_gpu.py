@@ -45,13 +45,13 @@ class TestCudaConformance(AttentionConformance):
     size = "full"
 
 
-class TestCudaBackwardWide8Conformance(TestCudaConformance):
-    """The suite with the opt-in ``wide8`` backward (``ATTN_CUDA_BWD_VARIANT``, set for each whole test so
-    the backward runs under it); its backward tests are what this class adds."""
+class TestCudaBackwardBaseConformance(TestCudaConformance):
+    """The suite with the ``base`` backward (``ATTN_CUDA_BWD_VARIANT``, set for each whole test so the
+    backward runs under it; the default is ``wide8``); its backward tests are what this class adds."""
 
     @pytest.fixture(autouse=True)
-    def _wide8(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
+    def _base(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "base")
 
 
 def _reference(q, k, v, causal):

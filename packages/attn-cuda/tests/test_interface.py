@@ -72,7 +72,8 @@ def test_tile_configurations_fit_the_hardware():
     )
     assert w48[64].for_causal(True) == flash.FWD_VARIANTS["wide"][64]
     assert w48[128].for_causal(False).smem_bytes() == (128 + 4 * 48) * 128 * 2
-    assert flash.BWD_CONFIGS[128].grid(2, 4, 1000) == (16, 4, 2)
+    assert flash.BWD_VARIANTS["base"][128].grid(2, 4, 1000) == (16, 4, 2)
+    assert flash.BWD_VARIANTS["wide8"][128].grid(2, 4, 1000) == (8, 4, 2)  # 128 keys a block
     assert (
         flash.FWD_VARIANTS["base"][64].name(torch.bfloat16, True)
         == "flash_fwd_mma<__nv_bfloat16, 64, 64, 4, true>"
@@ -132,7 +133,7 @@ def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
 
 def test_backward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
-    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "base"
+    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "wide8"
     monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
     assert flash.bwd_variant() == "wide8" and flash.bwd_variant("base") == "base"
     assert flash.BWD_VARIANTS["wide8"][128].name(torch.bfloat16, True) == (
@@ -148,7 +149,7 @@ def test_backward_variant_selection(monkeypatch):
 
 def test_forward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_FWD_VARIANT", raising=False)
-    assert flash.fwd_variant() == flash.DEFAULT_FWD_VARIANT
+    assert flash.fwd_variant() == flash.DEFAULT_FWD_VARIANT == "wide48"
     assert flash.fwd_variant("base") == "base"
     monkeypatch.setenv("ATTN_CUDA_FWD_VARIANT", "wide8")
     assert flash.fwd_variant() == "wide8"

@@ -64,7 +64,7 @@ def test_flash_bwd_sm90_compiles_with_wgmma_tma_and_dq_atomics(name):
 
 
 def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
-    """The opt-in dQ path: one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
+    """The default dQ path (not varlen): one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
     res = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma")
     _check_hopper_ptx(res.ptx)
     assert "ld.local" not in res.ptx

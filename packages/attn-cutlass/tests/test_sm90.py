@@ -71,13 +71,14 @@ class TestCutlassBackwardConformanceSm90(AttentionConformance):
 
 
 @pytest.mark.sm90
-class TestCutlassBackwardTmaDqSm90(TestCutlassBackwardConformanceSm90):
-    """The same suite with the opt-in dQ reduction by TMA (``ATTN_CUTLASS_BWD_DQ=tma``; varlen keeps the
-    atomics), set for the whole of each test so the backward runs under it."""
+class TestCutlassBackwardAtomicDqSm90(TestCutlassBackwardConformanceSm90):
+    """The same suite with dQ added by per-thread fp32 atomics (``ATTN_CUTLASS_BWD_DQ=atomic``; the default
+    is one TMA reduce-add per tile, and varlen always takes the atomics), set for the whole of each test so
+    the backward runs under it."""
 
     @pytest.fixture(autouse=True)
-    def _tma_dq(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "tma")
+    def _atomic_dq(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "atomic")
 
 
 @pytest.mark.sm90

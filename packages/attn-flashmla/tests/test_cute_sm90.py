@@ -180,17 +180,18 @@ def test_tma_copies_are_issued_by_a_whole_warp():
 
 
 def test_cute_form_switches(monkeypatch):
-    """Two warpgroups by default; split S is opt-in and only with two warpgroups."""
+    """Two warpgroups and split S by default; split S only with two warpgroups."""
     from attn_flashmla import decode_fwd_sm90 as m
 
     for name in ("ATTN_FLASHMLA_CUTE_WARPGROUPS", "ATTN_FLASHMLA_CUTE_SPLIT_S"):
         monkeypatch.delenv(name, raising=False)
-    assert m.warpgroups() == 2 and not m.split_s()
+    assert m.warpgroups() == 2 and m.split_s()
     assert m.cute_config()["DV_SPLIT"] == 1 and m.cute_config()["num_warps"] == 8
-    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SPLIT_S", "1")
-    assert m.split_s()
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SPLIT_S", "0")
+    assert not m.split_s()
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "1")
-    assert m.cute_config()["DV_SPLIT"] == 2
+    assert m.cute_config()["DV_SPLIT"] == 2 and not m.split_s()
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SPLIT_S", "1")
     with pytest.raises(ValueError, match="needs two warpgroups"):
         m.split_s()
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "3")

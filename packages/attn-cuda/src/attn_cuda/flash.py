@@ -136,9 +136,10 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     },
 }
 #: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. All passed their GPU tests
-#: on the H200; ``wide`` is the default because it measured fastest there at 16k
-#: (hd128 296 vs base 244 TFLOP/s, hd64 271 vs 258; causal hd128 270 vs 274, within noise).
-DEFAULT_FWD_VARIANT = "wide"
+#: on the H200; ``wide48`` is the default because it measured fastest there at 16k, one process
+#: (2026-11-22): hd128 318.9 TFLOP/s against wide 295.8 and base 244.4; hd64 271.2 (it is ``wide`` there);
+#: causal hd128 273.5 against 272.4 (BN 32 on the diagonal, as ``wide``).
+DEFAULT_FWD_VARIANT = "wide48"
 
 
 def fwd_variant(variant: str | None = None) -> str:
@@ -153,13 +154,14 @@ FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
 
 #: Backward variants. ``base`` gives a block 64 keys (4 warps of 16); ``wide8`` 128 keys (8 warps): each Q
 #: and dO tile loaded into shared memory serves twice the keys, and dQ, added with fp32 atomics once per
-#: block and query tile, takes half the atomics in all. 242-255 registers, no spills (NVRTC 13). Written
-#: after the last GPU run, not yet run: opt-in (``ATTN_CUDA_BWD_VARIANT``).
+#: block and query tile, takes half the atomics in all. 242-255 registers, no spills (NVRTC 13). Both passed
+#: their GPU tests on the H200 (2026-11-22); ``wide8`` is the default: hd128 16k fwd+bwd 193.3 TFLOP/s
+#: against 170.7 (causal 195.1 against 177.5), one process. ``ATTN_CUDA_BWD_VARIANT`` overrides it.
 BWD_VARIANTS: dict[str, dict[int, BwdConfig]] = {
     "base": {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)},
     "wide8": {64: BwdConfig(64, block_m=32, warps=8), 128: BwdConfig(128, block_m=16, warps=8)},
 }
-DEFAULT_BWD_VARIANT = "base"
+DEFAULT_BWD_VARIANT = "wide8"
 BWD_CONFIGS = BWD_VARIANTS[DEFAULT_BWD_VARIANT]
 
 
