@@ -7,26 +7,18 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). Done on 2026-11-22 (all H200): attn-cutlass copies and GEMM persistence;
-# attn-bench's sm90 test, the 16k attention rows, mla-decode (CuTe default from 64 rows), decode-kvcache and
-# basics with the new defaults; attn-cuda's whole sm90 tier (182 passed, after the shared-memory layout
-# change), variants, matmul tiles and layouts (GPU tests, sanitizer, timings); attn-triton v1c's forward,
-# varlen, head-dim, lse, backward, kvcache and deterministic conformance and the warp-specialisation sweep;
-# attn-flashmla's whole sm90 tier with the CuTe DSL kernel (one and two warpgroups) and the Triton defaults.
+# attn-bench's sm90 test, the 16k attention rows, mla-decode, mla-sparse, decode-kvcache and basics;
+# attn-cuda's whole sm90 tier (182 passed), variants (wide48, wide8 backward: passed, now the defaults),
+# matmul tiles and layouts; attn-cutlass's backward suite with dQ by TMA reduce-add (passed, now the
+# default); attn-triton v1c's conformance subsets and the warp-specialisation sweep; attn-flashmla's whole
+# sm90 tier with the two-warpgroup CuTe kernel, and split S's page-64 cases (passed, now the default).
 # Still owed, in priority order:
-#   queue a (GPU 0): attn-cuda's `wide48` forward (48 keys per step at hd128) and `wide8` backward (128
-#                    keys a block: half the dQ atomics), compiled without spills, never run: their GPU
-#                    tests and the sanitizer, then `gpu_check.py --quick`'s timings of every variant; attn-triton's 16k backward rows with the hd128 dQ choice (separate dQ
-#                    kernel without a mask, from measurements, the flip itself not re-timed)
-#                    attn-cutlass's backward with dQ added by TMA reduce-add (ATTN_CUTLASS_BWD_DQ=tma:
-#                    compiled, never run): the backward suite under it and the 2k test, then the timings
-#   queue b (GPU 1): attn-flashmla's CuTe kernel with split S (ATTN_FLASHMLA_CUTE_SPLIT_S=1: compiled for
-#                    sm_90a, never run; a hung case is re-run with the watchdog build automatically), then
-#                    its page-64 conformance cases; attn-bench's mla-sparse rows with split index lists (the
-#                    committed rows predate them); attn-flashmla's tools/path_by_rows.py as committed (its
-#                    figures came from a scratch copy); attn-bench's mla-decode rows with the new forced
-#                    `flashmla/cute` variant beside the default and Triton
-#   queue c (a second call, QUEUES=c): the rest of the attn-triton sm90 tier (the sm80 pointer path forced
-#                    on Hopper, basics, extras): two 300 s runs reached 58 % with no failure
+#   queue a: attn-flashmla's sm90 tier with split S the default (the Triton-forced class aside); attn-cuda's conformance class with
+#            the new defaults (wide48 forward, wide8 backward: each passed its own tests already)
+#   queue b: attn-bench's ablations preset (every optimisation's before/after pair in one run) and the
+#            mla-decode rows with the new CuTe default
+#   queue c: the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
+#            extras): two 300 s runs reached 58 % with no failure
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}/pending
@@ -49,18 +41,10 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 
 queue_a() {
     export CUDA_VISIBLE_DEVICES=0
-    step cuda-variants 200 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
-        -k "wide48 or sanitizer or (Wide8 and test_backward)"
-    step cuda-times 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip "basics checks" \
-        --skip "basics timings"
-    step cutlass-tma-dq 200 env ATTN_CUTLASS_BWD_DQ=tma python3 -m pytest packages/attn-cutlass/tests/test_sm90.py \
-        --tier sm90 -q -k "(TmaDq and test_backward) or 2k"
-    if ! grep -q "failed" "$out/cutlass-tma-dq.log"; then
-        step cutlass-tma-dq-time 150 env ATTN_CUTLASS_BWD_DQ=tma python3 packages/attn-cutlass/tools/gpu_check.py \
-            --quick
-    fi
-    step triton-bwd 200 python3 -m attn_bench run --preset deliverable -s attention-bwd \
-        --where seqlen_k=16384 --time-budget 180 -o "$out/bench-bwd.json"
+    # the Triton-forced class ran after its last change (73 passed); everything else meets the CuTe default
+    step flashmla-sm90 330 python3 -m pytest packages/attn-flashmla/tests --tier sm90 -q -k "not TestFlashMLATritonSm90"
+    step cuda-defaults 230 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "TestCudaConformance and not Base"
 }
 
 queue_c() {
@@ -72,16 +56,8 @@ queue_c() {
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=$gpu_b
-    OUT=$out step cute-split 150 env ATTN_FLASHMLA_PATH=cute ATTN_FLASHMLA_CUTE_SPLIT_S=1 \
-        python3 packages/attn-flashmla/tools/gpu_check.py --quick --cute-only
-    if ! grep -q "FAIL\|HANG" "$out/cute-split.log"; then
-        step cute-split-tier 200 env ATTN_FLASHMLA_PATH=cute ATTN_FLASHMLA_CUTE_SPLIT_S=1 \
-            python3 -m pytest packages/attn-flashmla/tests --tier sm90 -q -k "DefaultSm90 and page64"
-    fi
-    step bench-sparse 300 python3 -m attn_bench run --preset deliverable -s mla-sparse --time-budget 250 \
-        -o "$out/bench-sparse.json"
-    step path-by-rows 150 python3 packages/attn-flashmla/tools/path_by_rows.py
-    step bench-mla 150 python3 -m attn_bench run --preset deliverable -s mla-decode --time-budget 120 \
+    step ablations 420 python3 -m attn_bench run --preset ablations --time-budget 400 -o "$out/ablations.json"
+    step bench-mla 140 python3 -m attn_bench run --preset deliverable -s mla-decode --time-budget 120 \
         -o "$out/bench-mla.json"
 }
 
