@@ -13,8 +13,8 @@
 # default); attn-triton v1c's conformance subsets and the warp-specialisation sweep; attn-flashmla's whole
 # sm90 tier with the two-warpgroup CuTe kernel, and split S's page-64 cases (passed, now the default).
 # Still owed, in priority order:
-#   queue a: attn-flashmla's sm90 tier with split S the default (the Triton-forced class aside); attn-cuda's conformance class with
-#            the new defaults (wide48 forward, wide8 backward: each passed its own tests already)
+#   queue a: attn-flashmla's sm90 tier with split S the default (the Triton-forced class aside);
+#            attn-cuda's conformance class with the new defaults (wide48 forward, wide8 backward: each passed its own tests already)
 #   queue b: attn-bench's ablations preset (every optimisation's before/after pair in one run) and the
 #            mla-decode rows with the new CuTe default
 #   queue c: the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
