@@ -1,0 +1,112 @@
+"""Ablation variants: registered apart, run only by the ``ablations`` preset, compared with their default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attn_bench import discovery, engine, presets, report, schema
+from attn_bench.backend import normalise
+from attn_bench.discovery import Discovered
+from attn_bench.suites import SUITES
+
+DATA = Path(__file__).parent / "data"
+
+
+def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale):
+    from attn_reference import flash_attn_with_kvcache
+
+    return flash_attn_with_kvcache(
+        q, k_cache, v_cache, cache_seqlens=cache_seqlens, softmax_scale=softmax_scale
+    )
+
+
+def _fake(name="fake", ablations=True):
+    desc = {"name": name, "devices": ("cpu",), "ops": {"decode_kvcache": {"fast": _decode, "other": _decode}}}
+    if ablations:
+        desc["ablations"] = {"decode_kvcache": {"off": _decode}}
+    return normalise(desc)
+
+
+def test_ablation_variants_are_kept_apart():
+    b = _fake()
+    assert list(b.variants("decode_kvcache")) == ["fast", "other"]
+    assert list(b.variants("decode_kvcache", ablations=True)) == ["fast", "other", "off"]
+    assert b.ablations == {"decode_kvcache": ("off",)}
+    assert b.default_variant("decode_kvcache") == "fast"  # no "default": the first listed
+    assert normalise({"name": "x", "ops": {"softmax": _decode}}).default_variant("softmax") == "default"
+
+
+@pytest.mark.parametrize(
+    "ablations, match",
+    [
+        ({"softmax": {"off": _decode}}, "need its default"),
+        ({"decode_kvcache": {"fast": _decode}}, "also in ops"),
+        ({"decode_kvcache": _decode}, "must map"),
+        ({"decode_kvcache": {"off": 3}}, "neither callable"),
+    ],
+)
+def test_bad_ablations_are_refused(ablations, match):
+    with pytest.raises(TypeError, match=match):
+        normalise({"name": "x", "ops": {"decode_kvcache": {"fast": _decode}}, "ablations": ablations})
+
+
+def test_plan_runs_ablations_only_when_asked():
+    suite = SUITES["decode-kvcache"]
+    cases = suite.cases("cpu", quick=True)
+    impls = [_fake(), _fake("plain", ablations=False)]
+    regular = {(b.name, v) for _, b, v in engine.plan(suite, cases, impls, "cpu")}
+    assert regular == {("fake", "fast"), ("fake", "other"), ("plain", "fast"), ("plain", "other")}
+    # Only backends with ablations of the op, and all their variants (the default to compare with).
+    ablated = {(b.name, v) for _, b, v in engine.plan(suite, cases, impls, "cpu", ablations=True)}
+    assert ablated == {("fake", "fast"), ("fake", "other"), ("fake", "off")}
+
+
+@pytest.mark.usefixtures("fast_timing")
+def test_ablations_preset_run_compares_each_variant_with_its_default(tmp_path):
+    # The preset names no decode-kvcache cases of its own: given with -s, that suite keeps its whole grid.
+    inv = engine.Inventory([Discovered("fake", "tests:fake", backend=_fake())], [])
+    opts = engine.Options(mode="cpu", suites=("decode-kvcache",), quick=True, peers=[], preset="ablations")
+    doc = engine.run(opts, inv=inv)
+    rows = {r["impl"]: r for r in doc["rows"]}
+    assert set(rows) == {"fake/fast", "fake/other", "fake/off"}
+    assert rows["fake/fast"]["baseline"] is None and rows["fake/fast"]["ratio_to_baseline"] is None
+    for impl in ("fake/other", "fake/off"):
+        assert rows[impl]["baseline"] == "fake/fast"
+        assert rows[impl]["ratio_to_baseline"] == pytest.approx(rows["fake/fast"]["ms"] / rows[impl]["ms"])
+    schema.load(schema.dump(doc, tmp_path / "r.json"))
+    md = report.markdown(doc)
+    assert "| vs default |" in md and "x fake/fast |" in md
+    # Without the preset the same run has no ablation row.
+    plain = engine.run(engine.Options(mode="cpu", suites=("decode-kvcache",), quick=True, peers=[]), inv=inv)
+    assert {r["impl"] for r in plain["rows"]} == {"fake/fast", "fake/other"}
+
+
+def test_report_shows_no_default_column_without_ratios(fixture_results):
+    md = report.markdown(schema.load(fixture_results))
+    assert "vs default" not in md.split("% ceiling:")[0]
+
+
+def _real_backends():
+    found = discovery.discover()
+    names = {d.name for d in found if d.ok}
+    if not {"cuda", "cutlass", "flashmla", "reference", "triton"} <= names:
+        pytest.skip(f"needs every workspace backend installed, found {sorted(names)}")
+    return [d.backend for d in found if d.ok]
+
+
+def _planned(preset: str) -> list[str]:
+    p = presets.PRESETS[preset]
+    impls = _real_backends()
+    lines = []
+    for name in p.suites:
+        cases = [c for c in SUITES[name].cases(p.mode) if p.keeps(c)]
+        for c, b, v in engine.plan(SUITES[name], cases, impls, p.mode, p.ablations):
+            lines.append(f"{c.suite} | {c.name} | {b.label(v)}")
+    return lines
+
+
+def test_deliverable_plans_the_rows_main_planned():
+    # data/deliverable-plan.txt: what main planned before ablation variants existed (peers aside).
+    assert _planned("deliverable") == (DATA / "deliverable-plan.txt").read_text().splitlines()
