@@ -38,6 +38,18 @@ def test_ablation_variants_are_kept_apart():
     assert normalise({"name": "x", "ops": {"softmax": _decode}}).default_variant("softmax") == "default"
 
 
+def test_a_variant_may_name_its_baseline():
+    def forced(*args, **kwargs):
+        return _decode(*args, **kwargs)
+
+    forced.baseline = "other"
+    b = normalise({"name": "x", "ops": {"decode_kvcache": {"fast": _decode, "other": _decode}},
+                   "ablations": {"decode_kvcache": {"off": forced}}})  # fmt: skip
+    assert b.baseline("decode_kvcache", "off") == "other"
+    assert b.baseline("decode_kvcache", "other") == "fast"
+    assert b.baseline("decode_kvcache", "fast") is None
+
+
 @pytest.mark.parametrize(
     "ablations, match",
     [
@@ -77,7 +89,7 @@ def test_ablations_preset_run_compares_each_variant_with_its_default(tmp_path):
         assert rows[impl]["ratio_to_baseline"] == pytest.approx(rows["fake/fast"]["ms"] / rows[impl]["ms"])
     schema.load(schema.dump(doc, tmp_path / "r.json"))
     md = report.markdown(doc)
-    assert "| vs default |" in md and "x fake/fast |" in md
+    assert "| vs baseline |" in md and "x fake/fast |" in md
     # Without the preset the same run has no ablation row.
     plain = engine.run(engine.Options(mode="cpu", suites=("decode-kvcache",), quick=True, peers=[]), inv=inv)
     assert {r["impl"] for r in plain["rows"]} == {"fake/fast", "fake/other"}
@@ -85,7 +97,7 @@ def test_ablations_preset_run_compares_each_variant_with_its_default(tmp_path):
 
 def test_report_shows_no_default_column_without_ratios(fixture_results):
     md = report.markdown(schema.load(fixture_results))
-    assert "vs default" not in md.split("% ceiling:")[0]
+    assert "vs baseline" not in md.split("% ceiling:")[0]
 
 
 def _real_backends():

@@ -40,7 +40,8 @@ these attributes (all but ``name`` and ``ops`` optional):
     optional ``{op: {variant: callable}}``, shaped like ``ops``: the same op with one optimisation switched
     off or another choice taken, measured beside the op's default. They run only when asked for (the
     ``ablations`` preset), so the other presets keep their rows; each op named here needs its default in
-    ``ops``, and the names must differ from its variants there.
+    ``ops``, and the names must differ from its variants there. A variant is compared with the op's default,
+    or with the variant its callable names in a ``baseline`` attribute (a forced path's own default).
 ``supports``
     optional ``supports(op, variant, shape, device) -> str | None`` (``shape`` also holds ``"dtype"``, the
     inputs' dtype name): the reason a case is out of reach
@@ -91,6 +92,13 @@ class Backend:
         """What a user gets: the variant named ``default``, else the first one listed."""
         names = list(self.impls.get(op, {}))
         return "default" if "default" in names else (names[0] if names else None)
+
+    def baseline(self, op: str, variant: str) -> str | None:
+        """The variant this one is measured against: its ``baseline`` attribute, else the op's default
+        (None for the default itself)."""
+        named = getattr(self.impls.get(op, {}).get(variant), "baseline", None)
+        base = named if named in self.impls.get(op, {}) else self.default_variant(op)
+        return None if base == variant else base
 
     def label(self, variant: str) -> str:
         """Row label: ``backend`` alone when the op has one unnamed variant, else ``backend/variant``."""

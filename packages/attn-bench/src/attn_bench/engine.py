@@ -310,7 +310,7 @@ def _measure_memory(suite, case, fn, inp, row, opts):
 
 
 def _row_base(case: Case, backend: Backend, variant: str) -> dict[str, Any]:
-    default = backend.default_variant(case.op)
+    base = backend.baseline(case.op, variant)
     return dict(
         suite=case.suite,
         case=case.name,
@@ -334,8 +334,8 @@ def _row_base(case: Case, backend: Backend, variant: str) -> dict[str, Any]:
         bound=None,
         ratio_to_best_peer=None,
         best_peer=None,
-        # Another variant of the same backend's op: the row it is compared with (the op's default).
-        baseline=backend.label(default) if default is not None and variant != default else None,
+        # Another variant of the same backend's op: the row it is compared with (usually the op's default).
+        baseline=None if base is None else backend.label(base),
         ratio_to_baseline=None,
         peak_memory_bytes=None,
         timer=None,

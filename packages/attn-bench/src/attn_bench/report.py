@@ -72,11 +72,11 @@ MEMORY_COLUMNS = [
 
 
 def columns(suite: str, rows: list[dict[str, Any]] = ()) -> list[tuple[str, str]]:
-    """A suite's columns; "vs default" only where some row has a ratio to its backend's default."""
+    """A suite's columns; "vs baseline" only where some row has a ratio to another variant of its own."""
     if suite == "memory":
         return MEMORY_COLUMNS
     if any(r.get("ratio_to_baseline") is not None for r in rows):
-        return [*TIME_COLUMNS[:-1], ("baseline", "vs default"), TIME_COLUMNS[-1]]
+        return [*TIME_COLUMNS[:-1], ("baseline", "vs baseline"), TIME_COLUMNS[-1]]
     return TIME_COLUMNS
 
 
@@ -141,8 +141,9 @@ def markdown(doc: dict[str, Any], plots: list[str] | None = None) -> str:
         out.append("")
     out.append(
         "% ceiling: the nearer roofline (c = compute, m = memory); vs best peer: best peer's time over "
-        "this row's (above 1 is faster than the best peer); vs default: the time of the backend's default "
-        "variant (named) over this variant's on the same case (above 1: the variant is faster)."
+        "this row's (above 1 is faster than the best peer); vs baseline: the time of the variant named (the "
+        "backend's default unless the variant names another) over this row's on the same case (above 1: this "
+        "variant is faster)."
     )
     return "\n".join(out) + "\n"
 
