@@ -122,3 +122,50 @@ def _planned(preset: str) -> list[str]:
 def test_deliverable_plans_the_rows_main_planned():
     # data/deliverable-plan.txt: what main planned before ablation variants existed (peers aside).
     assert _planned("deliverable") == (DATA / "deliverable-plan.txt").read_text().splitlines()
+
+
+def test_ablations_preset_selects_the_guide_pairs():
+    cases = [(c.suite, c.name) for c in presets.cases("ablations")]
+    assert cases == [
+        ("attention-fwd", "b1 s16384 h32 d64"),
+        ("attention-fwd", "b1 s16384 h16 d128"),
+        ("attention-fwd", "b1 s16384 h16 d128 causal"),
+        *[
+            ("attention-bwd", f"b1 s16384 {hd}{c} {p}")
+            for hd, c in (("h32 d64", ""), ("h16 d128", ""), ("h16 d128", " causal"), ("h8 d256", ""))
+            for p in ("bwd", "fwd+bwd")
+        ],
+        *[("mla-decode", f"b128 hq{h} sq1 sk{s}") for h in (16, 128) for s in (8192, 32768)],
+        ("basics", "matmul 8192^3"),
+    ]
+    impls: dict[str, set[str]] = {}
+    for line in _planned("ablations"):
+        suite, _, impl = line.split(" | ")
+        impls.setdefault(suite, set()).add(impl)
+    # Each op's default and every other variant of the backends with ablations; no peer, no reference.
+    assert impls["attention-fwd"] == {
+        "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256"
+    }  # fmt: skip
+    assert impls["attention-bwd"] == {
+        "cuda/mma", "cuda/bwd_base", "cutlass", "cutlass/dq_atomic",
+        "triton", "triton/deterministic", "triton/atomic_dq",
+    }  # fmt: skip
+    assert impls["mla-decode"] == {
+        "flashmla", "flashmla/triton", "flashmla/cute",
+        "flashmla/triton_gather", "flashmla/cute_1wg", "flashmla/cute_no_split_s",
+    }  # fmt: skip
+    assert impls["basics"] == {
+        "cuda/mma", "cuda/regblock", "cuda/tiled", "cuda/naive", "cuda/mma_128x128_grouped",
+        "cuda/mma_128x128_plain", "cuda/mma_128x256_plain", "cuda/mma_padded_smem", "cuda/mma_plain_smem",
+        "cutlass", "cutlass/one_cta_per_tile",
+    }  # fmt: skip
+
+
+def test_cli_plan_lists_the_ablations_preset():
+    from typer.testing import CliRunner
+
+    from attn_bench.cli import app
+
+    res = CliRunner().invoke(app, ["plan", "--preset", "ablations"])
+    assert res.exit_code == 0, res.output
+    assert "16 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output
