@@ -20,7 +20,7 @@ guide quotes, and nothing else (no peers, no other backend):
 * matmul 8192^3 (bf16): attn-cuda's shared-memory layouts, block orders and tiles, attn-cutlass's
   persistent GEMM against one CTA per tile.
 
-16 cases, about 110 rows; about five minutes on an H200, compiles and autotuning included (estimated, see
+16 cases, 112 rows (96 run); about five minutes on an H200, compiles and autotuning included (estimated, see
 packages/attn-bench/README.md): ``attn-bench run --preset ablations -o docs/benchmarks/h200-ablations.json``.
 """
 
