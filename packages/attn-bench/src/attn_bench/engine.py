@@ -345,7 +345,7 @@ def _row_base(case: Case, backend: Backend, variant: str) -> dict[str, Any]:
 
 def derive(rows: list[dict[str, Any]], ceil: dict[str, Any]) -> None:
     """Throughput, percent of the roofline (the nearer of compute and memory ceilings), ratio to peers,
-    and a variant's ratio to its backend's default on the same case."""
+    and a variant's ratio to its baseline (another variant of its backend) on the same case."""
     peak_flops = ceil["matmul_tflops"] * 1e12
     peak_bw = ceil["copy_gbps"] * 1e9
     for r in rows:
