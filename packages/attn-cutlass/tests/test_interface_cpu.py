@@ -146,9 +146,9 @@ def test_bwd_dq_reduce_switch(monkeypatch):
     from attn_cutlass.interface import bwd_dq_reduce
 
     monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
+    assert bwd_dq_reduce() == "tma"  # the default since the H200 run of 2026-11-22
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "atomic")
     assert bwd_dq_reduce() == "atomic"
-    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "tma")
-    assert bwd_dq_reduce() == "tma"
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "vector")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_DQ"):
         bwd_dq_reduce()

@@ -54,3 +54,87 @@ def test_supports_refuses_dtypes_the_kernels_do_not_take():
         "mla_decode", "cute", {**shape, "dtype": "bfloat16", "block_size": 16}, "cuda"
     )
     assert supports("mla_decode", "cute", {**shape, "dtype": "bfloat16", "block_size": 64}, "cuda") is None
+
+
+# --- ablation variants (attn-bench's ablations preset) ----------------------------------------------------
+
+SWITCHES = (
+    "ATTN_FLASHMLA_PATH",
+    "ATTN_FLASHMLA_TRITON_TMA",
+    "ATTN_FLASHMLA_CUTE_WARPGROUPS",
+    "ATTN_FLASHMLA_CUTE_SPLIT_S",
+)
+
+
+def test_ablation_variants_and_their_baselines():
+    abl = backend()["ablations"]["mla_decode"]
+    assert {name: fn.baseline for name, fn in abl.items()} == {
+        "triton_gather": "triton",
+        "cute_1wg": "cute",
+        "cute_no_split_s": "cute",
+    }
+    assert all(callable(fn.prepare) for fn in abl.values())
+    from attn_flashmla.bench import supports
+
+    shape = {"head_dim": 576, "dtype": "bfloat16", "block_size": 16}
+    assert "page size 64" in supports("mla_decode", "cute_1wg", shape, "cuda")
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """flash_mla_with_kvcache replaced: each call records the switches it saw (set by the user: PATH=x)."""
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append({k: os.environ.get(k) for k in SWITCHES})
+        if kwargs.get("softmax_scale") == "raise":
+            raise RuntimeError("kernel failed")
+        return "out"
+
+    monkeypatch.setattr("attn_flashmla.bench.flash_mla_with_kvcache", fake)
+    monkeypatch.setenv("ATTN_FLASHMLA_PATH", "x")
+    for key in SWITCHES[1:]:
+        monkeypatch.delenv(key, raising=False)
+    return calls
+
+
+def _user_env():
+    return {k: os.environ.get(k) for k in SWITCHES}
+
+
+def test_schedule_switches_are_set_in_prepare_only(seen):
+    user = _user_env()
+    run = backend()["ablations"]["mla_decode"]["triton_gather"].prepare(1, 2, 3, 4, 512)
+    assert seen[-1]["ATTN_FLASHMLA_PATH"] == "triton" and seen[-1]["ATTN_FLASHMLA_TRITON_TMA"] == "0"
+    assert _user_env() == user
+    run()  # the path and TMA choice live in the schedule now
+    assert seen[-1] == user
+
+
+@pytest.mark.parametrize(("name", "key", "value"), [("cute_1wg", "ATTN_FLASHMLA_CUTE_WARPGROUPS", "1"),
+                                                    ("cute_no_split_s", "ATTN_FLASHMLA_CUTE_SPLIT_S", "0")])  # fmt: skip
+def test_cute_switches_are_set_around_every_call(seen, name, key, value):
+    user = _user_env()
+    run = backend()["ablations"]["mla_decode"][name].prepare(1, 2, 3, 4, 512)
+    assert _user_env() == user
+    run()  # read by the kernel on every call (its compiled kernels are keyed on them)
+    for call in seen:
+        assert call["ATTN_FLASHMLA_PATH"] == "cute" and call[key] == value
+    assert _user_env() == user
+
+
+def test_the_environment_comes_back_when_a_call_fails(seen):
+    user = _user_env()
+    fn = backend()["ablations"]["mla_decode"]["cute_1wg"]
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        fn(1, 2, 3, 4, 512, softmax_scale="raise")
+    assert _user_env() == user
+    assert seen[-1]["ATTN_FLASHMLA_CUTE_WARPGROUPS"] == "1"
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), reason="needs TRITON_INTERPRET=1")
+def test_triton_gather_runs_on_cpu():
+    inputs = mla_decode_inputs(2, 1, 4, 1, 30, dtype=torch.float16, page_block_size=16, varlen=True)
+    args = (inputs.q, inputs.k_cache, inputs.block_table, inputs.cache_seqlens, 512)
+    out, _ = backend()["ablations"]["mla_decode"]["triton_gather"].prepare(*args)()
+    assert_mla_close("out", out, mla.flash_mla_with_kvcache(*args)[0])

@@ -130,6 +130,7 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     monkeypatch.setattr(m, "COMPILE_SECONDS", {})
     monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
     monkeypatch.delenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", raising=False)  # the default: two
+    monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SPLIT_S", raising=False)  # the default with two: split S
     calls = [
         (m.example_inputs(torch.bfloat16, b=2, s_q=1, h_q=16, h_kv=1), False),
         (m.example_inputs(torch.bfloat16, b=5, s_q=2, h_q=64, h_kv=2), False),
@@ -137,8 +138,8 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     ]
     for (q, k, table, lens, parts, offsets, total, max_splits), causal in calls:
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, causal)
-    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2, False)]
-    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2, False)]
+    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2, True)]
+    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2, True)]
     # The scalars differ per call (s_q, group, rows_pad, h_kv) ...
     assert [tuple(a[9:13]) for a in launches] == [(1, 16, 64, 1), (2, 32, 64, 2), (1, 128, 128, 1)]
 

@@ -35,6 +35,13 @@ these attributes (all but ``name`` and ``ops`` optional):
     An op may instead be an object with ``prepare(*args, **kwargs) -> zero-arg callable``: the bench calls
     ``prepare`` once, outside the timed region (scheduler metadata, workspaces, plans), and times the
     callable it returns.
+    An op's default variant (what a user gets) is the one named ``default``, else the first listed.
+``ablations``
+    optional ``{op: {variant: callable}}``, shaped like ``ops``: the same op with one optimisation switched
+    off or another choice taken, measured beside the op's default. They run only when asked for (the
+    ``ablations`` preset), so the other presets keep their rows; each op named here needs its default in
+    ``ops``, and the names must differ from its variants there. A variant is compared with the op's default,
+    or with the variant its callable names in a ``baseline`` attribute (a forced path's own default).
 ``supports``
     optional ``supports(op, variant, shape, device) -> str | None`` (``shape`` also holds ``"dtype"``, the
     inputs' dtype name): the reason a case is out of reach
@@ -71,9 +78,27 @@ class Backend:
     interpreter: bool = False
     impls: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     supports: Callable[..., str | None] | None = None
+    #: op -> the names in ``impls[op]`` that are ablation variants (run only when asked for)
+    ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
-    def variants(self, op: str) -> dict[str, Any]:
-        return self.impls.get(op, {})
+    def variants(self, op: str, ablations: bool = False) -> dict[str, Any]:
+        """The op's variants: its regular ones, and with ``ablations`` its ablation ones too."""
+        impls = self.impls.get(op, {})
+        if ablations:
+            return impls
+        return {v: fn for v, fn in impls.items() if v not in self.ablations.get(op, ())}
+
+    def default_variant(self, op: str) -> str | None:
+        """What a user gets: the variant named ``default``, else the first one listed."""
+        names = list(self.impls.get(op, {}))
+        return "default" if "default" in names else (names[0] if names else None)
+
+    def baseline(self, op: str, variant: str) -> str | None:
+        """The variant this one is measured against: its ``baseline`` attribute, else the op's default
+        (None for the default itself)."""
+        named = getattr(self.impls.get(op, {}).get(variant), "baseline", None)
+        base = named if named in self.impls.get(op, {}) else self.default_variant(op)
+        return None if base == variant else base
 
     def label(self, variant: str) -> str:
         """Row label: ``backend`` alone when the op has one unnamed variant, else ``backend/variant``."""
@@ -109,11 +134,21 @@ def normalise(obj: Any, *, kind: str = "backend") -> Backend:
     for op, value in ops.items():
         if op not in OPS:
             raise TypeError(f"backend {name!r}: unknown op {op!r}; known ops: {', '.join(OPS)}")
-        variants = dict(value) if isinstance(value, Mapping) else {"default": value}
-        for variant, fn in variants.items():
-            if not (callable(fn) or callable(getattr(fn, "prepare", None))):
-                raise TypeError(f"backend {name!r}: op {op}/{variant} is neither callable nor preparable")
-        impls[op] = variants
+        impls[op] = _variants(name, op, dict(value) if isinstance(value, Mapping) else {"default": value})
+    ablations: dict[str, tuple[str, ...]] = {}
+    extra = _get(obj, "ablations") or {}
+    if not isinstance(extra, Mapping):
+        raise TypeError(f"backend {name!r}: ablations must be a mapping of op name to variants")
+    for op, value in extra.items():
+        if op not in impls:
+            raise TypeError(f"backend {name!r}: ablations of {op!r} need its default in ops")
+        if not isinstance(value, Mapping):
+            raise TypeError(f"backend {name!r}: ablations of {op} must map variant names to callables")
+        clash = set(value) & set(impls[op])
+        if clash:
+            raise TypeError(f"backend {name!r}: ablation variants {sorted(clash)} of {op} are also in ops")
+        impls[op].update(_variants(name, op, dict(value)))
+        ablations[op] = tuple(value)
     devices = tuple(_get(obj, "devices", ("cuda",)))
     supports = _get(obj, "supports")
     return Backend(
@@ -124,7 +159,15 @@ def normalise(obj: Any, *, kind: str = "backend") -> Backend:
         interpreter=bool(_get(obj, "interpreter", False)),
         impls=impls,
         supports=supports if callable(supports) else None,
+        ablations=ablations,
     )
+
+
+def _variants(name: str, op: str, variants: dict[str, Any]) -> dict[str, Any]:
+    for variant, fn in variants.items():
+        if not (callable(fn) or callable(getattr(fn, "prepare", None))):
+            raise TypeError(f"backend {name!r}: op {op}/{variant} is neither callable nor preparable")
+    return variants
 
 
 def bind(fn: Any, *args: Any, **kwargs: Any) -> Callable[[], Any]:

@@ -51,7 +51,7 @@ def print_tables(doc: dict, con: Console = console) -> None:
     for suite in doc["suites"]:
         rows = [r for r in doc["rows"] if r["suite"] == suite]
         table = Table(title=f"{suite} - {label}", title_justify="left", show_lines=False)
-        cols = reporting.columns(suite)
+        cols = reporting.columns(suite, rows)
         for key, header in cols:
             table.add_column(
                 header,

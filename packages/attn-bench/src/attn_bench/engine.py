@@ -48,7 +48,7 @@ class Options:
     check: bool = True
     cuda_graphs: bool = False
     seed: int = 0
-    preset: str | None = None  # a name in attn_bench.presets.PRESETS: filters the suites' cases
+    preset: str | None = None  # a name in attn_bench.presets.PRESETS: filters the cases (and picks variants)
     split: tuple[int, int] | None = None  # (part, parts): run the part-th of parts, 1-based
     where: dict[str, str] | None = None  # shape key -> value: keep only the cases whose shape matches
     time_budget: float | None = None  # seconds for the whole run (None: no budget)
@@ -142,12 +142,16 @@ def inventory(mode: str, backends: list[str] | None = None, peer_names: list[str
     return Inventory(found, peers.discover(mode, peer_names))
 
 
-def plan(suite: Suite, cases: list[Case], impls: list[Backend], mode: str):
-    """(case, backend, variant) triples to run: every implementation offering the case's op."""
+def plan(suite: Suite, cases: list[Case], impls: list[Backend], mode: str, ablations: bool = False):
+    """(case, backend, variant) triples to run: every implementation offering the case's op, its regular
+    variants. ``ablations``: only the implementations with ablation variants of the op, every variant (the
+    default beside what it is measured against)."""
     out = []
     for case in cases:
         for b in impls:
-            for variant in b.variants(case.op):
+            if ablations and not b.ablations.get(case.op):
+                continue
+            for variant in b.variants(case.op, ablations):
                 out.append((case, b, variant))
     return out
 
@@ -221,7 +225,7 @@ def run_case(
 ) -> dict[str, Any]:
     """One row: check, then time (or measure memory)."""
     device = "cuda" if opts.mode == "gpu" else "cpu"
-    fn = backend.variants(case.op)[variant]
+    fn = backend.impls[case.op][variant]
     row = _row_base(case, backend, variant)
     # The dtype travels with the shape so a backend can refuse what its kernels do not take.
     reason = backend.why_not(case.op, variant, {**case.shape, "dtype": case.dtype}, device)
@@ -306,6 +310,7 @@ def _measure_memory(suite, case, fn, inp, row, opts):
 
 
 def _row_base(case: Case, backend: Backend, variant: str) -> dict[str, Any]:
+    base = backend.baseline(case.op, variant)
     return dict(
         suite=case.suite,
         case=case.name,
@@ -329,6 +334,9 @@ def _row_base(case: Case, backend: Backend, variant: str) -> dict[str, Any]:
         bound=None,
         ratio_to_best_peer=None,
         best_peer=None,
+        # Another variant of the same backend's op: the row it is compared with (usually the op's default).
+        baseline=None if base is None else backend.label(base),
+        ratio_to_baseline=None,
         peak_memory_bytes=None,
         timer=None,
         message="",
@@ -336,7 +344,8 @@ def _row_base(case: Case, backend: Backend, variant: str) -> dict[str, Any]:
 
 
 def derive(rows: list[dict[str, Any]], ceil: dict[str, Any]) -> None:
-    """Throughput, percent of the roofline (the nearer of compute and memory ceilings), ratio to peers."""
+    """Throughput, percent of the roofline (the nearer of compute and memory ceilings), ratio to peers,
+    and a variant's ratio to its baseline (another variant of its backend) on the same case."""
     peak_flops = ceil["matmul_tflops"] * 1e12
     peak_bw = ceil["copy_gbps"] * 1e9
     for r in rows:
@@ -359,6 +368,11 @@ def derive(rows: list[dict[str, Any]], ceil: dict[str, Any]) -> None:
         if b is not None and r["status"] == "ok" and r["ms"]:
             r["best_peer"] = b["impl"]
             r["ratio_to_best_peer"] = b["ms"] / r["ms"]
+    timed = {row_key(r): r for r in rows if r["status"] == "ok" and r["ms"]}
+    for r in rows:
+        base = timed.get((r["suite"], r["case"], r.get("baseline")))
+        if base is not None and r["status"] == "ok" and r["ms"]:
+            r["ratio_to_baseline"] = base["ms"] / r["ms"]
 
 
 class RowInterrupted(BaseException):
@@ -482,6 +496,9 @@ def run(
         )
     if resume is not None and resume.get("mode") != opts.mode:
         raise ValueError(f"--resume file is a {resume.get('mode')}-mode file, this run is {opts.mode} mode")
+    from attn_bench import presets
+
+    ablations = bool(opts.preset) and presets.PRESETS[opts.preset].ablations
     with triton_interpreter(opts.mode == "cpu"):
         ceil = ceilings.measure(opts.mode, opts.quick)
         work = []
@@ -489,7 +506,7 @@ def run(
             if suite.measure == "memory" and opts.mode != "gpu":
                 note("memory suite skipped: peak memory needs CUDA (torch.cuda.max_memory_allocated)")
                 continue
-            work.append((suite, plan(suite, cases, impls, opts.mode)))
+            work.append((suite, plan(suite, cases, impls, opts.mode, ablations)))
         planned = {(c.suite, c.name, b.label(v)) for _, triples in work for c, b, v in triples}
         rows: list[dict[str, Any]] = []
         if resume is not None:

@@ -4,6 +4,24 @@
 heads x head_dim = 2048, seqlen 1k-16k, head dims 64/128/256, causal and not; decoding against an 8k KV
 cache (b 64, 1 query token, 32 query / 8 KV heads, d 128); FlashMLA's dense decoding shapes (b 128, h_kv 1,
 h_q 16/128, s_q 1/2, s_k 8k/32k); the basics; and peak memory against seqlen (for the memory figure).
+It runs every implementation's regular variants, never the ablation ones, so its rows stay those of the
+committed tables.
+
+``ablations`` is the optimisation guide's (docs/guides/optimisation.md) before/after pairs in one run: each
+backend op that has ablation variants (``attn_bench.backend``), its default beside them, at the sizes the
+guide quotes, and nothing else (no peers, no other backend):
+
+* attention forward at seqlen 16k (b 1), hd128 causal and not, hd64: attn-cuda's forward tilings;
+* attention backward (``bwd`` and ``fwd+bwd``) at 16k, hd 64/128/256, and hd128 causal: attn-triton's dQ
+  by atomics against its own kernel (``deterministic``), attn-cuda's backward tilings, attn-cutlass's dQ
+  by atomics against a TMA reduce-add;
+* FlashMLA decoding, b 128, s_q 1, h_q 16/128, s_k 8k/32k: Triton's TMA K tiles against the gather, the
+  CuTe kernel's one warpgroup and split S against its default;
+* matmul 8192^3 (bf16): attn-cuda's shared-memory layouts, block orders and tiles, attn-cutlass's
+  persistent GEMM against one CTA per tile.
+
+16 cases, 112 rows (96 run); about five minutes on an H200, compiles and autotuning included (estimated, see
+packages/attn-bench/README.md): ``attn-bench run --preset ablations -o docs/benchmarks/h200-ablations.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +39,8 @@ class Preset:
     suites: tuple[str, ...]
     keep: Callable[[Case], bool] = lambda case: True
     mode: str = "gpu"  # the grids it names
+    #: run only the backend ops with ablation variants, each variant (see :func:`attn_bench.engine.plan`)
+    ablations: bool = False
 
     def keeps(self, case: Case) -> bool:
         """Whether the preset keeps a case (a suite the preset does not name, given with -s: every case)."""
@@ -33,6 +53,19 @@ def _deliverable(case: Case) -> bool:
     return True
 
 
+def _ablations(case: Case) -> bool:
+    sh = case.shape
+    if case.suite == "attention-fwd":  # the guide quotes hd128 causal and not, hd64 not causal
+        return sh["seqlen_q"] == 16384 and (
+            sh["head_dim"] == 128 or (sh["head_dim"] == 64 and not sh["causal"])
+        )
+    if case.suite == "attention-bwd":  # every head dim; causal at hd128 (where dQ keeps its atomics)
+        return sh["seqlen_q"] == 16384 and (sh["head_dim"] == 128 or not sh["causal"])
+    if case.suite == "mla-decode":
+        return sh["seqlen_q"] == 1
+    return case.suite == "basics" and sh["kernel"] == "matmul" and sh["m"] == 8192
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -41,6 +74,13 @@ PRESETS: dict[str, Preset] = {
             "issue 3's figures: attention fwd/bwd grid, decode (cache 8k), FlashMLA decode, basics, memory",
             ("attention-fwd", "attention-bwd", "decode-kvcache", "mla-decode", "basics", "memory"),
             _deliverable,
+        ),
+        Preset(
+            "ablations",
+            "the optimisation guide's before/after pairs: each ablation variant beside its default",
+            ("attention-fwd", "attention-bwd", "mla-decode", "basics"),
+            _ablations,
+            ablations=True,
         ),
     )
 }

@@ -33,6 +33,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         state = STATUS_TEXT.get(status, status)
     mem = row.get("peak_memory_bytes")
     ratio = row.get("ratio_to_best_peer")
+    own = row.get("ratio_to_baseline")
     return {
         "case": row["case"],
         "impl": row["impl"] + (" (peer)" if row.get("kind") == "peer" else ""),
@@ -44,6 +45,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         if row.get("pct_of_ceiling") is None
         else f"{row['pct_of_ceiling']:.0f}% {row['bound'][0]}",
         "ratio": "-" if ratio is None else f"{ratio:.2f}x {row.get('best_peer')}",
+        "baseline": "-" if own is None else f"{own:.2f}x {row.get('baseline')}",
         "memory": "-" if mem is None else f"{mem / 2**20:,.0f} MiB",
         "note": (row.get("message") or "")[:80],
     }
@@ -69,8 +71,13 @@ MEMORY_COLUMNS = [
 ]
 
 
-def columns(suite: str) -> list[tuple[str, str]]:
-    return MEMORY_COLUMNS if suite == "memory" else TIME_COLUMNS
+def columns(suite: str, rows: list[dict[str, Any]] = ()) -> list[tuple[str, str]]:
+    """A suite's columns; "vs baseline" only where some row has a ratio to another variant of its own."""
+    if suite == "memory":
+        return MEMORY_COLUMNS
+    if any(r.get("ratio_to_baseline") is not None for r in rows):
+        return [*TIME_COLUMNS[:-1], ("baseline", "vs baseline"), TIME_COLUMNS[-1]]
+    return TIME_COLUMNS
 
 
 def machine_lines(doc: dict[str, Any]) -> list[str]:
@@ -118,7 +125,7 @@ def markdown(doc: dict[str, Any], plots: list[str] | None = None) -> str:
         if not rows:
             out += ["No implementation offers this suite's ops.", ""]
             continue
-        cols = columns(suite)
+        cols = columns(suite, rows)
         out.append("| " + " | ".join(h for _, h in cols) + " |")
         out.append("|" + "---|" * len(cols))
         for r in rows:
@@ -134,7 +141,9 @@ def markdown(doc: dict[str, Any], plots: list[str] | None = None) -> str:
         out.append("")
     out.append(
         "% ceiling: the nearer roofline (c = compute, m = memory); vs best peer: best peer's time over "
-        "this row's (above 1 is faster than the best peer)."
+        "this row's (above 1 is faster than the best peer); vs baseline: the time of the variant named (the "
+        "backend's default unless the variant names another) over this row's on the same case (above 1: this "
+        "variant is faster)."
     )
     return "\n".join(out) + "\n"
 

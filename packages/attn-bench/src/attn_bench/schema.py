@@ -82,6 +82,8 @@ ROW = {
     "bound": (_OPT_STR, False),
     "ratio_to_best_peer": (_OPT_NUM, True),
     "best_peer": (_OPT_STR, False),
+    "baseline": (_OPT_STR, False),
+    "ratio_to_baseline": (_OPT_NUM, False),
     "peak_memory_bytes": ((int, type(None)), False),
     "timer": (_OPT_STR, False),
     "message": ((str,), False),

@@ -5,6 +5,12 @@ Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2
 ``attention_bwd`` (tensor-core forward + backward through autograd), ``vector_add``, ``softmax`` and
 ``matmul`` in its four steps. The reduction and stream-overlap lessons are not ops of the bench protocol;
 ``tools/gpu_check.py`` measures them.
+
+Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): every other forward
+tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
+(``bwd_<name>``), and the tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and
+shared-memory layouts (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no
+environment variable is touched.
 """
 
 from __future__ import annotations
@@ -33,14 +39,69 @@ def _scalar(version):
     return run
 
 
-def _matmul(variant):
+def _fwd_variant(variant):
+    def run(q, k, v, *, causal, softmax_scale):
+        from . import flash
+
+        scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
+        return flash.flash_fwd(q, k, v, scale, causal, variant=variant)[0]
+
+    run.__name__ = f"flash_fwd_{variant}"
+    return run
+
+
+def _bwd_variant(variant):
+    """The default forward, and the backward with ``variant``'s tiling (the op itself reads no argument)."""
+    from . import flash
+    from .interface import FlashAttnFunc
+
+    class Fn(FlashAttnFunc):
+        @staticmethod
+        def backward(ctx, dout, _dlse):
+            q, k, v, out, lse = ctx.saved_tensors
+            grads = flash.flash_bwd(dout, q, k, v, out, lse, ctx.softmax_scale, ctx.causal, variant=variant)
+            return (*grads, None, None)
+
+    def run(q, k, v, *, causal, softmax_scale):
+        scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
+        return Fn.apply(q, k, v, scale, causal)[0]
+
+    run.__name__ = f"flash_bwd_{variant}"
+    return run
+
+
+def _matmul(variant, **choices):
     def run(a, b):
         from .basics import matmul
 
-        return matmul(a, b, variant=variant)
+        return matmul(a, b, variant=variant, **choices)
 
     run.__name__ = f"matmul_{variant}"
     return run
+
+
+def matmul_ablations() -> dict[str, dict]:
+    """The tensor-core matmul's non-default choices, by ablation variant name: ``tile``/``order``/``layout``
+    keywords of ``basics.matmul`` (a layout keeps the device's default tile and the default order)."""
+    from .basics.matmul import (
+        MMA_DEFAULT_LAYOUT,
+        MMA_DEFAULT_ORDER,
+        MMA_DEFAULT_TILE,
+        MMA_LAYOUTS,
+        MMA_ORDERS,
+        MMA_TILES,
+    )
+
+    out = {
+        f"mma_{tile}_{order}": dict(tile=tile, order=order)
+        for tile in MMA_TILES
+        for order in MMA_ORDERS
+        if (tile, order) != (MMA_DEFAULT_TILE, MMA_DEFAULT_ORDER)
+    }
+    out.update(
+        {f"mma_{layout}_smem": dict(layout=layout) for layout in MMA_LAYOUTS if layout != MMA_DEFAULT_LAYOUT}
+    )
+    return out
 
 
 def _vector_add(x, y):
@@ -73,11 +134,25 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         size = shape["m"] * shape["n"] * shape["k"]
         if size > SLOW_MATMUL_MAX[variant]:
             return f"{variant} matmul at {shape['m']}x{shape['n']}x{shape['k']} takes too long to time"
+    choices = matmul_ablations().get(variant) if op == "matmul" else None
+    if choices:  # a tile that needs more shared memory per block than this GPU allows (e.g. sm_86/sm_89)
+        import torch
+
+        from .basics.matmul import MMA_DEFAULT_LAYOUT, MMA_TILES, default_tile
+        from .runtime import max_dynamic_smem
+
+        index = torch.cuda.current_device()
+        tile = choices.get("tile") or default_tile(index)
+        smem = MMA_TILES[tile].smem_for(choices.get("layout", MMA_DEFAULT_LAYOUT))
+        if smem > max_dynamic_smem(index):
+            return f"tile {tile} needs {smem} bytes of shared memory per block, more than this GPU allows"
     return None
 
 
 def backend() -> dict:
     """The description attn-bench reads (see ``attn_bench.backend``)."""
+    from .flash import BWD_VARIANTS, DEFAULT_BWD_VARIANT, DEFAULT_FWD_VARIANT, FWD_VARIANTS
+
     return {
         "name": "cuda",
         "version": __version__,
@@ -88,6 +163,11 @@ def backend() -> dict:
             "vector_add": _vector_add,
             "softmax": _softmax,
             "matmul": {v: _matmul(v) for v in ("mma", "regblock", "tiled", "naive")},
+        },
+        "ablations": {
+            "attention_fwd": {v: _fwd_variant(v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
+            "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
+            "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},
         },
         "supports": supports,
     }

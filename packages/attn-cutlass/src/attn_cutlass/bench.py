@@ -1,8 +1,33 @@
-"""attn-bench backend: ``[project.entry-points."attn_bench.backends"] cutlass = "attn_cutlass.bench:backend"``."""
+"""attn-bench backend: ``[project.entry-points."attn_bench.backends"] cutlass = "attn_cutlass.bench:backend"``.
+
+Ablation variants (attn-bench's ``ablations`` preset only, beside the default): ``matmul/one_cta_per_tile``,
+the persistent sm90 GEMM launched with one CTA per output tile (its tile loop then runs once), and
+``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
+reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+
 from . import __version__
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """``values`` in ``os.environ`` for the body; those keys' earlier state back afterwards, even on errors."""
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _fwd(q, k, v, *, causal=False, softmax_scale=None):
@@ -11,10 +36,47 @@ def _fwd(q, k, v, *, causal=False, softmax_scale=None):
     return flash_attn_func(q, k, v, softmax_scale=softmax_scale, causal=causal)
 
 
+@functools.cache
+def _atomic_dq_function():
+    """``interface._FlashAttnFunc`` whose backward runs with ``ATTN_CUTLASS_BWD_DQ=atomic``."""
+    from . import interface
+
+    class AtomicDq(interface._FlashAttnFunc):
+        @staticmethod
+        def backward(ctx, dout, dlse):
+            with _environ({"ATTN_CUTLASS_BWD_DQ": "atomic"}):
+                return interface._FlashAttnFunc.backward(ctx, dout, dlse)
+
+    return AtomicDq
+
+
+def _dq_atomic(q, k, v, *, causal=False, softmax_scale=None):
+    """``flash_attn_func``'s checks and arguments, through :func:`_atomic_dq_function`."""
+    from attn_reference.validation import check_options, check_qkv
+
+    from . import interface
+
+    shape = check_qkv(
+        q, k, v, dtypes=interface.DTYPES, head_dims=interface.HEAD_DIMS, head_dim_v_must_match=True
+    )
+    (left, right), softcap, scale = check_options(softmax_scale, causal, (-1, -1), 0.0, shape.head_dim)
+    is_causal = causal or (right == 0 and left < 0)
+    args = (None, None, shape.seqlen_q, shape.seqlen_k, scale, is_causal, left, right, softcap)
+    return _atomic_dq_function().apply(q, k, v, *args)[0]
+
+
 def _matmul(a, b):
     from .gemm import matmul
 
     return matmul(a, b)
+
+
+def _matmul_one_cta_per_tile(a, b):
+    from .gemm import _matmul_sm90
+
+    # GemmSm90's 128 x 256 output tile (tools/gpu_check.py times the same launch).
+    tiles = -(-a.shape[0] // 128) * -(-b.shape[1] // 256)
+    return _matmul_sm90(a, b, num_ctas=tiles)
 
 
 def _supports(op, variant, shape, device):
@@ -29,6 +91,8 @@ def _supports(op, variant, shape, device):
         return f"the sm90 backward covers head dims 64 and 128, not {head_dim}"
     if op.startswith("attention") and head_dim is not None and head_dim not in (64, 128, 256):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
+    if variant == "one_cta_per_tile" and os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80":
+        return "ATTN_CUTLASS_FORCE_ARCH=sm80: the default row runs the sm80 GEMM, not the persistent one"
     return None
 
 
@@ -39,5 +103,9 @@ def backend():
         "devices": ("cuda",),
         # attention_bwd: the harness differentiates the forward (flash_bwd_sm90 underneath).
         "ops": {"attention_fwd": _fwd, "attention_bwd": _fwd, "matmul": _matmul},
+        "ablations": {
+            "attention_bwd": {"dq_atomic": _dq_atomic},
+            "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile},
+        },
         "supports": _supports,
     }

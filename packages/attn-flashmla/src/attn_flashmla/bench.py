@@ -7,61 +7,83 @@ Two ops, in FlashMLA's conventions (see ``attn_bench.backend``):
   DSL kernel forced, Hopper only). Each is *preparable*: ``prepare`` makes the scheduler metadata with one
   untimed call, so the timed callable is what a model's later layers pay.
 * ``mla_sparse``: sparse prefill (``flash_mla_sparse_fwd``).
+
+Ablation variants of ``mla_decode`` (attn-bench's ``ablations`` preset only), each measured against the
+forced path it changes: ``triton_gather`` (``ATTN_FLASHMLA_TRITON_TMA=0``: K tiles gathered token by token,
+against ``triton``'s TMA tiles), ``cute_1wg`` (``ATTN_FLASHMLA_CUTE_WARPGROUPS=1``) and ``cute_no_split_s``
+(``ATTN_FLASHMLA_CUTE_SPLIT_S=0``), both against ``cute``. Sparse prefill has none: the split of the index
+lists (``ATTN_FLASHMLA_SPARSE_SPLITS``) is sparse *decoding*'s, which no attn-bench op runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from attn_flashmla import __version__
 from attn_flashmla.interface import flash_mla_sparse_fwd, flash_mla_with_kvcache, get_mla_metadata
 
 
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """``values`` in ``os.environ`` for the body; those keys' earlier state back afterwards, even on errors."""
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class _Decode:
-    """``mla_decode`` on one path; ``prepare`` keeps the scheduling outside the timed region."""
+    """``mla_decode`` with the switches ``env`` set; ``prepare`` keeps the scheduling outside the timed region.
 
-    def __init__(self, path: str | None):
-        self.path = path
+    The path and Triton's TMA switch are fixed in the schedule that ``prepare`` makes, so the timed calls
+    run without them. The CuTe kernel's warpgroups and split S are read again on every call (the compiled
+    kernels are keyed on them): ``every_call`` sets those around each timed call too. ``baseline``: the
+    variant an ablation variant is measured against (attn-bench), when not the op's default.
+    """
 
-    def _run(self, meta, q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale, causal):
-        old = os.environ.get("ATTN_FLASHMLA_PATH")
-        if self.path is not None:
-            os.environ["ATTN_FLASHMLA_PATH"] = self.path
-        try:
-            return flash_mla_with_kvcache(
-                q, k_cache, block_table, cache_seqlens, head_dim_v, meta,
-                softmax_scale=softmax_scale, causal=causal,
-            )  # fmt: skip
-        finally:
-            if self.path is not None:
-                if old is None:
-                    os.environ.pop("ATTN_FLASHMLA_PATH", None)
-                else:
-                    os.environ["ATTN_FLASHMLA_PATH"] = old
+    def __init__(self, every_call: bool = False, baseline: str | None = None, **env: str):
+        self.env, self.every_call = env, every_call
+        if baseline is not None:
+            self.baseline = baseline
 
     def __call__(
         self, q, k_cache, block_table, cache_seqlens, head_dim_v, *, softmax_scale=None, causal=False
     ):
         meta, _ = get_mla_metadata()
-        return self._run(meta, q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale, causal)
+        with _environ(self.env):
+            return flash_mla_with_kvcache(
+                q, k_cache, block_table, cache_seqlens, head_dim_v, meta,
+                softmax_scale=softmax_scale, causal=causal,
+            )  # fmt: skip
 
     def prepare(
         self, q, k_cache, block_table, cache_seqlens, head_dim_v, *, softmax_scale=None, causal=False
     ):
         meta, _ = get_mla_metadata()
-        args = (q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale, causal)
-        self._run(meta, *args)  # makes the schedule (reads cache_seqlens on the host once)
-        # The path is fixed in the schedule now; later calls need no environment switch.
-        return lambda: flash_mla_with_kvcache(
-            q,
-            k_cache,
-            block_table,
-            cache_seqlens,
-            head_dim_v,
-            meta,
-            softmax_scale=softmax_scale,
-            causal=causal,
-        )
+
+        def run():
+            return flash_mla_with_kvcache(
+                q, k_cache, block_table, cache_seqlens, head_dim_v, meta,
+                softmax_scale=softmax_scale, causal=causal,
+            )  # fmt: skip
+
+        with _environ(self.env):
+            run()  # makes the schedule (reads cache_seqlens on the host once)
+        if not (self.every_call and self.env):
+            return run
+
+        def switched():
+            with _environ(self.env):
+                return run()
+
+        return switched
 
 
 def _mla_sparse(q, kv, indices, sm_scale, d_v):
@@ -76,7 +98,7 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return f"FlashMLA's sparse prefill takes bfloat16, not {dtype}"
     if op == "mla_decode" and shape.get("head_dim", 576) not in (576, 512):
         return "FlashMLA's head dims are 576 and 512"
-    if op == "mla_decode" and variant == "cute":
+    if op == "mla_decode" and (variant == "cute" or variant.startswith("cute_")):
         if device != "cuda":
             return "the CuTe DSL kernel runs on Hopper GPUs only"
         if shape.get("head_dim", 576) != 576 or shape.get("block_size", 64) != 64:
@@ -92,8 +114,31 @@ def backend() -> dict:
         "devices": ("cuda",),
         "interpreter": True,
         "ops": {
-            "mla_decode": {"default": _Decode(None), "triton": _Decode("triton"), "cute": _Decode("cute")},
+            "mla_decode": {
+                "default": _Decode(),
+                "triton": _Decode(ATTN_FLASHMLA_PATH="triton"),
+                "cute": _Decode(ATTN_FLASHMLA_PATH="cute"),
+            },
             "mla_sparse": _mla_sparse,
+        },
+        "ablations": {
+            "mla_decode": {
+                "triton_gather": _Decode(
+                    baseline="triton", ATTN_FLASHMLA_PATH="triton", ATTN_FLASHMLA_TRITON_TMA="0"
+                ),
+                "cute_1wg": _Decode(
+                    every_call=True,
+                    baseline="cute",
+                    ATTN_FLASHMLA_PATH="cute",
+                    ATTN_FLASHMLA_CUTE_WARPGROUPS="1",
+                ),
+                "cute_no_split_s": _Decode(
+                    every_call=True,
+                    baseline="cute",
+                    ATTN_FLASHMLA_PATH="cute",
+                    ATTN_FLASHMLA_CUTE_SPLIT_S="0",
+                ),
+            }
         },
         "supports": supports,
     }

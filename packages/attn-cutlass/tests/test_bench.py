@@ -1,0 +1,79 @@
+"""CPU tier: attn-bench's ablation variants (kernels faked): the same call, another switch, environment kept."""
+
+import os
+
+import pytest
+import torch
+
+from attn_cutlass import bench, gemm, interface
+
+
+def test_ablation_tables():
+    desc = bench.backend()
+    assert desc["ablations"] == {
+        "attention_bwd": {"dq_atomic": bench._dq_atomic},
+        "matmul": {"one_cta_per_tile": bench._matmul_one_cta_per_tile},
+    }
+
+
+@pytest.fixture
+def fake_kernels(monkeypatch):
+    """``_forward`` / ``_backward`` recorded instead of launched; the backward notes the dQ switch it saw."""
+    calls = []
+
+    def forward(q, k, v, *args):
+        calls.append(("fwd", args))
+        b, s, h, _ = q.shape
+        return q * 1.0, torch.zeros(b, h, s)
+
+    def backward(dout, q, k, v, *args):
+        calls.append(("bwd", interface.bwd_dq_reduce()))
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+
+    monkeypatch.setattr(interface, "_forward", forward)
+    monkeypatch.setattr(interface, "_backward", backward)
+    monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
+    return calls
+
+
+@pytest.mark.parametrize("user", [None, "tma"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_dq_atomic_runs_the_default_forward_and_restores_the_environment(
+    fake_kernels, monkeypatch, user, causal
+):
+    if user is None:
+        monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
+    else:
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", user)
+    grads = []
+    for fn in (bench._fwd, bench._dq_atomic):
+        q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        out = fn(q, k, v, causal=causal, softmax_scale=None)
+        out.backward(torch.ones_like(out))
+        grads.append(q.grad)
+    (_, fwd_default), (_, bwd_default), (_, fwd_atomic), (_, bwd_atomic) = fake_kernels
+    assert fwd_atomic == fwd_default  # what flash_attn_func passes, the same compiled forward
+    assert (bwd_default, bwd_atomic) == ("tma", "atomic")
+    assert os.environ.get("ATTN_CUTLASS_BWD_DQ") == user
+    assert all(g is not None for g in grads)
+
+
+def test_dq_atomic_restores_the_environment_when_the_backward_fails(fake_kernels, monkeypatch):
+    monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
+
+    def broken(*args):
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setattr(interface, "_backward", broken)
+    q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    out = bench._dq_atomic(q, k, v, causal=False, softmax_scale=None)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        out.backward(torch.ones_like(out))
+    assert "ATTN_CUTLASS_BWD_DQ" not in os.environ
+
+
+def test_one_cta_per_tile_launches_the_tile_count(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(gemm, "_matmul_sm90", lambda a, b, num_ctas=None: seen.setdefault("ctas", num_ctas))
+    bench._matmul_one_cta_per_tile(torch.empty(1000, 64), torch.empty(64, 600))
+    assert seen["ctas"] == 8 * 3  # ceil(1000 / 128) x ceil(600 / 256)
