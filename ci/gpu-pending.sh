@@ -12,18 +12,26 @@
 # matmul tiles and layouts; attn-cutlass's backward suite with dQ by TMA reduce-add (passed, now the
 # default); attn-triton v1c's conformance subsets and the warp-specialisation sweep; attn-flashmla's whole
 # sm90 tier with the two-warpgroup CuTe kernel, and split S's page-64 cases (passed, now the default).
-# Still owed, in priority order:
+# Still owed, in priority order (2026-12-03):
+#   queue d: the 16k attention rows with every implementation and the peers in one run (attention-fwd,
+#            attention-bwd at hd128): the same-run ratios of the new defaults (attn-cuda wide48/wide8,
+#            attn-cutlass TMA dQ, attn-triton's hd128 dQ choice)
 #   queue a: attn-flashmla's sm90 tier with split S the default (the Triton-forced class aside);
 #            attn-cuda's conformance class with the new defaults (wide48 forward, wide8 backward: each passed its own tests already)
-#   queue b: attn-bench's ablations preset (every optimisation's before/after pair in one run) and the
-#            mla-decode rows with the new CuTe default
+#   queue b: attn-bench's ablations preset (every optimisation's before/after pair in one run; it holds the
+#            mla-decode rows of the new CuTe default too)
 #   queue c: the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
 #            extras): two 300 s runs reached 58 % with no failure
+# Where pytest-xdist is importable the test steps run JOBS (default 6) workers on the one GPU: the tiers
+# are bound by compiles (Triton, NVRTC, CuTe DSL) on the CPU, not by the GPU. The logs go back as one
+# archive ($OUT/pending/logs.tgz) beside the JSON files: a call brings back at most 8 files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}/pending
 mkdir -p "$out"
 export TRITON_CACHE_DIR=/tmp/triton-cache PYTHONUNBUFFERED=1
+xdist=()
+if python3 -c "import xdist" 2>/dev/null; then xdist=(-n "${JOBS:-6}"); fi
 
 # One device call may run 600 s: every step's limit shrinks to what is left of DEADLINE (seconds from start),
 # and a step with under 20 s left is skipped (named in the summary, to run in the next call).
@@ -42,23 +50,31 @@ step() {  # step NAME SECONDS CMD...: run with a hard limit, log to $out/NAME.lo
 queue_a() {
     export CUDA_VISIBLE_DEVICES=0
     # the Triton-forced class ran after its last change (73 passed); everything else meets the CuTe default
-    step flashmla-sm90 330 python3 -m pytest packages/attn-flashmla/tests --tier sm90 -q -k "not TestFlashMLATritonSm90"
-    step cuda-defaults 230 python3 -m pytest packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+    step flashmla-sm90 330 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests --tier sm90 -q \
+        -k "not TestFlashMLATritonSm90"
+    step cuda-defaults 230 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
         -k "TestCudaConformance and not Base"
 }
 
 queue_c() {
     export CUDA_VISIBLE_DEVICES=0
     # the conformance subsets that ran under v1c are left out (TRITON_K overrides the selection)
-    step triton-sm90 540 python3 -m pytest packages/attn-triton/tests --tier sm90 -q \
+    step triton-sm90 540 python3 -m pytest "${xdist[@]}" packages/attn-triton/tests --tier sm90 -q \
         -k "${TRITON_K:-not TestTritonConformanceSm90}"
 }
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=$gpu_b
-    step ablations 420 python3 -m attn_bench run --preset ablations --time-budget 400 -o "$out/ablations.json"
-    step bench-mla 140 python3 -m attn_bench run --preset deliverable -s mla-decode --time-budget 120 \
-        -o "$out/bench-mla.json"
+    step ablations 540 python3 -m attn_bench run --preset ablations --time-budget "${ABLATION_BUDGET:-500}" \
+        -o "$out/ablations.json"
+}
+
+queue_d() {
+    export CUDA_VISIBLE_DEVICES=$gpu_b
+    step bench-fwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-fwd \
+        --where seqlen_k=16384 --time-budget 170 -o "$out/fwd16k.json"
+    step bench-bwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-bwd \
+        --where seqlen_k=16384 --where head_dim=128 --time-budget 170 -o "$out/bwd16k.json"
 }
 
 # Two GPUs: queues a and b side by side. One GPU (nvidia-h200): the queues run one after another on it,
@@ -77,3 +93,4 @@ else
     done
 fi
 cat "$out"/queue-*.txt
+tar -czf "$out/logs.tgz" -C "$out" $(cd "$out" && ls ./*.log ./*.txt 2>/dev/null) && rm -f "$out"/*.log "$out"/queue-*.txt
