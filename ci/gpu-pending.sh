@@ -12,16 +12,12 @@
 # matmul tiles and layouts; attn-cutlass's backward suite with dQ by TMA reduce-add (passed, now the
 # default); attn-triton v1c's conformance subsets and the warp-specialisation sweep; attn-flashmla's whole
 # sm90 tier with the two-warpgroup CuTe kernel, and split S's page-64 cases (passed, now the default).
-# Still owed, in priority order (2026-12-03):
-#   queue d: the 16k attention rows with every implementation and the peers in one run (attention-fwd,
-#            attention-bwd at hd128): the same-run ratios of the new defaults (attn-cuda wide48/wide8,
-#            attn-cutlass TMA dQ, attn-triton's hd128 dQ choice)
-#   queue a: attn-flashmla's sm90 tier with split S the default (the Triton-forced class aside);
-#            attn-cuda's conformance class with the new defaults (wide48 forward, wide8 backward: each passed its own tests already)
-#   queue b: attn-bench's ablations preset (every optimisation's before/after pair in one run; it holds the
-#            mla-decode rows of the new CuTe default too)
-#   queue c: the rest of the attn-triton sm90 tier (the sm80 pointer path forced on Hopper, basics,
-#            extras): two 300 s runs reached 58 % with no failure
+# Done on 2026-12-03 (one H200): queue d (116 rows, all checks passed), queue a (attn-flashmla sm90 74
+# passed, 7 skipped; attn-cuda conformance 79 passed), queue b (ablations, 112 rows, all passed), queue c
+# (attn-triton 109 passed, 37 skipped); attn-reference's sm90 tier (148 passed). The whole attn-cutlass and
+# attn-cuda sm90 tiers with 8 workers reached about 99 % in 200 s each, no failure, and were cut there.
+# Still owed:
+#   queue e: the whole attn-cutlass and attn-cuda sm90 tiers to their end, and attn-bench's sm90 test
 # Where pytest-xdist is importable the test steps run JOBS (default 6) workers on the one GPU: the tiers
 # are bound by compiles (Triton, NVRTC, CuTe DSL) on the CPU, not by the GPU. The logs go back as one
 # archive ($OUT/pending/logs.tgz) beside the JSON files: a call brings back at most 8 files.
@@ -75,6 +71,13 @@ queue_d() {
         --where seqlen_k=16384 --time-budget 170 -o "$out/fwd16k.json"
     step bench-bwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-bwd \
         --where seqlen_k=16384 --where head_dim=128 --time-budget 170 -o "$out/bwd16k.json"
+}
+
+queue_e() {
+    export CUDA_VISIBLE_DEVICES=0
+    step cutlass-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q
+    step cuda-sm90 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests --tier sm90 -q
+    step bench-sm90 60 python3 -m pytest packages/attn-bench/tests --tier sm90 -q
 }
 
 # Two GPUs: queues a and b side by side. One GPU (nvidia-h200): the queues run one after another on it,
