@@ -130,6 +130,7 @@ def test_ablations_preset_selects_the_guide_pairs():
         ("attention-fwd", "b1 s16384 h32 d64"),
         ("attention-fwd", "b1 s16384 h16 d128"),
         ("attention-fwd", "b1 s16384 h16 d128 causal"),
+        ("attention-fwd", "b1 s16384 h8 d256 causal"),
         *[
             ("attention-bwd", f"b1 s16384 {hd}{c} {p}")
             for hd, c in (("h32 d64", ""), ("h16 d128", ""), ("h16 d128", " causal"), ("h8 d256", ""))
@@ -144,7 +145,8 @@ def test_ablations_preset_selects_the_guide_pairs():
         impls.setdefault(suite, set()).add(impl)
     # Each op's default and every other variant of the backends with ablations; no peer, no reference.
     assert impls["attention-fwd"] == {
-        "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256"
+        "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
+        "cutlass", "cutlass/causal_lpt",
     }  # fmt: skip
     assert impls["attention-bwd"] == {
         "cuda/mma", "cuda/bwd_base", "cutlass", "cutlass/dq_atomic",
@@ -168,4 +170,4 @@ def test_cli_plan_lists_the_ablations_preset():
 
     res = CliRunner().invoke(app, ["plan", "--preset", "ablations"])
     assert res.exit_code == 0, res.output
-    assert "16 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output
+    assert "17 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output

@@ -82,6 +82,37 @@ class TestCutlassBackwardAtomicDqSm90(TestCutlassBackwardConformanceSm90):
 
 
 @pytest.mark.sm90
+class TestCutlassCausalLptSm90(TestCutlassConformanceSm90):
+    """The forward suite with causal tiles dealt longest first over the whole problem, odd rounds reversed
+    (``ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt``; the default deals them in L2-sized sections)."""
+
+    @pytest.fixture(autouse=True)
+    def _lpt(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", "lpt")
+
+
+@pytest.mark.sm90
+@pytest.mark.parametrize(
+    "batch, seqlen, heads, head_dim",
+    [(1, 16384, 8, 256), (2, 4096, 16, 128), (3, 1000, 5, 64), (4, 2000, 12, 128)],
+)
+def test_causal_schedules_give_identical_outputs(batch, seqlen, heads, head_dim, monkeypatch):
+    """Every tile computes the same thing whichever CTA runs it: the schedules must agree bit for bit."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(batch, seqlen, heads, head_dim, device="cuda", dtype=torch.bfloat16, generator=g)
+        for _ in range(3)
+    )
+    results = {}
+    for schedule in ("sections", "lpt"):
+        monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", schedule)
+        results[schedule] = attn_cutlass.flash_attn_func(q, k, v, causal=True, return_lse=True)
+    (out_s, lse_s), (out_l, lse_l) = results["sections"], results["lpt"]
+    assert torch.equal(out_s, out_l) and torch.equal(lse_s, lse_l)
+    assert out_s.isfinite().all()
+
+
+@pytest.mark.sm90
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("mnk", [(128, 256, 64), (1000, 777, 520), (4096, 4096, 4096)])
 @pytest.mark.parametrize("b_major", ["row", "col"])

@@ -55,9 +55,11 @@ def _deliverable(case: Case) -> bool:
 
 def _ablations(case: Case) -> bool:
     sh = case.shape
-    if case.suite == "attention-fwd":  # the guide quotes hd128 causal and not, hd64 not causal
+    if case.suite == "attention-fwd":  # hd128 causal and not, hd64 not causal, hd256 causal (schedules)
         return sh["seqlen_q"] == 16384 and (
-            sh["head_dim"] == 128 or (sh["head_dim"] == 64 and not sh["causal"])
+            sh["head_dim"] == 128
+            or (sh["head_dim"] == 64 and not sh["causal"])
+            or (sh["head_dim"] == 256 and sh["causal"])
         )
     if case.suite == "attention-bwd":  # every head dim; causal at hd128 (where dQ keeps its atomics)
         return sh["seqlen_q"] == 16384 and (sh["head_dim"] == 128 or not sh["causal"])

@@ -3,7 +3,10 @@
 Ablation variants (attn-bench's ``ablations`` preset only, beside the default): ``matmul/one_cta_per_tile``,
 the persistent sm90 GEMM launched with one CTA per output tile (its tile loop then runs once), and
 ``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
-reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only).
+reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
+``attention_fwd/causal_lpt``, the sm90 forward dealing causal tiles longest first over the whole problem
+with odd rounds reversed (``ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt``, read per call) instead of in L2-sized
+sections; causal shapes only.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ def _dq_atomic(q, k, v, *, causal=False, softmax_scale=None):
     return _atomic_dq_function().apply(q, k, v, *args)[0]
 
 
+def _causal_lpt(q, k, v, *, causal=False, softmax_scale=None):
+    with _environ({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "lpt"}):
+        return _fwd(q, k, v, causal=causal, softmax_scale=softmax_scale)
+
+
 def _matmul(a, b):
     from .gemm import matmul
 
@@ -91,6 +99,8 @@ def _supports(op, variant, shape, device):
         return f"the sm90 backward covers head dims 64 and 128, not {head_dim}"
     if op.startswith("attention") and head_dim is not None and head_dim not in (64, 128, 256):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
+    if variant == "causal_lpt" and not shape.get("causal"):
+        return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
     if variant == "one_cta_per_tile" and os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80":
         return "ATTN_CUTLASS_FORCE_ARCH=sm80: the default row runs the sm80 GEMM, not the persistent one"
     return None
@@ -104,6 +114,7 @@ def backend():
         # attention_bwd: the harness differentiates the forward (flash_bwd_sm90 underneath).
         "ops": {"attention_fwd": _fwd, "attention_bwd": _fwd, "matmul": _matmul},
         "ablations": {
+            "attention_fwd": {"causal_lpt": _causal_lpt},
             "attention_bwd": {"dq_atomic": _dq_atomic},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile},
         },

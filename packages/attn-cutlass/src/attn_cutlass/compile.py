@@ -95,7 +95,8 @@ def compile_flash_fwd_sm90(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
 
     kernel = FlashAttentionForwardSm90(_cutlass_dtype(dtype), head_dim, **flags)
     args = fake_attention_args(dtype, head_dim, varlen=flags.get("varlen", False))
-    scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1, 1)
+    # scale_log2, softcap_pre, softcap, windows, qhead_per_kvhead, m blocks, tiles, CTAs, hb_chunk, snake
+    scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1, 1, 1)
     return compile_kernel(kernel, *args, *scalars, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)
 
 

@@ -19,8 +19,8 @@ Two overlaps hide the softmax (exp2 runs on the 16/clk/SM MUFU unit, the tensor 
   waits only for S_j, and runs the softmax of S_j while the P V GEMM is still in flight.
 
 The grid is persistent: ``min(#tiles, #SMs)`` CTAs walk a static schedule of (m_block, head, batch)
-tiles, m_block fastest (neighbouring CTAs share K/V of one head in L2); causal runs reverse the m_blocks
-so the longest rows start first. Masks (causal, sliding window, seqlen_k edge) follow flash-attn's
+tiles, m_block fastest (neighbouring CTAs share K/V of one head in L2); causal runs put the longest tiles
+first (see ``tile_coords``). Masks (causal, sliding window, seqlen_k edge) follow flash-attn's
 bottom-right convention and are applied only to the key blocks that cross a boundary.
 """
 
@@ -57,6 +57,40 @@ def _permute(t: cute.Tensor, order) -> cute.Tensor:
         t.iterator,
         cute.make_layout(tuple(t.shape[i] for i in order), stride=tuple(t.stride[i] for i in order)),
     )
+
+
+def tile_coords(tile, num_m_blocks, num_heads, num_tiles, hb_chunk, snake, num_ctas, *, causal, min_=min):
+    """(m_block, head, batch) of linear tile ``tile``; CTA ``i`` runs tiles ``i, i + num_ctas, ...``.
+
+    Plain integer arithmetic, so the kernel traces it with DSL integers (``min_=cutlass.min``) and the CPU
+    tests run the very same function on Python ints.
+
+    Non-causal: every tile costs the same; m_block fastest, so the CTAs running together share one head's
+    K/V in L2. Causal: a tile's cost grows with m_block, and the static round-robin is only balanced if the
+    tiles come longest first *across* heads (LPT); m_block fastest gave CTA 0 three times the work of
+    CTA 64. So the (head, batch) pairs are cut into sections of ``hb_chunk`` and each section is walked
+    m_block-major, longest first, heads fastest. With ``snake`` (0 or 1) every odd round of ``num_ctas``
+    tiles is handed out in reverse (CTA 0 takes the round's last tile), so a CTA that drew a long tile in
+    one round draws a short one in the next; with one section for the whole problem that keeps every
+    CTA's total within about 1 % of the mean, where plain rounds over L2-sized sections can leave the
+    busiest CTA with nearly twice the mean (``interface.causal_schedule``).
+    """
+    if causal:
+        rnd = tile // num_ctas
+        pos = tile - rnd * num_ctas
+        in_round = min_(num_ctas, num_tiles - rnd * num_ctas)
+        tile = tile + snake * (rnd % 2) * (in_round - 1 - 2 * pos)
+    m_block = tile % num_m_blocks
+    rest = tile // num_m_blocks
+    if causal:
+        n_hb = num_tiles // num_m_blocks
+        chunk_tiles = hb_chunk * num_m_blocks
+        chunk = tile // chunk_tiles
+        local = tile - chunk * chunk_tiles
+        in_chunk = min_(hb_chunk, n_hb - chunk * hb_chunk)
+        m_block = num_m_blocks - 1 - local // in_chunk
+        rest = chunk * hb_chunk + local % in_chunk
+    return m_block, rest % num_heads, rest // num_heads
 
 
 def tile_config(head_dim: int) -> tuple[int, int, int]:
@@ -118,7 +152,8 @@ class FlashAttentionForwardSm90:
         num_m_blocks: Int32,
         num_tiles: Int32,
         num_ctas: Int32,
-        hb_chunk: Int32,  # causal schedule: (head, batch) pairs per L2 section (see _tile_coords)
+        hb_chunk: Int32,  # causal schedule: (head, batch) pairs per section (see tile_coords)
+        snake: Int32,  # causal schedule: 1 reverses every odd round of tiles (see tile_coords)
         stream: cuda.CUstream,
     ):
         if const_expr(self.varlen):
@@ -201,33 +236,32 @@ class FlashAttentionForwardSm90:
             num_m_blocks,
             num_tiles,
             hb_chunk,
+            snake,
         ).launch(grid=(num_ctas, 1, 1), block=(self.threads, 1, 1), stream=stream, min_blocks_per_mp=1)
 
     # -------------------------------------------------------------------------------------- device
     @cute.jit
     def _tile_coords(
-        self, tile: Int32, num_m_blocks: Int32, num_heads: Int32, num_tiles: Int32, hb_chunk: Int32
+        self,
+        tile: Int32,
+        num_m_blocks: Int32,
+        num_heads: Int32,
+        num_tiles: Int32,
+        hb_chunk: Int32,
+        snake: Int32,
     ):
-        """(m_block, head, batch) of a linear tile index.
-
-        Non-causal: every tile costs the same; m_block fastest, so the CTAs running together share one
-        head's K/V in L2. Causal: a tile's cost grows with m_block, and the static round-robin (CTA i takes
-        tiles i, i + #CTAs, ...) is only balanced if the tiles come longest first *across* heads (LPT);
-        ordering m_block fastest gave CTA 0 three times the work of CTA 64 (0.41x of FA4). So the
-        (head, batch) pairs are cut into sections of ``hb_chunk`` (sized on the host so that a section's
-        K/V fits in L2) and each section is walked m_block-major, longest first, heads fastest.
-        """
-        m_block = tile % num_m_blocks
-        rest = tile // num_m_blocks
-        if const_expr(self.causal):
-            n_hb = num_tiles // num_m_blocks
-            chunk_tiles = hb_chunk * num_m_blocks
-            chunk = tile // chunk_tiles
-            local = tile - chunk * chunk_tiles
-            in_chunk = cutlass.min(hb_chunk, n_hb - chunk * hb_chunk)
-            m_block = num_m_blocks - 1 - local // in_chunk
-            rest = chunk * hb_chunk + local % in_chunk
-        return m_block, rest % num_heads, rest // num_heads
+        """(m_block, head, batch) of a linear tile index: ``tile_coords`` with this launch's grid."""
+        return tile_coords(
+            tile,
+            num_m_blocks,
+            num_heads,
+            num_tiles,
+            hb_chunk,
+            snake,
+            cute.arch.grid_dim()[0],
+            causal=self.causal,
+            min_=cutlass.min,
+        )
 
     @cute.jit
     def _seqlens(
@@ -415,6 +449,7 @@ class FlashAttentionForwardSm90:
         num_m_blocks: Int32,
         num_tiles: Int32,
         hb_chunk: Int32,
+        snake: Int32,
     ):
         tidx, _, _ = cute.arch.thread_idx()
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
@@ -465,7 +500,7 @@ class FlashAttentionForwardSm90:
                 tile = cute.arch.block_idx()[0]
                 while tile < num_tiles:
                     m_block, head, batch = self._tile_coords(
-                        tile, num_m_blocks, num_heads, num_tiles, hb_chunk
+                        tile, num_m_blocks, num_heads, num_tiles, hb_chunk, snake
                     )
                     off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mO, tma_k, mCuQ, mCuK)
                     n_min, n_max = self._n_block_range(m_block, seqlen_q, seqlen_k, window_left, window_right)
@@ -567,7 +602,9 @@ class FlashAttentionForwardSm90:
             st_v = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.kv_stages)
             tile = cute.arch.block_idx()[0]
             while tile < num_tiles:
-                m_block, head, batch = self._tile_coords(tile, num_m_blocks, num_heads, num_tiles, hb_chunk)
+                m_block, head, batch = self._tile_coords(
+                    tile, num_m_blocks, num_heads, num_tiles, hb_chunk, snake
+                )
                 off_q, seqlen_q, off_k, seqlen_k = self._seqlens(batch, mO, tma_k, mCuQ, mCuK)
                 n_min, n_max = self._n_block_range(m_block, seqlen_q, seqlen_k, window_left, window_right)
                 if m_block * tile_m < seqlen_q:
