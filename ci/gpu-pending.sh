@@ -17,10 +17,12 @@
 # (attn-triton 109 passed, 37 skipped); attn-reference's sm90 tier (148 passed). The whole attn-cutlass and
 # attn-cuda sm90 tiers with 8 workers reached about 99 % in 200 s each, no failure, and were cut there.
 # Still owed:
-#   queue f: attn-cutlass's opt-in causal schedule (ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt, written 2026-12-03,
-#            never run): its conformance class and the bit-for-bit comparison with the default, then the
-#            ablations preset's attention-fwd rows (cutlass against cutlass/causal_lpt at hd128 and hd256
-#            causal 16k); a win there makes lpt the default (then the 16k causal rows again, with FA4)
+#   queue f: the causal schedules written 2026-12-03, never run: attn-cutlass's ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt
+#            (its conformance class, bit-for-bit equality with the default) and attn-cuda's
+#            ATTN_CUDA_CAUSAL_ORDER=heads_first (bit-for-bit equality per forward variant), then the
+#            ablations preset's attention-fwd rows (cutlass/causal_lpt, cuda/causal_heads_first against
+#            their defaults at hd128 and hd256 causal 16k); a win makes it the default (then the 16k causal
+#            rows again, with FA4)
 #   queue e: the whole attn-cutlass and attn-cuda sm90 tiers to their end, and attn-bench's sm90 test
 # Where pytest-xdist is importable the test steps run JOBS (default 6) workers on the one GPU: the tiers
 # are bound by compiles (Triton, NVRTC, CuTe DSL) on the CPU, not by the GPU. The logs go back as one
@@ -81,7 +83,9 @@ queue_f() {
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-lpt 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "CausalLpt or causal_schedules"
-    if grep -q " passed" "$out/cutlass-lpt.log" && ! grep -q "failed\|error" "$out/cutlass-lpt.log"; then
+    step cuda-order 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "causal_orders"
+    if ! grep -q "failed\|error" "$out/cutlass-lpt.log" "$out/cuda-order.log"; then
         step lpt-rows 200 python3 -m attn_bench run --preset ablations -s attention-fwd --time-budget 180 \
             -o "$out/ablations-fwd.json"
     fi

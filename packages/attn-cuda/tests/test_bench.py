@@ -12,7 +12,9 @@ from attn_reference import attention_naive
 
 def test_ablation_tables_hold_every_other_choice():
     abl = bench.backend()["ablations"]
-    assert set(abl["attention_fwd"]) == set(flash.FWD_VARIANTS) - {flash.DEFAULT_FWD_VARIANT}
+    assert set(abl["attention_fwd"]) == set(flash.FWD_VARIANTS) - {flash.DEFAULT_FWD_VARIANT} | {
+        "causal_heads_first"
+    }
     assert set(abl["attention_bwd"]) == {f"bwd_{v}" for v in flash.BWD_VARIANTS} - {
         f"bwd_{flash.DEFAULT_BWD_VARIANT}"
     }
@@ -31,8 +33,8 @@ def fake_kernels(monkeypatch):
     """flash_fwd / flash_bwd replaced by the naive reference on CPU tensors, recording the variant asked."""
     calls = []
 
-    def fwd(q, k, v, scale, causal, *, kernel="mma", variant=None):
-        calls.append(("fwd", variant))
+    def fwd(q, k, v, scale, causal, *, kernel="mma", variant=None, order=None):
+        calls.append(("fwd", variant, order))
         out, lse = attention_naive(q, k, v, softmax_scale=scale, causal=causal, return_lse=True)
         return out.to(q.dtype), lse.float()
 
@@ -50,7 +52,8 @@ def test_forward_variants_pass_their_tiling(fake_kernels):
     before = {k: v for k, v in os.environ.items() if k.startswith("ATTN_")}
     for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
         fn(q, k, v, causal=True, softmax_scale=None)
-        assert fake_kernels.pop() == ("fwd", name)
+        want = ("fwd", None, "heads_first") if name == "causal_heads_first" else ("fwd", name, None)
+        assert fake_kernels.pop() == want
     assert {k: v for k, v in os.environ.items() if k.startswith("ATTN_")} == before
 
 
@@ -59,7 +62,7 @@ def test_backward_variants_run_the_default_forward_and_their_backward(fake_kerne
     for name, fn in bench.backend()["ablations"]["attention_bwd"].items():
         out = fn(q, k, v, causal=False, softmax_scale=0.125)
         out.backward(torch.ones_like(out))
-        assert fake_kernels[-2:] == [("fwd", None), ("bwd", name.removeprefix("bwd_"))]
+        assert fake_kernels[-2:] == [("fwd", None, None), ("bwd", name.removeprefix("bwd_"))]
         assert q.grad is not None and not q.grad.any()
 
 
@@ -76,3 +79,11 @@ def test_matmul_ablations_refuse_tiles_the_gpu_cannot_hold(monkeypatch):
     # a layout keeps the device's default tile, the one that fits there
     assert mm.MMA_TILES[mm.default_tile(0)].smem_for(MMA_DEFAULT_LAYOUT) <= 99 * 1024
     assert bench.supports("matmul", "mma_plain_smem", shape, "cuda") is None
+
+
+def test_causal_heads_first_declines_non_causal_shapes():
+    shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=16, heads_k=16, head_dim=128)
+    assert bench.supports("attention_fwd", "causal_heads_first", {**shape, "causal": True}, "cuda") is None
+    assert "non-causal" in bench.supports(
+        "attention_fwd", "causal_heads_first", {**shape, "causal": False}, "cuda"
+    )

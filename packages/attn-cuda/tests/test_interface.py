@@ -161,6 +161,34 @@ def test_forward_variant_selection(monkeypatch):
             assert configs[128].for_causal(causal).name(torch.float16, causal) in names
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("order", [None, "per_head", "heads_first"])
+def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, order):
+    """What the forward launches: the grid's axes and the ``heads_first`` argument, the kernel faked."""
+    monkeypatch.delenv("ATTN_CUDA_CAUSAL_ORDER", raising=False)
+    launched = []
+    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
+    monkeypatch.setattr(
+        flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append((grid, args))
+    )
+    q, k, v = (torch.zeros(2, 1000, 16, 128, dtype=torch.bfloat16) for _ in range(3))
+    flash.flash_fwd(q, k, v, 0.1, causal, order=order)
+    ((grid, args),) = launched
+    heads_first = causal and order == "heads_first"
+    assert grid == ((16, 8, 2) if heads_first else (8, 16, 2))  # 1000 rows in blocks of 128
+    assert args[-1].value == int(heads_first)
+
+
+def test_causal_order_selection(monkeypatch):
+    monkeypatch.delenv("ATTN_CUDA_CAUSAL_ORDER", raising=False)
+    assert flash.causal_order() == flash.DEFAULT_CAUSAL_ORDER == "per_head"
+    monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", "heads_first")
+    assert flash.causal_order() == "heads_first" and flash.causal_order("per_head") == "per_head"
+    with pytest.raises(ValueError, match="causal order"):
+        flash.causal_order("longest")
+    assert flash.FWD_VARIANTS["wide48"][128].grid(2, 16, 1000, heads_first=True) == (16, 8, 2)
+
+
 def test_bench_description_normalises():
     # attn-bench is not a dependency of attn-cuda: this check runs where both are installed.
     normalise = pytest.importorskip("attn_bench.backend", reason="attn-bench is not installed").normalise

@@ -8,7 +8,8 @@ Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2
 
 Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): every other forward
 tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
-(``bwd_<name>``), and the tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and
+(``bwd_<name>``), the causal launch order ``causal_heads_first`` (``flash.CAUSAL_ORDERS``; causal shapes
+only), and the tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and
 shared-memory layouts (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no
 environment variable is touched.
 """
@@ -48,6 +49,13 @@ def _fwd_variant(variant):
 
     run.__name__ = f"flash_fwd_{variant}"
     return run
+
+
+def _causal_heads_first(q, k, v, *, causal, softmax_scale):
+    from . import flash
+
+    scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
+    return flash.flash_fwd(q, k, v, scale, causal, order="heads_first")[0]
 
 
 def _bwd_variant(variant):
@@ -126,6 +134,8 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
             return f"head dim {d}: kernels are instantiated for 64 and 128"
         if shape.get("head_dim_v", d) != d:
             return "head_dim_v must equal head_dim"
+        if variant == "causal_heads_first" and not shape.get("causal"):
+            return "the causal launch order: non-causal blocks all cost the same"
         if variant.startswith("scalar"):
             scores = shape["batch"] * shape["heads_q"] * shape["seqlen_q"] * shape["seqlen_k"]
             if scores > SCALAR_MAX_SCORES:
@@ -165,7 +175,10 @@ def backend() -> dict:
             "matmul": {v: _matmul(v) for v in ("mma", "regblock", "tiled", "naive")},
         },
         "ablations": {
-            "attention_fwd": {v: _fwd_variant(v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
+            "attention_fwd": {
+                **{v: _fwd_variant(v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
+                "causal_heads_first": _causal_heads_first,
+            },
             "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
             "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},
         },

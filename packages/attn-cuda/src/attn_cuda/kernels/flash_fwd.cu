@@ -19,7 +19,10 @@
 //
 // Causal masking is aligned at the bottom right (flash-attn's convention): query i sees key j iff
 // j <= i + seqlen_k - seqlen_q. Tiles entirely above the diagonal are skipped; only tiles that cross it
-// (or the ragged last tile) pay for the mask. Heavy query blocks (late rows) are scheduled first.
+// (or the ragged last tile) pay for the mask. Heavy query blocks (late rows) are scheduled first: the
+// hardware starts blocks in linear order (x fastest), so the grid is (query blocks reversed, heads,
+// batch); with heads_first (causal only) it is (heads, query blocks reversed, batch), and the first wave
+// holds the longest block of every head instead of all of head 0's, which evens out the tail.
 //
 // GQA/MQA: query head h reads KV head h / (heads_q / heads_k). Output: O (batch, seqlen_q, heads, d) and
 // the logsumexp (batch, heads, seqlen_q) in natural log; rows that see no key give O = 0, lse = +inf.
@@ -41,7 +44,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_fwd_mma(
     float* __restrict__ lse, int seqlen_q, int seqlen_k, int heads_q, int group,
     long long q_sb, long long q_ss, long long q_sh, long long k_sb, long long k_ss, long long k_sh,
     long long v_sb, long long v_ss, long long v_sh, long long o_sb, long long o_ss, long long o_sh,
-    float scale_log2) {
+    float scale_log2, int heads_first) {
     constexpr int BM = 16 * NWARPS, NTHREADS = NWARPS * 32;
     constexpr int KT = HD / 16;  // k16 steps of Q K^T
     constexpr int NS = BN / 8;   // n8 tiles of S
@@ -54,8 +57,9 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_fwd_mma(
 
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const int g = lane >> 2, t = lane & 3;
-    const int m_block = CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, hk = h / group;
+    const bool hf = CAUSAL && heads_first;
+    const int m_block = !CAUSAL ? blockIdx.x : hf ? gridDim.y - 1 - blockIdx.y : gridDim.x - 1 - blockIdx.x;
+    const int h = hf ? blockIdx.x : blockIdx.y, b = blockIdx.z, hk = h / group;
     const int m0 = m_block * BM;
     const int diag = seqlen_k - seqlen_q;  // query i sees keys j <= i + diag (causal)
 
@@ -246,7 +250,7 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
     float* __restrict__ lse, int seqlen_q, int seqlen_k, int heads_q, int group,
     long long q_sb, long long q_ss, long long q_sh, long long k_sb, long long k_ss, long long k_sh,
     long long v_sb, long long v_ss, long long v_sh, long long o_sb, long long o_ss, long long o_sh,
-    float scale_log2) {
+    float scale_log2, int heads_first) {
     constexpr int WROWS = 16 * MT;            // query rows per warp
     constexpr int BM = WROWS * NWARPS, NTHREADS = NWARPS * 32;
     constexpr int KT = HD / 16;  // k16 steps of Q K^T
@@ -260,8 +264,9 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
 
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const int g = lane >> 2, t = lane & 3;
-    const int m_block = CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x;  // heaviest blocks first
-    const int h = blockIdx.y, b = blockIdx.z, hk = h / group;
+    const bool hf = CAUSAL && heads_first;  // the grid's order: see the top of this file
+    const int m_block = !CAUSAL ? blockIdx.x : hf ? gridDim.y - 1 - blockIdx.y : gridDim.x - 1 - blockIdx.x;
+    const int h = hf ? blockIdx.x : blockIdx.y, b = blockIdx.z, hk = h / group;
     const int m0 = m_block * BM;
     const int w0 = warp * WROWS;  // this warp's first row inside the block
     const int diag = seqlen_k - seqlen_q;
