@@ -133,6 +133,20 @@ def causal_schedule(
     return _hb_chunk(seqlen_k, head_dim, qhead_per_kvhead), 0
 
 
+def _compiled(key: tuple, make_kernel, *args):
+    """The kernel compiled for ``key`` (the compile-time parameters), built by ``make_kernel()`` and
+    ``cute.compile``-d against ``args`` on first use: once per key, also when threads ask at once."""
+    fn = _cache.get(key)
+    if fn is None:
+        import cutlass.cute as cute
+
+        with _cache_lock:
+            fn = _cache.get(key)
+            if fn is None:
+                fn = _cache[key] = cute.compile(make_kernel(), *args)
+    return fn
+
+
 def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
     """Launch the forward; q/k/v are (b, s, h, d) or packed (total, h, d) with cu_seqlens."""
     import cuda.bindings.driver as cuda
@@ -202,25 +216,19 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
         ),
     )
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
-    fn = _cache.get(key)
-    if fn is None:
-        import cutlass.cute as cute
 
-        with _cache_lock:
-            fn = _cache.get(key)
-            if fn is None:
-                kernel = FlashAttentionForwardSm90(
-                    dt,
-                    head_dim,
-                    causal=causal,
-                    has_left_window=left >= 0,
-                    has_right_window=right >= 0,
-                    has_softcap=softcap > 0,
-                    varlen=varlen,
-                )
-                fn = cute.compile(kernel, *tensors, *scalars, stream)
-                _cache[key] = fn
-    fn(*tensors, *scalars, stream)
+    def make_kernel():
+        return FlashAttentionForwardSm90(
+            dt,
+            head_dim,
+            causal=causal,
+            has_left_window=left >= 0,
+            has_right_window=right >= 0,
+            has_softcap=softcap > 0,
+            varlen=varlen,
+        )
+
+    _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse
 
 
@@ -259,26 +267,19 @@ def _forward_sm80(q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal,
     )
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
     key = ("fwd_sm80", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
-    fn = _cache.get(key)
-    if fn is None:
-        import cutlass.cute as cute
 
-        with _cache_lock:
-            fn = _cache.get(key)
-            if fn is None:
-                dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
-                kernel = FlashAttentionForwardSm80(
-                    dt,
-                    head_dim,
-                    causal=causal,
-                    has_left_window=left >= 0,
-                    has_right_window=right >= 0,
-                    has_softcap=softcap > 0,
-                    varlen=varlen,
-                )
-                fn = cute.compile(kernel, *tensors, *scalars, stream)
-                _cache[key] = fn
-    fn(*tensors, *scalars, stream)
+    def make_kernel():
+        return FlashAttentionForwardSm80(
+            {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype],
+            head_dim,
+            causal=causal,
+            has_left_window=left >= 0,
+            has_right_window=right >= 0,
+            has_softcap=softcap > 0,
+            varlen=varlen,
+        )
+
+    _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse
 
 
@@ -419,26 +420,20 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
     stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
     dq_reduce = "atomic" if varlen else bwd_dq_reduce()
     key = ("bwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen, dq_reduce)
-    fn = _cache.get(key)
-    if fn is None:
-        import cutlass.cute as cute
 
-        with _cache_lock:
-            fn = _cache.get(key)
-            if fn is None:
-                kernel = FlashAttentionBackwardSm90(
-                    dt,
-                    head_dim,
-                    causal=causal,
-                    has_left_window=left >= 0,
-                    has_right_window=right >= 0,
-                    has_softcap=softcap > 0,
-                    varlen=varlen,
-                    dq_reduce=dq_reduce,
-                )
-                fn = cute.compile(kernel, *tensors, *scalars, stream)
-                _cache[key] = fn
-    fn(*tensors, *scalars, stream)
+    def make_kernel():
+        return FlashAttentionBackwardSm90(
+            dt,
+            head_dim,
+            causal=causal,
+            has_left_window=left >= 0,
+            has_right_window=right >= 0,
+            has_softcap=softcap > 0,
+            varlen=varlen,
+            dq_reduce=dq_reduce,
+        )
+
+    _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     total = q.shape[0] if varlen else None
     dq = (dq_acc[:total] if varlen else dq_acc[:, : q.shape[1]]) * scale
     if group > 1:  # GQA/MQA: each KV head's gradient is the sum over its query heads
