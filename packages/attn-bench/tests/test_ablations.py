@@ -146,7 +146,7 @@ def test_ablations_preset_selects_the_guide_pairs():
     # Each op's default and every other variant of the backends with ablations; no peer, no reference.
     assert impls["attention-fwd"] == {
         "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
-        "cuda/causal_heads_first", "cutlass", "cutlass/causal_lpt",
+        "cuda/wide48c", "cuda/causal_heads_first", "cutlass", "cutlass/causal_lpt",
     }  # fmt: skip
     assert impls["attention-bwd"] == {
         "cuda/mma", "cuda/bwd_base", "cutlass", "cutlass/dq_atomic",

@@ -119,7 +119,10 @@ class BwdConfig:
 #: passed its GPU tests but measured slower on the H200 (hd128 16k 271 vs 295 TFLOP/s), so not a default.
 #: ``wide48`` is ``wide`` with 48 keys per step at hd128 (non-causal; 32 causal): each step's fixed costs
 #: (barriers, row max and sum, the O rescale) spread over 1.5x the mma; 251-255 registers, no spills
-#: (NVRTC 13; 64 keys spill a register, and 48 causal spill on sm_90a). Not yet run on a GPU: opt-in.
+#: (NVRTC 13; 64 keys spill a register, and 48 causal spilled on sm_90a); the default since 2026-11-22.
+#: ``wide48c`` is ``wide48`` with 48 keys a step causal too: since the kernel reads the causal order at
+#: run time (2026-12-03) that instantiation compiles without spills on sm_90a as well (255 registers);
+#: written after the last GPU run, opt-in until measured against ``wide48``'s 32-key causal steps.
 FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     "base": {64: FwdConfig(64), 128: FwdConfig(128)},
     "wide": {
@@ -137,6 +140,10 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     "wide48": {
         64: FwdConfig(64, block_n=64, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
         128: FwdConfig(128, block_n=48, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2, causal_block_n=32),
+    },
+    "wide48c": {
+        64: FwdConfig(64, block_n=64, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
+        128: FwdConfig(128, block_n=48, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
     },
 }
 #: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. All passed their GPU tests
