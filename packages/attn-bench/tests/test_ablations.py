@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,12 @@ def test_plan_runs_ablations_only_when_asked():
 
 
 @pytest.mark.usefixtures("fast_timing")
-def test_ablations_preset_run_compares_each_variant_with_its_default(tmp_path):
-    # The preset names no decode-kvcache cases of its own: given with -s, that suite keeps its whole grid.
+def test_ablations_preset_run_compares_each_variant_with_its_default(tmp_path, monkeypatch):
+    # A suite the preset does not name keeps its whole grid when given with -s: here decode-kvcache (whose
+    # GPU cases the real preset names), so the CPU grid runs.
+    real = presets.PRESETS["ablations"]
+    unnamed = tuple(s for s in real.suites if s != "decode-kvcache")
+    monkeypatch.setitem(presets.PRESETS, "ablations", dataclasses.replace(real, suites=unnamed))
     inv = engine.Inventory([Discovered("fake", "tests:fake", backend=_fake())], [])
     opts = engine.Options(mode="cpu", suites=("decode-kvcache",), quick=True, peers=[], preset="ablations")
     doc = engine.run(opts, inv=inv)
@@ -136,6 +141,7 @@ def test_ablations_preset_selects_the_guide_pairs():
             for hd, c in (("h32 d64", ""), ("h16 d128", ""), ("h16 d128", " causal"), ("h8 d256", ""))
             for p in ("bwd", "fwd+bwd")
         ],
+        *[("decode-kvcache", f"b64 hq32 hkv8 d128 cache{s}") for s in (8192, 32768)],
         *[("mla-decode", f"b128 hq{h} sq1 sk{s}") for h in (16, 128) for s in (8192, 32768)],
         ("basics", "matmul 8192^3"),
     ]
@@ -147,11 +153,14 @@ def test_ablations_preset_selects_the_guide_pairs():
     assert impls["attention-fwd"] == {
         "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
         "cuda/wide48c", "cuda/causal_heads_first", "cutlass", "cutlass/causal_lpt",
+        "triton", "triton/pointer_loads", "triton/per_head_order", "triton/unfolded_scale",
+        "triton/stages_3", "triton/stages_2", "triton/stages_1",
     }  # fmt: skip
     assert impls["attention-bwd"] == {
         "cuda/mma", "cuda/bwd_base", "cutlass", "cutlass/dq_atomic",
-        "triton", "triton/deterministic", "triton/atomic_dq",
+        "triton", "triton/deterministic", "triton/atomic_dq", "triton/pointer_loads",
     }  # fmt: skip
+    assert impls["decode-kvcache"] == {"triton", "triton/one_split"}
     assert impls["mla-decode"] == {
         "flashmla", "flashmla/triton", "flashmla/cute",
         "flashmla/triton_gather", "flashmla/cute_1wg", "flashmla/cute_no_split_s",
@@ -170,4 +179,4 @@ def test_cli_plan_lists_the_ablations_preset():
 
     res = CliRunner().invoke(app, ["plan", "--preset", "ablations"])
     assert res.exit_code == 0, res.output
-    assert "17 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output
+    assert "19 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output

@@ -1,4 +1,4 @@
-"""attn-bench's ablation variant ``attention_bwd/atomic_dq``: the default call, its backward's dQ by atomics."""
+"""attn-bench's ablation variants: each computes what the default computes, with one choice taken back."""
 
 from __future__ import annotations
 
@@ -15,8 +15,55 @@ interp = pytest.mark.skipif(not interpreting(), reason="needs TRITON_INTERPRET=1
 
 def test_ablation_table():
     desc = bench.backend()
-    assert desc["ablations"] == {"attention_bwd": {"atomic_dq": bench._atomic_dq}}
+    abl = desc["ablations"]
+    assert set(abl) == {"attention_fwd", "attention_bwd", "decode_kvcache"}
+    assert set(abl["attention_fwd"]) == {
+        "pointer_loads", "per_head_order", "unfolded_scale", "stages_3", "stages_2", "stages_1"
+    }  # fmt: skip
+    assert abl["attention_bwd"] == {
+        "atomic_dq": bench._atomic_dq,
+        "pointer_loads": abl["attention_bwd"]["pointer_loads"],
+    }
+    assert abl["decode_kvcache"] == {"one_split": bench._decode_one_split}
+    # the deeper pipelines are measured against the 3-stage forced tile, which against the default
+    assert [getattr(abl["attention_fwd"][f"stages_{n}"], "baseline", None) for n in (1, 2, 3)] == [
+        "stages_3", "stages_3", "default"
+    ]  # fmt: skip
     assert set(desc["ops"]["attention_bwd"]) == {"default", "deterministic"}
+
+
+def test_variants_decline_what_they_do_not_change():
+    causal = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=8, heads_k=8, head_dim=256, causal=True)
+    assert (
+        bench.supports("attention_fwd", "per_head_order", causal, "cpu") is None or causal["seqlen_q"] > 256
+    )
+    assert "causal" in bench.supports("attention_fwd", "per_head_order", {**causal, "causal": False}, "cuda")
+    assert "shared memory" in bench.supports("attention_fwd", "stages_1", causal, "cuda")
+    assert bench.supports("attention_fwd", "stages_1", {**causal, "head_dim": 128}, "cuda") is None
+
+
+@interp
+@pytest.mark.parametrize("causal", [False, True])
+def test_forward_variants_match_the_default(causal):
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 150, 2, 64, generator=g) for _ in range(3))
+    before = _runtime.knobs()
+    want = bench._fwd(q, k, v, causal=causal, softmax_scale=0.2)
+    for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
+        got = fn(q, k, v, causal=causal, softmax_scale=0.2)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    assert _runtime.knobs() is before
+
+
+@interp
+def test_one_split_decoding_matches_the_default():
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(2, 1, 4, 64, generator=g)
+    kc, vc = (torch.randn(2, 300, 2, 64, generator=g) for _ in range(2))
+    seqlens = torch.tensor([300, 77], dtype=torch.int32)
+    want = bench._decode(q, kc, vc, cache_seqlens=seqlens, softmax_scale=0.125)
+    got = bench._decode_one_split(q, kc, vc, cache_seqlens=seqlens, softmax_scale=0.125)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture
@@ -59,3 +106,20 @@ def test_knobs_come_back_after_an_error():
         assert _runtime.knobs().bwd_dq == "atomic"
         raise RuntimeError
     assert _runtime.knobs() is before
+
+
+@interp
+@pytest.mark.parametrize("causal", [False, True])
+def test_backward_pointer_loads_match_the_default(causal):
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 70, 2, 32, generator=g) for _ in range(3))
+    dout = torch.randn(1, 70, 2, 32, generator=g)
+    grads = []
+    for fn in (bench._fwd, bench.backend()["ablations"]["attention_bwd"]["pointer_loads"]):
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
+        out = fn(*leaves, causal=causal, softmax_scale=0.2)
+        out.backward(dout)
+        grads.append((out.detach(), *(t.grad for t in leaves)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert _runtime.knobs().bwd_tma == _runtime.PROFILES[_runtime.DEFAULT_PROFILE].bwd_tma

@@ -11,17 +11,21 @@ committed tables.
 backend op that has ablation variants (``attn_bench.backend``), its default beside them, at the sizes the
 guide quotes, and nothing else (no peers, no other backend):
 
-* attention forward at seqlen 16k (b 1), hd128 causal and not, hd64: attn-cuda's forward tilings;
+* attention forward at seqlen 16k (b 1), hd128 causal and not, hd64, hd256 causal: attn-cuda's forward
+  tilings and causal launch order, attn-cutlass's causal tile schedule, attn-triton's pointer loads
+  against TMA, causal launch order, scale folding and pipeline stages;
 * attention backward (``bwd`` and ``fwd+bwd``) at 16k, hd 64/128/256, and hd128 causal: attn-triton's dQ
-  by atomics against its own kernel (``deterministic``), attn-cuda's backward tilings, attn-cutlass's dQ
-  by atomics against a TMA reduce-add;
+  by atomics against its own kernel (``deterministic``) and pointer loads against TMA, attn-cuda's
+  backward tilings, attn-cutlass's dQ by atomics against a TMA reduce-add;
+* decoding against a KV cache of 8k and 32k tokens (b 64, 32/8 heads, d 128): attn-triton's split-KV
+  against one split;
 * FlashMLA decoding, b 128, s_q 1, h_q 16/128, s_k 8k/32k: Triton's TMA K tiles against the gather, the
   CuTe kernel's one warpgroup and split S against its default;
 * matmul 8192^3 (bf16): attn-cuda's shared-memory layouts, block orders and tiles, attn-cutlass's
   persistent GEMM against one CTA per tile.
 
-16 cases, 112 rows (96 run); about five minutes on an H200, compiles and autotuning included (estimated, see
-packages/attn-bench/README.md): ``attn-bench run --preset ablations -o docs/benchmarks/h200-ablations.json``.
+19 cases (packages/attn-bench/README.md counts the rows and estimates the time; the first run, of 16 cases
+and 112 rows, took 182 s on an H200): ``attn-bench run --preset ablations -o docs/benchmarks/h200-ablations.json``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ def _ablations(case: Case) -> bool:
         )
     if case.suite == "attention-bwd":  # every head dim; causal at hd128 (where dQ keeps its atomics)
         return sh["seqlen_q"] == 16384 and (sh["head_dim"] == 128 or not sh["causal"])
+    if case.suite == "decode-kvcache":  # split-KV: the committed cache and the longest one
+        return sh["seqlen_k"] in (8192, 32768)
     if case.suite == "mla-decode":
         return sh["seqlen_q"] == 1
     return case.suite == "basics" and sh["kernel"] == "matmul" and sh["m"] == 8192
@@ -80,7 +86,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "ablations",
             "the optimisation guide's before/after pairs: each ablation variant beside its default",
-            ("attention-fwd", "attention-bwd", "mla-decode", "basics"),
+            ("attention-fwd", "attention-bwd", "decode-kvcache", "mla-decode", "basics"),
             _ablations,
             ablations=True,
         ),

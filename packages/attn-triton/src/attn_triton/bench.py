@@ -4,11 +4,26 @@ A plain description (no import of attn-bench): the flash attention forward/backw
 the three basics. Variants: ``default`` is the dispatched path (TMA on Hopper); ``deterministic`` runs the
 atomic-free backward (dQ in its own kernel).
 
-Ablation variant (attn-bench's ``ablations`` preset only): ``attention_bwd/atomic_dq``, dQ added with fp32
-atomics from the dK/dV kernel (``Knobs.bwd_dq="atomic"``) where the default takes the separate dQ kernel
-(Hopper: head dims 64 and 256, and 128 without a mask; at 128 causal both are the atomics). The knob is read
-when the backward runs, so it is switched around the backward only. ``ATTN_TRITON_WARP_SPECIALIZE`` has no
-variant: it is read at import (it extends the autotune list), so one process cannot hold both settings.
+Ablation variants (attn-bench's ``ablations`` preset only), each one choice of the default taken back:
+
+* ``attention_fwd/pointer_loads``: the pointer path (masked ``tl.load``, pipelined by Triton with
+  ``cp.async``; the sm80 path) forced on Hopper, against the default's tensor descriptors (TMA);
+* ``attention_fwd/per_head_order``: causal programs launched heaviest first within each head only
+  (``Knobs.fwd_heavy_first=False``) instead of the longest of every head first;
+* ``attention_fwd/unfolded_scale``: the scores scaled before the row max (``Knobs.fwd_fold_scale=False``)
+  instead of the scale folded into one FMA per element;
+* ``attention_fwd/stages_1``, ``stages_2`` against ``stages_3``: one 128 x 128 tile config (8 warps) with
+  1, 2 or 3 K/V pipeline stages, the autotuner bypassed (``stages_3`` is measured against the default);
+* ``attention_bwd/atomic_dq``: dQ added with fp32 atomics from the dK/dV kernel (``Knobs.bwd_dq="atomic"``)
+  where the default takes the separate dQ kernel (Hopper: head dims 64 and 256, and 128 without a mask;
+  at 128 causal both are the atomics); ``attention_bwd/pointer_loads``: the backward's streamed tiles by
+  pointers instead of tensor descriptors (``Knobs.bwd_tma=False``). Backward knobs are read when the
+  backward runs, so they are switched around the backward only;
+* ``decode_kvcache/one_split``: split-KV decoding with ``num_splits=1`` (one program per sequence and KV
+  head walks the whole cache) against the default's automatic split count.
+
+``ATTN_TRITON_WARP_SPECIALIZE`` has no variant: it is read at import (it extends the autotune list), so one
+process cannot hold both settings.
 """
 
 from __future__ import annotations
@@ -45,14 +60,14 @@ def _knobs(**changes):
 
 
 @functools.cache
-def _atomic_dq_function():
+def _backward_function(**changes):
     """The forward op with its own autograd glue (``interface._fwd_setup`` / ``_fwd_backward``), the backward
-    under ``bwd_dq="atomic"``."""
+    under the knobs ``changes``."""
     import torch
 
     from attn_triton import interface
 
-    class AtomicDq(torch.autograd.Function):
+    class WithKnobs(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *inputs):
             output = interface._fwd(*inputs)
@@ -62,14 +77,14 @@ def _atomic_dq_function():
 
         @staticmethod
         def backward(ctx, dout, dlse):
-            with _knobs(bwd_dq="atomic"):
+            with _knobs(**changes):
                 return interface._fwd_backward(ctx, dout, dlse)
 
-    return AtomicDq
+    return WithKnobs
 
 
-def _atomic_dq(q, k, v, *, causal, softmax_scale):
-    """``flash_attn_func``'s checks and arguments, through :func:`_atomic_dq_function`."""
+def _checked(q, k, v, causal, softmax_scale):
+    """``flash_attn_func``'s checks: the window ``(left, right)``, softcap and scale it would pass on."""
     from attn_reference.validation import check_options, check_qkv
     from attn_triton import interface
     from attn_triton._runtime import check_device
@@ -77,8 +92,60 @@ def _atomic_dq(q, k, v, *, causal, softmax_scale):
     fn, rules = "flash_attn_func", dict(dtypes=interface.DTYPES, head_dims=interface.HEAD_DIMS)
     shape = check_qkv(q, k, v, fn=fn, **rules, head_dim_v_must_match=True)
     check_device(fn, q, k, v)
-    (left, right), softcap, scale = check_options(softmax_scale, causal, (-1, -1), 0.0, shape.head_dim)
-    return _atomic_dq_function().apply(q, k, v, None, None, 0, 0, scale, left, right, softcap, False)[0]
+    return check_options(softmax_scale, causal, (-1, -1), 0.0, shape.head_dim)
+
+
+def _backward_with(**changes):
+    def run(q, k, v, *, causal, softmax_scale):
+        (left, right), softcap, scale = _checked(q, k, v, causal, softmax_scale)
+        fn = _backward_function(**changes)
+        return fn.apply(q, k, v, None, None, 0, 0, scale, left, right, softcap, False)[0]
+
+    run.__name__ = "bwd_" + "_".join(f"{k}_{v}" for k, v in changes.items())
+    return run
+
+
+_atomic_dq = _backward_with(bwd_dq="atomic")
+
+
+def _forward_with(knobs=None, **launch):
+    """The forward kernel called directly (no autograd) with ``launch``'s ``force_path`` / ``config`` and
+    ``knobs`` changed around the call."""
+
+    def run(q, k, v, *, causal, softmax_scale):
+        from attn_triton.flash_fwd import flash_fwd
+
+        (left, right), softcap, scale = _checked(q, k, v, causal, softmax_scale)
+        with _knobs(**(knobs or {})):
+            return flash_fwd(q, k, v, softmax_scale=scale, left=left, right=right, softcap=softcap, **launch)[
+                0
+            ]
+
+    return run
+
+
+#: The tile the pipelining variants force (the Hopper lists' first 128 x 128 candidate, 8 warps).
+STAGES_TILE = dict(BLOCK_M=128, BLOCK_N=128, num_warps=8)
+
+
+def _stages(n: int, baseline: str):
+    run = _forward_with(config={**STAGES_TILE, "num_stages": n})
+    run.baseline = baseline
+    return run
+
+
+def _decode_one_split(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None):
+    from attn_triton import flash_attn_with_kvcache
+
+    return flash_attn_with_kvcache(
+        q,
+        k_cache,
+        v_cache,
+        cache_seqlens=cache_seqlens,
+        block_table=block_table,
+        softmax_scale=softmax_scale,
+        num_splits=1,
+    )
 
 
 def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None):
@@ -114,6 +181,15 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return f"head dim {d} not in (32, 64, 96, 128, 192, 256)"
     if device == "cpu" and attention and shape.get("seqlen_q", 0) * shape.get("seqlen_k", 0) > 256 * 256:
         return "interpreter: only tiny attention shapes"
+    if variant == "per_head_order" and not shape.get("causal"):
+        return "the causal launch order: non-causal programs all cost the same"
+    if variant.startswith("stages_") and d is not None and d > 128:
+        return f"the forced 128 x 128 tile's K/V stages do not fit shared memory at head dim {d}"
+    if variant == "pointer_loads" and device == "cuda":
+        import torch
+
+        if torch.cuda.get_device_capability() != (9, 0):
+            return "the pointer path is already the default below Hopper"
     return None
 
 
@@ -131,6 +207,17 @@ def backend() -> dict:
             "softmax": _softmax,
             "matmul": _matmul,
         },
-        "ablations": {"attention_bwd": {"atomic_dq": _atomic_dq}},
+        "ablations": {
+            "attention_fwd": {
+                "pointer_loads": _forward_with(force_path="sm80"),
+                "per_head_order": _forward_with(knobs=dict(fwd_heavy_first=False)),
+                "unfolded_scale": _forward_with(knobs=dict(fwd_fold_scale=False)),
+                "stages_3": _stages(3, baseline="default"),
+                "stages_2": _stages(2, baseline="stages_3"),
+                "stages_1": _stages(1, baseline="stages_3"),
+            },
+            "attention_bwd": {"atomic_dq": _atomic_dq, "pointer_loads": _backward_with(bwd_tma=False)},
+            "decode_kvcache": {"one_split": _decode_one_split},
+        },
         "supports": supports,
     }
