@@ -23,6 +23,9 @@
 #            ablations preset's attention-fwd rows (cutlass/causal_lpt, cuda/causal_heads_first against
 #            their defaults at hd128 and hd256 causal 16k); a win makes it the default (then the 16k causal
 #            rows again, with FA4)
+#   queue b: the whole ablations preset again (19 cases, 175 rows since 2026-12-03: the causal orders,
+#            wide48c, attn-triton's pointer loads, stages, scale folding and one-split decoding are new),
+#            committed as docs/benchmarks/h200-ablations.json; the guide's "not yet run" pairs then get figures
 #   queue e: the whole attn-cutlass and attn-cuda sm90 tiers to their end, and attn-bench's sm90 test
 # Where pytest-xdist is importable the test steps run JOBS (default 6) workers on the one GPU: the tiers
 # are bound by compiles (Triton, NVRTC, CuTe DSL) on the CPU, not by the GPU. The logs go back as one
@@ -67,7 +70,7 @@ queue_c() {
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=$gpu_b
-    step ablations 540 python3 -m attn_bench run --preset ablations --time-budget "${ABLATION_BUDGET:-500}" \
+    step ablations 560 python3 -m attn_bench run --preset ablations --time-budget "${ABLATION_BUDGET:-520}" \
         -o "$out/ablations.json"
 }
 
