@@ -5,9 +5,6 @@
 
 import functools
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +15,7 @@ from attn_cutlass.compile import (
     compile_gemm_sm80,
     compile_gemm_sm90,
 )
+from attn_reference.testing import ptxas
 
 FWD_CONFIGS = {
     "bf16_hd128": dict(dtype="bfloat16", head_dim=128),
@@ -61,36 +59,13 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     assert "ld.local" not in ptx, "the forward keeps an array in local memory"
 
 
-@functools.cache
-def _ptxas() -> str | None:
-    """A ptxas that assembles the DSL's PTX (ISA 8.8: CUDA 13): on PATH, or the one torch's cu13 wheel ships."""
-    import torch
-
-    for path in (shutil.which("ptxas"), str(Path(torch.__file__).parent / "bin" / "ptxas")):
-        if path and Path(path).is_file():
-            version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
-            if re.search(r"release (1[3-9]|[2-9]\d)\.", version):
-                return path
-    return None
-
-
 @pytest.mark.parametrize("name", list(FWD_CONFIGS))
 def test_flash_fwd_sm90_assembles_without_spills_or_serialised_wgmma(name, tmp_path):
     """ptxas -v on the kept PTX: no spills under the consumers' 240 registers, and no wgmma made to wait
     because its registers are touched in flight (warning C7519), which would undo the overlapped schedule."""
-    ptxas = _ptxas()
-    if ptxas is None:
+    if ptxas.find_ptxas() is None:
         pytest.skip("no CUDA 13 ptxas (PATH, or torch's bin/)")
-    src = tmp_path / "fwd.ptx"
-    src.write_text(_fwd_ptx(name))
-    res = subprocess.run(
-        [ptxas, "-arch=sm_90a", "-v", str(src), "-o", str(tmp_path / "fwd.cubin")],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "0 bytes spill stores, 0 bytes spill loads" in res.stderr, res.stderr[-2000:]
-    assert "C7519" not in res.stderr
+    ptxas.assert_no_spills_or_serialised_wgmma(_fwd_ptx(name), tmp_path)
 
 
 @pytest.mark.parametrize("name", list(BWD_CONFIGS))

@@ -86,6 +86,19 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
 
 @needs_cute_dsl
 @pytest.mark.parametrize("variant", list(VARIANTS))
+def test_kernel_assembles_without_spills_or_serialised_wgmma(
+    sm90a_ptx: dict[str, str], variant: str, tmp_path
+):
+    """ptxas -v for sm_90a: no spills (254 registers at 2026-12-03) and no wgmma made to wait (C7519)."""
+    from attn_reference.testing import ptxas
+
+    if ptxas.find_ptxas() is None:
+        pytest.skip("no CUDA 13 ptxas (PATH, or torch's bin/)")
+    ptxas.assert_no_spills_or_serialised_wgmma(sm90a_ptx[variant], tmp_path)
+
+
+@needs_cute_dsl
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
     _, watchdog, wgs, split = VARIANTS[variant]

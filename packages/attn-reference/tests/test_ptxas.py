@@ -1,0 +1,59 @@
+"""The ptxas helper the kernel packages' CPU tiers use: it must catch spills and serialised wgmma."""
+
+import pytest
+
+from attn_reference.testing import ptxas
+
+# A kernel that must hold 79 loaded values at once in 24 registers (the .maxnreg directive): volatile loads
+# and stores keep their order, so every load comes before the first store and ptxas has to spill.
+SPILLING = (
+    """
+.version 8.8
+.target sm_90a
+.address_size 64
+.visible .entry squeeze(.param .u64 buf) .maxnreg 24 {
+    .reg .f32 %f<160>;
+    .reg .u64 %rd<2>;
+    ld.param.u64 %rd1, [buf];
+"""
+    + "".join(f"    ld.volatile.global.f32 %f{i}, [%rd1+{4 * i}];\n" for i in range(1, 80))
+    + "".join(f"    add.f32 %f{80 + i}, %f{i}, %f{80 - i};\n" for i in range(1, 80))
+    + "".join(f"    st.volatile.global.f32 [%rd1+{4 * (i + 100)}], %f{80 + i};\n" for i in range(1, 80))
+    + """
+    ret;
+}
+"""
+)
+
+CLEAN = """
+.version 8.8
+.target sm_90a
+.address_size 64
+.visible .entry tiny(.param .u64 out) {
+    .reg .u64 %rd<2>;
+    .reg .f32 %f<2>;
+    ld.param.u64 %rd1, [out];
+    mov.f32 %f1, 0f3F800000;
+    st.global.f32 [%rd1], %f1;
+    ret;
+}
+"""
+
+needs_ptxas = pytest.mark.skipif(ptxas.find_ptxas() is None, reason="no CUDA 13 ptxas (PATH or torch's bin/)")
+
+
+@needs_ptxas
+def test_a_clean_kernel_passes(tmp_path):
+    ptxas.assert_no_spills_or_serialised_wgmma(CLEAN, tmp_path)
+
+
+@needs_ptxas
+def test_a_spilling_kernel_is_caught(tmp_path):
+    with pytest.raises(AssertionError, match="spills"):
+        ptxas.assert_no_spills_or_serialised_wgmma(SPILLING, tmp_path)
+
+
+@needs_ptxas
+def test_bad_ptx_raises_with_the_log(tmp_path):
+    with pytest.raises(RuntimeError, match="ptxas failed"):
+        ptxas.assemble(".version 8.8\n.target sm_90a\nnonsense\n", tmp_path)
