@@ -152,3 +152,44 @@ def test_bwd_dq_reduce_switch(monkeypatch):
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "vector")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_DQ"):
         bwd_dq_reduce()
+
+
+def test_compile_cache_builds_each_key_once_and_kernels_take_the_mask_flags(monkeypatch):
+    """``interface._compiled`` (what every launch goes through): one ``cute.compile`` per key, from the
+    kernel object ``make_kernel`` builds with ``_mask_flags``, also when threads ask at the same time."""
+    import threading
+
+    import cutlass.cute as cute
+    from cutlass import BFloat16
+
+    from attn_cutlass import interface
+    from attn_cutlass.kernels.flash_bwd_sm90 import FlashAttentionBackwardSm90
+    from attn_cutlass.kernels.flash_fwd_sm80 import FlashAttentionForwardSm80
+    from attn_cutlass.kernels.flash_fwd_sm90 import FlashAttentionForwardSm90
+
+    compiled = []
+    monkeypatch.setattr(
+        cute, "compile", lambda kernel, *args: compiled.append((kernel, args)) or len(compiled)
+    )
+    monkeypatch.setattr(interface, "_cache", {})
+    flags = interface._mask_flags(True, -1, 0, 30.0, False)
+    assert flags == dict(
+        causal=True, has_left_window=False, has_right_window=True, has_softcap=True, varlen=False
+    )
+    kernels = [
+        FlashAttentionForwardSm90(BFloat16, 128, **flags),
+        FlashAttentionForwardSm80(BFloat16, 64, **flags),
+        FlashAttentionBackwardSm90(BFloat16, 128, **flags, dq_reduce="tma"),
+    ]
+    assert all(k.has_right and k.has_softcap and not k.has_left for k in kernels)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(interface._compiled(("k",), lambda: kernels[0], 1, 2)))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [1] * 8 and compiled == [(kernels[0], (1, 2))]
+    assert interface._compiled(("other",), lambda: kernels[1], 3) == 2

@@ -153,12 +153,17 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
 DEFAULT_FWD_VARIANT = "wide48"
 
 
+def _choice(what: str, given: str | None, env: str, default: str, allowed) -> str:
+    """``given`` if set, else ``$env``, else ``default``; refused with the allowed values if unknown."""
+    value = given or os.environ.get(env) or default
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {sorted(allowed)}, got {value!r} (argument or ${env})")
+    return value
+
+
 def fwd_variant(variant: str | None = None) -> str:
     """The forward variant to run: ``variant`` if given, else ``$ATTN_CUDA_FWD_VARIANT``, else the default."""
-    v = variant or os.environ.get("ATTN_CUDA_FWD_VARIANT") or DEFAULT_FWD_VARIANT
-    if v not in FWD_VARIANTS:
-        raise ValueError(f"forward variant must be one of {sorted(FWD_VARIANTS)}, got {v!r}")
-    return v
+    return _choice("forward variant", variant, "ATTN_CUDA_FWD_VARIANT", DEFAULT_FWD_VARIANT, FWD_VARIANTS)
 
 
 FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
@@ -178,10 +183,7 @@ BWD_CONFIGS = BWD_VARIANTS[DEFAULT_BWD_VARIANT]
 
 def bwd_variant(variant: str | None = None) -> str:
     """The backward variant to run: ``variant`` if given, else ``$ATTN_CUDA_BWD_VARIANT``, else the default."""
-    v = variant or os.environ.get("ATTN_CUDA_BWD_VARIANT") or DEFAULT_BWD_VARIANT
-    if v not in BWD_VARIANTS:
-        raise ValueError(f"backward variant must be one of {sorted(BWD_VARIANTS)}, got {v!r}")
-    return v
+    return _choice("backward variant", variant, "ATTN_CUDA_BWD_VARIANT", DEFAULT_BWD_VARIANT, BWD_VARIANTS)
 
 
 #: The order causal query blocks are launched in (``ATTN_CUDA_CAUSAL_ORDER``, read per call). The hardware
@@ -197,10 +199,7 @@ DEFAULT_CAUSAL_ORDER = "per_head"
 
 def causal_order(order: str | None = None) -> str:
     """The causal launch order: ``order`` if given, else ``$ATTN_CUDA_CAUSAL_ORDER``, else the default."""
-    value = order or os.environ.get("ATTN_CUDA_CAUSAL_ORDER") or DEFAULT_CAUSAL_ORDER
-    if value not in CAUSAL_ORDERS:
-        raise ValueError(f"causal order must be one of {sorted(CAUSAL_ORDERS)}, got {value!r}")
-    return value
+    return _choice("causal order", order, "ATTN_CUDA_CAUSAL_ORDER", DEFAULT_CAUSAL_ORDER, CAUSAL_ORDERS)
 
 
 #: Scalar (teaching) kernels: (BM, BN) per version; one thread per query row.

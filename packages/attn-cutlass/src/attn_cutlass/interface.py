@@ -133,6 +133,17 @@ def causal_schedule(
     return _hb_chunk(seqlen_k, head_dim, qhead_per_kvhead), 0
 
 
+def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
+    """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
+    return dict(
+        causal=causal,
+        has_left_window=left >= 0,
+        has_right_window=right >= 0,
+        has_softcap=softcap > 0,
+        varlen=varlen,
+    )
+
+
 def _compiled(key: tuple, make_kernel, *args):
     """The kernel compiled for ``key`` (the compile-time parameters), built by ``make_kernel()`` and
     ``cute.compile``-d against ``args`` on first use: once per key, also when threads ask at once."""
@@ -221,11 +232,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
         return FlashAttentionForwardSm90(
             dt,
             head_dim,
-            causal=causal,
-            has_left_window=left >= 0,
-            has_right_window=right >= 0,
-            has_softcap=softcap > 0,
-            varlen=varlen,
+            **_mask_flags(causal, left, right, softcap, varlen),
         )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
@@ -272,11 +279,7 @@ def _forward_sm80(q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal,
         return FlashAttentionForwardSm80(
             {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype],
             head_dim,
-            causal=causal,
-            has_left_window=left >= 0,
-            has_right_window=right >= 0,
-            has_softcap=softcap > 0,
-            varlen=varlen,
+            **_mask_flags(causal, left, right, softcap, varlen),
         )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
@@ -425,11 +428,7 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
         return FlashAttentionBackwardSm90(
             dt,
             head_dim,
-            causal=causal,
-            has_left_window=left >= 0,
-            has_right_window=right >= 0,
-            has_softcap=softcap > 0,
-            varlen=varlen,
+            **_mask_flags(causal, left, right, softcap, varlen),
             dq_reduce=dq_reduce,
         )
 
