@@ -87,7 +87,7 @@ queue_f() {
     step cutlass-lpt 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "CausalLpt or causal_schedules"
     step cuda-order 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
-        -k "causal_orders"
+        -k "causal_orders or wide48c"
     if ! grep -q "failed\|error" "$out/cutlass-lpt.log" "$out/cuda-order.log"; then
         step lpt-rows 200 python3 -m attn_bench run --preset ablations -s attention-fwd --time-budget 180 \
             -o "$out/ablations-fwd.json"
