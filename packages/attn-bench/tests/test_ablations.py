@@ -143,6 +143,7 @@ def test_ablations_preset_selects_the_guide_pairs():
         ],
         *[("decode-kvcache", f"b64 hq32 hkv8 d128 cache{s}") for s in (8192, 32768)],
         *[("mla-decode", f"b128 hq{h} sq1 sk{s}") for h in (16, 128) for s in (8192, 32768)],
+        ("basics", "vector_add n268435456"),
         ("basics", "matmul 8192^3"),
     ]
     impls: dict[str, set[str]] = {}
@@ -168,7 +169,7 @@ def test_ablations_preset_selects_the_guide_pairs():
     assert impls["basics"] == {
         "cuda/mma", "cuda/regblock", "cuda/tiled", "cuda/naive", "cuda/mma_128x128_grouped",
         "cuda/mma_128x128_plain", "cuda/mma_128x256_plain", "cuda/mma_padded_smem", "cuda/mma_plain_smem",
-        "cutlass", "cutlass/one_cta_per_tile",
+        "cutlass", "cutlass/one_cta_per_tile", "cuda", "cuda/scalar_loads", "cuda/chunked",
     }  # fmt: skip
 
 
@@ -179,4 +180,4 @@ def test_cli_plan_lists_the_ablations_preset():
 
     res = CliRunner().invoke(app, ["plan", "--preset", "ablations"])
     assert res.exit_code == 0, res.output
-    assert "19 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output
+    assert "20 cases" in res.output and "b128 hq128 sq1 sk32768" in res.output

@@ -87,3 +87,15 @@ def test_causal_heads_first_declines_non_causal_shapes():
     assert "non-causal" in bench.supports(
         "attention_fwd", "causal_heads_first", {**shape, "causal": False}, "cuda"
     )
+
+
+def test_vector_add_ablations_pass_their_choice(monkeypatch):
+    from attn_cuda import basics
+
+    seen = []
+    monkeypatch.setattr(basics, "vector_add", lambda x, y, **kw: seen.append(kw) or x + y)
+    abl = bench.backend()["ablations"]["vector_add"]
+    x = torch.ones(8)
+    for fn in abl.values():
+        assert torch.equal(fn(x, x), x + x)
+    assert seen == [dict(vectorized=False), dict(access="chunked")]

@@ -138,6 +138,8 @@ def test_matmul_mma_shared_memory_layouts(tile, layout, dtype):
 def test_vector_add(dtype):
     x, y = (torch.randn(1_000_003, device="cuda").to(dtype) for _ in range(2))
     torch.testing.assert_close(basics.vector_add(x, y), x + y)
+    # the uncoalesced counter-example: a ragged last run (1_000_003 = 15625 runs of 64, and 3 left)
+    torch.testing.assert_close(basics.vector_add(x, y, access="chunked"), x + y)
     a, b = torch.randn(4096, device="cuda"), torch.randn(4096, device="cuda")
     torch.testing.assert_close(basics.vector_add(a, b, vectorized=True), a + b)
 

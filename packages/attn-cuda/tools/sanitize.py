@@ -42,6 +42,7 @@ def basics_workload(dev: str) -> None:
     for dtype in DTYPES:
         x = torch.randn(1003, device=dev).to(dtype)
         basics.vector_add(x, x)
+        basics.vector_add(x, x, access="chunked")
         basics.softmax(torch.randn(3, 300, device=dev).to(dtype))
     x = torch.randn(1000, device=dev)
     basics.vector_add(x, x, vectorized=True)

@@ -22,9 +22,10 @@ guide quotes, and nothing else (no peers, no other backend):
 * FlashMLA decoding, b 128, s_q 1, h_q 16/128, s_k 8k/32k: Triton's TMA K tiles against the gather, the
   CuTe kernel's one warpgroup and split S against its default;
 * matmul 8192^3 (bf16): attn-cuda's shared-memory layouts, block orders and tiles, attn-cutlass's
-  persistent GEMM against one CTA per tile.
+  persistent GEMM against one CTA per tile; vector add of 2^28 fp32: attn-cuda's 16-byte loads against
+  4-byte ones and against an uncoalesced access pattern.
 
-19 cases (packages/attn-bench/README.md counts the rows and estimates the time; the first run, of 16 cases
+20 cases (packages/attn-bench/README.md counts the rows and estimates the time; the first run, of 16 cases
 and 112 rows, took 182 s on an H200): ``attn-bench run --preset ablations -o docs/benchmarks/h200-ablations.json``.
 """
 
@@ -71,7 +72,11 @@ def _ablations(case: Case) -> bool:
         return sh["seqlen_k"] in (8192, 32768)
     if case.suite == "mla-decode":
         return sh["seqlen_q"] == 1
-    return case.suite == "basics" and sh["kernel"] == "matmul" and sh["m"] == 8192
+    if case.suite == "basics":  # the largest matmul, and the largest vector add (coalescing, vector loads)
+        return (sh["kernel"] == "matmul" and sh["m"] == 8192) or (
+            sh["kernel"] == "vector_add" and sh["n"] == 1 << 28
+        )
+    return False
 
 
 PRESETS: dict[str, Preset] = {

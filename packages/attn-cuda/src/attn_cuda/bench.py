@@ -8,7 +8,8 @@ Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2
 
 Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): every other forward
 tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
-(``bwd_<name>``), the causal launch order ``causal_heads_first`` (``flash.CAUSAL_ORDERS``; causal shapes
+(``bwd_<name>``), vector add with 4-byte loads (``scalar_loads``) and uncoalesced (``chunked``), the causal
+launch order ``causal_heads_first`` (``flash.CAUSAL_ORDERS``; causal shapes
 only), and the tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and
 shared-memory layouts (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no
 environment variable is touched.
@@ -118,6 +119,16 @@ def _vector_add(x, y):
     return vector_add(x, y)
 
 
+def _vector_add_with(**choices):
+    def run(x, y):
+        from .basics import vector_add
+
+        return vector_add(x, y, **choices)
+
+    run.__name__ = "vector_add_" + "_".join(f"{k}_{v}" for k, v in choices.items())
+    return run
+
+
 def _softmax(x):
     from .basics import softmax
 
@@ -181,6 +192,11 @@ def backend() -> dict:
             },
             "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
             "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},
+            # 4-byte instead of 16-byte loads; each thread's own run of elements (uncoalesced)
+            "vector_add": {
+                "scalar_loads": _vector_add_with(vectorized=False),
+                "chunked": _vector_add_with(access="chunked"),
+            },
         },
         "supports": supports,
     }

@@ -28,7 +28,9 @@ def kernels() -> dict[str, list[str]]:
     dtypes = (torch.float32, torch.float16, torch.bfloat16)
     out = {
         "hello.cu": ["hello"],
-        "vector_add.cu": [f"vector_add<{CTYPES[d]}>" for d in dtypes] + ["vector_add_f32x4"],
+        "vector_add.cu": [f"vector_add<{CTYPES[d]}>" for d in dtypes]
+        + [f"vector_add_chunked<{CTYPES[d]}>" for d in dtypes]
+        + ["vector_add_f32x4"],
         "softmax.cu": [f"row_softmax<{CTYPES[d]}, {SOFTMAX_THREADS}>" for d in dtypes],
         "overlap.cu": ["busy_transform"],
         "reduction.cu": [
