@@ -18,7 +18,8 @@
 # attn-cuda sm90 tiers with 8 workers reached about 99 % in 200 s each, no failure, and were cut there.
 # Still owed:
 #   queue f: the causal schedules written 2026-12-03, never run: attn-cutlass's ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt
-#            (its conformance class, bit-for-bit equality with the default) and attn-cuda's
+#            (its conformance class, bit-for-bit equality with the default) and ATTN_CUTLASS_PINGPONG=0
+#            (bit-for-bit equality), attn-cuda's
 #            ATTN_CUDA_CAUSAL_ORDER=heads_first (bit-for-bit equality per forward variant), then the
 #            ablations preset's attention-fwd rows (cutlass/causal_lpt, cuda/causal_heads_first against
 #            their defaults at hd128 and hd256 causal 16k); a win makes it the default (then the 16k causal
@@ -85,7 +86,7 @@ queue_d() {
 queue_f() {
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-lpt 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "CausalLpt or causal_schedules"
+        -k "CausalLpt or causal_schedules or pingpong"
     step cuda-order 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
         -k "causal_orders or wide48c"
     if ! grep -q "failed\|error" "$out/cutlass-lpt.log" "$out/cuda-order.log"; then

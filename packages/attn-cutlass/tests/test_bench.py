@@ -11,7 +11,7 @@ from attn_cutlass import bench, gemm, interface
 def test_ablation_tables():
     desc = bench.backend()
     assert desc["ablations"] == {
-        "attention_fwd": {"causal_lpt": bench._causal_lpt},
+        "attention_fwd": {"causal_lpt": bench._causal_lpt, "no_pingpong": bench._no_pingpong},
         "attention_bwd": {"dq_atomic": bench._dq_atomic},
         "matmul": {"one_cta_per_tile": bench._matmul_one_cta_per_tile},
     }
@@ -107,3 +107,23 @@ def test_causal_lpt_declines_non_causal_shapes(monkeypatch):
     shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=8, heads_k=8, head_dim=256)
     assert bench._supports("attention_fwd", "causal_lpt", {**shape, "causal": True}, "cuda") is None
     assert "non-causal" in bench._supports("attention_fwd", "causal_lpt", {**shape, "causal": False}, "cuda")
+
+
+def test_no_pingpong_sets_the_switch_around_the_forward_only(monkeypatch):
+    monkeypatch.delenv("ATTN_CUTLASS_PINGPONG", raising=False)
+    seen = []
+
+    def forward(q, k, v, *args):
+        seen.append(interface.fwd_pingpong())
+        b, s, h, _ = q.shape
+        return q * 1.0, torch.zeros(b, h, s)
+
+    monkeypatch.setattr(interface, "_forward", forward)
+    monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
+    q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16) for _ in range(3))
+    bench._fwd(q, k, v)
+    bench._no_pingpong(q, k, v)
+    assert seen == [True, False] and "ATTN_CUTLASS_PINGPONG" not in os.environ
+    monkeypatch.setenv("ATTN_CUTLASS_PINGPONG", "maybe")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_PINGPONG"):
+        interface.fwd_pingpong()

@@ -23,6 +23,7 @@ FWD_CONFIGS = {
     "bf16_hd256_window_varlen": dict(
         dtype="bfloat16", head_dim=256, has_left_window=True, has_right_window=True, varlen=True
     ),
+    "bf16_hd128_no_pingpong": dict(dtype="bfloat16", head_dim=128, pingpong=False),
 }
 
 
@@ -57,6 +58,10 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     ptx = _fwd_ptx(name)
     _check_hopper_ptx(ptx)
     assert "ld.local" not in ptx, "the forward keeps an array in local memory"
+    # ping-pong: the consumer warpgroups hand the tensor cores over by named barriers (ids 1 and 2;
+    # barrier 0 is __syncthreads); the no-ping-pong build has none of them
+    pingpong = FWD_CONFIGS[name].get("pingpong", True)
+    assert ("bar.arrive" in ptx) == pingpong
 
 
 @pytest.mark.parametrize("name", list(FWD_CONFIGS))

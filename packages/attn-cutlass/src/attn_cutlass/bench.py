@@ -6,7 +6,8 @@ the persistent sm90 GEMM launched with one CTA per output tile (its tile loop th
 reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
 ``attention_fwd/causal_lpt``, the sm90 forward dealing causal tiles longest first over the whole problem
 with odd rounds reversed (``ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt``, read per call) instead of in L2-sized
-sections; causal shapes only.
+sections; causal shapes only, and ``attention_fwd/no_pingpong``, the consumer warpgroups without the
+named barriers that make them take turns at the tensor cores (``ATTN_CUTLASS_PINGPONG=0``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def _dq_atomic(q, k, v, *, causal=False, softmax_scale=None):
     return _atomic_dq_function().apply(q, k, v, *args)[0]
 
 
+def _no_pingpong(q, k, v, *, causal=False, softmax_scale=None):
+    with _environ({"ATTN_CUTLASS_PINGPONG": "0"}):
+        return _fwd(q, k, v, causal=causal, softmax_scale=softmax_scale)
+
+
 def _causal_lpt(q, k, v, *, causal=False, softmax_scale=None):
     with _environ({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "lpt"}):
         return _fwd(q, k, v, causal=causal, softmax_scale=softmax_scale)
@@ -114,7 +120,7 @@ def backend():
         # attention_bwd: the harness differentiates the forward (flash_bwd_sm90 underneath).
         "ops": {"attention_fwd": _fwd, "attention_bwd": _fwd, "matmul": _matmul},
         "ablations": {
-            "attention_fwd": {"causal_lpt": _causal_lpt},
+            "attention_fwd": {"causal_lpt": _causal_lpt, "no_pingpong": _no_pingpong},
             "attention_bwd": {"dq_atomic": _dq_atomic},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile},
         },

@@ -133,6 +133,16 @@ def causal_schedule(
     return _hb_chunk(seqlen_k, head_dim, qhead_per_kvhead), 0
 
 
+def fwd_pingpong() -> bool:
+    """``ATTN_CUTLASS_PINGPONG`` (read per call): ``1`` (the default) makes the sm90 forward's two consumer
+    warpgroups take turns at the tensor cores through named barriers (FA3's ping-pong); ``0`` drops the
+    barriers, so both issue their GEMMs whenever they are ready (the ablation's "before")."""
+    value = os.environ.get("ATTN_CUTLASS_PINGPONG", "1").strip() or "1"
+    if value not in ("0", "1"):
+        raise ValueError(f"ATTN_CUTLASS_PINGPONG must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
     """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
     return dict(
@@ -194,7 +204,8 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     from .kernels.flash_fwd_sm90 import FlashAttentionForwardSm90, softmax_scale_args, tile_config
 
     dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
-    key = ("fwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
+    pingpong = fwd_pingpong()
+    key = ("fwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen, pingpong)
     tile_m = tile_config(head_dim)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
@@ -230,9 +241,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
 
     def make_kernel():
         return FlashAttentionForwardSm90(
-            dt,
-            head_dim,
-            **_mask_flags(causal, left, right, softcap, varlen),
+            dt, head_dim, **_mask_flags(causal, left, right, softcap, varlen), pingpong=pingpong
         )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)

@@ -119,9 +119,13 @@ class FlashAttentionForwardSm90:
         has_right_window: bool = False,
         has_softcap: bool = False,
         varlen: bool = False,
+        pingpong: bool = True,
     ):
         if head_dim not in (64, 128, 256):
             raise ValueError(f"head_dim must be 64, 128 or 256, got {head_dim}")
+        # False drops the named barriers that make the consumer warpgroups take turns at the tensor cores
+        # (attn-bench's no_pingpong ablation: the schedule's measured worth).
+        self.pingpong = pingpong
         self.dtype = dtype
         self.head_dim = head_dim
         self.tile_m, self.tile_n, self.kv_stages = tile_config(head_dim)
@@ -372,7 +376,8 @@ class FlashAttentionForwardSm90:
         nthr = 128 * self.num_consumer_wgs
         pipe_k.consumer_wait(st_k)
         pipe_v.consumer_wait(st_v)
-        cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+        if self.pingpong:
+            cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
         warpgroup.fence()
         self._gemm(tiled_mma_qk, acc_S, tSrQ[None, None, None, 0], tSrK[None, None, None, st_k.index], True)
         warpgroup.commit_group()
@@ -380,7 +385,8 @@ class FlashAttentionForwardSm90:
         warpgroup.fence()  # O's registers changed: order them before the wgmma that accumulates into O
         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
         warpgroup.commit_group()
-        cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+        if self.pingpong:
+            cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
         warpgroup.wait_group(1)
         pipe_k.consumer_release(st_k)
         st_k.advance()
@@ -594,8 +600,12 @@ class FlashAttentionForwardSm90:
 
             my_turn, their_turn = _PINGPONG_BARRIER + wg, _PINGPONG_BARRIER + 1 - wg
             nthr = 128 * self.num_consumer_wgs
-            if wg == 1:
-                cute.arch.barrier_arrive(barrier_id=_PINGPONG_BARRIER, number_of_threads=nthr)  # WG 0 first
+            # Nested on purpose: the outer condition is resolved while tracing, the inner one at run time.
+            if const_expr(self.pingpong):  # noqa: SIM102
+                if wg == 1:
+                    cute.arch.barrier_arrive(
+                        barrier_id=_PINGPONG_BARRIER, number_of_threads=nthr
+                    )  # WG 0 first
 
             st_q = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
             st_k = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.kv_stages)
@@ -616,7 +626,8 @@ class FlashAttentionForwardSm90:
                         # Prologue: S for the rightmost key block, alone.
                         n_block = n_max - 1
                         pipe_k.consumer_wait(st_k)
-                        cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+                        if const_expr(self.pingpong):
+                            cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
                         warpgroup.fence()
                         self._gemm(
                             tiled_mma_qk,
@@ -626,7 +637,8 @@ class FlashAttentionForwardSm90:
                             True,
                         )
                         warpgroup.commit_group()
-                        cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+                        if const_expr(self.pingpong):
+                            cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
                         warpgroup.wait_group(0)
                         pipe_k.consumer_release(st_k)
                         st_k.advance()
@@ -695,12 +707,14 @@ class FlashAttentionForwardSm90:
                             st_k, st_v = self._mainloop_step(b2 - 1 - i, True, st_k, st_v, *step_args)
                         # Epilogue: the last P V (O first rescaled by the last softmax's correction).
                         pipe_v.consumer_wait(st_v)
-                        cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
+                        if const_expr(self.pingpong):
+                            cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
                         rescale_rows(o_rc, corr)
                         warpgroup.fence()
                         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
                         warpgroup.commit_group()
-                        cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
+                        if const_expr(self.pingpong):
+                            cute.arch.barrier_arrive(barrier_id=their_turn, number_of_threads=nthr)
                         warpgroup.wait_group(0)
                         pipe_v.consumer_release(st_v)
                         st_v.advance()
