@@ -16,18 +16,21 @@
 # passed, 7 skipped; attn-cuda conformance 79 passed), queue b (ablations, 112 rows, all passed), queue c
 # (attn-triton 109 passed, 37 skipped); attn-reference's sm90 tier (148 passed). The whole attn-cutlass and
 # attn-cuda sm90 tiers with 8 workers reached about 99 % in 200 s each, no failure, and were cut there.
-# Still owed:
-#   queue f: the causal schedules written 2026-12-03, never run: attn-cutlass's ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt
+# Still owed (2026-12-03), for a one-GPU session in this order, one queue per call (QUEUES=f, then b, then
+# e; today's calls took 156-214 s per queue, b 193 s at 112 rows):
+#   queue f: the opt-in paths written 2026-12-03, never run: attn-cutlass's ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt
 #            (its conformance class, bit-for-bit equality with the default) and ATTN_CUTLASS_PINGPONG=0
-#            (bit-for-bit equality), attn-cuda's
-#            ATTN_CUDA_CAUSAL_ORDER=heads_first (bit-for-bit equality per forward variant), then the
-#            ablations preset's attention-fwd rows (cutlass/causal_lpt, cuda/causal_heads_first against
-#            their defaults at hd128 and hd256 causal 16k); a win makes it the default (then the 16k causal
-#            rows again, with FA4)
-#   queue b: the whole ablations preset again (19 cases, 175 rows since 2026-12-03: the causal orders,
-#            wide48c, attn-triton's pointer loads, stages, scale folding and one-split decoding are new),
-#            committed as docs/benchmarks/h200-ablations.json; the guide's "not yet run" pairs then get figures
+#            (bit-for-bit equality); attn-cuda's ATTN_CUDA_CAUSAL_ORDER=heads_first (bit-for-bit equality
+#            per forward variant) and wide48c (against the reference)
+#   queue b: the whole ablations preset (20 cases, 182 rows: the causal orders, wide48c, no ping-pong,
+#            attn-triton's pointer loads, stages, scale folding, one-split decoding and the vector adds are
+#            new), committed as docs/benchmarks/h200-ablations.json; the guide's "not yet run" pairs get
+#            their figures, and a causal order that wins becomes the default (then the 16k causal rows
+#            again, with FA4: queue d)
 #   queue e: the whole attn-cutlass and attn-cuda sm90 tiers to their end, and attn-bench's sm90 test
+# Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
+# 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
+# colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
 # Where pytest-xdist is importable the test steps run JOBS (default 6) workers on the one GPU: the tiers
 # are bound by compiles (Triton, NVRTC, CuTe DSL) on the CPU, not by the GPU. The logs go back as one
 # archive ($OUT/pending/logs.tgz) beside the JSON files: a call brings back at most 8 files.
@@ -85,14 +88,10 @@ queue_d() {
 
 queue_f() {
     export CUDA_VISIBLE_DEVICES=0
-    step cutlass-lpt 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+    step cutlass-opt-in 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "CausalLpt or causal_schedules or pingpong"
-    step cuda-order 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+    step cuda-opt-in 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
         -k "causal_orders or wide48c"
-    if ! grep -q "failed\|error" "$out/cutlass-lpt.log" "$out/cuda-order.log"; then
-        step lpt-rows 200 python3 -m attn_bench run --preset ablations -s attention-fwd --time-budget 180 \
-            -o "$out/ablations-fwd.json"
-    fi
 }
 
 queue_e() {
