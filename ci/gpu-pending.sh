@@ -74,8 +74,10 @@ queue_c() {
 
 queue_b() {
     export CUDA_VISIBLE_DEVICES=$gpu_b
+    # Possibly more than one call (Triton's new forward variants autotune): a run stopped by its budget is
+    # continued with ABLATIONS_RESUME=<the JSON it wrote, copied into the tree> in the next call.
     step ablations 560 python3 -m attn_bench run --preset ablations --time-budget "${ABLATION_BUDGET:-520}" \
-        -o "$out/ablations.json"
+        ${ABLATIONS_RESUME:+--resume "$ABLATIONS_RESUME"} -o "$out/ablations.json"
 }
 
 queue_d() {
