@@ -41,22 +41,17 @@ def _scalar(version):
     return run
 
 
-def _fwd_variant(variant):
+def _fwd_with(**choices):
+    """The tensor-core forward with ``choices`` (``variant=``, ``order=``) passed to ``flash.flash_fwd``."""
+
     def run(q, k, v, *, causal, softmax_scale):
         from . import flash
 
         scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
-        return flash.flash_fwd(q, k, v, scale, causal, variant=variant)[0]
+        return flash.flash_fwd(q, k, v, scale, causal, **choices)[0]
 
-    run.__name__ = f"flash_fwd_{variant}"
+    run.__name__ = "flash_fwd_" + "_".join(str(c) for c in choices.values())
     return run
-
-
-def _causal_heads_first(q, k, v, *, causal, softmax_scale):
-    from . import flash
-
-    scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
-    return flash.flash_fwd(q, k, v, scale, causal, order="heads_first")[0]
 
 
 def _bwd_variant(variant):
@@ -187,8 +182,8 @@ def backend() -> dict:
         },
         "ablations": {
             "attention_fwd": {
-                **{v: _fwd_variant(v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
-                "causal_heads_first": _causal_heads_first,
+                **{v: _fwd_with(variant=v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
+                "causal_heads_first": _fwd_with(order="heads_first"),
             },
             "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
             "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},

@@ -69,14 +69,18 @@ def _dq_atomic(q, k, v, *, causal=False, softmax_scale=None):
     return _atomic_dq_function().apply(q, k, v, *args)[0]
 
 
-def _no_pingpong(q, k, v, *, causal=False, softmax_scale=None):
-    with _environ({"ATTN_CUTLASS_PINGPONG": "0"}):
-        return _fwd(q, k, v, causal=causal, softmax_scale=softmax_scale)
+def _fwd_under(values: dict[str, str]):
+    """The default forward with the switches ``values`` set around each call."""
+
+    def run(q, k, v, *, causal=False, softmax_scale=None):
+        with _environ(values):
+            return _fwd(q, k, v, causal=causal, softmax_scale=softmax_scale)
+
+    return run
 
 
-def _causal_lpt(q, k, v, *, causal=False, softmax_scale=None):
-    with _environ({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "lpt"}):
-        return _fwd(q, k, v, causal=causal, softmax_scale=softmax_scale)
+_no_pingpong = _fwd_under({"ATTN_CUTLASS_PINGPONG": "0"})
+_causal_lpt = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "lpt"})
 
 
 def _matmul(a, b):

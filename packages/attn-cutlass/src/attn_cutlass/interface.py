@@ -60,15 +60,20 @@ def sm80_forced() -> bool:
     return os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80"
 
 
+def _env_choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    """``$name`` (read per call; unset or empty: ``default``), refused with the allowed values if unknown."""
+    value = os.environ.get(name, "").strip() or default
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
 def bwd_dq_reduce() -> str:
     """``ATTN_CUTLASS_BWD_DQ``: how the sm90 backward adds dQ, ``tma`` (the default: one TMA reduce-add of
     the fp32 tile per query block, FA3's scheme; varlen keeps the atomics) or ``atomic`` (fp32 ``red`` per
     thread). Both passed the sm90 backward suite on the H200 (2026-11-22); hd128 16k fwd+bwd 420.5 TFLOP/s
     with ``tma`` against 319 with ``atomic`` (different runs: the ablation preset of attn-bench pairs them)."""
-    value = os.environ.get("ATTN_CUTLASS_BWD_DQ", "tma").strip() or "tma"
-    if value not in ("atomic", "tma"):
-        raise ValueError(f"ATTN_CUTLASS_BWD_DQ must be 'atomic' or 'tma', got {value!r}")
-    return value
+    return _env_choice("ATTN_CUTLASS_BWD_DQ", ("atomic", "tma"), "tma")
 
 
 def _arch_of(device: torch.device) -> str:
@@ -125,9 +130,9 @@ def causal_schedule(
 ) -> tuple[int, int]:
     """``(hb_chunk, snake)`` of the causal tile order for ``num_hb`` (head, batch) pairs: ``schedule`` if
     given, else ``$ATTN_CUTLASS_CAUSAL_SCHEDULE``, else the default."""
-    value = schedule or os.environ.get("ATTN_CUTLASS_CAUSAL_SCHEDULE", "").strip() or DEFAULT_CAUSAL_SCHEDULE
+    value = schedule or _env_choice("ATTN_CUTLASS_CAUSAL_SCHEDULE", CAUSAL_SCHEDULES, DEFAULT_CAUSAL_SCHEDULE)
     if value not in CAUSAL_SCHEDULES:
-        raise ValueError(f"ATTN_CUTLASS_CAUSAL_SCHEDULE must be one of {CAUSAL_SCHEDULES}, got {value!r}")
+        raise ValueError(f"schedule must be one of {CAUSAL_SCHEDULES}, got {value!r}")
     if value == "lpt":
         return max(1, num_hb), 1
     return _hb_chunk(seqlen_k, head_dim, qhead_per_kvhead), 0
@@ -137,10 +142,7 @@ def fwd_pingpong() -> bool:
     """``ATTN_CUTLASS_PINGPONG`` (read per call): ``1`` (the default) makes the sm90 forward's two consumer
     warpgroups take turns at the tensor cores through named barriers (FA3's ping-pong); ``0`` drops the
     barriers, so both issue their GEMMs whenever they are ready (the ablation's "before")."""
-    value = os.environ.get("ATTN_CUTLASS_PINGPONG", "1").strip() or "1"
-    if value not in ("0", "1"):
-        raise ValueError(f"ATTN_CUTLASS_PINGPONG must be 0 or 1, got {value!r}")
-    return value == "1"
+    return _env_choice("ATTN_CUTLASS_PINGPONG", ("0", "1"), "1") == "1"
 
 
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
@@ -204,8 +206,8 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     from .kernels.flash_fwd_sm90 import FlashAttentionForwardSm90, softmax_scale_args, tile_config
 
     dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
-    pingpong = fwd_pingpong()
-    key = ("fwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen, pingpong)
+    flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
+    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong)
     tile_m = tile_config(head_dim)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
@@ -240,9 +242,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
 
     def make_kernel():
-        return FlashAttentionForwardSm90(
-            dt, head_dim, **_mask_flags(causal, left, right, softcap, varlen), pingpong=pingpong
-        )
+        return FlashAttentionForwardSm90(dt, head_dim, **flags, pingpong=pingpong)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse
@@ -282,14 +282,12 @@ def _forward_sm80(q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal,
         batch,
     )
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
-    key = ("fwd_sm80", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen)
+    flags = _mask_flags(causal, left, right, softcap, varlen)
+    key = ("fwd_sm80", q.dtype, head_dim, *flags.values())
 
     def make_kernel():
-        return FlashAttentionForwardSm80(
-            {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype],
-            head_dim,
-            **_mask_flags(causal, left, right, softcap, varlen),
-        )
+        dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+        return FlashAttentionForwardSm80(dt, head_dim, **flags)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse
@@ -431,15 +429,11 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
     )
     stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
     dq_reduce = "atomic" if varlen else bwd_dq_reduce()
-    key = ("bwd_sm90", q.dtype, head_dim, causal, left >= 0, right >= 0, softcap > 0, varlen, dq_reduce)
+    flags = _mask_flags(causal, left, right, softcap, varlen)
+    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), dq_reduce)
 
     def make_kernel():
-        return FlashAttentionBackwardSm90(
-            dt,
-            head_dim,
-            **_mask_flags(causal, left, right, softcap, varlen),
-            dq_reduce=dq_reduce,
-        )
+        return FlashAttentionBackwardSm90(dt, head_dim, **flags, dq_reduce=dq_reduce)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     total = q.shape[0] if varlen else None

@@ -117,9 +117,10 @@ def _forward_with(knobs=None, **launch):
 
         (left, right), softcap, scale = _checked(q, k, v, causal, softmax_scale)
         with _knobs(**(knobs or {})):
-            return flash_fwd(q, k, v, softmax_scale=scale, left=left, right=right, softcap=softcap, **launch)[
-                0
-            ]
+            out, _lse = flash_fwd(
+                q, k, v, softmax_scale=scale, left=left, right=right, softcap=softcap, **launch
+            )
+        return out
 
     return run
 
@@ -134,7 +135,8 @@ def _stages(n: int, baseline: str):
     return run
 
 
-def _decode_one_split(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None):
+def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None, num_splits=0):
+    """Split-KV decoding; ``num_splits`` 0 lets the kernel choose (the default), 1 is no split."""
     from attn_triton import flash_attn_with_kvcache
 
     return flash_attn_with_kvcache(
@@ -144,16 +146,12 @@ def _decode_one_split(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, bloc
         cache_seqlens=cache_seqlens,
         block_table=block_table,
         softmax_scale=softmax_scale,
-        num_splits=1,
+        num_splits=num_splits,
     )
 
 
-def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None):
-    from attn_triton import flash_attn_with_kvcache
-
-    return flash_attn_with_kvcache(
-        q, k_cache, v_cache, cache_seqlens=cache_seqlens, block_table=block_table, softmax_scale=softmax_scale
-    )
+def _decode_one_split(q, k_cache, v_cache, **kwargs):
+    return _decode(q, k_cache, v_cache, **kwargs, num_splits=1)
 
 
 def _vector_add(x, y):
