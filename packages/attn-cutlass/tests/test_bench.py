@@ -11,7 +11,7 @@ from attn_cutlass import bench, gemm, interface
 def test_ablation_tables():
     desc = bench.backend()
     assert desc["ablations"] == {
-        "attention_fwd": {"causal_lpt": bench._causal_lpt, "no_pingpong": bench._no_pingpong},
+        "attention_fwd": {"causal_sections": bench._causal_sections, "no_pingpong": bench._no_pingpong},
         "attention_bwd": {"dq_atomic": bench._dq_atomic},
         "matmul": {"one_cta_per_tile": bench._matmul_one_cta_per_tile},
     }
@@ -80,8 +80,8 @@ def test_one_cta_per_tile_launches_the_tile_count(monkeypatch):
     assert seen["ctas"] == 8 * 3  # ceil(1000 / 128) x ceil(600 / 256)
 
 
-@pytest.mark.parametrize("user", [None, "sections"])
-def test_causal_lpt_sets_the_schedule_around_the_forward_only(monkeypatch, user):
+@pytest.mark.parametrize("user", [None, "lpt"])
+def test_causal_sections_sets_the_schedule_around_the_forward_only(monkeypatch, user):
     if user is None:
         monkeypatch.delenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", raising=False)
     else:
@@ -97,16 +97,18 @@ def test_causal_lpt_sets_the_schedule_around_the_forward_only(monkeypatch, user)
     monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
     q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16) for _ in range(3))
     bench._fwd(q, k, v, causal=True)
-    bench._causal_lpt(q, k, v, causal=True)
-    assert seen == [(3, 0), (16, 1)]
+    bench._causal_sections(q, k, v, causal=True)
+    assert seen == [(16, 1), (3, 0)]
     assert os.environ.get("ATTN_CUTLASS_CAUSAL_SCHEDULE") == user
 
 
-def test_causal_lpt_declines_non_causal_shapes(monkeypatch):
+def test_causal_sections_declines_non_causal_shapes(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
     shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=8, heads_k=8, head_dim=256)
-    assert bench._supports("attention_fwd", "causal_lpt", {**shape, "causal": True}, "cuda") is None
-    assert "non-causal" in bench._supports("attention_fwd", "causal_lpt", {**shape, "causal": False}, "cuda")
+    assert bench._supports("attention_fwd", "causal_sections", {**shape, "causal": True}, "cuda") is None
+    assert "non-causal" in bench._supports(
+        "attention_fwd", "causal_sections", {**shape, "causal": False}, "cuda"
+    )
 
 
 def test_no_pingpong_sets_the_switch_around_the_forward_only(monkeypatch):

@@ -58,17 +58,18 @@ def test_lpt_schedule_balances_causal_work(seqlen, heads, head_dim):
 
 
 def test_sections_schedule_is_the_imbalanced_one_at_16k():
-    """The figures the interface's comment quotes: why ``lpt`` exists."""
+    """The figures the interface's comment quotes: why ``lpt`` became the default."""
     assert _per_cta_work(16384, 16, 128, "sections") > 1.15
     assert _per_cta_work(16384, 8, 256, "sections") > 1.7
 
 
 def test_causal_schedule_choice(monkeypatch):
     monkeypatch.delenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", raising=False)
-    assert causal_schedule(16384, 128, 1, 16) == (3, 0)  # sections of 3 heads: 3 x 8 MB of K/V
+    assert causal_schedule(16384, 128, 1, 16) == (16, 1)  # lpt: one section of all 16 heads, snaking
+    assert causal_schedule(16384, 128, 1, 16, "sections") == (3, 0)  # sections of 3 heads: 3 x 8 MB of K/V
+    monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", "sections")
+    assert causal_schedule(16384, 128, 1, 16) == (3, 0)
     assert causal_schedule(16384, 128, 1, 16, "lpt") == (16, 1)
-    monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", "lpt")
-    assert causal_schedule(16384, 128, 1, 16) == (16, 1)
     monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", "longest")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_CAUSAL_SCHEDULE"):
         causal_schedule(16384, 128, 1, 16)

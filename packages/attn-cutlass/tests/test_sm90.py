@@ -82,13 +82,14 @@ class TestCutlassBackwardAtomicDqSm90(TestCutlassBackwardConformanceSm90):
 
 
 @pytest.mark.sm90
-class TestCutlassCausalLptSm90(TestCutlassConformanceSm90):
-    """The forward suite with causal tiles dealt longest first over the whole problem, odd rounds reversed
-    (``ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt``; the default deals them in L2-sized sections)."""
+class TestCutlassCausalSectionsSm90(TestCutlassConformanceSm90):
+    """The forward suite with causal tiles dealt in L2-sized sections of heads
+    (``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``; the default deals them longest first over the whole
+    problem, odd rounds reversed)."""
 
     @pytest.fixture(autouse=True)
-    def _lpt(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", "lpt")
+    def _sections(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_CAUSAL_SCHEDULE", "sections")
 
 
 @pytest.mark.sm90

@@ -4,9 +4,9 @@ Ablation variants (attn-bench's ``ablations`` preset only, beside the default): 
 the persistent sm90 GEMM launched with one CTA per output tile (its tile loop then runs once), and
 ``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
 reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
-``attention_fwd/causal_lpt``, the sm90 forward dealing causal tiles longest first over the whole problem
-with odd rounds reversed (``ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt``, read per call) instead of in L2-sized
-sections; causal shapes only, and ``attention_fwd/no_pingpong``, the consumer warpgroups without the
+``attention_fwd/causal_sections``, the sm90 forward dealing causal tiles in L2-sized sections of heads
+(``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``, read per call) instead of the default's longest first over the
+whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the consumer warpgroups without the
 named barriers that make them take turns at the tensor cores (``ATTN_CUTLASS_PINGPONG=0``).
 """
 
@@ -80,7 +80,7 @@ def _fwd_under(values: dict[str, str]):
 
 
 _no_pingpong = _fwd_under({"ATTN_CUTLASS_PINGPONG": "0"})
-_causal_lpt = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "lpt"})
+_causal_sections = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "sections"})
 
 
 def _matmul(a, b):
@@ -109,7 +109,7 @@ def _supports(op, variant, shape, device):
         return f"the sm90 backward covers head dims 64 and 128, not {head_dim}"
     if op.startswith("attention") and head_dim is not None and head_dim not in (64, 128, 256):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
-    if variant == "causal_lpt" and not shape.get("causal"):
+    if variant == "causal_sections" and not shape.get("causal"):
         return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
     if variant == "one_cta_per_tile" and os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80":
         return "ATTN_CUTLASS_FORCE_ARCH=sm80: the default row runs the sm80 GEMM, not the persistent one"
@@ -124,7 +124,7 @@ def backend():
         # attention_bwd: the harness differentiates the forward (flash_bwd_sm90 underneath).
         "ops": {"attention_fwd": _fwd, "attention_bwd": _fwd, "matmul": _matmul},
         "ablations": {
-            "attention_fwd": {"causal_lpt": _causal_lpt, "no_pingpong": _no_pingpong},
+            "attention_fwd": {"causal_sections": _causal_sections, "no_pingpong": _no_pingpong},
             "attention_bwd": {"dq_atomic": _dq_atomic},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile},
         },

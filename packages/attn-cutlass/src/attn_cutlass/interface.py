@@ -114,15 +114,15 @@ def _hb_chunk(seqlen_k: int, head_dim: int, qhead_per_kvhead: int) -> int:
 
 
 #: How the sm90 forward deals causal tiles to its persistent CTAs (``ATTN_CUTLASS_CAUSAL_SCHEDULE``, read
-#: per call). ``sections`` (the default, the schedule every GPU figure so far was measured with): (head,
-#: batch) pairs in sections whose K/V fit about 24 MB of L2, longest tiles first inside each, dealt in
-#: plain rounds. ``lpt``: one section for the whole problem, longest first across every head, every odd
-#: round dealt in reverse. Counted in key blocks per CTA (``tests/test_schedule.py``), ``sections`` leaves
-#: the busiest CTA with 1.2x the mean at hd128 16k and 1.8x at hd256 16k (FA4 ratios there: 0.83x and
-#: 0.62x, against 0.94x and 0.90x without a mask); ``lpt`` stays within 1 %, at the price of L2 reuse
-#: across heads. Written after the last GPU run: not yet measured, hence not the default.
+#: per call). ``lpt`` (the default): one section for the whole problem, longest tiles first across every
+#: head, every odd round dealt in reverse. ``sections``: (head, batch) pairs in sections whose K/V fit about
+#: 24 MB of L2, longest first inside each, dealt in plain rounds. Counted in key blocks per CTA
+#: (``tests/test_schedule.py``), ``sections`` leaves the busiest CTA with 1.2x the mean at hd128 16k and
+#: 1.8x at hd256 16k, ``lpt`` within 1 %; L2 reuse across heads, which ``sections`` keeps, proved worth less
+#: than the balance: on the H200 (2026-12-03, bf16, 16k, same run) ``lpt`` ran 597 against 556 TFLOP/s at
+#: hd128 causal (1.07x) and 638 against 440 at hd256 causal (1.45x).
 CAUSAL_SCHEDULES = ("sections", "lpt")
-DEFAULT_CAUSAL_SCHEDULE = "sections"
+DEFAULT_CAUSAL_SCHEDULE = "lpt"
 
 
 def causal_schedule(

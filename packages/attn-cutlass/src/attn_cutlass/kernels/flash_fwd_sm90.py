@@ -71,9 +71,9 @@ def tile_coords(tile, num_m_blocks, num_heads, num_tiles, hb_chunk, snake, num_c
     CTA 64. So the (head, batch) pairs are cut into sections of ``hb_chunk`` and each section is walked
     m_block-major, longest first, heads fastest. With ``snake`` (0 or 1) every odd round of ``num_ctas``
     tiles is handed out in reverse (CTA 0 takes the round's last tile), so a CTA that drew a long tile in
-    one round draws a short one in the next; with one section for the whole problem that keeps every
-    CTA's total within about 1 % of the mean, where plain rounds over L2-sized sections can leave the
-    busiest CTA with nearly twice the mean (``interface.causal_schedule``).
+    one round draws a short one in the next; with one section for the whole problem (the default) that
+    keeps every CTA's total within about 1 % of the mean, where plain rounds over L2-sized sections can
+    leave the busiest CTA with nearly twice the mean (``interface.causal_schedule``).
     """
     if causal:
         rnd = tile // num_ctas
