@@ -13,7 +13,7 @@ from attn_reference import attention_naive
 def test_ablation_tables_hold_every_other_choice():
     abl = bench.backend()["ablations"]
     assert set(abl["attention_fwd"]) == set(flash.FWD_VARIANTS) - {flash.DEFAULT_FWD_VARIANT} | {
-        "causal_heads_first"
+        "causal_per_head"
     }
     assert set(abl["attention_bwd"]) == {f"bwd_{v}" for v in flash.BWD_VARIANTS} - {
         f"bwd_{flash.DEFAULT_BWD_VARIANT}"
@@ -52,7 +52,7 @@ def test_forward_variants_pass_their_tiling(fake_kernels):
     before = {k: v for k, v in os.environ.items() if k.startswith("ATTN_")}
     for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
         fn(q, k, v, causal=True, softmax_scale=None)
-        want = ("fwd", None, "heads_first") if name == "causal_heads_first" else ("fwd", name, None)
+        want = ("fwd", None, "per_head") if name == "causal_per_head" else ("fwd", name, None)
         assert fake_kernels.pop() == want
     assert {k: v for k, v in os.environ.items() if k.startswith("ATTN_")} == before
 
@@ -81,11 +81,11 @@ def test_matmul_ablations_refuse_tiles_the_gpu_cannot_hold(monkeypatch):
     assert bench.supports("matmul", "mma_plain_smem", shape, "cuda") is None
 
 
-def test_causal_heads_first_declines_non_causal_shapes():
+def test_causal_per_head_declines_non_causal_shapes():
     shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=16, heads_k=16, head_dim=128)
-    assert bench.supports("attention_fwd", "causal_heads_first", {**shape, "causal": True}, "cuda") is None
+    assert bench.supports("attention_fwd", "causal_per_head", {**shape, "causal": True}, "cuda") is None
     assert "non-causal" in bench.supports(
-        "attention_fwd", "causal_heads_first", {**shape, "causal": False}, "cuda"
+        "attention_fwd", "causal_per_head", {**shape, "causal": False}, "cuda"
     )
 
 

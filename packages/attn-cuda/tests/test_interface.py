@@ -174,16 +174,30 @@ def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, ord
     q, k, v = (torch.zeros(2, 1000, 16, 128, dtype=torch.bfloat16) for _ in range(3))
     flash.flash_fwd(q, k, v, 0.1, causal, order=order)
     ((grid, args),) = launched
-    heads_first = causal and order == "heads_first"
+    heads_first = causal and order != "per_head"  # None: the default, heads_first
     assert grid == ((16, 8, 2) if heads_first else (8, 16, 2))  # 1000 rows in blocks of 128
     assert args[-1].value == int(heads_first)
 
 
+def test_causal_order_env_override_reaches_the_launch(monkeypatch):
+    """``ATTN_CUDA_CAUSAL_ORDER=per_head`` brings back the old grid when no ``order`` is passed."""
+    monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", "per_head")
+    launched = []
+    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
+    monkeypatch.setattr(
+        flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append((grid, args))
+    )
+    q, k, v = (torch.zeros(2, 1000, 16, 128, dtype=torch.bfloat16) for _ in range(3))
+    flash.flash_fwd(q, k, v, 0.1, True)
+    ((grid, args),) = launched
+    assert grid == (8, 16, 2) and args[-1].value == 0
+
+
 def test_causal_order_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_CAUSAL_ORDER", raising=False)
-    assert flash.causal_order() == flash.DEFAULT_CAUSAL_ORDER == "per_head"
-    monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", "heads_first")
-    assert flash.causal_order() == "heads_first" and flash.causal_order("per_head") == "per_head"
+    assert flash.causal_order() == flash.DEFAULT_CAUSAL_ORDER == "heads_first"
+    monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", "per_head")
+    assert flash.causal_order() == "per_head" and flash.causal_order("heads_first") == "heads_first"
     with pytest.raises(ValueError, match="causal order"):
         flash.causal_order("longest")
     assert flash.FWD_VARIANTS["wide48"][128].grid(2, 16, 1000, heads_first=True) == (16, 8, 2)

@@ -9,9 +9,8 @@ Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2
 Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): every other forward
 tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
 (``bwd_<name>``), vector add with 4-byte loads (``scalar_loads``) and uncoalesced (``chunked``), the causal
-launch order ``causal_heads_first`` (``flash.CAUSAL_ORDERS``; causal shapes
-only), and the tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and
-shared-memory layouts (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no
+launch order ``causal_per_head`` (the non-default of ``flash.CAUSAL_ORDERS``; causal shapes only), and the
+tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and shared-memory layouts (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no
 environment variable is touched.
 """
 
@@ -140,7 +139,7 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
             return f"head dim {d}: kernels are instantiated for 64 and 128"
         if shape.get("head_dim_v", d) != d:
             return "head_dim_v must equal head_dim"
-        if variant == "causal_heads_first" and not shape.get("causal"):
+        if variant == "causal_per_head" and not shape.get("causal"):
             return "the causal launch order: non-causal blocks all cost the same"
         if variant.startswith("scalar"):
             scores = shape["batch"] * shape["heads_q"] * shape["seqlen_q"] * shape["seqlen_k"]
@@ -183,7 +182,7 @@ def backend() -> dict:
         "ablations": {
             "attention_fwd": {
                 **{v: _fwd_with(variant=v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
-                "causal_heads_first": _fwd_with(order="heads_first"),
+                "causal_per_head": _fwd_with(order="per_head"),
             },
             "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
             "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},
