@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
 
 from attn_triton import _runtime, bench, interface
 from attn_triton._runtime import interpreting
+
+flash_fwd_module = importlib.import_module("attn_triton.flash_fwd")
 
 interp = pytest.mark.skipif(not interpreting(), reason="needs TRITON_INTERPRET=1")
 
@@ -18,7 +21,7 @@ def test_ablation_table():
     abl = desc["ablations"]
     assert set(abl) == {"attention_fwd", "attention_bwd", "decode_kvcache"}
     assert set(abl["attention_fwd"]) == {
-        "pointer_loads", "per_head_order", "unfolded_scale", "stages_3", "stages_2", "stages_1"
+        "pointer_loads", "all_heads_order", "unfolded_scale", "stages_3", "stages_2", "stages_1"
     }  # fmt: skip
     assert abl["attention_bwd"] == {
         "atomic_dq": bench._atomic_dq,
@@ -34,12 +37,28 @@ def test_ablation_table():
 
 def test_variants_decline_what_they_do_not_change():
     causal = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=8, heads_k=8, head_dim=256, causal=True)
-    assert (
-        bench.supports("attention_fwd", "per_head_order", causal, "cpu") is None or causal["seqlen_q"] > 256
-    )
-    assert "causal" in bench.supports("attention_fwd", "per_head_order", {**causal, "causal": False}, "cuda")
+    assert bench.supports("attention_fwd", "all_heads_order", causal, "cuda") is None
+    assert "causal" in bench.supports("attention_fwd", "all_heads_order", {**causal, "causal": False}, "cuda")
     assert "shared memory" in bench.supports("attention_fwd", "stages_1", causal, "cuda")
     assert bench.supports("attention_fwd", "stages_1", {**causal, "head_dim": 128}, "cuda") is None
+
+
+@interp
+def test_launch_order_variant_is_the_other_choice(monkeypatch):
+    """The default launches causal programs per head; the ablation launches with v2's all-heads-first order."""
+    default = _runtime.PROFILES[_runtime.DEFAULT_PROFILE]
+    assert default.fwd_heavy_first is False and _runtime.PROFILES["v2"].fwd_heavy_first is True
+    seen = []
+
+    def spy():
+        seen.append(_runtime.knobs().fwd_heavy_first)
+        return _runtime.knobs()
+
+    monkeypatch.setattr(flash_fwd_module, "knobs", spy)
+    q = torch.randn(1, 40, 1, 32, generator=torch.Generator().manual_seed(3))
+    bench._fwd(q, q, q, causal=True, softmax_scale=0.2)
+    bench.backend()["ablations"]["attention_fwd"]["all_heads_order"](q, q, q, causal=True, softmax_scale=0.2)
+    assert seen == [_runtime.knobs().fwd_heavy_first, True]
 
 
 @interp

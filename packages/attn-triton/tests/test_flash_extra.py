@@ -1,8 +1,10 @@
 """What the conformance suite does not cover: the Hopper (TMA) code path run through the interpreter,
-split-KV decoding with several splits, page-sized decode tiles, the v1 profile, torch.compile, the
-CPU-device rule, and the bench registration."""
+split-KV decoding with several splits, page-sized decode tiles, the v1 profile, both causal launch
+orders, torch.compile, the CPU-device rule, and the bench registration."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -89,6 +91,41 @@ def test_profile_forward_backward(profile, name):
     (rdq,) = torch.autograd.grad(ref.sum(), leaf)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(dq, rdq, atol=2e-4, rtol=2e-4)
+
+
+@interp
+@pytest.mark.parametrize("heavy_first", [False, True])
+@pytest.mark.parametrize("varlen", [False, True])
+def test_causal_launch_orders(profile, heavy_first, varlen):
+    """Both causal launch orders (``Knobs.fwd_heavy_first``: per head, the default, or the longest program
+    of every head first) against the reference: several query blocks, batch, GQA, bottom-right causal."""
+    assert _runtime.PROFILES[_runtime.DEFAULT_PROFILE].fwd_heavy_first is False
+    profile(dataclasses.replace(_runtime.knobs(), fwd_heavy_first=heavy_first))
+    lens_q, lens_k = [70, 33], [90, 33]  # three and two query blocks of 32 (INTERPRET_BLOCKS)
+    q, k, v = _qkv(2, 70, 90, 4, 2, 32, seed=6)
+    kw = dict(softmax_scale=0.3, left=-1, right=0, softcap=0.0)
+    if varlen:
+        cu_q, cu_k = (torch.tensor([0, n[0], sum(n)], dtype=torch.int32) for n in (lens_q, lens_k))
+        packed = [
+            torch.cat([t[i, :n] for i, n in enumerate(ns)])
+            for t, ns in zip((q, k, v), (lens_q, lens_k, lens_k))
+        ]
+        out, lse = flash_fwd(
+            *packed, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=70, max_seqlen_k=90, **kw
+        )
+        for i in range(2):
+            sq, sk = slice(cu_q[i], cu_q[i + 1]), slice(cu_k[i], cu_k[i + 1])
+            ref, ref_lse = attention_naive(
+                *(t[None] for t in (packed[0][sq], packed[1][sk], packed[2][sk])),
+                softmax_scale=0.3, causal=True, return_lse=True,
+            )  # fmt: skip
+            torch.testing.assert_close(out[sq][None], ref, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(lse[:, sq][None], ref_lse, atol=1e-4, rtol=1e-4)
+    else:
+        out, lse = flash_fwd(q, k, v, **kw)
+        ref, ref_lse = attention_naive(q, k, v, softmax_scale=0.3, causal=True, return_lse=True)
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lse, ref_lse, atol=1e-4, rtol=1e-4)
 
 
 def test_separate_dq_choice():

@@ -47,8 +47,9 @@ class Knobs:
     first GPU run's code: the sm90 conformance suite passed with it on the H200. ``"v1b"`` is v1 with
     ``bwd_dq="auto"``: the attn-bench run of 2026-11-22 on the H200 measured the separate dQ kernel (the
     deterministic path, in the same suite) faster than atomics at head dims 64 and 256. The default,
-    ``"v1c"``, is v1b with v2's forward, which passed the sm90 forward, varlen, head-dim and lse
-    conformance tests on the H200 (50 passed; the skips are fp32, not run on GPU tiers). ``"v2"`` holds
+    ``"v1c"``, is v1b with v2's forward configs and folded scale, which passed the sm90 forward, varlen,
+    head-dim and lse conformance tests on the H200 (50 passed; the skips are fp32, not run on GPU tiers),
+    and v1's causal launch order (per head; see ``fwd_heavy_first``). ``"v2"`` holds
     every newer choice; its decoding measured slower than v1's. ``ATTN_TRITON_PROFILE`` picks the profile
     at import, :func:`set_profile` at run time.
     """
@@ -57,8 +58,13 @@ class Knobs:
     fwd_configs: str = "v2"
     #: forward: scores stay unscaled; the row max is scaled once per row and ``exp2(qk * c - m)`` is one FMA
     fwd_fold_scale: bool = True
-    #: causal forward: program axis 0 walks (batch, head), axis 1 the query blocks heaviest first, so the
-    #: longest programs of *every* head start in the first wave (v1: heaviest first within each head only)
+    #: causal forward launch order. True (v2): program axis 0 walks (batch, head), axis 1 the query blocks
+    #: heaviest first, so the longest programs of *every* head start in the first wave. False (v1 and the
+    #: default v1c): grid (query blocks reversed, batch*heads), heaviest first within each head; likely
+    #: faster because one head's K/V (8 MB at 16k, hd128) stays in the 50 MB L2 while its query blocks run
+    #: instead of 16 heads' (128 MB) streaming at once. H200, bf16, attn-bench ablations of 2026-12-03:
+    #: per-head b1 s16384 h16 d128 causal 501 vs 479 TFLOP/s, h8 d256 causal 534 vs 527 (on 2026-11-22
+    #: v1's whole forward, which has the per-head order, measured causal 484 vs v2's 475).
     fwd_heavy_first: bool = True
     #: backward: tensor descriptors (TMA) for the streamed Q/dO (dK/dV kernel) and K/V (dQ kernel) tiles
     bwd_tma: bool = True
@@ -92,11 +98,14 @@ PROFILES = {
     "v2": Knobs(),
 }
 PROFILES["v1b"] = dataclasses.replace(PROFILES["v1"], bwd_dq="auto")
-# v1b's backward and decoding with v2's forward: on the H200 (2026-11-22, bf16, 16k) v2's forward measured
-# hd64 435 vs 400 TFLOP/s, hd128 502 vs 487, causal 475 vs 484, while v2's decoding measured slower
-# (contiguous cache 2272 vs 2666 GB/s) and its backward the same.
+# v1b's backward and decoding with v2's forward configs and folded scale: on the H200 (2026-11-22, bf16,
+# 16k) v2's forward measured hd64 435 vs 400 TFLOP/s, hd128 502 vs 487, causal 475 vs 484 (slower), while
+# v2's decoding measured slower (contiguous cache 2272 vs 2666 GB/s) and its backward the same. The causal
+# launch order stays v1's, per head (fwd_heavy_first=False): the attn-bench ablations of 2026-12-03 (H200,
+# bf16, same run, both checked against the reference) measured it faster than v2's all-heads-first order,
+# b1 s16384 h16 d128 causal 501 vs 479 TFLOP/s (1.05x), h8 d256 causal 534 vs 527 (1.01x).
 PROFILES["v1c"] = dataclasses.replace(
-    PROFILES["v1b"], fwd_configs="v2", fwd_fold_scale=True, fwd_heavy_first=True
+    PROFILES["v1b"], fwd_configs="v2", fwd_fold_scale=True, fwd_heavy_first=False
 )
 DEFAULT_PROFILE = "v1c"
 
