@@ -121,8 +121,7 @@ class BwdConfig:
 #: (barriers, row max and sum, the O rescale) spread over 1.5x the mma; 251-255 registers, no spills
 #: (NVRTC 13; 64 keys spill a register, and 48 causal spilled on sm_90a); the default since 2026-11-22.
 #: ``wide48c`` is ``wide48`` with 48 keys a step causal too: since the kernel reads the causal order at
-#: run time (2026-12-03) that instantiation compiles without spills on sm_90a as well (255 registers);
-#: written after the last GPU run, opt-in until measured against ``wide48``'s 32-key causal steps.
+#: run time (2026-12-03) that instantiation compiles without spills on sm_90a as well (255 registers).
 FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     "base": {64: FwdConfig(64), 128: FwdConfig(128)},
     "wide": {
@@ -147,10 +146,12 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
     },
 }
 #: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. All passed their GPU tests
-#: on the H200; ``wide48`` is the default because it measured fastest there at 16k, one process
-#: (2026-11-22): hd128 318.9 TFLOP/s against wide 295.8 and base 244.4; hd64 271.2 (it is ``wide`` there);
-#: causal hd128 273.5 against 272.4 (BN 32 on the diagonal, as ``wide``).
-DEFAULT_FWD_VARIANT = "wide48"
+#: on the H200. ``wide48`` measured fastest there at 16k (2026-11-22, one process: hd128 318.9 TFLOP/s
+#: against wide 295.8 and base 244.4); ``wide48c`` (48 keys a step under the causal mask too) is the
+#: default since the attn-bench ablations of 2026-12-03 (H200, bf16, 16k, per_head causal order, same
+#: run): causal hd128 296.4 against wide48's 276.0 (1.07x), hd128 319.8 against 319.7, hd64 271.2 against
+#: 271.4. Not yet measured: wide48c together with the heads_first causal order.
+DEFAULT_FWD_VARIANT = "wide48c"
 
 
 def _choice(what: str, given: str | None, env: str, default: str, allowed) -> str:
