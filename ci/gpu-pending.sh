@@ -16,18 +16,18 @@
 # passed, 7 skipped; attn-cuda conformance 79 passed), queue b (ablations, 112 rows, all passed), queue c
 # (attn-triton 109 passed, 37 skipped); attn-reference's sm90 tier (148 passed). The whole attn-cutlass and
 # attn-cuda sm90 tiers with 8 workers reached about 99 % in 200 s each, no failure, and were cut there.
-# Still owed (2026-12-03), for a one-GPU session in this order, one queue per call (QUEUES=f, then b, then
-# e; today's calls took 156-214 s per queue, b 193 s at 112 rows):
-#   queue f: the opt-in paths written 2026-12-03, never run: attn-cutlass's ATTN_CUTLASS_CAUSAL_SCHEDULE=lpt
-#            (its conformance class, bit-for-bit equality with the default) and ATTN_CUTLASS_PINGPONG=0
-#            (bit-for-bit equality); attn-cuda's ATTN_CUDA_CAUSAL_ORDER=heads_first (bit-for-bit equality
-#            per forward variant) and wide48c (against the reference)
-#   queue b: the whole ablations preset (20 cases, 182 rows: the causal orders, wide48c, no ping-pong,
-#            attn-triton's pointer loads, stages, scale folding, one-split decoding and the vector adds are
-#            new), committed as docs/benchmarks/h200-ablations.json; the guide's "not yet run" pairs get
-#            their figures, and a causal order that wins becomes the default (then the 16k causal rows
-#            again, with FA4: queue d)
-#   queue e: the whole attn-cutlass and attn-cuda sm90 tiers to their end, and attn-bench's sm90 test
+# Done later on 2026-12-03 (one H200): queue f (attn-cutlass opt-in 80 passed; attn-cuda opt-in 26 passed;
+# tools/causal_order.py: heads_first 1.10x), queue b (ablations, 182 rows in 425 s, all passed), the whole
+# attn-cutlass sm90 tier (519 passed, 133 skipped) and attn-cuda sm90 tier (295 passed, 91 skipped, 10
+# workers, 215 s), the 16k rows with FA4 (queue d, ATTN_CUDA_CAUSAL_ORDER=heads_first). After that run four
+# defaults changed (attn-cutlass causal schedule lpt, attn-cuda heads_first and wide48c, attn-triton's
+# per-head causal order), each one a path that had passed its GPU tests as an opt-in.
+# Still owed, for the next session, in this order (one queue per call on one GPU):
+#   queue g: the new defaults together: attn-cuda's conformance (wide48c with heads_first, never run as a
+#            pair), attn-triton's causal forward conformance with the per-head order
+#   queue d: the 16k rows with FA4, all four new defaults in one run
+#   queue e's bench-sm90: attn-bench's sm90 test (timed out at 60 s and at 110 s today with no output:
+#            the quick run of every suite now takes longer; give it 300 s)
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -96,11 +96,19 @@ queue_f() {
         -k "causal_orders or wide48c"
 }
 
+queue_g() {
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-defaults 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "TestCudaConformance and not Base"
+    step triton-causal 300 python3 -m pytest "${xdist[@]}" packages/attn-triton/tests --tier sm90 -q \
+        -k "TestTritonConformanceSm90 and causal"
+}
+
 queue_e() {
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q
     step cuda-sm90 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests --tier sm90 -q
-    step bench-sm90 60 python3 -m pytest packages/attn-bench/tests --tier sm90 -q
+    step bench-sm90 300 python3 -m pytest packages/attn-bench/tests --tier sm90 -q
 }
 
 # Two GPUs: queues a and b side by side. One GPU (nvidia-h200): the queues run one after another on it,
