@@ -163,9 +163,14 @@ def test_forward_variant_selection(monkeypatch):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("order", [None, "per_head", "heads_first"])
-def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, order):
-    """What the forward launches: the grid's axes and the ``heads_first`` argument, the kernel faked."""
-    monkeypatch.delenv("ATTN_CUDA_CAUSAL_ORDER", raising=False)
+@pytest.mark.parametrize("env", [None, "per_head"])
+def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, order, env):
+    """What the forward launches: the grid's axes and the ``heads_first`` argument, the kernel faked. An
+    explicit ``order`` wins over ``$ATTN_CUDA_CAUSAL_ORDER``, which wins over the default (heads_first)."""
+    if env is None:
+        monkeypatch.delenv("ATTN_CUDA_CAUSAL_ORDER", raising=False)
+    else:
+        monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", env)
     launched = []
     monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
     monkeypatch.setattr(
@@ -174,23 +179,9 @@ def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, ord
     q, k, v = (torch.zeros(2, 1000, 16, 128, dtype=torch.bfloat16) for _ in range(3))
     flash.flash_fwd(q, k, v, 0.1, causal, order=order)
     ((grid, args),) = launched
-    heads_first = causal and order != "per_head"  # None: the default, heads_first
+    heads_first = causal and (order or env or "heads_first") == "heads_first"
     assert grid == ((16, 8, 2) if heads_first else (8, 16, 2))  # 1000 rows in blocks of 128
     assert args[-1].value == int(heads_first)
-
-
-def test_causal_order_env_override_reaches_the_launch(monkeypatch):
-    """``ATTN_CUDA_CAUSAL_ORDER=per_head`` brings back the old grid when no ``order`` is passed."""
-    monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", "per_head")
-    launched = []
-    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
-    monkeypatch.setattr(
-        flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append((grid, args))
-    )
-    q, k, v = (torch.zeros(2, 1000, 16, 128, dtype=torch.bfloat16) for _ in range(3))
-    flash.flash_fwd(q, k, v, 0.1, True)
-    ((grid, args),) = launched
-    assert grid == (8, 16, 2) and args[-1].value == 0
 
 
 def test_causal_order_selection(monkeypatch):

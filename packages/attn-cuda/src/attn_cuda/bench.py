@@ -10,8 +10,9 @@ Ablation variants (run by attn-bench's ``ablations`` preset only, beside the def
 tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
 (``bwd_<name>``), vector add with 4-byte loads (``scalar_loads``) and uncoalesced (``chunked``), the causal
 launch order ``causal_per_head`` (the non-default of ``flash.CAUSAL_ORDERS``; causal shapes only), and the
-tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and shared-memory layouts (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no
-environment variable is touched.
+tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and shared-memory layouts
+(``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no environment variable is
+touched.
 """
 
 from __future__ import annotations

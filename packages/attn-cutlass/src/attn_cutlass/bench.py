@@ -6,8 +6,9 @@ the persistent sm90 GEMM launched with one CTA per output tile (its tile loop th
 reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
 ``attention_fwd/causal_sections``, the sm90 forward dealing causal tiles in L2-sized sections of heads
 (``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``, read per call) instead of the default's longest first over the
-whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the consumer warpgroups without the
-named barriers that make them take turns at the tensor cores (``ATTN_CUTLASS_PINGPONG=0``).
+whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the
+consumer warpgroups without the named barriers that make them take turns at the tensor cores
+(``ATTN_CUTLASS_PINGPONG=0``).
 """
 
 from __future__ import annotations

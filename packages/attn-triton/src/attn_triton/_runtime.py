@@ -62,9 +62,7 @@ class Knobs:
     #: heaviest first, so the longest programs of *every* head start in the first wave. False (v1 and the
     #: default v1c): grid (query blocks reversed, batch*heads), heaviest first within each head; likely
     #: faster because one head's K/V (8 MB at 16k, hd128) stays in the 50 MB L2 while its query blocks run
-    #: instead of 16 heads' (128 MB) streaming at once. H200, bf16, attn-bench ablations of 2026-12-03:
-    #: per-head b1 s16384 h16 d128 causal 501 vs 479 TFLOP/s, h8 d256 causal 534 vs 527 (on 2026-11-22
-    #: v1's whole forward, which has the per-head order, measured causal 484 vs v2's 475).
+    #: instead of 16 heads' (128 MB) streaming at once (measured: see PROFILES["v1c"]).
     fwd_heavy_first: bool = True
     #: backward: tensor descriptors (TMA) for the streamed Q/dO (dK/dV kernel) and K/V (dQ kernel) tiles
     bwd_tma: bool = True

@@ -11,8 +11,7 @@ Ablation variants (attn-bench's ``ablations`` preset only), each one choice of t
 * ``attention_fwd/all_heads_order``: causal programs launched with the longest program of every head
   first (grid (batch*heads, query blocks reversed), ``Knobs.fwd_heavy_first=True``, v2's order) instead of
   the default's heaviest first within each head (grid (query blocks reversed, batch*heads)), which keeps
-  one head's K/V in L2 while its query blocks run (H200, 2026-12-03: per-head hd128 16k causal 501 vs 479
-  TFLOP/s, hd256 534 vs 527);
+  one head's K/V in L2 while its query blocks run (measured: ``_runtime.PROFILES["v1c"]``);
 * ``attention_fwd/unfolded_scale``: the scores scaled before the row max (``Knobs.fwd_fold_scale=False``)
   instead of the scale folded into one FMA per element;
 * ``attention_fwd/stages_1``, ``stages_2`` against ``stages_3``: one 128 x 128 tile config (8 warps) with
