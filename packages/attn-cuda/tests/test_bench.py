@@ -13,7 +13,8 @@ from attn_reference import attention_naive
 def test_ablation_tables_hold_every_other_choice():
     abl = bench.backend()["ablations"]
     assert set(abl["attention_fwd"]) == set(flash.FWD_VARIANTS) - {flash.DEFAULT_FWD_VARIANT} | {
-        "causal_per_head"
+        "causal_per_head",
+        f"{flash.other_rescale()}_rescale",
     }
     assert set(abl["attention_bwd"]) == {f"bwd_{v}" for v in flash.BWD_VARIANTS} - {
         f"bwd_{flash.DEFAULT_BWD_VARIANT}"
@@ -33,8 +34,8 @@ def fake_kernels(monkeypatch):
     """flash_fwd / flash_bwd replaced by the naive reference on CPU tensors, recording the variant asked."""
     calls = []
 
-    def fwd(q, k, v, scale, causal, *, kernel="mma", variant=None, order=None):
-        calls.append(("fwd", variant, order))
+    def fwd(q, k, v, scale, causal, *, kernel="mma", variant=None, order=None, rescale=None):
+        calls.append(("fwd", variant, order) + ((rescale,) if rescale else ()))
         out, lse = attention_naive(q, k, v, softmax_scale=scale, causal=causal, return_lse=True)
         return out.to(q.dtype), lse.float()
 
@@ -52,7 +53,11 @@ def test_forward_variants_pass_their_tiling(fake_kernels):
     before = {k: v for k, v in os.environ.items() if k.startswith("ATTN_")}
     for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
         fn(q, k, v, causal=True, softmax_scale=None)
-        want = ("fwd", None, "per_head") if name == "causal_per_head" else ("fwd", name, None)
+        want = ("fwd", name, None)
+        if name == "causal_per_head":
+            want = ("fwd", None, "per_head")
+        elif name.endswith("_rescale"):
+            want = ("fwd", None, None, name.removesuffix("_rescale"))
         assert fake_kernels.pop() == want
     assert {k: v for k, v in os.environ.items() if k.startswith("ATTN_")} == before
 

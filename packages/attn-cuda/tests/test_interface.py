@@ -1,5 +1,6 @@
 """CPU tier: argument checks, refused features, op registration and fake impls, tile arithmetic, bench."""
 
+import math
 import re
 
 import pytest
@@ -181,7 +182,41 @@ def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, ord
     ((grid, args),) = launched
     heads_first = causal and (order or env or "heads_first") == "heads_first"
     assert grid == ((16, 8, 2) if heads_first else (8, 16, 2))  # 1000 rows in blocks of 128
-    assert args[-1].value == int(heads_first)
+    assert args[-2].value == int(heads_first)  # the wide kernel's last argument is the rescale slack
+
+
+@pytest.mark.parametrize("rescale", [None, "lazy", "always"])
+@pytest.mark.parametrize("env", [None, "always", "lazy"])
+@pytest.mark.parametrize("variant", ["wide48c", "base"])
+def test_rescale_mode_sets_the_slack_argument(monkeypatch, rescale, env, variant):
+    """The wide kernels get the slack (8, or -inf: rescale every tile) as their last argument; an explicit
+    ``rescale`` wins over ``$ATTN_CUDA_RESCALE``, which wins over the default. The first kernel has
+    no such argument (it always rescales)."""
+    if env is None:
+        monkeypatch.delenv("ATTN_CUDA_RESCALE", raising=False)
+    else:
+        monkeypatch.setenv("ATTN_CUDA_RESCALE", env)
+    launched = []
+    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
+    monkeypatch.setattr(flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append(args))
+    q, k, v = (torch.zeros(1, 300, 2, 128, dtype=torch.float16) for _ in range(3))
+    flash.flash_fwd(q, k, v, 0.1, False, variant=variant, rescale=rescale)
+    (args,) = launched
+    if variant == "base":
+        assert len(args) == 23  # 9 scalars and tensors, 12 strides, the scale and the order flag
+        return
+    lazy = (rescale or env or flash.DEFAULT_RESCALE) == "lazy"
+    assert args[-1].value == (flash.RESCALE_SLACK if lazy else -math.inf)
+
+
+def test_rescale_mode_selection(monkeypatch):
+    monkeypatch.delenv("ATTN_CUDA_RESCALE", raising=False)
+    assert flash.rescale_mode() == flash.DEFAULT_RESCALE == "lazy"
+    assert flash.other_rescale() == "always"
+    monkeypatch.setenv("ATTN_CUDA_RESCALE", "lazy")
+    assert flash.rescale_mode() == "lazy" and flash.rescale_mode("always") == "always"
+    with pytest.raises(ValueError, match="rescale mode"):
+        flash.rescale_mode("sometimes")
 
 
 def test_causal_order_selection(monkeypatch):

@@ -9,7 +9,8 @@ Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2
 Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): every other forward
 tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
 (``bwd_<name>``), vector add with 4-byte loads (``scalar_loads``) and uncoalesced (``chunked``), the causal
-launch order ``causal_per_head`` (the non-default of ``flash.CAUSAL_ORDERS``; causal shapes only), and the
+launch order ``causal_per_head`` (the non-default of ``flash.CAUSAL_ORDERS``; causal shapes only), the
+other O rescale mode (``lazy_rescale`` or ``always_rescale``: the non-default of ``flash.RESCALE_MODES``), and the
 tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and shared-memory layouts
 (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no environment variable is
 touched.
@@ -167,7 +168,9 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
 
 def backend() -> dict:
     """The description attn-bench reads (see ``attn_bench.backend``)."""
-    from .flash import BWD_VARIANTS, DEFAULT_BWD_VARIANT, DEFAULT_FWD_VARIANT, FWD_VARIANTS
+    from .flash import BWD_VARIANTS, DEFAULT_BWD_VARIANT, DEFAULT_FWD_VARIANT, FWD_VARIANTS, other_rescale
+
+    OTHER_RESCALE = other_rescale()
 
     return {
         "name": "cuda",
@@ -184,6 +187,7 @@ def backend() -> dict:
             "attention_fwd": {
                 **{v: _fwd_with(variant=v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
                 "causal_per_head": _fwd_with(order="per_head"),
+                f"{OTHER_RESCALE}_rescale": _fwd_with(rescale=OTHER_RESCALE),
             },
             "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
             "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},

@@ -206,6 +206,28 @@ def causal_order(order: str | None = None) -> str:
     return _choice("causal order", order, "ATTN_CUDA_CAUSAL_ORDER", DEFAULT_CAUSAL_ORDER, CAUSAL_ORDERS)
 
 
+#: How the wide kernels rescale the running output (``ATTN_CUDA_RESCALE``, read per call). ``lazy`` (the
+#: default): a row keeps its running max until a tile's max exceeds it by more than :data:`RESCALE_SLACK`
+#: (log2 units), so most tiles skip the O rescale (non-causal instantiations only: the causal ones are at
+#: their register limit); ``always``: FlashAttention-2's rescale at every tile. Both compute the same
+#: softmax (the max cancels); see ``flash_fwd.cu``. Measured on the H200 (2026-12-03, bf16, 16k, attn-bench
+#: ablations, same run): hd128 328.7 against 312.7 TFLOP/s (1.05x), hd64 278.9 against 267.7 (1.04x).
+RESCALE_MODES = ("lazy", "always")
+DEFAULT_RESCALE = "lazy"
+#: The stale max lets a probability reach 2^8 = 256: exact in fp16/bf16 and harmless to fp32 sums.
+RESCALE_SLACK = 8.0
+
+
+def other_rescale() -> str:
+    """The rescale mode that is not the default (the ablation variant's)."""
+    return next(m for m in RESCALE_MODES if m != DEFAULT_RESCALE)
+
+
+def rescale_mode(rescale: str | None = None) -> str:
+    """The rescale mode: ``rescale`` if given, else ``$ATTN_CUDA_RESCALE``, else the default."""
+    return _choice("rescale mode", rescale, "ATTN_CUDA_RESCALE", DEFAULT_RESCALE, RESCALE_MODES)
+
+
 #: Scalar (teaching) kernels: (BM, BN) per version; one thread per query row.
 SCALAR_TILES = {"v1": (64, 16), "v2": (64, 32)}
 
@@ -267,10 +289,12 @@ def flash_fwd(
     kernel: str = "mma",
     variant: str | None = None,
     order: str | None = None,
+    rescale: str | None = None,
 ):
     """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"scalar_v2"`` or ``"scalar_v1"``;
     ``variant`` picks the tensor-core tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`), ``order``
-    the causal launch order of the tensor-core kernels (:data:`CAUSAL_ORDERS`, default :func:`causal_order`).
+    the causal launch order of the tensor-core kernels (:data:`CAUSAL_ORDERS`, default :func:`causal_order`),
+    ``rescale`` how the wide kernels rescale the output (:data:`RESCALE_MODES`, default :func:`rescale_mode`).
 
     q (b, s_q, h_q, d), k and v (b, s_k, h_k, d), CUDA fp16/bf16, validated by the caller. Returns
     out (b, s_q, h_q, d) and lse (b, h_q, s_q) float32.
@@ -293,6 +317,9 @@ def flash_fwd(
         heads_first = causal and causal_order(order) == "heads_first"
         args += _strides(q) + _strides(k) + _strides(v) + _strides(out)
         args += [f32(softmax_scale * LOG2E), i32(int(heads_first))]
+        mode = rescale_mode(rescale)  # validated for every kernel, used by the wide ones
+        if cfg.kernel == "flash_fwd_mma_wide":
+            args.append(f32(RESCALE_SLACK if mode == "lazy" else -math.inf))
         launch(
             module_for("flash_fwd.cu", name),
             name,

@@ -238,6 +238,14 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_fwd_mma(
 //   p = exp2(s * scale * log2 e - m) is one FFMA and one MUFU.EX2 per element.
 // * Masking is decided per tile, not per element: the first n_full tiles (all but the causal diagonal and
 //   the ragged last tile) take one uniform branch around the mask and never compare a key with a row.
+// * Lazy rescaling: a row keeps its running max until a tile's max exceeds it by more than
+//   rescale_slack (log2 units). Until then alpha is exactly 1 and the O rescale (64 FMUL per row tile and
+//   thread at hd128) is skipped, warp by warp, when no row of the warp moved. Any max gives the same
+//   result (m cancels between O and the row sum, and lse uses the max that was used); a stale one only
+//   lets p reach 2^rescale_slack instead of 1, far inside fp16/bf16 range and fp32 sums. Past the first
+//   few tiles a row's max rarely moves by that much, so almost every tile skips the rescale.
+//   rescale_slack = -inf rescales every tile (the classic FlashAttention-2 loop, kept as an ablation), as
+//   the causal instantiations always do: with the vote, the 48-key one spills past 255 registers.
 //
 // Pipeline invariant: groups are committed in the order (Q, K_0), V_0, K_1, V_1, ...; "wait until at
 // most one group is pending" before Q K_j^T means K_j (and Q) have landed, and the same wait before
@@ -250,7 +258,7 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
     float* __restrict__ lse, int seqlen_q, int seqlen_k, int heads_q, int group,
     long long q_sb, long long q_ss, long long q_sh, long long k_sb, long long k_ss, long long k_sh,
     long long v_sb, long long v_ss, long long v_sh, long long o_sb, long long o_ss, long long o_sh,
-    float scale_log2, int heads_first) {
+    float scale_log2, int heads_first, float rescale_slack) {
     constexpr int WROWS = 16 * MT;            // query rows per warp
     constexpr int BM = WROWS * NWARPS, NTHREADS = NWARPS * 32;
     constexpr int KT = HD / 16;  // k16 steps of Q K^T
@@ -366,9 +374,13 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
 #pragma unroll
                 for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
                 mx = attn::quad_max(mx) * scale_log2;  // scale > 0 (the host checks): max commutes with it
-                const float m_new = fmaxf(row_max[mt][r], mx);
+                // -inf + slack stays -inf, so a row's first visible key always sets its max. Causal
+                // instantiations rescale every tile: the vote's registers spill their 255 at 48 keys a step.
+                const bool grow = CAUSAL || mx > row_max[mt][r] + rescale_slack;
+                const bool rescale = CAUSAL || __any_sync(0xffffffffu, grow);  // the warp's 8 rows: uniform
+                const float m_new = grow ? fmaxf(row_max[mt][r], mx) : row_max[mt][r];
                 const float m_use = m_new == ATTN_NEG_INF ? 0.f : m_new;  // fully masked so far: avoid inf - inf
-                const float alpha = fast_exp2(row_max[mt][r] - m_use);
+                const float alpha = grow ? fast_exp2(row_max[mt][r] - m_use) : 1.f;
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < NS; ++nt) {
@@ -378,10 +390,12 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
                 }
                 row_sum[mt][r] = row_sum[mt][r] * alpha + sum;
                 row_max[mt][r] = m_new;
+                if (rescale) {
 #pragma unroll
-                for (int dt = 0; dt < DT; ++dt) {
-                    acc_o[mt][dt][2 * r] *= alpha;
-                    acc_o[mt][dt][2 * r + 1] *= alpha;
+                    for (int dt = 0; dt < DT; ++dt) {
+                        acc_o[mt][dt][2 * r] *= alpha;
+                        acc_o[mt][dt][2 * r + 1] *= alpha;
+                    }
                 }
             }
         }
