@@ -11,7 +11,11 @@ from attn_cutlass import bench, gemm, interface
 def test_ablation_tables():
     desc = bench.backend()
     assert desc["ablations"] == {
-        "attention_fwd": {"causal_sections": bench._causal_sections, "no_pingpong": bench._no_pingpong},
+        "attention_fwd": {
+            "causal_sections": bench._causal_sections,
+            "no_pingpong": bench._no_pingpong,
+            "lazy_rescale": bench._lazy_rescale,
+        },
         "attention_bwd": {"dq_atomic": bench._dq_atomic},
         "matmul": {"one_cta_per_tile": bench._matmul_one_cta_per_tile},
     }
@@ -129,3 +133,23 @@ def test_no_pingpong_sets_the_switch_around_the_forward_only(monkeypatch):
     monkeypatch.setenv("ATTN_CUTLASS_PINGPONG", "maybe")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_PINGPONG"):
         interface.fwd_pingpong()
+
+
+def test_lazy_rescale_sets_the_switch_around_the_forward_only(monkeypatch):
+    monkeypatch.delenv("ATTN_CUTLASS_RESCALE", raising=False)
+    seen = []
+
+    def forward(q, k, v, *args):
+        seen.append(interface.fwd_rescale())
+        b, s, h, _ = q.shape
+        return q * 1.0, torch.zeros(b, h, s)
+
+    monkeypatch.setattr(interface, "_forward", forward)
+    monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
+    q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16) for _ in range(3))
+    bench._fwd(q, k, v)
+    bench._lazy_rescale(q, k, v)
+    assert seen == [interface.DEFAULT_RESCALE, "lazy"] and "ATTN_CUTLASS_RESCALE" not in os.environ
+    monkeypatch.setenv("ATTN_CUTLASS_RESCALE", "sometimes")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_RESCALE"):
+        interface.fwd_rescale()

@@ -24,6 +24,8 @@ FWD_CONFIGS = {
         dtype="bfloat16", head_dim=256, has_left_window=True, has_right_window=True, varlen=True
     ),
     "bf16_hd128_no_pingpong": dict(dtype="bfloat16", head_dim=128, pingpong=False),
+    "bf16_hd128_lazy_rescale": dict(dtype="bfloat16", head_dim=128, lazy_rescale=True),
+    "fp16_hd256_causal_lazy_rescale": dict(dtype="float16", head_dim=256, causal=True, lazy_rescale=True),
 }
 
 
@@ -62,6 +64,8 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     # barrier 0 is __syncthreads); the no-ping-pong build has none of them
     pingpong = FWD_CONFIGS[name].get("pingpong", True)
     assert ("bar.arrive" in ptx) == pingpong
+    # lazy rescaling: one warp vote decides whether the warp multiplies O
+    assert ("vote.sync.any" in ptx) == FWD_CONFIGS[name].get("lazy_rescale", False)
 
 
 @pytest.mark.parametrize("name", list(FWD_CONFIGS))

@@ -145,6 +145,19 @@ def fwd_pingpong() -> bool:
     return _env_choice("ATTN_CUTLASS_PINGPONG", ("0", "1"), "1") == "1"
 
 
+#: How the sm90 forward rescales its running output (``ATTN_CUTLASS_RESCALE``, read per call): ``always``
+#: (the default) at every key block, as FlashAttention-2/3; ``lazy``: a row keeps its max while a block's
+#: stays within ``softmax.RESCALE_SLACK`` (8, log2 units) of it, and warps whose rows all kept theirs skip
+#: the O rescale (attn-cuda's default since it measured 1.05x there; not yet run on a GPU here).
+RESCALE_MODES = ("always", "lazy")
+DEFAULT_RESCALE = "always"
+
+
+def fwd_rescale() -> str:
+    """The sm90 forward's rescale mode: ``$ATTN_CUTLASS_RESCALE``, else :data:`DEFAULT_RESCALE`."""
+    return _env_choice("ATTN_CUTLASS_RESCALE", RESCALE_MODES, DEFAULT_RESCALE)
+
+
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
     """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
     return dict(
@@ -207,7 +220,8 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
 
     dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
     flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
-    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong)
+    lazy = fwd_rescale() == "lazy"
+    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy)
     tile_m = tile_config(head_dim)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
@@ -242,7 +256,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
 
     def make_kernel():
-        return FlashAttentionForwardSm90(dt, head_dim, **flags, pingpong=pingpong)
+        return FlashAttentionForwardSm90(dt, head_dim, **flags, pingpong=pingpong, lazy_rescale=lazy)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse

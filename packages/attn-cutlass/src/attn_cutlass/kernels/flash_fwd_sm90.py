@@ -38,12 +38,15 @@ from cutlass.tensor_utils import LayoutEnum
 
 from .softmax import (
     LOG2_E,
+    RESCALE_SLACK,
     acc_as_operand_a_layout,
     apply_mask,
     apply_softcap,
     finalize,
     online_softmax_step,
+    online_softmax_step_lazy,
     rescale_rows,
+    rescale_rows_if_moved,
     rowcol_layout,
 )
 
@@ -120,12 +123,16 @@ class FlashAttentionForwardSm90:
         has_softcap: bool = False,
         varlen: bool = False,
         pingpong: bool = True,
+        lazy_rescale: bool = False,
     ):
         if head_dim not in (64, 128, 256):
             raise ValueError(f"head_dim must be 64, 128 or 256, got {head_dim}")
         # False drops the named barriers that make the consumer warpgroups take turns at the tensor cores
         # (attn-bench's no_pingpong ablation: the schedule's measured worth).
         self.pingpong = pingpong
+        # True: a row keeps its max while a block's stays within RESCALE_SLACK of it, and a warp whose
+        # rows all kept theirs skips the O rescale (softmax.online_softmax_step_lazy).
+        self.lazy_rescale = lazy_rescale
         self.dtype = dtype
         self.head_dim = head_dim
         self.tile_m, self.tile_n, self.kv_stages = tile_config(head_dim)
@@ -354,6 +361,7 @@ class FlashAttentionForwardSm90:
         row_max,
         row_sum,
         corr,
+        moved,
         my_turn,
         their_turn,
         m_block,
@@ -381,7 +389,7 @@ class FlashAttentionForwardSm90:
         warpgroup.fence()
         self._gemm(tiled_mma_qk, acc_S, tSrQ[None, None, None, 0], tSrK[None, None, None, st_k.index], True)
         warpgroup.commit_group()
-        rescale_rows(o_rc, corr)
+        self._rescale(o_rc, corr, moved)
         warpgroup.fence()  # O's registers changed: order them before the wgmma that accumulates into O
         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
         warpgroup.commit_group()
@@ -397,6 +405,7 @@ class FlashAttentionForwardSm90:
             row_max,
             row_sum,
             corr,
+            moved,
             m_block,
             n_block,
             seqlen_q,
@@ -596,6 +605,7 @@ class FlashAttentionForwardSm90:
             row_max = cute.make_rmem_tensor((n_rows,), Float32)
             row_sum = cute.make_rmem_tensor((n_rows,), Float32)
             corr = cute.make_rmem_tensor((n_rows,), Float32)
+            moved = cute.make_rmem_tensor((1,), Int32)  # lazy rescale: did a row of this thread move?
             lse = cute.make_rmem_tensor((n_rows,), Float32)
 
             my_turn, their_turn = _PINGPONG_BARRIER + wg, _PINGPONG_BARRIER + 1 - wg
@@ -620,6 +630,7 @@ class FlashAttentionForwardSm90:
                 if m_block * tile_m < seqlen_q:
                     row_max.fill(-Float32.inf)
                     row_sum.fill(0.0)
+                    moved.fill(1)
                     acc_O.fill(0.0)
                     if n_max > n_min:
                         pipe_q.consumer_wait(st_q)
@@ -649,6 +660,7 @@ class FlashAttentionForwardSm90:
                             row_max,
                             row_sum,
                             corr,
+                            moved,
                             m_block,
                             n_block,
                             seqlen_q,
@@ -688,6 +700,7 @@ class FlashAttentionForwardSm90:
                             row_max,
                             row_sum,
                             corr,
+                            moved,
                             my_turn,
                             their_turn,
                             m_block,
@@ -709,7 +722,7 @@ class FlashAttentionForwardSm90:
                         pipe_v.consumer_wait(st_v)
                         if const_expr(self.pingpong):
                             cute.arch.barrier(barrier_id=my_turn, number_of_threads=nthr)
-                        rescale_rows(o_rc, corr)
+                        self._rescale(o_rc, corr, moved)
                         warpgroup.fence()
                         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
                         warpgroup.commit_group()
@@ -738,6 +751,7 @@ class FlashAttentionForwardSm90:
         row_max: cute.Tensor,
         row_sum: cute.Tensor,
         corr: cute.Tensor,
+        moved: cute.Tensor,
         m_block: Int32,
         n_block: Int32,
         seqlen_q: Int32,
@@ -756,7 +770,18 @@ class FlashAttentionForwardSm90:
                 self._mask(s_rc, c_rc, m_block, n_block, seqlen_q, seqlen_k, window_left, window_right)
         elif const_expr(masked):
             self._mask(s_rc, c_rc, m_block, n_block, seqlen_q, seqlen_k, window_left, window_right)
-        online_softmax_step(s_rc, row_max, row_sum, corr, scale_log2)
+        if const_expr(self.lazy_rescale):
+            online_softmax_step_lazy(s_rc, row_max, row_sum, corr, moved, scale_log2, Float32(RESCALE_SLACK))
+        else:
+            online_softmax_step(s_rc, row_max, row_sum, corr, scale_log2)
+
+    def _rescale(self, o_rc, corr, moved):
+        """O *= the last softmax's correction (plain Python, inlined while tracing); lazily: only in warps
+        where a row took a new max."""
+        if self.lazy_rescale:
+            rescale_rows_if_moved(o_rc, corr, moved)
+        else:
+            rescale_rows(o_rc, corr)
 
     @cute.jit
     def _mask(

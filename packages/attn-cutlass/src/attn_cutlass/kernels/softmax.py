@@ -22,6 +22,9 @@ from cutlass import Float32, Int32
 
 LOG2_E = math.log2(math.e)
 LN_2 = math.log(2.0)
+#: Lazy rescaling: how far (log2 units) a block's row max may exceed the running max before the running
+#: max, and with it the output, is updated. Probabilities then reach at most 2^8: exact in fp16/bf16.
+RESCALE_SLACK = 8.0
 
 
 def rowcol_layout(acc_layout: cute.Layout) -> cute.Layout:
@@ -143,6 +146,58 @@ def online_softmax_step(
             s_rc[r, c] = p
             total += p
         row_sum[r] = row_sum[r] * correction[r] + total
+
+
+@cute.jit
+def online_softmax_step_lazy(
+    s_rc: cute.Tensor,
+    row_max: cute.Tensor,
+    row_sum: cute.Tensor,
+    correction: cute.Tensor,
+    moved: cute.Tensor,
+    scale_log2: Float32,
+    slack: Float32,
+):
+    """:func:`online_softmax_step`, except that a row keeps its running max until a block's max exceeds it
+    by more than ``slack`` (log2 units of scaled scores); its correction is then exactly 1.
+
+    Any max gives the same softmax (it cancels between the output and the row sum, and the logsumexp adds
+    back the one used), so only the range of ``p`` changes: at most ``2^slack``. ``moved[0]`` becomes 1 if
+    one of this thread's rows took a new max, else 0; :func:`rescale_rows_if_moved` reads it.
+    """
+    grew = Int32(0)
+    for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
+        m_old = row_max[r]
+        m = m_old
+        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+            m = cute.arch.fmax(m, s_rc[r, c])
+        m = quad_allreduce_max(m)
+        # -inf + slack stays -inf: a row's first visible key always sets its max.
+        m_use = m_old
+        if m * scale_log2 > m_old * scale_log2 + slack:
+            m_use = m
+            grew = Int32(1)
+        m_safe = m_use
+        if m_use == -Float32.inf:
+            m_safe = Float32(0.0)
+        m_scaled = m_safe * scale_log2
+        correction[r] = cute.math.exp2(m_old * scale_log2 - m_scaled, fastmath=True)
+        row_max[r] = m_use
+        total = Float32(0.0)
+        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+            p = cute.math.exp2(s_rc[r, c] * scale_log2 - m_scaled, fastmath=True)
+            s_rc[r, c] = p
+            total += p
+        row_sum[r] = row_sum[r] * correction[r] + total
+    moved[0] = grew
+
+
+@cute.jit
+def rescale_rows_if_moved(o_rc: cute.Tensor, factor: cute.Tensor, moved: cute.Tensor):
+    """:func:`rescale_rows` unless no row of this warp took a new max (every factor is then 1): one warp
+    vote keeps the branch uniform, so the warp either multiplies or skips as a whole."""
+    if cute.arch.vote_any_sync(moved[0] != 0):
+        rescale_rows(o_rc, factor)
 
 
 @cute.jit
