@@ -251,6 +251,9 @@ class AttentionConformance:
 
     def _check_forward(self, case: Case, dtype, head_dim=None, nan_padding=0, seed=0):
         q, k, v = self._inputs(case, dtype, head_dim, seed=seed, nan_padding=nan_padding)
+        self._check_forward_on(q, k, v, case)
+
+    def _check_forward_on(self, q, k, v, case: Case):
         (ref, ref_lse, _), (low, low_lse, _) = self._references(q, k, v, case)
         if self.features.lse:
             out, lse = self._call(q, k, v, case, return_lse=True)
@@ -311,6 +314,22 @@ class AttentionConformance:
             f"lse must be (batch, heads, seqlen_q) = {(b, hq, sq)}, got {tuple(lse.shape)}"
         )
         assert lse.dtype == torch.float32, f"lse must be float32, got {lse.dtype}"
+
+    @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+    @pytest.mark.parametrize("scale", [None, 1.0], ids=["default_scale", "scale_1"])
+    def test_rising_row_maxima(self, causal, scale):
+        """Keys that grow along the sequence (key j scaled by 1 + 3 j / seqlen_k): every row's max keeps
+        rising from key block to key block, a little with the default scale and by a lot with scale 1. A
+        kernel that rescales its output lazily (keeping a stale max while the new one stays within a
+        slack) or skips rescales must still match."""
+        if causal and not self.features.causal:
+            pytest.skip("causal not declared (test_forward checks the refusal)")
+        case = Case("square", causal=causal, softmax_scale=scale)
+        dtype = self.dtypes[0]
+        q, k, v = self._inputs(case, dtype, seed=3)
+        ramp = 1 + 3 * torch.arange(k.shape[1], device=k.device, dtype=torch.float32) / k.shape[1]
+        k = (k.float() * ramp[None, :, None, None]).to(dtype)
+        self._check_forward_on(q, k, v, case)
 
     def test_strided_inputs_with_nan_padding(self):
         """Views into longer NaN-filled buffers: a kernel that reads past seqlen produces NaN."""
