@@ -162,24 +162,34 @@ def test_forward_variant_selection(monkeypatch):
             assert configs[128].for_causal(causal).name(torch.float16, causal) in names
 
 
+def _launch_of(monkeypatch, variable: str, env: str | None, *call):
+    """``flash.flash_fwd(*call[0], **call[1])`` with ``$variable`` set to ``env`` (or unset) and the kernel
+    faked: the (grid, args) it launched."""
+    if env is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, env)
+    launched = []
+    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
+    monkeypatch.setattr(
+        flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append((grid, args))
+    )
+    args, kwargs = call
+    flash.flash_fwd(*args, **kwargs)
+    (launch,) = launched
+    return launch
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("order", [None, "per_head", "heads_first"])
 @pytest.mark.parametrize("env", [None, "per_head"])
 def test_causal_order_sets_the_grid_and_the_kernel_flag(monkeypatch, causal, order, env):
     """What the forward launches: the grid's axes and the ``heads_first`` argument, the kernel faked. An
     explicit ``order`` wins over ``$ATTN_CUDA_CAUSAL_ORDER``, which wins over the default (heads_first)."""
-    if env is None:
-        monkeypatch.delenv("ATTN_CUDA_CAUSAL_ORDER", raising=False)
-    else:
-        monkeypatch.setenv("ATTN_CUDA_CAUSAL_ORDER", env)
-    launched = []
-    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
-    monkeypatch.setattr(
-        flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append((grid, args))
-    )
     q, k, v = (torch.zeros(2, 1000, 16, 128, dtype=torch.bfloat16) for _ in range(3))
-    flash.flash_fwd(q, k, v, 0.1, causal, order=order)
-    ((grid, args),) = launched
+    grid, args = _launch_of(
+        monkeypatch, "ATTN_CUDA_CAUSAL_ORDER", env, (q, k, v, 0.1, causal), dict(order=order)
+    )
     heads_first = causal and (order or env or "heads_first") == "heads_first"
     assert grid == ((16, 8, 2) if heads_first else (8, 16, 2))  # 1000 rows in blocks of 128
     assert args[-2].value == int(heads_first)  # the wide kernel's last argument is the rescale slack
@@ -192,16 +202,9 @@ def test_rescale_mode_sets_the_slack_argument(monkeypatch, rescale, env, variant
     """The wide kernels get the slack (8, or -inf: rescale every tile) as their last argument; an explicit
     ``rescale`` wins over ``$ATTN_CUDA_RESCALE``, which wins over the default. The first kernel has
     no such argument (it always rescales)."""
-    if env is None:
-        monkeypatch.delenv("ATTN_CUDA_RESCALE", raising=False)
-    else:
-        monkeypatch.setenv("ATTN_CUDA_RESCALE", env)
-    launched = []
-    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: None)
-    monkeypatch.setattr(flash, "launch", lambda mod, name, grid, threads, args, smem: launched.append(args))
     q, k, v = (torch.zeros(1, 300, 2, 128, dtype=torch.float16) for _ in range(3))
-    flash.flash_fwd(q, k, v, 0.1, False, variant=variant, rescale=rescale)
-    (args,) = launched
+    call = (q, k, v, 0.1, False), dict(variant=variant, rescale=rescale)
+    _, args = _launch_of(monkeypatch, "ATTN_CUDA_RESCALE", env, *call)
     if variant == "base":
         assert len(args) == 23  # 9 scalars and tensors, 12 strides, the scale and the order flag
         return

@@ -115,12 +115,22 @@ def test_causal_sections_declines_non_causal_shapes(monkeypatch):
     )
 
 
-def test_no_pingpong_sets_the_switch_around_the_forward_only(monkeypatch):
-    monkeypatch.delenv("ATTN_CUTLASS_PINGPONG", raising=False)
+@pytest.mark.parametrize(
+    "variable, read, variant, before, after",
+    [
+        ("ATTN_CUTLASS_PINGPONG", "fwd_pingpong", "_no_pingpong", True, False),
+        ("ATTN_CUTLASS_RESCALE", "fwd_rescale", "_lazy_rescale", "always", "lazy"),
+    ],
+)
+def test_forward_switches_are_set_around_the_forward_only(
+    monkeypatch, variable, read, variant, before, after
+):
+    """The ablation variant sets its variable for its own call only; a bad value is refused by name."""
+    monkeypatch.delenv(variable, raising=False)
     seen = []
 
     def forward(q, k, v, *args):
-        seen.append(interface.fwd_pingpong())
+        seen.append(getattr(interface, read)())
         b, s, h, _ = q.shape
         return q * 1.0, torch.zeros(b, h, s)
 
@@ -128,28 +138,8 @@ def test_no_pingpong_sets_the_switch_around_the_forward_only(monkeypatch):
     monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
     q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16) for _ in range(3))
     bench._fwd(q, k, v)
-    bench._no_pingpong(q, k, v)
-    assert seen == [True, False] and "ATTN_CUTLASS_PINGPONG" not in os.environ
-    monkeypatch.setenv("ATTN_CUTLASS_PINGPONG", "maybe")
-    with pytest.raises(ValueError, match="ATTN_CUTLASS_PINGPONG"):
-        interface.fwd_pingpong()
-
-
-def test_lazy_rescale_sets_the_switch_around_the_forward_only(monkeypatch):
-    monkeypatch.delenv("ATTN_CUTLASS_RESCALE", raising=False)
-    seen = []
-
-    def forward(q, k, v, *args):
-        seen.append(interface.fwd_rescale())
-        b, s, h, _ = q.shape
-        return q * 1.0, torch.zeros(b, h, s)
-
-    monkeypatch.setattr(interface, "_forward", forward)
-    monkeypatch.setattr(interface, "_check_cuda", lambda q, fn: None)
-    q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16) for _ in range(3))
-    bench._fwd(q, k, v)
-    bench._lazy_rescale(q, k, v)
-    assert seen == [interface.DEFAULT_RESCALE, "lazy"] and "ATTN_CUTLASS_RESCALE" not in os.environ
-    monkeypatch.setenv("ATTN_CUTLASS_RESCALE", "sometimes")
-    with pytest.raises(ValueError, match="ATTN_CUTLASS_RESCALE"):
-        interface.fwd_rescale()
+    getattr(bench, variant)(q, k, v)
+    assert seen == [before, after] and variable not in os.environ
+    monkeypatch.setenv(variable, "maybe")
+    with pytest.raises(ValueError, match=variable):
+        getattr(interface, read)()

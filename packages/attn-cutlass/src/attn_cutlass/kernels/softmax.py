@@ -130,22 +130,41 @@ def online_softmax_step(
     instead of becoming NaN.
     """
     for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
-        m = row_max[r]
-        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
-            m = cute.arch.fmax(m, s_rc[r, c])
-        m = quad_allreduce_max(m)
-        m_safe = m
-        if m == -Float32.inf:
-            m_safe = Float32(0.0)
-        m_scaled = m_safe * scale_log2
-        correction[r] = cute.math.exp2(row_max[r] * scale_log2 - m_scaled, fastmath=True)
-        row_max[r] = m
-        total = Float32(0.0)
-        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
-            p = cute.math.exp2(s_rc[r, c] * scale_log2 - m_scaled, fastmath=True)
-            s_rc[r, c] = p
-            total += p
-        row_sum[r] = row_sum[r] * correction[r] + total
+        m = _row_max(s_rc, r, row_max[r])
+        _update_row(s_rc, r, row_max, row_sum, correction, m, scale_log2)
+
+
+@cute.jit
+def _row_max(s_rc: cute.Tensor, r: cutlass.Constexpr, m: Float32) -> Float32:
+    """max(m, row r of the block), over the whole row (its quad)."""
+    for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+        m = cute.arch.fmax(m, s_rc[r, c])
+    return quad_allreduce_max(m)
+
+
+@cute.jit
+def _update_row(
+    s_rc: cute.Tensor,
+    r: cutlass.Constexpr,
+    row_max: cute.Tensor,
+    row_sum: cute.Tensor,
+    correction: cute.Tensor,
+    m_use: Float32,
+    scale_log2: Float32,
+):
+    """Row r against the max ``m_use`` (>= the running one): its correction, probabilities and sum."""
+    m_safe = m_use
+    if m_use == -Float32.inf:
+        m_safe = Float32(0.0)
+    m_scaled = m_safe * scale_log2
+    correction[r] = cute.math.exp2(row_max[r] * scale_log2 - m_scaled, fastmath=True)
+    row_max[r] = m_use
+    total = Float32(0.0)
+    for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
+        p = cute.math.exp2(s_rc[r, c] * scale_log2 - m_scaled, fastmath=True)
+        s_rc[r, c] = p
+        total += p
+    row_sum[r] = row_sum[r] * correction[r] + total
 
 
 @cute.jit
@@ -168,27 +187,13 @@ def online_softmax_step_lazy(
     grew = Int32(0)
     for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
         m_old = row_max[r]
-        m = m_old
-        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
-            m = cute.arch.fmax(m, s_rc[r, c])
-        m = quad_allreduce_max(m)
+        m = _row_max(s_rc, r, m_old)
         # -inf + slack stays -inf: a row's first visible key always sets its max.
         m_use = m_old
         if m * scale_log2 > m_old * scale_log2 + slack:
             m_use = m
             grew = Int32(1)
-        m_safe = m_use
-        if m_use == -Float32.inf:
-            m_safe = Float32(0.0)
-        m_scaled = m_safe * scale_log2
-        correction[r] = cute.math.exp2(m_old * scale_log2 - m_scaled, fastmath=True)
-        row_max[r] = m_use
-        total = Float32(0.0)
-        for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
-            p = cute.math.exp2(s_rc[r, c] * scale_log2 - m_scaled, fastmath=True)
-            s_rc[r, c] = p
-            total += p
-        row_sum[r] = row_sum[r] * correction[r] + total
+        _update_row(s_rc, r, row_max, row_sum, correction, m_use, scale_log2)
     moved[0] = grew
 
 
