@@ -103,7 +103,9 @@ def test_gqa_equals_repeated_heads():
     rep = attention_naive(
         q, k.repeat_interleave(3, 2), v.repeat_interleave(3, 2), causal=True, accum_dtype=torch.float64
     )
-    torch.testing.assert_close(out, rep, rtol=0, atol=0)
+    # Equal up to float64 rounding: the two layouts may take different matmul kernels (a CPU's BLAS picks by
+    # strides), which sum in another order; a wrong head mapping would be off by O(0.1).
+    torch.testing.assert_close(out, rep, rtol=1e-12, atol=1e-12)
 
 
 def test_softcap_changes_result_and_large_cap_is_identity():
