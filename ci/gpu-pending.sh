@@ -31,8 +31,9 @@
 #   queue h: attn-cutlass's lazy rescale (opt-in, written after the device time ran out): its conformance
 #            class, then its ablation pair beside the default; the conformance suite's new
 #            test_rising_row_maxima on every backend (attn-cuda's two-mode package test that passed moved
-#            there), attn-cuda's suite under ATTN_CUDA_RESCALE=always; attn-cuda's 16k forward rows with
-#            the lazy default beside flash SDPA in one run
+#            there), attn-cuda's suite under both rescale modes (its growth test was rewritten as a
+#            difference after the GPU run, a review finding); attn-cuda's 16k forward rows with the lazy
+#            default beside flash SDPA in one run
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -114,7 +115,7 @@ queue_h() {
     step cutlass-lazy 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "LazyRescale or rising"
     step rising 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py packages/attn-triton/tests \
-        --tier sm90 -q -k "AlwaysRescale or rising"
+        --tier sm90 -q -k "TestCudaConformance or AlwaysRescale or rising"
     step cutlass-lazy-bench 150 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \
         --time-budget 130 -o "$out/cutlass-ablations.json"
     step cuda-fwd16k 120 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \

@@ -214,7 +214,8 @@ def causal_order(order: str | None = None) -> str:
 #: ablations, same run): hd128 328.7 against 312.7 TFLOP/s (1.05x), hd64 278.9 against 267.7 (1.04x).
 RESCALE_MODES = ("lazy", "always")
 DEFAULT_RESCALE = "lazy"
-#: The stale max lets a probability reach 2^8 = 256: exact in fp16/bf16 and harmless to fp32 sums.
+#: The stale max lets a probability reach 2^8 = 256: inside fp16/bf16 range (same relative rounding as
+#: below 1) and harmless to fp32 sums.
 RESCALE_SLACK = 8.0
 
 

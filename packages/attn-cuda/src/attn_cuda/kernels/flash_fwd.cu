@@ -239,13 +239,14 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_fwd_mma(
 // * Masking is decided per tile, not per element: the first n_full tiles (all but the causal diagonal and
 //   the ragged last tile) take one uniform branch around the mask and never compare a key with a row.
 // * Lazy rescaling: a row keeps its running max until a tile's max exceeds it by more than
-//   rescale_slack (log2 units). Until then alpha is exactly 1 and the O rescale (64 FMUL per row tile and
-//   thread at hd128) is skipped, warp by warp, when no row of the warp moved. Any max gives the same
-//   result (m cancels between O and the row sum, and lse uses the max that was used); a stale one only
-//   lets p reach 2^rescale_slack instead of 1, far inside fp16/bf16 range and fp32 sums. Past the first
-//   few tiles a row's max rarely moves by that much, so almost every tile skips the rescale.
-//   rescale_slack = -inf rescales every tile (the classic FlashAttention-2 loop, kept as an ablation), as
-//   the causal instantiations always do: with the vote, the 48-key one spills past 255 registers.
+//   rescale_slack (log2 units). Until then alpha is exactly 1, and the O rescale (32 FMUL per thread for
+//   each half of a 16-row tile at hd128) is skipped when none of the 8 rows of that half moved (one warp
+//   vote each). Any max gives the same result (m cancels between O and the row sum, and lse uses the max
+//   that was used); a stale one only lets p reach 2^rescale_slack instead of 1, far inside fp16/bf16
+//   range and fp32 sums. Past the first few tiles a row's max rarely moves by that much, so almost every
+//   tile skips the rescale. rescale_slack = -inf makes every row grow at every tile: the same code
+//   (vote included) rescaling always, the ablation's "before". The causal instantiations rescale always
+//   without the vote: with it, the 48-key one spills past 255 registers.
 //
 // Pipeline invariant: groups are committed in the order (Q, K_0), V_0, K_1, V_1, ...; "wait until at
 // most one group is pending" before Q K_j^T means K_j (and Q) have landed, and the same wait before
@@ -374,10 +375,11 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
 #pragma unroll
                 for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
                 mx = attn::quad_max(mx) * scale_log2;  // scale > 0 (the host checks): max commutes with it
-                // -inf + slack stays -inf, so a row's first visible key always sets its max. Causal
-                // instantiations rescale every tile: the vote's registers spill their 255 at 48 keys a step.
-                const bool grow = CAUSAL || mx > row_max[mt][r] + rescale_slack;
-                const bool rescale = CAUSAL || __any_sync(0xffffffffu, grow);  // the warp's 8 rows: uniform
+                // The difference, not row_max + slack (which rounds by up to 8 itself once |max| >= 2^27):
+                // a row's first visible key gives +inf and sets its max, a row that saw nothing yet NaN (no
+                // growth). Causal instantiations rescale every tile: the vote spills their 255 registers.
+                const bool grow = CAUSAL || mx - row_max[mt][r] > rescale_slack;
+                const bool rescale = CAUSAL || __any_sync(0xffffffffu, grow);  // the 8 rows g: uniform branch
                 const float m_new = grow ? fmaxf(row_max[mt][r], mx) : row_max[mt][r];
                 const float m_use = m_new == ATTN_NEG_INF ? 0.f : m_new;  // fully masked so far: avoid inf - inf
                 const float alpha = grow ? fast_exp2(row_max[mt][r] - m_use) : 1.f;

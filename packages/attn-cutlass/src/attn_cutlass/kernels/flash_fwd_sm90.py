@@ -382,6 +382,10 @@ class FlashAttentionForwardSm90:
         softmax while P V is still in flight.
         """
         nthr = 128 * self.num_consumer_wgs
+        if self.lazy_rescale:
+            # Lazily, before S_j is issued: a branch that straddles an in-flight wgmma makes ptxas serialise
+            # the wgmma (C7512 at hd128), and the rescale now runs in few blocks, so overlap matters little.
+            rescale_rows_if_moved(o_rc, corr, moved)
         pipe_k.consumer_wait(st_k)
         pipe_v.consumer_wait(st_v)
         if self.pingpong:
@@ -389,7 +393,8 @@ class FlashAttentionForwardSm90:
         warpgroup.fence()
         self._gemm(tiled_mma_qk, acc_S, tSrQ[None, None, None, 0], tSrK[None, None, None, st_k.index], True)
         warpgroup.commit_group()
-        self._rescale(o_rc, corr, moved)
+        if not self.lazy_rescale:
+            rescale_rows(o_rc, corr)
         warpgroup.fence()  # O's registers changed: order them before the wgmma that accumulates into O
         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
         warpgroup.commit_group()
@@ -630,7 +635,7 @@ class FlashAttentionForwardSm90:
                 if m_block * tile_m < seqlen_q:
                     row_max.fill(-Float32.inf)
                     row_sum.fill(0.0)
-                    moved.fill(1)
+                    moved.fill(1)  # the prologue's softmax writes it first; set so that no path reads garbage
                     acc_O.fill(0.0)
                     if n_max > n_min:
                         pipe_q.consumer_wait(st_q)

@@ -18,12 +18,13 @@ import math
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32
+from cutlass import Float32, Int32, const_expr
 
 LOG2_E = math.log2(math.e)
 LN_2 = math.log(2.0)
 #: Lazy rescaling: how far (log2 units) a block's row max may exceed the running max before the running
-#: max, and with it the output, is updated. Probabilities then reach at most 2^8: exact in fp16/bf16.
+#: max, and with it the output, is updated. Probabilities then reach at most 2^8, well inside fp16/bf16
+#: range, with the same relative rounding as below 1.
 RESCALE_SLACK = 8.0
 
 
@@ -151,13 +152,21 @@ def _update_row(
     correction: cute.Tensor,
     m_use: Float32,
     scale_log2: Float32,
+    exact_one: cutlass.Constexpr = False,
 ):
-    """Row r against the max ``m_use`` (>= the running one): its correction, probabilities and sum."""
+    """Row r against the max ``m_use`` (>= the running one): its correction, probabilities and sum.
+
+    ``exact_one``: the correction as ``exp2((m_old - m_use) * scale)``, exactly 1 when the max is kept (the
+    default's ``m_old * scale - m_use * scale`` becomes one FFMA whose rounding error leaves it 1 +- ulp:
+    harmless when every block rescales, a drift in the row sum when most skip the rescale)."""
     m_safe = m_use
     if m_use == -Float32.inf:
         m_safe = Float32(0.0)
     m_scaled = m_safe * scale_log2
-    correction[r] = cute.math.exp2(row_max[r] * scale_log2 - m_scaled, fastmath=True)
+    if const_expr(exact_one):
+        correction[r] = cute.math.exp2((row_max[r] - m_safe) * scale_log2, fastmath=True)
+    else:
+        correction[r] = cute.math.exp2(row_max[r] * scale_log2 - m_scaled, fastmath=True)
     row_max[r] = m_use
     total = Float32(0.0)
     for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
@@ -188,12 +197,13 @@ def online_softmax_step_lazy(
     for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
         m_old = row_max[r]
         m = _row_max(s_rc, r, m_old)
-        # -inf + slack stays -inf: a row's first visible key always sets its max.
+        # The difference, not m_old + slack (which rounds by up to 8 itself once |m| >= 2^27): a row's
+        # first visible key gives +inf and sets its max; a row that saw nothing yet gives NaN, no growth.
         m_use = m_old
-        if m * scale_log2 > m_old * scale_log2 + slack:
+        if (m - m_old) * scale_log2 > slack:
             m_use = m
             grew = Int32(1)
-        _update_row(s_rc, r, row_max, row_sum, correction, m_use, scale_log2)
+        _update_row(s_rc, r, row_max, row_sum, correction, m_use, scale_log2, True)
     moved[0] = grew
 
 

@@ -253,14 +253,15 @@ class AttentionConformance:
         q, k, v = self._inputs(case, dtype, head_dim, seed=seed, nan_padding=nan_padding)
         self._check_forward_on(q, k, v, case)
 
-    def _check_forward_on(self, q, k, v, case: Case):
+    def _check_forward_on(self, q, k, v, case: Case, label: str = ""):
         (ref, ref_lse, _), (low, low_lse, _) = self._references(q, k, v, case)
+        where = f" ({label})" if label else ""
         if self.features.lse:
             out, lse = self._call(q, k, v, case, return_lse=True)
-            _tol_check(out, ref, low, "out")
-            _tol_check(lse, ref_lse, low_lse, "lse")
+            _tol_check(out, ref, low, "out" + where)
+            _tol_check(lse, ref_lse, low_lse, "lse" + where)
         else:
-            _tol_check(self._call(q, k, v, case, return_lse=False), ref, low, "out")
+            _tol_check(self._call(q, k, v, case, return_lse=False), ref, low, "out" + where)
 
     # -- forward -------------------------------------------------------------------------------------------
     @pytest.mark.parametrize("case", list(CASES))
@@ -315,21 +316,28 @@ class AttentionConformance:
         )
         assert lse.dtype == torch.float32, f"lse must be float32, got {lse.dtype}"
 
+    @pytest.mark.parametrize("direction", ["rising", "falling"])
     @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
     @pytest.mark.parametrize("scale", [None, 1.0], ids=["default_scale", "scale_1"])
-    def test_rising_row_maxima(self, causal, scale):
-        """Keys that grow along the sequence (key j scaled by 1 + 3 j / seqlen_k): every row's max keeps
-        rising from key block to key block, a little with the default scale and by a lot with scale 1. A
-        kernel that rescales its output lazily (keeping a stale max while the new one stays within a
-        slack) or skips rescales must still match."""
+    def test_rising_row_maxima(self, direction, causal, scale):
+        """Keys scaled by 1 + 3 j / seqlen_k ("rising") or the reverse ("falling"): for a kernel that walks
+        the keys left to right (or right to left, as FA3-style kernels do), every row's max keeps rising
+        from key block to key block, a little with the default scale and by a lot with scale 1. A kernel
+        that rescales its output lazily (keeping a stale max while the new one stays within a slack) must
+        still match. Every tested dtype, at head dims 64, 128 and 256 where declared."""
         if causal and not self.features.causal:
             pytest.skip("causal not declared (test_forward checks the refusal)")
         case = Case("square", causal=causal, softmax_scale=scale)
-        dtype = self.dtypes[0]
-        q, k, v = self._inputs(case, dtype, seed=3)
-        ramp = 1 + 3 * torch.arange(k.shape[1], device=k.device, dtype=torch.float32) / k.shape[1]
-        k = (k.float() * ramp[None, :, None, None]).to(dtype)
-        self._check_forward_on(q, k, v, case)
+        declared = self.features.head_dims
+        dims = [d for d in (64, 128, 256) if declared is None or d in declared] or [self._head_dim()]
+        for dtype in (d for d in self.dtypes if d in self.features.dtypes):
+            for head_dim in dims:
+                q, k, v = self._inputs(case, dtype, head_dim, seed=3)
+                ramp = 1 + 3 * torch.arange(k.shape[1], device=k.device, dtype=torch.float32) / k.shape[1]
+                if direction == "falling":
+                    ramp = ramp.flip(0)
+                k = (k.float() * ramp[None, :, None, None]).to(dtype)
+                self._check_forward_on(q, k, v, case, label=f"{dtype}, head dim {head_dim}")
 
     def test_strided_inputs_with_nan_padding(self):
         """Views into longer NaN-filled buffers: a kernel that reads past seqlen produces NaN."""
