@@ -89,12 +89,15 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
 def test_kernel_assembles_without_spills_or_serialised_wgmma(
     sm90a_ptx: dict[str, str], variant: str, tmp_path
 ):
-    """ptxas -v for sm_90a: no spills (254 registers at 2026-12-03) and no wgmma made to wait (C7519)."""
+    """ptxas -v for sm_90a: no spills (254 registers at 2026-12-03) and no wgmma made to wait. The
+    watchdog build (a debugging aid, never the default) reports hangs through a function call, across
+    which ptxas must serialise the wgmma pipeline (C7510): accepted there only."""
     from attn_reference.testing import ptxas
 
     if ptxas.find_ptxas() is None:
         pytest.skip("no CUDA 13 ptxas (PATH, or torch's bin/)")
-    ptxas.assert_no_spills_or_serialised_wgmma(sm90a_ptx[variant], tmp_path)
+    allow = ("C7510",) if variant == "watchdog" else ()
+    ptxas.assert_no_spills_or_serialised_wgmma(sm90a_ptx[variant], tmp_path, allow=allow)
 
 
 @needs_cute_dsl

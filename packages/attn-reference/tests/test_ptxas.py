@@ -57,3 +57,15 @@ def test_a_spilling_kernel_is_caught(tmp_path):
 def test_bad_ptx_raises_with_the_log(tmp_path):
     with pytest.raises(RuntimeError, match="ptxas failed"):
         ptxas.assemble(".version 8.8\n.target sm_90a\nnonsense\n", tmp_path)
+
+
+def test_every_serialised_wgmma_is_caught_unless_allowed(monkeypatch, tmp_path):
+    """The report's wording, not a real ptxas: any 'instructions are serialized' line fails, whatever its
+    code, unless the caller allows that code."""
+    usage = "ptxas info    : Used 168 registers, 0 bytes spill stores, 0 bytes spill loads\n"
+    for code, why in (("C7512", "insufficient register resources"), ("C7510", "a function call")):
+        line = f"ptxas info    : ({code}) Potential Performance Loss: wgmma.mma_async instructions are serialized due to {why}\n"
+        monkeypatch.setattr(ptxas, "assemble", lambda ptx, workdir, arch, line=line: usage + line)
+        with pytest.raises(AssertionError, match="serialised a wgmma"):
+            ptxas.assert_no_spills_or_serialised_wgmma("ptx", tmp_path)
+        ptxas.assert_no_spills_or_serialised_wgmma("ptx", tmp_path, allow=(code,))

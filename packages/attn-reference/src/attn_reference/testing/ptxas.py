@@ -53,12 +53,19 @@ def assemble(ptx: str, workdir: Path, arch: str = "sm_90a") -> str:
     return res.stderr
 
 
-def assert_no_spills_or_serialised_wgmma(ptx: str, workdir: Path, arch: str = "sm_90a") -> None:
+def assert_no_spills_or_serialised_wgmma(
+    ptx: str, workdir: Path, arch: str = "sm_90a", allow: tuple[str, ...] = ()
+) -> None:
     """Every function of ``ptx`` assembles with no spill and with no wgmma serialised, for any reason:
-    C7519 (its registers touched while in flight) or C7512 (insufficient register resources)."""
+    C7519 (its registers touched while in flight), C7512 (insufficient register resources), C7510 (a
+    function call inside the pipeline), ... ``allow`` names warning codes a caller accepts on purpose."""
     report = assemble(ptx, workdir, arch)
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
     assert spills, f"ptxas reported no resource usage:\n{report[-2000:]}"
     assert all(s == ("0", "0") for s in spills), f"spills {spills}:\n{report[-2000:]}"
-    assert "C7519" not in report, f"ptxas serialised a wgmma (C7519):\n{report[-2000:]}"
-    assert "instructions are serialized" not in report, f"ptxas serialised a wgmma:\n{report[-2000:]}"
+    serialised = [
+        line
+        for line in report.splitlines()
+        if "instructions are serialized" in line and not any(f"({code})" in line for code in allow)
+    ]
+    assert not serialised, "ptxas serialised a wgmma:\n" + "\n".join(serialised)[-2000:]
