@@ -24,6 +24,14 @@ def test_unsupported_head_dim_raises_before_device_check():
         attn_cutlass.flash_attn_func(*_qkv(d=80))
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.1])
+def test_non_positive_scale_is_refused_without_softcap(scale):
+    with pytest.raises(UnsupportedFeatureError, match="softmax_scale must be > 0"):
+        attn_cutlass.flash_attn_func(*_qkv(), softmax_scale=scale)
+    with pytest.raises(AttentionArgumentError, match="CUDA"):  # with softcap it is allowed: on to the device
+        attn_cutlass.flash_attn_func(*_qkv(), softmax_scale=scale, softcap=2.0)
+
+
 def test_float64_is_refused():
     with pytest.raises(AttentionArgumentError):
         attn_cutlass.flash_attn_func(*_qkv(dtype=torch.float64))

@@ -482,6 +482,15 @@ def _check_cuda(q, fn):
         raise AttentionArgumentError(f"{fn}: attn-cutlass runs on CUDA tensors only, got q on {q.device}")
 
 
+def _check_scale(scale: float, softcap: float) -> None:
+    # The kernels keep the running row max of the unscaled scores and scale it afterwards, which is right
+    # only for a positive scale (with softcap the scale goes inside tanh and the softmax's is log2 e).
+    if softcap == 0.0 and scale <= 0.0:
+        raise UnsupportedFeatureError(
+            f"softmax_scale must be > 0 for attn-cutlass's kernels without softcap, got {scale!r}"
+        )
+
+
 def flash_attn_func(
     q,
     k,
@@ -496,6 +505,7 @@ def flash_attn_func(
     """flash-attn's ``flash_attn_func``: q (b, s_q, h, d), k/v (b, s_k, h_k, d) -> out (and lse (b, h, s_q))."""
     shape = check_qkv(q, k, v, dtypes=DTYPES, head_dims=HEAD_DIMS, head_dim_v_must_match=True)
     (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
+    _check_scale(scale, softcap)
     _check_cuda(q, "flash_attn_func")
     # A right window of 0 is causal; keep the flag so the kernel's schedule knows.
     is_causal = causal or (right == 0 and left < 0)
@@ -534,6 +544,7 @@ def flash_attn_varlen_func(
         head_dim_v_must_match=True,
     )
     (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
+    _check_scale(scale, softcap)
     _check_cuda(q, "flash_attn_varlen_func")
     is_causal = causal or (right == 0 and left < 0)
     out, lse = _FlashAttnFunc.apply(
