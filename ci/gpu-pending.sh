@@ -29,7 +29,8 @@
 # Later that session attn-cuda's lazy rescale ran (its tests and the conformance suite, 87 passed; ablation
 # 1.05x at hd128) and became the default. Still owed, for the next session (one queue per call):
 #   queue h: attn-cutlass's lazy rescale (opt-in, written after the device time ran out): its conformance
-#            class, then its ablation pair beside the default; the conformance suite's new
+#            class, then its ablation pair beside the default; attn-cutlass's default forward suite (its
+#            softmax correction is now exp2((m_old - m_new) * scale), exactly 1 when the max is kept); the conformance suite's new
 #            test_rising_row_maxima on every backend (attn-cuda's two-mode package test that passed moved
 #            there), attn-cuda's suite under both rescale modes (its growth test was rewritten as a
 #            difference after the GPU run, a review finding); attn-cuda's 16k forward rows with the lazy
@@ -113,7 +114,7 @@ queue_g() {
 queue_h() {
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-lazy 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "LazyRescale or rising"
+        -k "TestCutlassConformanceSm90 or LazyRescale or rising"
     step rising 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py packages/attn-triton/tests \
         --tier sm90 -q -k "TestCudaConformance or AlwaysRescale or rising"
     step cutlass-lazy-bench 150 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \

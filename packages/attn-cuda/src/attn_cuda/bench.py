@@ -170,8 +170,6 @@ def backend() -> dict:
     """The description attn-bench reads (see ``attn_bench.backend``)."""
     from .flash import BWD_VARIANTS, DEFAULT_BWD_VARIANT, DEFAULT_FWD_VARIANT, FWD_VARIANTS, other_rescale
 
-    OTHER_RESCALE = other_rescale()
-
     return {
         "name": "cuda",
         "version": __version__,
@@ -187,7 +185,7 @@ def backend() -> dict:
             "attention_fwd": {
                 **{v: _fwd_with(variant=v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
                 "causal_per_head": _fwd_with(order="per_head"),
-                f"{OTHER_RESCALE}_rescale": _fwd_with(rescale=OTHER_RESCALE),
+                f"{other_rescale()}_rescale": _fwd_with(rescale=other_rescale()),
             },
             "attention_bwd": {f"bwd_{v}": _bwd_variant(v) for v in BWD_VARIANTS if v != DEFAULT_BWD_VARIANT},
             "matmul": {name: _matmul("mma", **kw) for name, kw in matmul_ablations().items()},

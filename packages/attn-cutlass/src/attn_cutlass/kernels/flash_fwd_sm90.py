@@ -385,7 +385,7 @@ class FlashAttentionForwardSm90:
         if self.lazy_rescale:
             # Lazily, before S_j is issued: a branch that straddles an in-flight wgmma makes ptxas serialise
             # the wgmma (C7512 at hd128), and the rescale now runs in few blocks, so overlap matters little.
-            rescale_rows_if_moved(o_rc, corr, moved)
+            self._rescale(o_rc, corr, moved)
         pipe_k.consumer_wait(st_k)
         pipe_v.consumer_wait(st_v)
         if self.pingpong:
@@ -394,7 +394,7 @@ class FlashAttentionForwardSm90:
         self._gemm(tiled_mma_qk, acc_S, tSrQ[None, None, None, 0], tSrK[None, None, None, st_k.index], True)
         warpgroup.commit_group()
         if not self.lazy_rescale:
-            rescale_rows(o_rc, corr)
+            self._rescale(o_rc, corr, moved)  # under S_j: O is not one of its operands
         warpgroup.fence()  # O's registers changed: order them before the wgmma that accumulates into O
         self._gemm(tiled_mma_pv, acc_O, tOrP, tOrV[None, None, None, st_v.index], False)
         warpgroup.commit_group()

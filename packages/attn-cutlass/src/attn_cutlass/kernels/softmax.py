@@ -18,7 +18,7 @@ import math
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32, const_expr
+from cutlass import Float32, Int32
 
 LOG2_E = math.log2(math.e)
 LN_2 = math.log(2.0)
@@ -152,21 +152,17 @@ def _update_row(
     correction: cute.Tensor,
     m_use: Float32,
     scale_log2: Float32,
-    exact_one: cutlass.Constexpr = False,
 ):
     """Row r against the max ``m_use`` (>= the running one): its correction, probabilities and sum.
 
-    ``exact_one``: the correction as ``exp2((m_old - m_use) * scale)``, exactly 1 when the max is kept (the
-    default's ``m_old * scale - m_use * scale`` becomes one FFMA whose rounding error leaves it 1 +- ulp:
-    harmless when every block rescales, a drift in the row sum when most skip the rescale)."""
+    The correction is ``exp2((m_old - m_use) * scale)``: exactly 1 when the max is kept. Written as
+    ``m_old * scale - m_use * scale`` it became one FFMA whose rounding left it 1 +- ulp, a bias in the row
+    sum that grows with the number of blocks (and is never undone where lazy rescaling skips O)."""
     m_safe = m_use
     if m_use == -Float32.inf:
         m_safe = Float32(0.0)
     m_scaled = m_safe * scale_log2
-    if const_expr(exact_one):
-        correction[r] = cute.math.exp2((row_max[r] - m_safe) * scale_log2, fastmath=True)
-    else:
-        correction[r] = cute.math.exp2(row_max[r] * scale_log2 - m_scaled, fastmath=True)
+    correction[r] = cute.math.exp2((row_max[r] - m_safe) * scale_log2, fastmath=True)
     row_max[r] = m_use
     total = Float32(0.0)
     for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
@@ -203,7 +199,7 @@ def online_softmax_step_lazy(
         if (m - m_old) * scale_log2 > slack:
             m_use = m
             grew = Int32(1)
-        _update_row(s_rc, r, row_max, row_sum, correction, m_use, scale_log2, True)
+        _update_row(s_rc, r, row_max, row_sum, correction, m_use, scale_log2)
     moved[0] = grew
 
 
