@@ -115,6 +115,7 @@ queue_h() {
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-lazy 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "TestCutlassConformanceSm90 or LazyRescale or rising"
+    step cutlass-sm80 200 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm80.py --tier sm80 -q
     step rising 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py packages/attn-triton/tests \
         --tier sm90 -q -k "TestCudaConformance or AlwaysRescale or rising"
     step cutlass-lazy-bench 150 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \
