@@ -118,6 +118,10 @@ queue_h() {
     step cutlass-sm80 200 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm80.py --tier sm80 -q
     step rising 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py packages/attn-triton/tests \
         --tier sm90 -q -k "TestCudaConformance or AlwaysRescale or rising"
+}
+
+queue_i() {  # queue h's benchmarks (one call on one GPU cannot hold both)
+    export CUDA_VISIBLE_DEVICES=0
     step cutlass-lazy-bench 150 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \
         --time-budget 130 -o "$out/cutlass-ablations.json"
     step cuda-fwd16k 120 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \

@@ -28,7 +28,7 @@ def rounding_atol(reference: torch.Tensor, dtype: torch.dtype) -> float:
     if finite.numel() == 0:
         return 0.0
     top = finite.abs().max().to(dtype)
-    ulp = (torch.nextafter(top, torch.tensor(float("inf"), dtype=dtype)) - top).item()
+    ulp = (torch.nextafter(top, torch.full_like(top, float("inf"))) - top).item()
     return (1.0 if dtype.itemsize <= 2 else 4.0) * ulp
 
 
