@@ -14,7 +14,7 @@ def test_ablation_tables():
         "attention_fwd": {
             "causal_sections": bench._causal_sections,
             "no_pingpong": bench._no_pingpong,
-            "lazy_rescale": bench._lazy_rescale,
+            "always_rescale": bench._always_rescale,
         },
         "attention_bwd": {"dq_atomic": bench._dq_atomic},
         "matmul": {"one_cta_per_tile": bench._matmul_one_cta_per_tile},
@@ -119,7 +119,7 @@ def test_causal_sections_declines_non_causal_shapes(monkeypatch):
     "variable, read, variant, before, after",
     [
         ("ATTN_CUTLASS_PINGPONG", "fwd_pingpong", "_no_pingpong", True, False),
-        ("ATTN_CUTLASS_RESCALE", "fwd_rescale", "_lazy_rescale", "always", "lazy"),
+        ("ATTN_CUTLASS_RESCALE", "fwd_rescale", "_always_rescale", "lazy", "always"),
     ],
 )
 def test_forward_switches_are_set_around_the_forward_only(

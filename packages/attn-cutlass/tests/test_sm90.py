@@ -114,13 +114,13 @@ def test_causal_schedules_give_identical_outputs(batch, seqlen, heads, head_dim,
 
 
 @pytest.mark.sm90
-class TestCutlassLazyRescaleSm90(TestCutlassConformanceSm90):
-    """The forward suite with lazy rescaling (``ATTN_CUTLASS_RESCALE=lazy``; the default rescales the output
-    at every key block). Its ``test_rising_row_maxima`` is the case the two modes differ on."""
+class TestCutlassAlwaysRescaleSm90(TestCutlassConformanceSm90):
+    """The forward suite rescaling the output at every key block (``ATTN_CUTLASS_RESCALE=always``; the
+    default is lazy). Its ``test_rising_row_maxima`` is the case the two modes differ on."""
 
     @pytest.fixture(autouse=True)
-    def _lazy(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUTLASS_RESCALE", "lazy")
+    def _always(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_RESCALE", "always")
 
 
 @pytest.mark.sm90

@@ -8,8 +8,8 @@ reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around 
 (``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``, read per call) instead of the default's longest first over the
 whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the
 consumer warpgroups without the named barriers that make them take turns at the tensor cores
-(``ATTN_CUTLASS_PINGPONG=0``), and ``attention_fwd/lazy_rescale``, the sm90 forward skipping the output
-rescale while the row maxima stay within 8 (``ATTN_CUTLASS_RESCALE=lazy``; opt-in until it runs on a GPU).
+(``ATTN_CUTLASS_PINGPONG=0``), and ``attention_fwd/always_rescale``, the sm90 forward rescaling the output
+at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's lazy rescale.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _fwd_under(values: dict[str, str]):
 
 _no_pingpong = _fwd_under({"ATTN_CUTLASS_PINGPONG": "0"})
 _causal_sections = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "sections"})
-_lazy_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "lazy"})
+_always_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "always"})
 
 
 def _matmul(a, b):
@@ -130,7 +130,7 @@ def backend():
             "attention_fwd": {
                 "causal_sections": _causal_sections,
                 "no_pingpong": _no_pingpong,
-                "lazy_rescale": _lazy_rescale,
+                "always_rescale": _always_rescale,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile},
