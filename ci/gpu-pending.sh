@@ -128,6 +128,14 @@ queue_i() {  # queue h's benchmarks (one call on one GPU cannot hold both)
         -b cuda --peer sdpa-flash --peer fa4 --time-budget 100 -o "$out/cuda-fwd16k.json"
 }
 
+queue_j() {  # attn-cutlass's GEMM with CTA pairs sharing B by TMA multicast (the default since session 5)
+    export CUDA_VISIBLE_DEVICES=0
+    step cutlass-gemm 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+        -k "gemm"
+    step gemm-bench 150 python3 -m attn_bench run --preset ablations -s basics -b cutlass --where kernel=matmul \
+        --time-budget 130 -o "$out/gemm.json"
+}
+
 queue_e() {
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q

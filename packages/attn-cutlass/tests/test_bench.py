@@ -17,7 +17,10 @@ def test_ablation_tables():
             "always_rescale": bench._always_rescale,
         },
         "attention_bwd": {"dq_atomic": bench._dq_atomic},
-        "matmul": {"one_cta_per_tile": bench._matmul_one_cta_per_tile},
+        "matmul": {
+            "one_cta_per_tile": bench._matmul_one_cta_per_tile,
+            "no_multicast": bench._matmul_no_multicast,
+        },
     }
 
 
@@ -75,6 +78,15 @@ def test_dq_atomic_restores_the_environment_when_the_backward_fails(fake_kernels
     with pytest.raises(RuntimeError, match="kernel failed"):
         out.backward(torch.ones_like(out))
     assert "ATTN_CUTLASS_BWD_DQ" not in os.environ
+
+
+def test_no_multicast_asks_for_single_ctas(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(
+        gemm, "_matmul_sm90", lambda a, b, cluster_m=None: seen.setdefault("cluster", cluster_m)
+    )
+    bench._matmul_no_multicast(torch.empty(1024, 64), torch.empty(64, 512))
+    assert seen["cluster"] == 1
 
 
 def test_one_cta_per_tile_launches_the_tile_count(monkeypatch):

@@ -101,9 +101,18 @@ def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
         compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, varlen=True, dq_reduce="tma")
 
 
-def test_gemm_sm90_compiles_with_wgmma_and_tma():
-    res = compile_gemm_sm90(keep_ptx=True)
-    _check_hopper_ptx(res.ptx)
+@pytest.mark.parametrize("cluster_m", [1, 2])
+def test_gemm_sm90_compiles_with_wgmma_and_tma(cluster_m):
+    ptx = compile_gemm_sm90(keep_ptx=True, cluster_m=cluster_m).ptx
+    _check_hopper_ptx(ptx)
+    # CTA pairs: B arrives by multicast, and the empty barriers are also arrived at in the peer CTA.
+    assert ("multicast::cluster" in ptx) == (cluster_m == 2)
+    assert ("barrier.cluster" in ptx) == (cluster_m == 2)
+
+
+def test_gemm_sm90_cluster_size_is_checked():
+    with pytest.raises(ValueError, match="cluster_m"):
+        compile_gemm_sm90(cluster_m=4)
 
 
 def test_sm80_build_of_a_hopper_kernel_is_refused():

@@ -141,9 +141,15 @@ def test_pingpong_changes_the_schedule_not_the_result(causal, monkeypatch):
 
 @pytest.mark.sm90
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("mnk", [(128, 256, 64), (1000, 777, 520), (4096, 4096, 4096)])
+@pytest.mark.parametrize(
+    "mnk", [(128, 256, 64), (300, 520, 200), (1000, 777, 520), (1000, 1032, 136), (4096, 4096, 4096)]
+)
 @pytest.mark.parametrize("b_major", ["row", "col"])
-def test_gemm_sm90_matches_torch(dtype, mnk, b_major):
+@pytest.mark.parametrize("cluster", ["auto", "single"])
+def test_gemm_sm90_matches_torch(dtype, mnk, b_major, cluster, monkeypatch):
+    # auto: CTA pairs sharing B by multicast where the M tiles pair up (1000, 4096), single CTAs else.
+    if cluster == "single":
+        monkeypatch.setenv("ATTN_CUTLASS_GEMM_CLUSTER", "1")
     m, n, k = mnk
     g = torch.Generator(device="cuda").manual_seed(0)
     a = torch.randn(m, k, device="cuda", dtype=dtype, generator=g)

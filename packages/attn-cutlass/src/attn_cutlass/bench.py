@@ -2,6 +2,7 @@
 
 Ablation variants (attn-bench's ``ablations`` preset only, beside the default): ``matmul/one_cta_per_tile``,
 the persistent sm90 GEMM launched with one CTA per output tile (its tile loop then runs once), and
+``matmul/no_multicast``, the same GEMM without CTA pairs sharing B tiles by TMA multicast, and
 ``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
 reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
 ``attention_fwd/causal_sections``, the sm90 forward dealing causal tiles in L2-sized sections of heads
@@ -93,11 +94,17 @@ def _matmul(a, b):
 
 
 def _matmul_one_cta_per_tile(a, b):
+    from .gemm import TILE_M, TILE_N, _matmul_sm90
+
+    # tools/gpu_check.py times the same launch.
+    tiles = -(-a.shape[0] // TILE_M) * -(-b.shape[1] // TILE_N)
+    return _matmul_sm90(a, b, num_ctas=tiles)
+
+
+def _matmul_no_multicast(a, b):
     from .gemm import _matmul_sm90
 
-    # GemmSm90's 128 x 256 output tile (tools/gpu_check.py times the same launch).
-    tiles = -(-a.shape[0] // 128) * -(-b.shape[1] // 256)
-    return _matmul_sm90(a, b, num_ctas=tiles)
+    return _matmul_sm90(a, b, cluster_m=1)
 
 
 def _supports(op, variant, shape, device):
@@ -114,7 +121,10 @@ def _supports(op, variant, shape, device):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
     if variant == "causal_sections" and not shape.get("causal"):
         return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
-    if variant == "one_cta_per_tile" and os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80":
+    if (
+        variant in ("one_cta_per_tile", "no_multicast")
+        and os.environ.get("ATTN_CUTLASS_FORCE_ARCH") == "sm80"
+    ):
         return "ATTN_CUTLASS_FORCE_ARCH=sm80: the default row runs the sm80 GEMM, not the persistent one"
     return None
 
@@ -133,7 +143,7 @@ def backend():
                 "always_rescale": _always_rescale,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic},
-            "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile},
+            "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},
         },
         "supports": _supports,
     }

@@ -100,7 +100,7 @@ def compile_flash_fwd_sm90(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
     return compile_kernel(kernel, *args, *scalars, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)
 
 
-def compile_gemm_sm90(dtype="bfloat16", *, keep_ptx=False, arch="sm_90a"):
+def compile_gemm_sm90(dtype="bfloat16", *, keep_ptx=False, arch="sm_90a", cluster_m=2):
     """Compile the sm90 GEMM against fake (M, K) x (N, K) -> (M, N) tensors."""
     import cutlass
     import cutlass.cute as cute
@@ -114,7 +114,7 @@ def compile_gemm_sm90(dtype="bfloat16", *, keep_ptx=False, arch="sm_90a"):
     def mat():
         return make_fake_tensor(dt, (sym(), sym()), stride=(sym(), 1), assumed_align=16)
 
-    kernel = GemmSm90(dt)
+    kernel = GemmSm90(dt, cluster_m=cluster_m)
     return compile_kernel(
         kernel, mat(), mat(), mat(), cutlass.Int32(1), make_fake_stream(), arch=arch, keep_ptx=keep_ptx
     )

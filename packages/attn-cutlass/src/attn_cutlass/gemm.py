@@ -16,6 +16,8 @@ from attn_reference import capability
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
 
 _cache: dict[tuple, object] = {}
+#: The sm90 GEMM's output tile.
+TILE_M, TILE_N = 128, 256
 
 
 @functools.cache
@@ -41,9 +43,13 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _matmul_sm90(a, b)
 
 
-def _matmul_sm90(a: torch.Tensor, b: torch.Tensor, num_ctas: int | None = None) -> torch.Tensor:
+def _matmul_sm90(
+    a: torch.Tensor, b: torch.Tensor, num_ctas: int | None = None, cluster_m: int | None = None
+) -> torch.Tensor:
     """The persistent Hopper GEMM on checked inputs. ``num_ctas`` (default: one CTA per SM, at most one
-    per tile) is the grid; ``tools/gpu_check.py`` passes the tile count to time a non-persistent launch."""
+    per tile) is the grid; ``tools/gpu_check.py`` passes the tile count to time a non-persistent launch.
+    ``cluster_m`` (default 2 where the M tiles pair up, else 1; ``ATTN_CUTLASS_GEMM_CLUSTER=1`` turns
+    the pairs off) is how many CTAs along M share each B tile by TMA multicast."""
     import cuda.bindings.driver as cuda
     import cutlass
     import cutlass.cute as cute
@@ -53,24 +59,39 @@ def _matmul_sm90(a: torch.Tensor, b: torch.Tensor, num_ctas: int | None = None) 
     bt = b.t()  # (N, K): wgmma's B operand
     if not ((bt.stride(1) == 1 and bt.stride(0) % 8 == 0) or (bt.stride(0) == 1 and bt.stride(1) % 8 == 0)):
         bt = bt.contiguous()
-    c = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
+    m, n = a.shape[0], b.shape[1]
+    c = torch.empty((m, n), dtype=a.dtype, device=a.device)
     b_lead = 1 if bt.stride(1) == 1 else 0
+    m_tiles, n_tiles = -(-m // TILE_M), -(-n // TILE_N)
+    if cluster_m is None:
+        cluster_m = 1 if os.environ.get("ATTN_CUTLASS_GEMM_CLUSTER") == "1" or m_tiles % 2 else 2
+    if cluster_m not in (1, 2) or m_tiles % cluster_m:
+        raise ValueError(
+            f"cluster_m must be 1, or 2 with an even number of M tiles; got {cluster_m}, {m_tiles}"
+        )
+    c_arg = from_dlpack(c, assumed_align=16).mark_layout_dynamic(leading_dim=1)
+    # Rows of C a multiple of 8 elements apart: the epilogue may store whole tiles in 32-bit pairs.
+    wide_c = n % 8 == 0
+    if wide_c:
+        c_arg = c_arg.mark_compact_shape_dynamic(mode=1, stride_order=(0, 1), divisibility=8)
     args = [
         from_dlpack(a.detach(), assumed_align=16).mark_layout_dynamic(leading_dim=1),
         from_dlpack(bt.detach(), assumed_align=16).mark_layout_dynamic(leading_dim=b_lead),
-        from_dlpack(c, assumed_align=16).mark_layout_dynamic(leading_dim=1),
+        c_arg,
     ]
     index = a.device.index if a.device.index is not None else torch.cuda.current_device()
-    tiles = -(-a.shape[0] // 128) * -(-b.shape[1] // 256)
-    num_ctas = cutlass.Int32(max(1, min(tiles, _num_sms(index))) if num_ctas is None else num_ctas)
+    if num_ctas is None:
+        num_ctas = max(cluster_m, min(m_tiles * n_tiles, _num_sms(index)) // cluster_m * cluster_m)
+    num_ctas = cutlass.Int32(num_ctas)
     stream = cuda.CUstream(torch.cuda.current_stream(a.device).cuda_stream)
-    key = (a.dtype, b_lead)
+    key = (a.dtype, b_lead, cluster_m, wide_c)
     fn = _cache.get(key)
     if fn is None:
         from .kernels.gemm_sm90 import GemmSm90
 
         dt = {torch.float16: cutlass.Float16, torch.bfloat16: cutlass.BFloat16}[a.dtype]
-        fn = _cache[key] = cute.compile(GemmSm90(dt), *args, num_ctas, stream)
+        kernel = GemmSm90(dt, (TILE_M, TILE_N, 64), cluster_m=cluster_m)
+        fn = _cache[key] = cute.compile(kernel, *args, num_ctas, stream)
     fn(*args, num_ctas, stream)
     return c
 
