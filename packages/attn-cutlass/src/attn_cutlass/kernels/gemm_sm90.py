@@ -15,7 +15,7 @@ The same skeleton as the attention forward, minus the softmax, so it is the plac
   only when the consumers of *every* CTA it was written into have released it, so each consumer warp
   arrives on the empty barrier of each CTA of the cluster.
 * Persistent: ``#SMs`` CTAs (``#SMs / cluster_m`` clusters) walk the output tiles, a cluster's tiles
-  in groups of ``GROUP_M`` tile rows (a swizzled raster): the CTAs running at once share A rows and B
+  in groups of ``group_m`` tile rows (a swizzled raster): the CTAs running at once share A rows and B
   columns in L2.
 * Epilogue: fp32 accumulators -> 16-bit -> global memory; whole tiles as 32-bit pairs, edge tiles
   element by element, predicated on the matrix edge.
@@ -38,20 +38,21 @@ from cutlass.cute.nvgpu import cpasync, warpgroup
 from cutlass.memory import SmemAllocator
 from cutlass.tensor_utils import LayoutEnum
 
-GROUP_M = 16
+GROUP_M = 32
 
 
 class GemmSm90:
     arch = "sm_90a"
     threads = 384
 
-    def __init__(self, dtype, tile_mnk=(128, 256, 64), stages=4, cluster_m=2):
+    def __init__(self, dtype, tile_mnk=(128, 256, 64), stages=4, cluster_m=2, group_m=GROUP_M):
         if cluster_m not in (1, 2):
             raise ValueError(f"GemmSm90: cluster_m must be 1 or 2, got {cluster_m}")
         self.dtype = dtype
         self.tile_m, self.tile_n, self.tile_k = tile_mnk
         self.stages = stages
         self.cluster_m = cluster_m
+        self.group_m = group_m
 
     @cute.jit
     def __call__(
@@ -99,7 +100,7 @@ class GemmSm90:
     def _tile_mn(self, tile: Int32, m_rows: Int32, n_tiles: Int32):
         """Grouped raster over the (m_rows, n_tiles) grid of cluster tiles: GROUP_M tile rows (of single
         tiles) at a time, walking N inside the group."""
-        group_rows = GROUP_M // self.cluster_m
+        group_rows = self.group_m // self.cluster_m
         per_group = group_rows * n_tiles
         group = tile // per_group
         first_m = group * group_rows
