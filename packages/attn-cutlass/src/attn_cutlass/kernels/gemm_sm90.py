@@ -98,7 +98,7 @@ class GemmSm90:
 
     @cute.jit
     def _tile_mn(self, tile: Int32, m_rows: Int32, n_tiles: Int32):
-        """Grouped raster over the (m_rows, n_tiles) grid of cluster tiles: GROUP_M tile rows (of single
+        """Grouped raster over the (m_rows, n_tiles) grid of cluster tiles: group_m tile rows (of single
         tiles) at a time, walking N inside the group."""
         group_rows = self.group_m // self.cluster_m
         per_group = group_rows * n_tiles
