@@ -35,6 +35,9 @@
 # SDPA and FA4), the 16k forward rows of every backend with FA4; then, lazy as attn-cutlass's default, its
 # 16k rows beside FA4 and its forward conformance tests (62 passed; the whole class had passed under the
 # switch). Nothing kernel-side is owed; queue h re-checks both rescale modes after the next change.
+# Done in the fifth session of 2026-12-03: queue j (40 GEMM tests passed), attn-cuda's wide64c tests and
+# causal conformance (34 passed). Done in the sixth: attn-cuda's conformance with wide64c the default (87
+# passed, 45 skipped; one H200, 68 s). Owed: queue k (attn-cuda's opt-in wide64), then queue e.
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -134,6 +137,16 @@ queue_j() {  # attn-cutlass's GEMM with CTA pairs sharing B by TMA multicast (th
         -k "gemm"
     step gemm-bench 150 python3 -m attn_bench run --preset ablations -s basics -b cutlass --where kernel=matmul \
         --time-budget 130 -o "$out/gemm.json"
+}
+
+queue_k() {  # attn-cuda's wide64 forward (opt-in since session 6): its tests, then the conformance as default
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-wide64 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "wide64 and not wide64c"
+    ATTN_CUDA_FWD_VARIANT=wide64 step cuda-wide64-conformance 230 python3 -m pytest "${xdist[@]}" \
+        packages/attn-cuda/tests/test_gpu.py --tier sm90 -q -k "TestCudaConformance and not Base"
+    step cuda-fwd16k 120 python3 -m attn_bench run --preset ablations -s attention-fwd -b cuda \
+        --time-budget 100 -o "$out/cuda-ablations.json"
 }
 
 queue_e() {
