@@ -157,21 +157,16 @@ FWD_VARIANTS: dict[str, dict[int, FwdConfig]] = {
         128: FwdConfig(128, block_n=64, warps=4, kernel="flash_fwd_mma_wide", row_tiles=2),
     },
 }
-#: ptxas spill bytes (stores) allowed per instantiation, with why; every other tensor-core kernel must not
-#: spill (the CPU tier checks). ``wide64``'s non-causal hd128 kernel keeps three per-thread cp.async
-#: offsets (12 bytes on sm_90a, 16 on sm_80) in local memory: three LDL (L1 hits) per 64-key tile against
-#: 256 mma, and it measured faster than the 48-key kernel that does not spill (see ``wide64`` above).
-SPILL_ALLOWANCE: dict[str, int] = {
-    FWD_VARIANTS["wide64"][128].name(dtype, False): 16 for dtype in (torch.float16, torch.bfloat16)
-}
 #: The variant ``flash_attn_func`` uses; ``ATTN_CUDA_FWD_VARIANT`` overrides it. All passed their GPU tests
 #: on the H200. ``wide48`` measured fastest there at 16k (2026-11-22, one process: hd128 318.9 TFLOP/s
 #: against wide 295.8 and base 244.4); ``wide48c`` (48 keys a step under the causal mask too) is the
 #: default since the attn-bench ablations of 2026-12-03 (H200, bf16, 16k, per_head causal order, same
 #: run): causal hd128 296.4 against wide48's 276.0 (1.07x), hd128 319.8 against 319.7, hd64 271.2 against
 #: 271.4. With the heads_first causal order (the last 16k run of 2026-12-03): causal hd128 317 TFLOP/s.
-#: ``wide64`` gives the non-causal kernels wider key tiles too: 64 at hd128 (FA2's tile; 12 bytes of
-#: spills on sm_90a, see :data:`SPILL_ALLOWANCE`) and 80 at hd64 (96 causal), both without spills at hd64.
+#: ``wide64`` gives the non-causal kernels wider key tiles too: 64 at hd128 (FA2's tile) and 80 at hd64 (96
+#: causal). The hd128 one first spilled 12 bytes on sm_90a (three per-thread cp.async offsets, read back
+#: once a tile) and was timed that way; it now recomputes those offsets per tile (``RECOMPUTE_OFFSETS`` in
+#: flash_fwd.cu) and spills nothing, a build not yet timed.
 #: H200, bf16, 16k, one run of two rounds, every row checked against the reference (2026-12-03, sixth
 #: session): hd128 339.4 / 330.9 TFLOP/s against wide64c's 327.7 / 319.2 (1.04x) and flash SDPA's
 #: 342.7 / 328.0; hd64 307.8 / 300.8 against 277.2 / 265.1 (1.12x) and SDPA's 303.9 / 300.8; hd64 causal

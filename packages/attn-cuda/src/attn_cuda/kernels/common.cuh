@@ -79,6 +79,15 @@ ATTN_DEVICE void mma_16816<__nv_bfloat16>(float (&d)[4], const unsigned (&a)[4],
 // Shared-memory address as the 32-bit value PTX's .shared state space uses.
 ATTN_DEVICE unsigned smem_addr(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
 
+// threadIdx.x read afresh (volatile: never hoisted or merged with an earlier read). Values derived from
+// threadIdx.x in a loop, such as a thread's cp.async offsets, are loop invariant, so ptxas computes them
+// once and keeps them live; passing this instead lets it recompute them where registers are short.
+ATTN_DEVICE int fresh_tid() {
+    int x;
+    asm volatile("mov.u32 %0, %%tid.x;" : "=r"(x));
+    return x;
+}
+
 // Four 8x8 tiles of 16-bit values. Lanes 8i..8i+7 give the row addresses of tile i; afterwards every
 // lane holds, in r[i], two neighbouring values of row lane/4 of tile i (columns 2*(lane%4), +1).
 ATTN_DEVICE void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {

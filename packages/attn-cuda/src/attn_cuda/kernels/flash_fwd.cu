@@ -279,6 +279,11 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
     const int m0 = m_block * BM;
     const int w0 = warp * WROWS;  // this warp's first row inside the block
     const int diag = seqlen_k - seqlen_q;
+    // Each thread's cp.async offsets into K and V are loop invariant, so ptxas keeps them live through the
+    // loop; with 64 keys at hd128, 32 rows a warp and the lazy vote that spills 12 bytes. There the loads take
+    // threadIdx.x read afresh, and the offsets are recomputed per tile instead (an S2R and a few integer
+    // ops). Every other instantiation keeps the code it was measured with.
+    constexpr bool RECOMPUTE_OFFSETS = !CAUSAL && HD == 128 && BN >= 64 && MT == 2;
 
     const T* q_base = q + b * q_sb + h * q_sh + (long long)m0 * q_ss;
     const T* k_base = k + b * k_sb + hk * k_sh;
@@ -321,7 +326,7 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
         if (more) {
             const int n1 = n0 + BN;
             attn::load_tile_async<BN, HD, NTHREADS>(sK + (stage ^ 1) * BN * HD, k_base + n1 * k_ss, k_ss,
-                                                    seqlen_k - n1, tid);
+                                                    seqlen_k - n1, RECOMPUTE_OFFSETS ? attn::fresh_tid() : tid);
         }
         attn::cp_async_commit();  // possibly empty: keeps the group count of the invariant
 
@@ -407,7 +412,7 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
         if (more) {
             const int n1 = n0 + BN;
             attn::load_tile_async<BN, HD, NTHREADS>(sV + (stage ^ 1) * BN * HD, v_base + n1 * v_ss, v_ss,
-                                                    seqlen_k - n1, tid);
+                                                    seqlen_k - n1, RECOMPUTE_OFFSETS ? attn::fresh_tid() : tid);
         }
         attn::cp_async_commit();
 
