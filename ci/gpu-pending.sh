@@ -145,8 +145,8 @@ queue_k() {  # attn-cuda's wide64 forward (opt-in since session 6): its tests, t
         -k "wide64 and not wide64c"
     ATTN_CUDA_FWD_VARIANT=wide64 step cuda-wide64-conformance 230 python3 -m pytest "${xdist[@]}" \
         packages/attn-cuda/tests/test_gpu.py --tier sm90 -q -k "TestCudaConformance and not Base"
-    step cuda-fwd16k 120 python3 -m attn_bench run --preset ablations -s attention-fwd -b cuda \
-        --time-budget 100 -o "$out/cuda-ablations.json"
+    ATTN_CUDA_FWD_VARIANT=wide64 step cuda-fwd16k 120 python3 -m attn_bench run --preset deliverable \
+        -s attention-fwd --where seqlen_k=16384 -b cuda --peer sdpa-flash --time-budget 100 -o "$out/cuda-fwd16k.json"
 }
 
 queue_e() {
