@@ -150,7 +150,7 @@ def test_backward_variant_selection(monkeypatch):
 
 def test_forward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_FWD_VARIANT", raising=False)
-    assert flash.fwd_variant() == flash.DEFAULT_FWD_VARIANT == "wide64c"
+    assert flash.fwd_variant() == flash.DEFAULT_FWD_VARIANT == "wide64"
     assert flash.fwd_variant("base") == "base"
     monkeypatch.setenv("ATTN_CUDA_FWD_VARIANT", "wide8")
     assert flash.fwd_variant() == "wide8"
