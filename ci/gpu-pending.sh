@@ -37,7 +37,11 @@
 # switch). Nothing kernel-side is owed; queue h re-checks both rescale modes after the next change.
 # Done in the fifth session of 2026-12-03: queue j (40 GEMM tests passed), attn-cuda's wide64c tests and
 # causal conformance (34 passed). Done in the sixth: attn-cuda's conformance with wide64c the default (87
-# passed, 45 skipped; one H200, 68 s). Owed: queue k (attn-cuda's opt-in wide64), then queue e.
+# passed, 45 skipped; one H200, 68 s). Done on 2026-12-04 (one H200): queue k (wide64's tests 11 passed, the
+# conformance under it 87 passed, its 16k rows at par with flash SDPA; then the default), then attn-cuda's
+# whole sm90 tier with it as default (420 passed, 136 skipped, 15 workers, 370 s) and attn-bench's sm90
+# test (passed, 222 s). attn-cutlass's whole sm90 tier ran to 69 % in 300 s (12 workers), no failure, and
+# was cut there. Owed: attn-cutlass's whole sm90 tier in one call of its own (DEADLINE=590 JOBS=14).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -149,11 +153,9 @@ queue_k() {  # attn-cuda's wide64 forward (opt-in since session 6): its tests, t
         -s attention-fwd --where seqlen_k=16384 -b cuda --peer sdpa-flash --time-budget 100 -o "$out/cuda-fwd16k.json"
 }
 
-queue_e() {
+queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
     export CUDA_VISIBLE_DEVICES=0
-    step cutlass-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q
-    step cuda-sm90 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests --tier sm90 -q
-    step bench-sm90 300 python3 -m pytest packages/attn-bench/tests --tier sm90 -q
+    step cutlass-sm90 580 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q
 }
 
 # Two GPUs: queues a and b side by side. One GPU (nvidia-h200): the queues run one after another on it,
