@@ -54,6 +54,15 @@ class TestCudaBackwardBaseConformance(TestCudaConformance):
         monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "base")
 
 
+class TestCudaBackwardWide8qConformance(TestCudaConformance):
+    """The suite with the ``wide8q`` backward (twice the default's queries a step: 32 at hd128, 64 at
+    hd64), the tiling whose ldmatrix addresses are recomputed each step; its backward tests are new."""
+
+    @pytest.fixture(autouse=True)
+    def _wide8q(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8q")
+
+
 class TestCudaAlwaysRescaleConformance(TestCudaConformance):
     """The suite with the output rescaled at every key tile (``ATTN_CUDA_RESCALE=always``; the default,
     ``lazy``, skips it while the row maxima stay within a slack). Its ``test_rising_row_maxima`` is the

@@ -201,9 +201,18 @@ FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
 #: block and query tile, takes half the atomics in all. 242-255 registers, no spills (NVRTC 13). Both passed
 #: their GPU tests on the H200 (2026-11-22); ``wide8`` is the default: hd128 16k fwd+bwd 193.3 TFLOP/s
 #: against 170.7 (causal 195.1 against 177.5), one process. ``ATTN_CUDA_BWD_VARIANT`` overrides it.
+#: ``wide8q`` (opt-in, 2026-12-04) is ``wide8`` with twice the queries a step (32 at hd128, 64 at hd64):
+#: each K and V fragment read from shared memory serves twice the queries and a block syncs half as often,
+#: so a step reads about 81 bytes of shared memory per kFLOP instead of 100 at hd128. It spilled 24-84
+#: bytes until the kernel read the lane afresh each step (``FRESH_LANE`` in flash_bwd.cu); now 248-255
+#: registers and no spills on sm_80 and sm_90a. It passed the conformance suite on the H200 (87 passed, 45
+#: skipped) and is slower there: hd128 16k bwd 149 TFLOP/s against the default's 172 (0.86x), causal 155
+#: against 176 (0.88x), bf16, one run. Fewer shared-memory bytes per FLOP did not pay for the recomputed
+#: addresses and the longer step; kept as an ablation (attn-bench's ``cuda/bwd_wide8q``), not profiled.
 BWD_VARIANTS: dict[str, dict[int, BwdConfig]] = {
     "base": {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)},
     "wide8": {64: BwdConfig(64, block_m=32, warps=8), 128: BwdConfig(128, block_m=16, warps=8)},
+    "wide8q": {64: BwdConfig(64, block_m=64, warps=8), 128: BwdConfig(128, block_m=32, warps=8)},
 }
 DEFAULT_BWD_VARIANT = "wide8"
 BWD_CONFIGS = BWD_VARIANTS[DEFAULT_BWD_VARIANT]

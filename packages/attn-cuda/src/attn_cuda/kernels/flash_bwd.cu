@@ -68,6 +68,11 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
     constexpr int DQ_T = HD / DW / 8;     // n8 tiles of dQ per warp
     static_assert(NWARPS % MW == 0 && (HD / DW) % 16 == 0, "dQ tile must split evenly across warps");
     constexpr float LOG2E = 1.4426950408889634f;
+    // The step's ldmatrix addresses all derive from the lane, so ptxas hoists them out of the loop and
+    // keeps them live next to each thread's HD accumulators of dK and dV. From BM * HD = 4096 (hd128 with
+    // 32 queries a step, hd64 with 64) that spilled 24-84 bytes; reading the lane afresh each step (a
+    // volatile read ptxas cannot hoist) makes it recompute them instead, and nothing spills.
+    constexpr bool FRESH_LANE = BM * HD >= 4096;
 
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* sK = reinterpret_cast<T*>(smem_raw);  // [BN][HD]
@@ -131,6 +136,8 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
         __syncthreads();
         int h, m0;
         tile_of(step, h, m0);
+        // The block's lane, g and t again (same values), read afresh where FRESH_LANE says so.
+        const int lane = FRESH_LANE ? attn::fresh_tid() % 32 : tid % 32, g = lane >> 2, t = lane & 3;
         const T* q_s = sQ + stage * BM * HD;
         const T* do_s = sdO + stage * BM * HD;
 
