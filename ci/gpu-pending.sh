@@ -42,8 +42,9 @@
 # whole sm90 tier with it as default (420 passed, 136 skipped, 15 workers, 370 s) and attn-bench's sm90
 # test (passed, 222 s). attn-cutlass's whole sm90 tier ran to 69 % in 300 s (12 workers), no failure, and
 # was cut there. Later that day attn-cuda's opt-in backward wide8q passed its conformance class (87 passed, 45
-# skipped) and timed 0.86x the default. Owed: attn-cutlass's whole sm90 tier in one call of its own
-# (queue e, DEADLINE=590 JOBS=14).
+# skipped) and timed 0.86x the default. Owed: queue l (attn-cuda's opt-in backward wide8v, float2 dQ
+# atomics: if it passes and times faster it becomes the default), then attn-cutlass's whole sm90 tier in
+# one call of its own (queue e, DEADLINE=590 JOBS=14).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -153,6 +154,14 @@ queue_k() {  # attn-cuda's wide64 forward (opt-in since session 6): its tests, t
         packages/attn-cuda/tests/test_gpu.py --tier sm90 -q -k "TestCudaConformance and not Base"
     ATTN_CUDA_FWD_VARIANT=wide64 step cuda-fwd16k 120 python3 -m attn_bench run --preset deliverable \
         -s attention-fwd --where seqlen_k=16384 -b cuda --peer sdpa-flash --time-budget 100 -o "$out/cuda-fwd16k.json"
+}
+
+queue_l() {  # attn-cuda's opt-in backward wide8v (float2 dQ atomics, 2026-12-04): its conformance class, then timed
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-wide8v 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "Wide8v"
+    step cuda-bwd-ablation 150 python3 -m attn_bench run --preset ablations -s attention-bwd -b cuda --no-peers \
+        --time-budget 120 -o "$out/cuda-bwd.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

@@ -9,6 +9,7 @@ import re
 import struct
 
 import pytest
+import torch
 
 from attn_cuda import catalog
 from attn_cuda import runtime as rt
@@ -118,6 +119,32 @@ def test_tensor_core_kernels_emit_mma_sync_ptx(compiled, filename):
     ptx = compiled(filename, "sm_80", "ptx").code.decode()
     assert "mma.sync.aligned.m16n8k16.row.col.f32" in ptx
     assert "ldmatrix.sync.aligned.m8n8.x4" in ptx and "cp.async.cg.shared.global" in ptx
+
+
+def test_paired_dq_atomics_are_vector_reductions_on_sm90(compiled):
+    """``BwdConfig.pair_dq`` kernels add dQ with float2 reductions on sm_90a (REDG ... F32x2), half as many
+    as the scalar ones; the others, and every sm_80 build, keep scalar F32 reductions."""
+    if rt.find_tool("nvdisasm") is None:
+        pytest.skip("no nvdisasm")
+    from attn_cuda import flash
+
+    paired = {
+        config.name(dtype, causal)
+        for configs in flash.BWD_VARIANTS.values()
+        for config in configs.values()
+        if config.pair_dq
+        for dtype in (torch.float16, torch.bfloat16)
+        for causal in (False, True)
+    }
+    assert paired, "no backward variant pairs its dQ atomics"
+    for arch in catalog.ARCHS:
+        mod = compiled("flash_bwd.cu", arch)
+        functions = _functions(rt.disassemble(mod.code))
+        for name in filter(catalog.is_tensor_core, catalog.kernels()["flash_bwd.cu"]):
+            reds = re.findall(r"\bREDG?\.E\.ADD\.(F32\S*?)\.", functions[mod.mangled(name)])
+            assert reds, f"{name} on {arch}: no dQ reduction found"
+            vector = arch != "sm_80" and name in paired
+            assert set(reds) == ({"F32x2"} if vector else {"F32"}), f"{name} on {arch}: {sorted(set(reds))}"
 
 
 def test_scalar_kernels_use_no_tensor_cores(compiled):

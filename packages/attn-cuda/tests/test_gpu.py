@@ -63,6 +63,15 @@ class TestCudaBackwardWide8qConformance(TestCudaConformance):
         monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8q")
 
 
+class TestCudaBackwardWide8vConformance(TestCudaConformance):
+    """The suite with the ``wide8v`` backward (the default's tiles, dQ added two floats per atomic with
+    float2 atomicAdd on sm_90); its backward tests are new."""
+
+    @pytest.fixture(autouse=True)
+    def _wide8v(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8v")
+
+
 class TestCudaAlwaysRescaleConformance(TestCudaConformance):
     """The suite with the output rescaled at every key tile (``ATTN_CUDA_RESCALE=always``; the default,
     ``lazy``, skips it while the row maxima stay within a slack). Its ``test_rising_row_maxima`` is the

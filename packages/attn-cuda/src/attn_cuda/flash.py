@@ -87,6 +87,7 @@ class BwdConfig:
     head_dim: int
     block_m: int
     warps: int = 4
+    pair_dq: bool = False  # dQ added two floats per atomic (float2 atomicAdd, sm_90 and later)
 
     @property
     def block_n(self) -> int:
@@ -106,9 +107,8 @@ class BwdConfig:
         return (math.ceil(seqlen_k / self.block_n), heads_k, batch)
 
     def name(self, dtype: torch.dtype, causal: bool) -> str:
-        return (
-            f"flash_bwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_m}, {self.warps}, {_bool(causal)}>"
-        )
+        pair = ", true" if self.pair_dq else ""
+        return f"flash_bwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_m}, {self.warps}, {_bool(causal)}{pair}>"
 
 
 #: Forward variants, each a config per head dim. ``base`` is the first kernel (kept to compare and to
@@ -209,10 +209,19 @@ FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
 #: skipped) and is slower there: hd128 16k bwd 149 TFLOP/s against the default's 172 (0.86x), causal 155
 #: against 176 (0.88x), bf16, one run. Fewer shared-memory bytes per FLOP did not pay for the recomputed
 #: addresses and the longer step; kept as an ablation (attn-bench's ``cuda/bwd_wide8q``), not profiled.
+#: Both tilings make the same number of dQ atomics (seqlen_q * HD per key block and head), about 4.3e9 at
+#: hd128 16k: 134e9 a second at the default's speed, a rate L2 atomics can bound. ``wide8v`` (opt-in,
+#: 2026-12-04) is ``wide8`` adding each thread's neighbouring pair of dQ values with one float2 atomicAdd
+#: on sm_90 (half the atomic operations; sm_80 keeps two scalar ones). Compiled, not yet run on a GPU
+#: (ci/gpu-pending.sh queue l).
 BWD_VARIANTS: dict[str, dict[int, BwdConfig]] = {
     "base": {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)},
     "wide8": {64: BwdConfig(64, block_m=32, warps=8), 128: BwdConfig(128, block_m=16, warps=8)},
     "wide8q": {64: BwdConfig(64, block_m=64, warps=8), 128: BwdConfig(128, block_m=32, warps=8)},
+    "wide8v": {
+        64: BwdConfig(64, block_m=32, warps=8, pair_dq=True),
+        128: BwdConfig(128, block_m=16, warps=8, pair_dq=True),
+    },
 }
 DEFAULT_BWD_VARIANT = "wide8"
 BWD_CONFIGS = BWD_VARIANTS[DEFAULT_BWD_VARIANT]

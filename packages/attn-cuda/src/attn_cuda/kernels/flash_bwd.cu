@@ -50,7 +50,21 @@ __global__ void flash_bwd_preprocess(const T* __restrict__ o, const T* __restric
     if (lane == 0) delta[r] = acc;  // r == (b * heads_q + h) * seqlen_q + i
 }
 
-template <typename T, int HD, int BM, int NWARPS, bool CAUSAL>
+// Adds the pair (x, y) to dst[0], dst[1] (8-byte aligned). With PAIR on sm_90 that is one vector atomic
+// (atomicAdd on float2, global memory, compute capability 9.x): half the L2 atomic operations of two
+// scalar adds. On earlier architectures, or without PAIR, two scalar atomics.
+template <bool PAIR> ATTN_DEVICE void atomic_add_pair(float* dst, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (PAIR) {
+        atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
+        return;
+    }
+#endif
+    atomicAdd(dst, x);
+    atomicAdd(dst + 1, y);
+}
+
+template <typename T, int HD, int BM, int NWARPS, bool CAUSAL, bool PAIR_DQ = false>
 __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
     const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ dout,
     const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dq_accum,
@@ -250,15 +264,30 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
                 }
             }
             // dq_accum is (batch, seqlen_q, heads_q, HD) fp32, contiguous.
+            // The scalar loop stays as it was for the builds without PAIR_DQ (the pair loop, same adds in
+            // the same order, allocates registers differently and has not been timed as the default).
+            if constexpr (PAIR_DQ) {
 #pragma unroll
-            for (int dt = 0; dt < DQ_T; ++dt)
+                for (int dt = 0; dt < DQ_T; ++dt)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int query = m0 + mt * 16 + g + 8 * (e >> 1);
-                    const int d = d0 + dt * 8 + 2 * t + (e & 1);
-                    if (query < seqlen_q)
-                        atomicAdd(dq_accum + (((long long)b * seqlen_q + query) * heads_q + h) * HD + d, acc_dq[dt][e] * scale);
-                }
+                    for (int r = 0; r < 2; ++r) {
+                        const int query = m0 + mt * 16 + g + 8 * r;
+                        const int d = d0 + dt * 8 + 2 * t;
+                        if (query < seqlen_q)
+                            atomic_add_pair<true>(dq_accum + (((long long)b * seqlen_q + query) * heads_q + h) * HD + d,
+                                                  acc_dq[dt][2 * r] * scale, acc_dq[dt][2 * r + 1] * scale);
+                    }
+            } else {
+#pragma unroll
+                for (int dt = 0; dt < DQ_T; ++dt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int query = m0 + mt * 16 + g + 8 * (e >> 1);
+                        const int d = d0 + dt * 8 + 2 * t + (e & 1);
+                        if (query < seqlen_q)
+                            atomicAdd(dq_accum + (((long long)b * seqlen_q + query) * heads_q + h) * HD + d, acc_dq[dt][e] * scale);
+                    }
+            }
         }
         __syncthreads();  // sdS and this Q/dO stage are free for the next step
     }
