@@ -72,6 +72,15 @@ class TestCudaBackwardWide8vConformance(TestCudaConformance):
         monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8v")
 
 
+class TestCudaBackwardWide8qvConformance(TestCudaConformance):
+    """The suite with the ``wide8qv`` backward (``wide8q``'s tiles at hd64, ``wide8``'s at hd128, dQ added
+    two floats per atomic on sm_90); its hd64 backward tests are new."""
+
+    @pytest.fixture(autouse=True)
+    def _wide8qv(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8qv")
+
+
 class TestCudaAlwaysRescaleConformance(TestCudaConformance):
     """The suite with the output rescaled at every key tile (``ATTN_CUDA_RESCALE=always``; the default,
     ``lazy``, skips it while the row maxima stay within a slack). Its ``test_rising_row_maxima`` is the
