@@ -164,10 +164,10 @@ queue_l() {  # attn-cuda's opt-in backward wide8v (float2 dQ atomics, 2026-12-04
         --time-budget 120 -o "$out/cuda-bwd.json"
 }
 
-queue_m() {  # attn-cuda's opt-in backward wide8qv (wide8q's tiles at hd64, wide8's at hd128, float2 dQ atomics)
+queue_m() {  # attn-cuda's backward with wide8qv the default: the suite under it and under wide8, then timed
     export CUDA_VISIBLE_DEVICES=0
     step cuda-wide8qv 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
-        -k "Wide8qv"
+        -k "TestCudaConformance or Wide8Conformance"
     step cuda-bwd-ablation 150 python3 -m attn_bench run --preset ablations -s attention-bwd -b cuda --no-peers \
         --time-budget 120 -o "$out/cuda-bwd.json"
 }

@@ -47,7 +47,7 @@ class TestCudaConformance(AttentionConformance):
 
 class TestCudaBackwardBaseConformance(TestCudaConformance):
     """The suite with the ``base`` backward (``ATTN_CUDA_BWD_VARIANT``, set for each whole test so the
-    backward runs under it; the default is ``wide8``); its backward tests are what this class adds."""
+    backward runs under it; the default is ``wide8qv``); its backward tests are what this class adds."""
 
     @pytest.fixture(autouse=True)
     def _base(self, monkeypatch):
@@ -72,13 +72,13 @@ class TestCudaBackwardWide8vConformance(TestCudaConformance):
         monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8v")
 
 
-class TestCudaBackwardWide8qvConformance(TestCudaConformance):
-    """The suite with the ``wide8qv`` backward (``wide8q``'s tiles at hd64, ``wide8``'s at hd128, dQ added
-    two floats per atomic on sm_90); its hd64 backward tests are new."""
+class TestCudaBackwardWide8Conformance(TestCudaConformance):
+    """The suite with the ``wide8`` backward (the default until ``wide8qv`` passed this suite as an opt-in
+    on the H200, 2026-12-04: its tiles at hd128, scalar dQ atomics)."""
 
     @pytest.fixture(autouse=True)
-    def _wide8qv(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8qv")
+    def _wide8(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
 
 
 class TestCudaAlwaysRescaleConformance(TestCudaConformance):

@@ -134,7 +134,9 @@ def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
 
 def test_backward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
-    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "wide8"
+    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "wide8qv"
+    assert flash.BWD_CONFIGS[64].block_m == 64 and flash.BWD_CONFIGS[128].block_m == 16
+    assert all(config.pair_dq for config in flash.BWD_CONFIGS.values())
     monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
     assert flash.bwd_variant() == "wide8" and flash.bwd_variant("base") == "base"
     assert flash.BWD_VARIANTS["wide8"][128].name(torch.bfloat16, True) == (
