@@ -42,9 +42,10 @@
 # whole sm90 tier with it as default (420 passed, 136 skipped, 15 workers, 370 s) and attn-bench's sm90
 # test (passed, 222 s). attn-cutlass's whole sm90 tier ran to 69 % in 300 s (12 workers), no failure, and
 # was cut there. Later that day attn-cuda's opt-in backward wide8q passed its conformance class (87 passed, 45
-# skipped) and timed 0.86x the default. Owed: queue l (attn-cuda's opt-in backward wide8v, float2 dQ
-# atomics: if it passes and times faster it becomes the default), then attn-cutlass's whole sm90 tier in
-# one call of its own (queue e, DEADLINE=590 JOBS=14).
+# skipped) and timed 0.86x the default. Done in the next session of 2026-12-04 (one H200): queue l (wide8v
+# 87 passed, 45 skipped), wide8qv's conformance class (87 passed) and, as the default, queue m (174 passed,
+# 90 skipped), queue e (attn-cutlass's whole sm90 tier: 669 passed, 154 skipped, 14 workers, 388 s), the 16k
+# backward rows beside FA4 (docs/benchmarks/h200-cuda-bwd-16k.md). Nothing is owed.
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
