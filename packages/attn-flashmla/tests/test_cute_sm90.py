@@ -14,14 +14,17 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw)
 VARIANTS = {
-    "noncausal": (False, False, 1, False),
-    "causal": (True, False, 1, False),
-    "watchdog": (False, True, 1, False),
-    "two_warpgroups": (True, False, 2, False),
-    "split_s": (True, False, 2, True),
+    "noncausal": (False, False, 1, False, False),
+    "causal": (True, False, 1, False, False),
+    "watchdog": (False, True, 1, False, False),
+    "two_warpgroups": (True, False, 2, False, False),
+    "split_s": (True, False, 2, True, False),
+    "seesaw": (False, False, 3, False, True),
+    "seesaw_causal": (True, False, 3, False, True),
 }
+FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
 # One interpreter compiles every variant (the DSL's import is most of a compile's cost); the DSL reads
 # its environment (target arch, what to keep, where) at import, so it must be a fresh one.
@@ -33,9 +36,12 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::5] for i in range(2, 7)]
-    for name, causal, watchdog, wgs, split in zip(*args):
-        flags = dict(causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1")
+    args = [sys.argv[i::6] for i in range(2, 8)]
+    for name, causal, watchdog, wgs, split, seesaw in zip(*args):
+        flags = dict(
+            causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
+            seesaw=seesaw == "1",
+        )
         m.compile_for_sm90(torch.bfloat16, **flags)
         key = m.kernel_key(torch.bfloat16, *flags.values())
         (dump / name).mkdir()
@@ -63,8 +69,8 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
         "CUTE_DSL_NO_CACHE": "1",
     }
     argv = [str(dump)]
-    for name, (causal, watchdog, wgs, split) in VARIANTS.items():
-        argv += [name, str(int(causal)), str(int(watchdog)), str(wgs), str(int(split))]
+    for name, flags in VARIANTS.items():
+        argv += [name, *(str(int(f)) for f in flags)]
     result = subprocess.run(
         [sys.executable, "-c", COMPILE, *argv],
         capture_output=True,
@@ -89,7 +95,8 @@ def sm90a_ptx(tmp_path_factory) -> dict[str, str]:
 def test_kernel_assembles_without_spills_or_serialised_wgmma(
     sm90a_ptx: dict[str, str], variant: str, tmp_path
 ):
-    """ptxas -v for sm_90a: no spills (254 registers at 2026-12-03) and no wgmma made to wait. The
+    """ptxas -v for sm_90a: no spills (254 registers at 2026-12-03; the seesaw kernel's consumers get 240
+    through setmaxnreg) and no wgmma made to wait. The
     watchdog build (a debugging aid, never the default) reports hangs through a function call, across
     which ptxas must serialise the wgmma pipeline (C7510): accepted there only."""
     from attn_reference.testing import ptxas
@@ -101,10 +108,10 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split = VARIANTS[variant]
+    _, watchdog, wgs, split, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -130,6 +137,30 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
+@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal"])
+def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
+    """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
+    m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
+    one bar.arrive each, and gets its registers from the producer warpgroup by setmaxnreg."""
+    from attn_flashmla.decode_fwd_sm90_seesaw import GROUPS
+
+    ptx = sm90a_ptx[variant]
+    assert ".target sm_90a" in ptx
+    assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == 2 * 36
+    assert "m64n32k16" not in ptx
+    assert ptx.count("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") == 2 * 2 * 4
+    assert len(re.findall(r"bar\.arrive\s+[123], 256;", ptx)) == 3
+    assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+24;", ptx)
+    assert re.search(r"setmaxnreg\.inc\.sync\.aligned\.u32\s+240;", ptx)
+    # Q in nine 64-channel boxes, and each of the two stages' groups box by box: 2 x 9 more.
+    boxes = sum(n for _, n in GROUPS.values())
+    assert ptx.count("cp.async.bulk.tensor.2d.shared::cta.global") == boxes
+    assert ptx.count("cp.async.bulk.tensor.3d.shared::cta.global") == 2 * boxes
+    # A stage's group is released by one lane per consumer warp after its last read (plain arrives).
+    assert any("mbarrier.arrive" in ln and "expect_tx" not in ln for ln in ptx.splitlines())
+
+
+@needs_cute_dsl
 def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     """Host preparation twice, other shapes and lengths, same (dtype, causal): one compile, two launches."""
     from attn_flashmla import combine
@@ -147,6 +178,7 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
     monkeypatch.delenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", raising=False)  # the default: two
     monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SPLIT_S", raising=False)  # the default with two: split S
+    monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SEESAW", raising=False)
     calls = [
         (m.example_inputs(torch.bfloat16, b=2, s_q=1, h_q=16, h_kv=1), False),
         (m.example_inputs(torch.bfloat16, b=5, s_q=2, h_q=64, h_kv=2), False),
@@ -154,8 +186,8 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     ]
     for (q, k, table, lens, parts, offsets, total, max_splits), causal in calls:
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, causal)
-    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2, True)]
-    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2, True)]
+    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2, True, False)]
+    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2, True, False)]
     # The scalars differ per call (s_q, group, rows_pad, h_kv) ...
     assert [tuple(a[9:13]) for a in launches] == [(1, 16, 64, 1), (2, 32, 64, 2), (1, 128, 128, 1)]
 
@@ -214,3 +246,21 @@ def test_cute_form_switches(monkeypatch):
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "3")
     with pytest.raises(ValueError, match="must be 1 or 2"):
         m.warpgroups()
+
+
+def test_seesaw_switch(monkeypatch):
+    """The seesaw kernel is opt-in; it has one CTA per row block (both output halves) and one key per
+    (dtype, causal), whatever the first kernel's switches say."""
+    from attn_flashmla import decode_fwd_sm90 as m
+
+    monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SEESAW", raising=False)
+    assert not m.seesaw()
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "1")
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "1")
+    assert m.seesaw() and m.cute_config()["DV_SPLIT"] == 1 and m.cute_config()["num_warps"] == 12
+    assert m.kernel_key(torch.bfloat16, True, True, 1, True, seesaw=True) == m.kernel_key(
+        torch.bfloat16, True, seesaw=True
+    )
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "yes")
+    with pytest.raises(ValueError, match="ATTN_FLASHMLA_CUTE_SEESAW must be 0 or 1"):
+        m.seesaw()

@@ -106,11 +106,26 @@ def split_s() -> bool:
     return on
 
 
+def seesaw() -> bool:
+    """``ATTN_FLASHMLA_CUTE_SEESAW=1``: the seesaw kernel (:mod:`attn_flashmla.decode_fwd_sm90_seesaw`: a
+    producer warpgroup and two consumers that each compute the whole ``S`` of every other tile) instead of
+    this module's. Opt-in until it has passed the sm90 tier on the H200; it ignores the two switches above."""
+    value = os.environ.get("ATTN_FLASHMLA_CUTE_SEESAW", "0").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"ATTN_FLASHMLA_CUTE_SEESAW must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
     # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
     # at once. One warpgroup: DV_SPLIT 2, two CTAs per (row block, KV head), one per half of the output
     # channels. Two warpgroups: the halves are the CTA's two warpgroups, one CTA per (row block, KV head).
+    if seesaw():
+        return {
+            "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 12, "num_stages": STAGES, "ctas_per_sm": 1,
+            "DV_SPLIT": 1,
+        }  # fmt: skip
     wgs = warpgroups()
     return {
         "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "num_warps": 4 * wgs, "num_stages": STAGES, "ctas_per_sm": 1,
@@ -598,10 +613,21 @@ def watchdog_enabled() -> bool:
 
 
 def kernel_key(
-    dtype: torch.dtype, causal: bool, watchdog: bool = False, warpgroups: int = 1, split_s: bool = False
+    dtype: torch.dtype,
+    causal: bool,
+    watchdog: bool = False,
+    warpgroups: int = 1,
+    split_s: bool = False,
+    seesaw: bool = False,
 ) -> tuple:
-    """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value)."""
-    return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s))
+    """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value).
+    The seesaw kernel has no watchdog build and fixed warpgroups: those fields are normalised away."""
+    if seesaw:
+        # ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST=1 (seesaw only, an experiment): K tiles loaded with the L2
+        # eviction hint EVICT_FIRST (FlashMLA reports a better L2 hit rate with it).
+        hint = os.environ.get("ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST", "0") not in ("", "0")
+        return (dtype, bool(causal), False, 3, False, True) + (("evict_first",) if hint else ())
+    return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False)
 
 
 #: Compiled kernels by :func:`kernel_key`; one compile per key per process.
@@ -614,7 +640,12 @@ _COMPILE_LOCK = threading.Lock()
 def _compile(key: tuple, args: tuple):
     """``cute.compile`` the kernel for ``key`` against ``args`` (what :func:`launch_args` makes)."""
     _, cute, kernel_cls = _cute()
-    dtype, causal, watchdog, wgs, split = key
+    dtype, causal, watchdog, wgs, split, see = key[:6]
+    if see:
+        from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
+
+        kernel = kernel_class()(_cutlass_dtype(dtype), causal, evict_first="evict_first" in key[6:])
+        return cute.compile(kernel, *args)
     return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
 
 
@@ -707,7 +738,10 @@ def dense_decode_cute(
     tensors, scalars, o_acc, lse_acc = prepare_inputs(
         q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, softmax_scale
     )
-    key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
+    if seesaw():
+        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True)
+    else:
+        key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
     kernel(*tensors, *scalars)
     out = torch.empty(b, s_q, h_q, HEAD_DIM_V, dtype=q.dtype, device=q.device)
@@ -743,6 +777,7 @@ def compile_for_sm90(
     watchdog: bool = False,
     warpgroups: int = 1,
     split_s: bool = False,
+    seesaw: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -751,7 +786,8 @@ def compile_for_sm90(
     """
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
-    return compiled_kernel(kernel_key(dtype, causal, watchdog, warpgroups, split_s), tensors + scalars)
+    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw)
+    return compiled_kernel(key, tensors + scalars)
 
 
 if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile every key, print the seconds

@@ -1,0 +1,79 @@
+"""The CuTe DSL kernel's forms side by side on the H200: each speed case timed under every form, one process.
+
+    export PYTHONPATH=$(cat /tmp/site.pythonpath):$(ls -d $PWD/packages/*/src | paste -sd:)
+    python3 packages/attn-flashmla/tools/cute_ab.py                 # every form, the issue's h_q 128 cases
+    python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw --cases 128,1,8192 --once   # for ncu
+
+Forms are environment settings that the kernel reads per call (each compiles once, outside the timing):
+``split_s`` (the first kernel's default), ``seesaw`` and ``seesaw_evict_first``. Every form is checked
+against the default on the same inputs before it is timed (max abs difference of ``out``). Inputs, FLOP
+and byte formulas, and timing are gpu_check's (b 128, h_kv 1, varlen lengths ~ normal(s_k, s_k / 2)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import gpu_check  # the tool next to this one: inputs, formulas, timing
+
+import attn_flashmla
+
+FORMS = {
+    "split_s": {"ATTN_FLASHMLA_CUTE_SEESAW": "0"},
+    "seesaw": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "0"},
+    "seesaw_evict_first": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "1"},
+}
+CASES = [(128, 1, 8192), (128, 1, 32768), (128, 2, 8192), (128, 2, 32768)]
+FLASHMLA_H200 = {(128, 1, 8192): 651, (128, 1, 32768): 684, (128, 2, 8192): 721, (128, 2, 32768): 741}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--forms", default=",".join(FORMS))
+    parser.add_argument("--cases", default=";".join(",".join(map(str, c)) for c in CASES))
+    parser.add_argument("--once", action="store_true", help="one call per form and case, no timing (ncu)")
+    args = parser.parse_args()
+    forms = args.forms.split(",")
+    cases = [tuple(int(x) for x in c.split(",")) for c in args.cases.split(";")]
+    os.environ["ATTN_FLASHMLA_PATH"] = "cute"
+    rows = []
+    for h_q, s_q, s_k in cases:
+        q, cache, table, seqlens, total = gpu_check.bench_inputs(128, s_q, h_q, s_k)
+        _, flops, _ = gpu_check.speed_row(128, h_q, s_q, s_k, total)
+        row = {"h_q": h_q, "s_q": s_q, "s_k": s_k}
+        ref = None
+        for form in forms:
+            with gpu_check.env(**FORMS[form]):
+                call, _ = gpu_check.prepared(attn_flashmla, q, cache, table, seqlens, s_q > 1)
+                out = call()[0].float()
+                if ref is None:
+                    ref = out
+                diff = (out - ref).abs().max().item()
+                if args.once:
+                    torch.cuda.synchronize()
+                    row[form] = {"max_abs_diff": diff}
+                    continue
+                ms = gpu_check.time_call(call)
+            row[form] = {"ms": ms, "TFLOP/s": flops / ms / 1e9, "max_abs_diff": diff}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.once:
+        return
+    print(f"| h_q | s_q | s_k | {' | '.join(forms)} | FlashMLA H200 | best / FlashMLA |")
+    print("|" + "---|" * (len(forms) + 5))
+    for row in rows:
+        figures = [row[f]["TFLOP/s"] for f in forms]
+        ref = FLASHMLA_H200.get((row["h_q"], row["s_q"], row["s_k"]))
+        ratio = f"{max(figures) / ref:.2f}x" if ref else "-"
+        cells = " | ".join(f"{x:.0f}" for x in figures)
+        print(f"| {row['h_q']} | {row['s_q']} | {row['s_k']} | {cells} | {ref or '-'} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
