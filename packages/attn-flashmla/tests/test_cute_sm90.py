@@ -14,15 +14,16 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S, seesaw)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False),
-    "causal": (True, False, 1, False, False),
-    "watchdog": (False, True, 1, False, False),
-    "two_warpgroups": (True, False, 2, False, False),
-    "split_s": (True, False, 2, True, False),
-    "seesaw": (False, False, 3, False, True),
-    "seesaw_causal": (True, False, 3, False, True),
+    "noncausal": (False, False, 1, False, False, 16),
+    "causal": (True, False, 1, False, False, 16),
+    "watchdog": (False, True, 1, False, False, 16),
+    "two_warpgroups": (True, False, 2, False, False, 16),
+    "split_s": (True, False, 2, True, False, 16),
+    "seesaw": (False, False, 3, False, True, 16),
+    "seesaw_causal": (True, False, 3, False, True, 16),
+    "seesaw_pairs": (False, False, 3, False, True, 128),  # two row blocks: a cluster of two CTAs
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -36,14 +37,14 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::6] for i in range(2, 8)]
-    for name, causal, watchdog, wgs, split, seesaw in zip(*args):
+    args = [sys.argv[i::7] for i in range(2, 9)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q in zip(*args):
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        m.compile_for_sm90(torch.bfloat16, **flags)
-        key = m.kernel_key(torch.bfloat16, *flags.values())
+        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q))
+        key = m.kernel_key(torch.bfloat16, *flags.values(), m_blocks=-(-int(h_q) // 64))
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
             ptx.rename(dump / name / ptx.name)
@@ -111,7 +112,7 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 @pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split, _ = VARIANTS[variant]
+    _, watchdog, wgs, split, _, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -137,11 +138,12 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal"])
+@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal", "seesaw_pairs"])
 def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
     """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
     m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
-    one bar.arrive each, and gets its registers from the producer warpgroup by setmaxnreg."""
+    one bar.arrive each, and gets its registers from the producer warpgroup by setmaxnreg. In pairs (two
+    row blocks) the K boxes are multicast into the cluster and released on both CTAs' barriers."""
     from attn_flashmla.decode_fwd_sm90_seesaw import GROUPS
 
     ptx = sm90a_ptx[variant]
@@ -155,7 +157,15 @@ def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], varia
     # Q in nine 64-channel boxes, and each of the two stages' groups box by box: 2 x 9 more.
     boxes = sum(n for _, n in GROUPS.values())
     assert ptx.count("cp.async.bulk.tensor.2d.shared::cta.global") == boxes
-    assert ptx.count("cp.async.bulk.tensor.3d.shared::cta.global") == 2 * boxes
+    pairs = VARIANTS[variant][5] == 128
+    k_loads = (
+        "cp.async.bulk.tensor.3d.shared::cluster.global"
+        if pairs
+        else "cp.async.bulk.tensor.3d.shared::cta.global"
+    )
+    assert ptx.count(k_loads) == 2 * boxes
+    assert ("multicast::cluster" in ptx) == pairs
+    assert ("barrier.cluster.wait" in ptx) == pairs
     # A stage's group is released by one lane per consumer warp after its last read (plain arrives).
     assert any("mbarrier.arrive" in ln and "expect_tx" not in ln for ln in ptx.splitlines())
 

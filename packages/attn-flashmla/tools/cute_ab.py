@@ -5,7 +5,8 @@
     python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw --cases 128,1,8192 --once   # for ncu
 
 Forms are environment settings that the kernel reads per call (each compiles once, outside the timing):
-``split_s`` (the first kernel's default), ``seesaw`` and ``seesaw_evict_first``. Every form is checked
+``split_s`` (the first kernel's default), the seesaw kernel with single CTAs and in clusters of two
+(``seesaw_pairs``), and the pairs with the L2 hint EVICT_FIRST on K. Every form is checked
 against the default on the same inputs before it is timed (max abs difference of ``out``). Inputs, FLOP
 and byte formulas, and timing are gpu_check's (b 128, h_kv 1, varlen lengths ~ normal(s_k, s_k / 2)).
 """
@@ -26,9 +27,12 @@ import attn_flashmla
 
 FORMS = {
     "split_s": {"ATTN_FLASHMLA_CUTE_SEESAW": "0"},
-    "seesaw": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "0"},
-    "seesaw_evict_first": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "1"},
-}
+    "seesaw_single": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "1"},
+    "seesaw_pairs": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2"},
+    "seesaw_pairs_evict_first": {
+        "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "1",
+    },
+}  # fmt: skip
 CASES = [(128, 1, 8192), (128, 1, 32768), (128, 2, 8192), (128, 2, 32768)]
 FLASHMLA_H200 = {(128, 1, 8192): 651, (128, 1, 32768): 684, (128, 2, 8192): 721, (128, 2, 32768): 741}
 

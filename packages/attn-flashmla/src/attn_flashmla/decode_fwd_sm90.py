@@ -116,6 +116,16 @@ def seesaw() -> bool:
     return value == "1"
 
 
+def seesaw_cluster(m_blocks: int) -> int:
+    """CTAs per cluster of the seesaw kernel: 2 when the row blocks of a (part, KV head) pair up (their CTAs
+    read the same K tiles, so each loads half and multicasts it to both), else 1.
+    ``ATTN_FLASHMLA_CUTE_CLUSTER=1`` turns the pairs off."""
+    value = os.environ.get("ATTN_FLASHMLA_CUTE_CLUSTER", "2").strip() or "2"
+    if value not in ("1", "2"):
+        raise ValueError(f"ATTN_FLASHMLA_CUTE_CLUSTER must be 1 or 2, got {value!r}")
+    return 2 if value == "2" and m_blocks % 2 == 0 else 1
+
+
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
     # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
@@ -619,14 +629,15 @@ def kernel_key(
     warpgroups: int = 1,
     split_s: bool = False,
     seesaw: bool = False,
+    m_blocks: int = 1,
 ) -> tuple:
     """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value).
-    The seesaw kernel has no watchdog build and fixed warpgroups: those fields are normalised away."""
+    The seesaw kernel has no watchdog build and fixed warpgroups (those fields are normalised away), but
+    two more fields: its cluster size (2 where the row blocks pair up, see :func:`seesaw_cluster`) and the
+    experimental L2 hint ``ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST=1`` on its K loads."""
     if seesaw:
-        # ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST=1 (seesaw only, an experiment): K tiles loaded with the L2
-        # eviction hint EVICT_FIRST (FlashMLA reports a better L2 hit rate with it).
         hint = os.environ.get("ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST", "0") not in ("", "0")
-        return (dtype, bool(causal), False, 3, False, True) + (("evict_first",) if hint else ())
+        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks), hint)
     return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False)
 
 
@@ -644,7 +655,8 @@ def _compile(key: tuple, args: tuple):
     if see:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        kernel = kernel_class()(_cutlass_dtype(dtype), causal, evict_first="evict_first" in key[6:])
+        cluster, evict_first = key[6:]
+        kernel = kernel_class()(_cutlass_dtype(dtype), causal, evict_first=evict_first, cluster=cluster)
         return cute.compile(kernel, *args)
     return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
 
@@ -739,7 +751,8 @@ def dense_decode_cute(
         q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, softmax_scale
     )
     if seesaw():
-        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True)
+        m_blocks = -(-s_q * group // BLOCK_M)
+        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True, m_blocks=m_blocks)
     else:
         key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
@@ -778,15 +791,17 @@ def compile_for_sm90(
     warpgroups: int = 1,
     split_s: bool = False,
     seesaw: bool = False,
+    h_q: int = 16,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
     It goes through the same host preparation as a GPU call (:func:`prepare_inputs` on small CPU tensors,
-    every layout dynamic), so it compiles exactly the signature that runs on the GPU.
+    every layout dynamic), so it compiles exactly the signature that runs on the GPU. ``h_q`` (one KV head)
+    sets the row blocks, which choose the seesaw kernel's cluster: 128 gives two, so pairs.
     """
-    q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype)
+    q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype, h_q=h_q)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
-    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw)
+    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, m_blocks=-(-h_q // BLOCK_M))
     return compiled_kernel(key, tensors + scalars)
 
 

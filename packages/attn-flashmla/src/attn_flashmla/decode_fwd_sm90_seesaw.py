@@ -82,10 +82,15 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(self, dtype, causal: bool, evict_first: bool = False):
+        def __init__(self, dtype, causal: bool, evict_first: bool = False, cluster: int = 1):
+            if cluster not in (1, 2):
+                raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
             self.causal = causal
             self.evict_first = evict_first  # L2 hint on the K loads (CUTLASS's CacheHintSm90 encoding)
+            # Two CTAs of one cluster (row blocks 2i and 2i + 1 of one part: the same K tiles) each load
+            # half of every K box and multicast it into both (module docstring, "Clusters").
+            self.cluster = cluster
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -158,10 +163,18 @@ def kernel_class():
                 cpasync.CopyBulkTensorTileG2SOp(), mQ, cute.slice_(q_layout, (None, None, 0)),
                 (BLOCK_M, HEAD_DIM),
             )  # fmt: skip
+            k_op = (
+                cpasync.CopyBulkTensorTileG2SMulticastOp()
+                if self.cluster > 1
+                else cpasync.CopyBulkTensorTileG2SOp()
+            )
             tma_k, tma_mK = cpasync.make_tiled_tma_atom(
-                cpasync.CopyBulkTensorTileG2SOp(), mK, cute.slice_(chunk_layout, (None, None, 0)),
+                k_op,
+                mK,
+                cute.slice_(chunk_layout, (None, None, 0)),
                 (BLOCK_N, CHUNK),
-            )  # fmt: skip
+                num_multicast=self.cluster,
+            )
             self.storage = self.shared_storage(q_layout, k_layout, p_layout)
             m_blocks = rows_pad // BLOCK_M
             self.kernel(
@@ -169,7 +182,7 @@ def kernel_class():
                 *mmas_l, *mmas_r, q_layout, k_layout, chunk_layout, v_layout, p_layout, scale_log2,
                 s_q, group, rows_pad, h_kv,
             ).launch(
-                grid=(mParts.shape[0], m_blocks, h_kv), block=(384, 1, 1),
+                grid=(mParts.shape[0], m_blocks, h_kv), block=(384, 1, 1), cluster=(1, self.cluster, 1),
                 smem=self.storage.size_in_bytes(), stream=stream,
             )  # fmt: skip
 
@@ -223,11 +236,20 @@ def kernel_class():
                 for s in cutlass.range_constexpr(STAGES):
                     for g in GROUPS:
                         cute.arch.mbarrier_init(bars + FULL + _group_index(s, g), 1)
-                        cute.arch.mbarrier_init(bars + EMPTY + _group_index(s, g), RELEASERS[(s, g)])
+                        # every consumer warp of the cluster releases each group: its boxes came from both CTAs
+                        releasers = RELEASERS[(s, g)] * self.cluster
+                        cute.arch.mbarrier_init(bars + EMPTY + _group_index(s, g), releasers)
                 cute.arch.mbarrier_init(bars + Q_FULL, 1)
                 cute.arch.mbarrier_init(bars + Q_EMPTY, 8)
                 cute.arch.mbarrier_init_fence()
-            cute.arch.sync_threads()
+            rank = Int32(0)
+            if cutlass.const_expr(self.cluster > 1):
+                rank = cute.arch.make_warp_uniform(cute.arch.block_idx_in_cluster())
+                # The peer's barriers must be initialised before a multicast or a remote arrive reaches them.
+                cute.arch.cluster_arrive_relaxed()
+                cute.arch.cluster_wait()
+            else:
+                cute.arch.sync_threads()
 
             begin_req = mParts[part, 0]
             end_req = mParts[part, 2]
@@ -246,10 +268,17 @@ def kernel_class():
                     # (64, 64) boxes: gK (tokens, chunk) per page block, sK (box, chunk, stage).
                     gK = cute.flat_divide(mK[None, None, hk], (BLOCK_N, CHUNK))  # (64, 64, blocks, 9)
                     sK_boxes = cute.flat_divide(sK, (BLOCK_N, CHUNK))  # (64, 64, 1, 9, stages)
+                    # With a cluster this CTA issues the rank-th half of every box, multicast to both CTAs.
                     tKsK, tKgK = cpasync.tma_partition(
-                        tma_k, 0, cute.make_layout(1), cute.group_modes(sK_boxes, 0, 2),
+                        tma_k, rank, cute.make_layout(self.cluster), cute.group_modes(sK_boxes, 0, 2),
                         cute.group_modes(gK, 0, 2),
                     )  # fmt: skip
+                    mask = None
+                    if cutlass.const_expr(self.cluster > 1):
+                        cta_layout = cute.make_layout((1, self.cluster, 1, 1))
+                        mask = cpasync.create_tma_multicast_mask(
+                            cta_layout, cta_layout.get_flat_coord(rank), mcast_mode=1
+                        )
                     q_bytes = cute.size_in_bytes(dtype, cute.slice_(q_layout, (None, None, 0)))
                     box_bytes = cute.size_in_bytes(dtype, cute.slice_(chunk_layout, (None, None, 0)))
                     uses0 = Int32(0)  # tiles placed in each stage so far
@@ -271,10 +300,14 @@ def kernel_class():
                             blk1 = mBlockTable[req, cutlass.min(t0 + 1, t_end - 1)]
                             for s, g in LOAD_ORDER:
                                 if cutlass.const_expr(s == 0):
-                                    self.load_group(tma_k, tKgK, tKsK, bars, blk0, 0, g, uses0, box_bytes)
+                                    self.load_group(
+                                        tma_k, tKgK, tKsK, bars, blk0, 0, g, uses0, box_bytes, mask
+                                    )
                                 else:
                                     if has_b:
-                                        self.load_group(tma_k, tKgK, tKsK, bars, blk1, 1, g, uses1, box_bytes)
+                                        self.load_group(
+                                            tma_k, tKgK, tKsK, bars, blk1, 1, g, uses1, box_bytes, mask
+                                        )
                             uses0 = uses0 + 1
                             if has_b:
                                 uses1 = uses1 + 1
@@ -286,9 +319,13 @@ def kernel_class():
                     begin_split, mSplitOffsets, mOacc, mLSEacc, scale_log2, s_q, group, rows_pad, h_kv, mb, hk,
                 )  # fmt: skip
                 if wg == 1:
-                    self.consume(0, tidx % 128, qk_mma_l, pv_mma_l, pv_ss_mma_l, *args)
+                    self.consume(0, tidx % 128, qk_mma_l, pv_mma_l, pv_ss_mma_l, rank, *args)
                 else:
-                    self.consume(1, tidx % 128, qk_mma_r, pv_mma_r, pv_ss_mma_r, *args)
+                    self.consume(1, tidx % 128, qk_mma_r, pv_mma_r, pv_ss_mma_r, rank, *args)
+            if cutlass.const_expr(self.cluster > 1):
+                # No CTA may exit while its peer can still arrive on its barriers.
+                cute.arch.cluster_arrive()
+                cute.arch.cluster_wait()
 
         @cute.jit
         def tile_range(self, req, mSeqlens, begin_req, end_req, begin_tile, end_tile):
@@ -310,6 +347,7 @@ def kernel_class():
             g: cutlass.Constexpr,
             uses,
             box_bytes,
+            mask,
         ):
             """Wait until the group's last readers are done with it, then refill it from page block ``blk``
             (one TMA box per 64 channels, all completing on the group's "full" barrier). Whole warp."""
@@ -318,24 +356,26 @@ def kernel_class():
             cute.arch.mbarrier_wait(bars + EMPTY + i, (uses % 2) ^ 1)
             with cute.arch.elect_one():
                 cute.arch.mbarrier_arrive_and_expect_tx(bars + FULL + i, n * box_bytes)
+            hints = {"cache_policy": cutlass.Int64(EVICT_FIRST_POLICY)} if self.evict_first else {}
+            if cutlass.const_expr(self.cluster > 1):
+                hints["mcast_mask"] = mask
             for c in cutlass.range_constexpr(first, first + n):
-                if cutlass.const_expr(self.evict_first):
-                    cute.copy(
-                        tma_k, tKgK[None, blk, c], tKsK[None, 0, c, stage], tma_bar_ptr=bars + FULL + i,
-                        cache_policy=cutlass.Int64(EVICT_FIRST_POLICY),
-                    )  # fmt: skip
-                else:
-                    cute.copy(tma_k, tKgK[None, blk, c], tKsK[None, 0, c, stage], tma_bar_ptr=bars + FULL + i)
+                cute.copy(
+                    tma_k, tKgK[None, blk, c], tKsK[None, 0, c, stage], tma_bar_ptr=bars + FULL + i, **hints
+                )
 
         @cute.jit
         def wait_full(self, bars, stage: cutlass.Constexpr, g: cutlass.Constexpr, uses):
             cute.arch.mbarrier_wait(bars + FULL + _group_index(stage, g), uses % 2)
 
         @cute.jit
-        def release(self, bars, wg_tidx, stage: cutlass.Constexpr, g: cutlass.Constexpr):
-            """One arrival per warp on the group's "empty" barrier (after that warp's wgmma completed)."""
+        def release(self, bars, wg_tidx, rank, stage: cutlass.Constexpr, g: cutlass.Constexpr):
+            """One arrival per warp on the group's "empty" barrier (after that warp's wgmma completed), in
+            this CTA and, with a cluster, in the peer (whose producer also multicasts into this stage)."""
             if wg_tidx % 32 == 0:
                 cute.arch.mbarrier_arrive(bars + EMPTY + _group_index(stage, g))
+                if cutlass.const_expr(self.cluster > 1):
+                    cute.arch.mbarrier_arrive(bars + EMPTY + _group_index(stage, g), 1 - rank)
 
         @cute.jit
         def zero_tail(self, sK, stage: cutlass.Constexpr, role, valid, wg_tidx):
@@ -353,7 +393,7 @@ def kernel_class():
 
         @cute.jit
         def consume(
-            self, role: cutlass.Constexpr, wg_tidx, qk_mma, pv_mma, pv_ss_mma, sQ, sK, sP, sRow, v_layout,
+            self, role: cutlass.Constexpr, wg_tidx, qk_mma, pv_mma, pv_ss_mma, rank, sQ, sK, sP, sRow, v_layout,
             bars, mSeqlens, begin_req, end_req, begin_tile, end_tile, begin_split, mSplitOffsets, mOacc,
             mLSEacc, scale_log2, s_q, group, rows_pad, h_kv, mb, hk,
         ):  # fmt: skip
@@ -403,13 +443,13 @@ def kernel_class():
                     if cutlass.const_expr(role == 0):
                         m0, m1, l0, l1 = self.pair_left(
                             qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc,
-                            r_tmp, v_layout, sK, sRow, bars, wg_tidx, row0, t0, has_b, seqlen, limit0, limit1,
+                            r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1,
                             scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     else:
                         m0, m1, l0, l1 = self.pair_right(
                             qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, tPsP, tOrP_smem, acc_s, acc_o, r_p,
-                            r_p_acc, v_layout, sK, sRow, bars, wg_tidx, row0, t0, has_b, seqlen, limit0,
+                            r_p_acc, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0,
                             limit1, scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     uses = uses + 1
@@ -520,7 +560,7 @@ def kernel_class():
         @cute.jit
         def pair_left(
             self, qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc, r_tmp,
-            v_layout, sK, sRow, bars, wg_tidx, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
+            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
             uses1, m0, m1, l0, l1,
         ):  # fmt: skip
             """Consumer L's half of a pair: tile 0's S and softmax, then both tiles' P times its V_L."""
@@ -529,8 +569,8 @@ def kernel_class():
             max0, max1 = self.scores(
                 qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 0, uses, t0, limit0, limit1, scale_log2
             )
-            self.release(bars, wg_tidx, 0, "C")
-            self.release(bars, wg_tidx, 0, "B")  # R still reads V0_R: the barrier waits for it too
+            self.release(bars, wg_tidx, rank, 0, "C")
+            self.release(bars, wg_tidx, rank, 0, "B")  # R still reads V0_R: the barrier waits for it too
             ma0 = cute.arch.fmax(m0, max0)
             ma1 = cute.arch.fmax(m1, max1)
             if wg_tidx % 4 == 0:
@@ -571,7 +611,7 @@ def kernel_class():
             l0 = l0 * sc0
             l1 = l1 * sc1
             warpgroup.wait_group(0)
-            self.release(bars, wg_tidx, 0, "A")
+            self.release(bars, wg_tidx, rank, 0, "A")
             self.rescale(acc_o, sc0, sc1)
             if has_b:
                 self.wait_full(bars, 1, "A", uses1)
@@ -580,13 +620,13 @@ def kernel_class():
                     self.zero_tail(sK, 1, 0, valid, wg_tidx)
                 self.pv(pv_mma, acc_o, r_p1, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 1))
                 warpgroup.wait_group(0)
-                self.release(bars, wg_tidx, 1, "A")
+                self.release(bars, wg_tidx, rank, 1, "A")
             return mb0, mb1, l0, l1
 
         @cute.jit
         def pair_right(
             self, qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, tPsP, tOrP_smem, acc_s, acc_o, r_p, r_p_acc,
-            v_layout, sK, sRow, bars, wg_tidx, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
+            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
             uses1, m0, m1, l0, l1,
         ):  # fmt: skip
             """Consumer R's half of a pair: tile 1's S and softmax, then both tiles' P times its V_R."""
@@ -599,8 +639,8 @@ def kernel_class():
                 max0, max1 = self.scores(
                     qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 1, uses1, t0 + 1, limit0, limit1, scale_log2
                 )
-                self.release(bars, wg_tidx, 1, "C")
-                self.release(bars, wg_tidx, 1, "A")  # L still reads V1_L: the barrier waits for it too
+                self.release(bars, wg_tidx, rank, 1, "C")
+                self.release(bars, wg_tidx, rank, 1, "A")  # L still reads V1_L: the barrier waits for it too
             cute.arch.barrier(barrier_id=BAR_M_A, number_of_threads=256)
             mb0 = cute.arch.fmax(sRow[row0, 0], max0)
             mb1 = cute.arch.fmax(sRow[row0 + 8, 0], max1)
@@ -635,9 +675,9 @@ def kernel_class():
             self.pv(pv_ss_mma, acc_o, tOrP_smem, self.v_operand(sK, v_layout, 1, pv_ss_mma, thr_pv_ss, 0))
             if has_b:
                 warpgroup.wait_group(1)
-                self.release(bars, wg_tidx, 1, "B")
+                self.release(bars, wg_tidx, rank, 1, "B")
             warpgroup.wait_group(0)
-            self.release(bars, wg_tidx, 0, "B")
+            self.release(bars, wg_tidx, rank, 0, "B")
             return mb0, mb1, l0, l1
 
     return MLADecodeSeesawSm90
