@@ -637,7 +637,8 @@ def kernel_key(
     experimental L2 hint ``ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST=1`` on its K loads."""
     if seesaw:
         hint = os.environ.get("ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST", "0") not in ("", "0")
-        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks), hint)
+        prefetch = os.environ.get("ATTN_FLASHMLA_CUTE_L2_PREFETCH", "0") not in ("", "0")
+        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks), hint, prefetch)
     return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False)
 
 
@@ -655,8 +656,10 @@ def _compile(key: tuple, args: tuple):
     if see:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        cluster, evict_first = key[6:]
-        kernel = kernel_class()(_cutlass_dtype(dtype), causal, evict_first=evict_first, cluster=cluster)
+        cluster, evict_first, l2_prefetch = key[6:]
+        kernel = kernel_class()(
+            _cutlass_dtype(dtype), causal, evict_first=evict_first, cluster=cluster, l2_prefetch=l2_prefetch
+        )
         return cute.compile(kernel, *args)
     return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
 

@@ -82,7 +82,9 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(self, dtype, causal: bool, evict_first: bool = False, cluster: int = 1):
+        def __init__(
+            self, dtype, causal: bool, evict_first: bool = False, cluster: int = 1, l2_prefetch: bool = False
+        ):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
@@ -91,6 +93,9 @@ def kernel_class():
             # Two CTAs of one cluster (row blocks 2i and 2i + 1 of one part: the same K tiles) each load
             # half of every K box and multicast it into both (module docstring, "Clusters").
             self.cluster = cluster
+            # Ask L2 for a pair's tiles one pair ahead: its boxes are loaded into shared memory only as the
+            # current pair frees them, too late for a DRAM round trip (module docstring, "Loads").
+            self.l2_prefetch = l2_prefetch
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -298,6 +303,11 @@ def kernel_class():
                             has_b = t0 + 1 < t_end
                             blk0 = mBlockTable[req, t0]
                             blk1 = mBlockTable[req, cutlass.min(t0 + 1, t_end - 1)]
+                            if cutlass.const_expr(self.l2_prefetch):
+                                with cute.arch.elect_one():  # unlike a TMA copy, a prefetch does not elect
+                                    for c in cutlass.range_constexpr(HEAD_DIM // CHUNK):
+                                        cute.prefetch(tma_k, tKgK[None, blk0, c])
+                                        cute.prefetch(tma_k, tKgK[None, blk1, c])
                             for s, g in LOAD_ORDER:
                                 if cutlass.const_expr(s == 0):
                                     self.load_group(
