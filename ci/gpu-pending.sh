@@ -173,6 +173,15 @@ queue_m() {  # attn-cuda's backward with wide8qv the default: the suite under it
         --time-budget 120 -o "$out/cuda-bwd.json"
 }
 
+queue_n() {  # attn-flashmla with the seesaw CuTe kernel the default (2026-12-04): its tier, the forms, the rows
+    export CUDA_VISIBLE_DEVICES=0
+    step flashmla-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests --tier sm90 -q \
+        -k "not TestFlashMLATritonSm90"
+    step cute-forms 150 python3 packages/attn-flashmla/tools/cute_ab.py
+    step bench-mla 150 python3 -m attn_bench run --preset deliverable -s mla-decode --time-budget 120 \
+        -o "$out/mla-decode.json"
+}
+
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-sm90 580 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q

@@ -61,8 +61,8 @@ def test_supports_refuses_dtypes_the_kernels_do_not_take():
 SWITCHES = (
     "ATTN_FLASHMLA_PATH",
     "ATTN_FLASHMLA_TRITON_TMA",
-    "ATTN_FLASHMLA_CUTE_WARPGROUPS",
-    "ATTN_FLASHMLA_CUTE_SPLIT_S",
+    "ATTN_FLASHMLA_CUTE_SEESAW",
+    "ATTN_FLASHMLA_CUTE_CLUSTER",
 )
 
 
@@ -70,14 +70,14 @@ def test_ablation_variants_and_their_baselines():
     abl = backend()["ablations"]["mla_decode"]
     assert {name: fn.baseline for name, fn in abl.items()} == {
         "triton_gather": "triton",
-        "cute_1wg": "cute",
-        "cute_no_split_s": "cute",
+        "cute_split_s": "cute",
+        "cute_single_cta": "cute",
     }
     assert all(callable(fn.prepare) for fn in abl.values())
     from attn_flashmla.bench import supports
 
     shape = {"head_dim": 576, "dtype": "bfloat16", "block_size": 16}
-    assert "page size 64" in supports("mla_decode", "cute_1wg", shape, "cuda")
+    assert "page size 64" in supports("mla_decode", "cute_split_s", shape, "cuda")
 
 
 @pytest.fixture
@@ -111,8 +111,8 @@ def test_schedule_switches_are_set_in_prepare_only(seen):
     assert seen[-1] == user
 
 
-@pytest.mark.parametrize(("name", "key", "value"), [("cute_1wg", "ATTN_FLASHMLA_CUTE_WARPGROUPS", "1"),
-                                                    ("cute_no_split_s", "ATTN_FLASHMLA_CUTE_SPLIT_S", "0")])  # fmt: skip
+@pytest.mark.parametrize(("name", "key", "value"), [("cute_split_s", "ATTN_FLASHMLA_CUTE_SEESAW", "0"),
+                                                    ("cute_single_cta", "ATTN_FLASHMLA_CUTE_CLUSTER", "1")])  # fmt: skip
 def test_cute_switches_are_set_around_every_call(seen, name, key, value):
     user = _user_env()
     run = backend()["ablations"]["mla_decode"][name].prepare(1, 2, 3, 4, 512)
@@ -125,11 +125,11 @@ def test_cute_switches_are_set_around_every_call(seen, name, key, value):
 
 def test_the_environment_comes_back_when_a_call_fails(seen):
     user = _user_env()
-    fn = backend()["ablations"]["mla_decode"]["cute_1wg"]
+    fn = backend()["ablations"]["mla_decode"]["cute_split_s"]
     with pytest.raises(RuntimeError, match="kernel failed"):
         fn(1, 2, 3, 4, 512, softmax_scale="raise")
     assert _user_env() == user
-    assert seen[-1]["ATTN_FLASHMLA_CUTE_WARPGROUPS"] == "1"
+    assert seen[-1]["ATTN_FLASHMLA_CUTE_SEESAW"] == "0"
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), reason="needs TRITON_INTERPRET=1")

@@ -188,7 +188,7 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
     monkeypatch.delenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", raising=False)  # the default: two
     monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SPLIT_S", raising=False)  # the default with two: split S
-    monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SEESAW", raising=False)
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "0")  # the first kernel (the seesaw's test is below)
     calls = [
         (m.example_inputs(torch.bfloat16, b=2, s_q=1, h_q=16, h_kv=1), False),
         (m.example_inputs(torch.bfloat16, b=5, s_q=2, h_q=64, h_kv=2), False),
@@ -208,6 +208,37 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
 
     assert types(launches[0]) == types(launches[1]) == types(launches[2]) == types(compiles[0][1])
     assert all("?" in t for t in types(launches[0]))
+
+
+@needs_cute_dsl
+def test_seesaw_compiles_once_per_cluster_size(monkeypatch):
+    """The seesaw kernel (the default): one compile per (dtype, causal, cluster size); the row blocks of a
+    call choose the cluster (two when they pair up), every shape and length stays a runtime value."""
+    from attn_flashmla import combine
+    from attn_flashmla import decode_fwd_sm90 as m
+
+    compiles = []
+    monkeypatch.setattr(m, "_compile", lambda key, args: compiles.append(key) or (lambda *a: None))
+    monkeypatch.setattr(m, "_COMPILED", {})
+    monkeypatch.setattr(m, "COMPILE_SECONDS", {})
+    monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
+    for name in ("ATTN_FLASHMLA_CUTE_SEESAW", "ATTN_FLASHMLA_CUTE_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+    for b, s_q, h_q, h_kv in ((2, 1, 16, 1), (5, 2, 64, 2), (3, 1, 128, 1), (2, 2, 128, 1), (4, 1, 192, 1)):
+        q, k, table, lens, parts, offsets, total, max_splits = m.example_inputs(
+            torch.bfloat16, b, s_q, h_q, h_kv
+        )
+        m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, False)
+    # 1 row block, 1 (64 rows per KV head), 2, 4 (pairs), 3 (odd: single CTAs)
+    assert compiles == [
+        (torch.bfloat16, False, False, 3, False, True, 1),
+        (torch.bfloat16, False, False, 3, False, True, 2),
+    ]
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_CLUSTER", "1")
+    assert m.seesaw_cluster(2) == 1
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_CLUSTER", "4")
+    with pytest.raises(ValueError, match="ATTN_FLASHMLA_CUTE_CLUSTER must be 1 or 2"):
+        m.seesaw_cluster(2)
 
 
 def test_cute_supports_states_its_limits():
@@ -239,11 +270,13 @@ def test_tma_copies_are_issued_by_a_whole_warp():
 
 
 def test_cute_form_switches(monkeypatch):
-    """Two warpgroups and split S by default; split S only with two warpgroups."""
+    """The first kernel (ATTN_FLASHMLA_CUTE_SEESAW=0): two warpgroups and split S by default; split S only
+    with two warpgroups."""
     from attn_flashmla import decode_fwd_sm90 as m
 
     for name in ("ATTN_FLASHMLA_CUTE_WARPGROUPS", "ATTN_FLASHMLA_CUTE_SPLIT_S"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "0")
     assert m.warpgroups() == 2 and m.split_s()
     assert m.cute_config()["DV_SPLIT"] == 1 and m.cute_config()["num_warps"] == 8
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SPLIT_S", "0")
@@ -259,11 +292,13 @@ def test_cute_form_switches(monkeypatch):
 
 
 def test_seesaw_switch(monkeypatch):
-    """The seesaw kernel is opt-in; it has one CTA per row block (both output halves) and one key per
-    (dtype, causal), whatever the first kernel's switches say."""
+    """The seesaw kernel is the default; it has one CTA per row block (both output halves) and one key per
+    (dtype, causal, cluster size), whatever the first kernel's switches say."""
     from attn_flashmla import decode_fwd_sm90 as m
 
     monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SEESAW", raising=False)
+    assert m.seesaw()
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "0")
     assert not m.seesaw()
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "1")
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_WARPGROUPS", "1")

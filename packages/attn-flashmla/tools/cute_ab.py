@@ -5,10 +5,9 @@
     python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw --cases 128,1,8192 --once   # for ncu
 
 Forms are environment settings that the kernel reads per call (each compiles once, outside the timing):
-``split_s`` (the first kernel's default), the seesaw kernel with single CTAs and in clusters of two
-(``seesaw_pairs``), each with and without L2 prefetches one pair ahead, and the pairs with the L2 hint
-EVICT_FIRST on K (asked for by name). Every form is checked
-against the default on the same inputs before it is timed (max abs difference of ``out``). Inputs, FLOP
+``split_s`` (the first kernel, the default until 2026-12-04), the seesaw kernel with single CTAs
+(``seesaw_single``) and ``seesaw`` (the default: clusters of two CTAs where the row blocks pair up).
+Every form is checked against the first on the same inputs before it is timed (max abs difference of ``out``). Inputs, FLOP
 and byte formulas, and timing are gpu_check's (b 128, h_kv 1, varlen lengths ~ normal(s_k, s_k / 2)).
 """
 
@@ -26,25 +25,18 @@ import gpu_check  # the tool next to this one: inputs, formulas, timing
 
 import attn_flashmla
 
-SEESAW = {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "0"}
 FORMS = {
     "split_s": {"ATTN_FLASHMLA_CUTE_SEESAW": "0"},
-    "seesaw_single": {**SEESAW, "ATTN_FLASHMLA_CUTE_CLUSTER": "1", "ATTN_FLASHMLA_CUTE_L2_PREFETCH": "0"},
-    "seesaw_pairs": {**SEESAW, "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_L2_PREFETCH": "0"},
-    "seesaw_single_prefetch": {**SEESAW, "ATTN_FLASHMLA_CUTE_CLUSTER": "1", "ATTN_FLASHMLA_CUTE_L2_PREFETCH": "1"},
-    "seesaw_pairs_prefetch": {**SEESAW, "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_L2_PREFETCH": "1"},
-    "seesaw_pairs_evict_first": {
-        **SEESAW, "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST": "1",
-        "ATTN_FLASHMLA_CUTE_L2_PREFETCH": "0",
-    },
-}  # fmt: skip
+    "seesaw_single": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "1"},
+    "seesaw": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2"},
+}
 CASES = [(128, 1, 8192), (128, 1, 32768), (128, 2, 8192), (128, 2, 32768)]
 FLASHMLA_H200 = {(128, 1, 8192): 651, (128, 1, 32768): 684, (128, 2, 8192): 721, (128, 2, 32768): 741}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--forms", default=",".join(f for f in FORMS if "evict" not in f))
+    parser.add_argument("--forms", default=",".join(FORMS))
     parser.add_argument("--cases", default=";".join(",".join(map(str, c)) for c in CASES))
     parser.add_argument("--once", action="store_true", help="one call per form and case, no timing (ncu)")
     args = parser.parse_args()

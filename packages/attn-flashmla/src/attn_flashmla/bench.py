@@ -10,8 +10,9 @@ Two ops, in FlashMLA's conventions (see ``attn_bench.backend``):
 
 Ablation variants of ``mla_decode`` (attn-bench's ``ablations`` preset only), each measured against the
 forced path it changes: ``triton_gather`` (``ATTN_FLASHMLA_TRITON_TMA=0``: K tiles gathered token by token,
-against ``triton``'s TMA tiles), ``cute_1wg`` (``ATTN_FLASHMLA_CUTE_WARPGROUPS=1``) and ``cute_no_split_s``
-(``ATTN_FLASHMLA_CUTE_SPLIT_S=0``), both against ``cute``. Sparse prefill has none: the split of the index
+against ``triton``'s TMA tiles), ``cute_split_s`` (``ATTN_FLASHMLA_CUTE_SEESAW=0``: the first CuTe kernel,
+two warpgroups splitting each tile's ``S``) and ``cute_single_cta`` (``ATTN_FLASHMLA_CUTE_CLUSTER=1``: the
+seesaw kernel without its CTA pairs), both against ``cute``. Sparse prefill has none: the split of the index
 lists (``ATTN_FLASHMLA_SPARSE_SPLITS``) is sparse *decoding*'s, which no attn-bench op runs.
 """
 
@@ -126,17 +127,17 @@ def backend() -> dict:
                 "triton_gather": _Decode(
                     baseline="triton", ATTN_FLASHMLA_PATH="triton", ATTN_FLASHMLA_TRITON_TMA="0"
                 ),
-                "cute_1wg": _Decode(
+                "cute_split_s": _Decode(
                     every_call=True,
                     baseline="cute",
                     ATTN_FLASHMLA_PATH="cute",
-                    ATTN_FLASHMLA_CUTE_WARPGROUPS="1",
+                    ATTN_FLASHMLA_CUTE_SEESAW="0",
                 ),
-                "cute_no_split_s": _Decode(
+                "cute_single_cta": _Decode(
                     every_call=True,
                     baseline="cute",
                     ATTN_FLASHMLA_PATH="cute",
-                    ATTN_FLASHMLA_CUTE_SPLIT_S="0",
+                    ATTN_FLASHMLA_CUTE_CLUSTER="1",
                 ),
             }
         },

@@ -1,7 +1,10 @@
 """Dense MLA decoding for Hopper in the CuTe DSL: TMA loads of paged KV blocks, wgmma, split-KV.
 
 The same algorithm as :mod:`attn_flashmla.decode_fwd` (read that first), written one level lower so that
-each Hopper mechanism is explicit:
+each Hopper mechanism is explicit. This module holds the host side that every CuTe kernel shares and the
+first kernel; the default since 2026-12-04 is the seesaw kernel built on it
+(:mod:`attn_flashmla.decode_fwd_sm90_seesaw`, 1.17-1.22x this one at h_q 128 on the H200;
+``ATTN_FLASHMLA_CUTE_SEESAW=0`` for this one). The first kernel:
 
 * **TMA.** One thread asks the Tensor Memory Accelerator to copy a whole 64-token page block
   (64 x 576 bf16 = 72 KiB) from the paged cache into shared memory; the copy signals an *mbarrier* when its
@@ -107,13 +110,14 @@ def split_s() -> bool:
 
 
 def seesaw() -> bool:
-    """``ATTN_FLASHMLA_CUTE_SEESAW=1``: the seesaw kernel (:mod:`attn_flashmla.decode_fwd_sm90_seesaw`: a
-    producer warpgroup and two consumers that each compute the whole ``S`` of every other tile) instead of
-    this module's. Opt-in until it has passed the sm90 tier on the H200; it ignores the two switches above."""
-    value = os.environ.get("ATTN_FLASHMLA_CUTE_SEESAW", "0").strip()
+    """``ATTN_FLASHMLA_CUTE_SEESAW``: on (the default) the seesaw kernel
+    (:mod:`attn_flashmla.decode_fwd_sm90_seesaw`: a producer warpgroup and two consumers that each compute
+    the whole ``S`` of every other tile, in clusters of two CTAs where the row blocks pair up); ``0`` this
+    module's kernel, shaped by the two switches above, which the seesaw kernel ignores."""
+    value = os.environ.get("ATTN_FLASHMLA_CUTE_SEESAW", "1").strip()
     if value not in ("", "0", "1"):
         raise ValueError(f"ATTN_FLASHMLA_CUTE_SEESAW must be 0 or 1, got {value!r}")
-    return value == "1"
+    return value != "0"
 
 
 def seesaw_cluster(m_blocks: int) -> int:
@@ -633,12 +637,9 @@ def kernel_key(
 ) -> tuple:
     """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value).
     The seesaw kernel has no watchdog build and fixed warpgroups (those fields are normalised away), but
-    two more fields: its cluster size (2 where the row blocks pair up, see :func:`seesaw_cluster`) and the
-    experimental L2 hint ``ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST=1`` on its K loads."""
+    one more field: its cluster size (2 where the row blocks pair up, see :func:`seesaw_cluster`)."""
     if seesaw:
-        hint = os.environ.get("ATTN_FLASHMLA_CUTE_KV_EVICT_FIRST", "0") not in ("", "0")
-        prefetch = os.environ.get("ATTN_FLASHMLA_CUTE_L2_PREFETCH", "0") not in ("", "0")
-        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks), hint, prefetch)
+        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks))
     return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False)
 
 
@@ -656,11 +657,7 @@ def _compile(key: tuple, args: tuple):
     if see:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        cluster, evict_first, l2_prefetch = key[6:]
-        kernel = kernel_class()(
-            _cutlass_dtype(dtype), causal, evict_first=evict_first, cluster=cluster, l2_prefetch=l2_prefetch
-        )
-        return cute.compile(kernel, *args)
+        return cute.compile(kernel_class()(_cutlass_dtype(dtype), causal, cluster=key[6]), *args)
     return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
 
 

@@ -35,8 +35,24 @@ last reader is done (tile 0's ``C`` right after ``S0``, its ``A`` after ``P0 V0_
 ``R``'s ``P0' V0_R``), and each ``S`` walks the groups in the order they are refilled, so its first
 k-steps start while the rest of the tile is still arriving (FlashMLA's fine-grained TMA-GEMM pipelining).
 
+**Pairs.** The row blocks of one (part, KV head) read the same K tiles. Where they pair up (an even
+number of row blocks, e.g. h_q 128), the two CTAs form a cluster: each loads half of every 64 x 64 box and
+the TMA multicasts it into both, so the tiles cross from L2 once instead of twice; a group's "empty"
+barrier then waits for the consumer warps of both CTAs (remote arrives), and neither CTA exits before the
+other (a closing cluster barrier). ``ATTN_FLASHMLA_CUTE_CLUSTER=1`` keeps single CTAs.
+
 An odd tile count leaves ``R`` without tile 1 in a piece's last pair: it computes nothing, passes
 ``m_b = m_a`` on, and no one multiplies by that stage (whose stale bytes could be NaN).
+
+Measured on the H200 (2026-12-04, ``tools/cute_ab.py``; b 128, h_kv 1, varlen lengths of mean s_k; whole
+calls with the combine): h_q 128, s_q 1 ran 480 / 533 TFLOP/s at s_k 8k / 32k, s_q 2 552 / 563, against
+410 / 437 and 461 / 467 for the first kernel's split S in the same run (single CTAs: 476 / 512, 495 /
+549). ncu (s_q 1, 8k): the tensor pipe 62 % busy; L2 throughput 85 % of peak with single CTAs, 56 % with
+pairs. What it still lacks against FlashMLA (651-741 TFLOP/s): with two stages a group is reloaded only
+when the pair's last reader is done, so the next ``S`` waits on the load of its last group (V_R of tile
+0, V_L of tile 1). Tried and dropped: the L2 hint EVICT_FIRST on K (mixed, 0.9-1.05x), L2 prefetches of
+the next pair (0.87-1.03x), and issuing the next ``S`` before waiting for ``P1 V1_L`` (ptxas serialises
+the wgmma pipeline for want of registers, C7511).
 """
 
 # No `from __future__ import annotations`: the DSL evaluates the kernels' annotations when it compiles.
@@ -58,7 +74,6 @@ RELEASERS = {(0, "A"): 4, (0, "B"): 8, (0, "C"): 4, (1, "A"): 8, (1, "B"): 4, (1
 # Named barriers (0 is __syncthreads): the three seesaw hand-offs, both consumers, each consumer alone.
 BAR_M_A, BAR_P1, BAR_P0, BAR_CONSUMERS, BAR_OWN = 1, 2, 3, 4, 5
 PRODUCER_REGS, CONSUMER_REGS = 24, 240
-EVICT_FIRST_POLICY = 0x12F0000000000000  # an L2 cache policy word: evict first (CUTLASS's CacheHintSm90)
 
 
 def _group_index(stage: int, group: str) -> int:
@@ -82,20 +97,14 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(
-            self, dtype, causal: bool, evict_first: bool = False, cluster: int = 1, l2_prefetch: bool = False
-        ):
+        def __init__(self, dtype, causal: bool, cluster: int = 1):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
             self.causal = causal
-            self.evict_first = evict_first  # L2 hint on the K loads (CUTLASS's CacheHintSm90 encoding)
             # Two CTAs of one cluster (row blocks 2i and 2i + 1 of one part: the same K tiles) each load
-            # half of every K box and multicast it into both (module docstring, "Clusters").
+            # half of every K box and multicast it into both (module docstring, "Pairs").
             self.cluster = cluster
-            # Ask L2 for a pair's tiles one pair ahead: its boxes are loaded into shared memory only as the
-            # current pair frees them, too late for a DRAM round trip (module docstring, "Loads").
-            self.l2_prefetch = l2_prefetch
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -303,11 +312,6 @@ def kernel_class():
                             has_b = t0 + 1 < t_end
                             blk0 = mBlockTable[req, t0]
                             blk1 = mBlockTable[req, cutlass.min(t0 + 1, t_end - 1)]
-                            if cutlass.const_expr(self.l2_prefetch):
-                                with cute.arch.elect_one():  # unlike a TMA copy, a prefetch does not elect
-                                    for c in cutlass.range_constexpr(HEAD_DIM // CHUNK):
-                                        cute.prefetch(tma_k, tKgK[None, blk0, c])
-                                        cute.prefetch(tma_k, tKgK[None, blk1, c])
                             for s, g in LOAD_ORDER:
                                 if cutlass.const_expr(s == 0):
                                     self.load_group(
@@ -366,12 +370,14 @@ def kernel_class():
             cute.arch.mbarrier_wait(bars + EMPTY + i, (uses % 2) ^ 1)
             with cute.arch.elect_one():
                 cute.arch.mbarrier_arrive_and_expect_tx(bars + FULL + i, n * box_bytes)
-            hints = {"cache_policy": cutlass.Int64(EVICT_FIRST_POLICY)} if self.evict_first else {}
-            if cutlass.const_expr(self.cluster > 1):
-                hints["mcast_mask"] = mask
+            multicast = {"mcast_mask": mask} if self.cluster > 1 else {}
             for c in cutlass.range_constexpr(first, first + n):
                 cute.copy(
-                    tma_k, tKgK[None, blk, c], tKsK[None, 0, c, stage], tma_bar_ptr=bars + FULL + i, **hints
+                    tma_k,
+                    tKgK[None, blk, c],
+                    tKsK[None, 0, c, stage],
+                    tma_bar_ptr=bars + FULL + i,
+                    **multicast,
                 )
 
         @cute.jit
