@@ -45,7 +45,9 @@
 # skipped) and timed 0.86x the default. Done in the next session of 2026-12-04 (one H200): queue l (wide8v
 # 87 passed, 45 skipped), wide8qv's conformance class (87 passed) and, as the default, queue m (174 passed,
 # 90 skipped), queue e (attn-cutlass's whole sm90 tier: 669 passed, 154 skipped, 14 workers, 388 s), the 16k
-# backward rows beside FA4 (docs/benchmarks/h200-cuda-bwd-16k.md). Nothing is owed.
+# backward rows beside FA4 (docs/benchmarks/h200-cuda-bwd-16k.md). Done in the third session of 2026-12-04
+# (one H200): queue n (attn-flashmla's tier with the seesaw CuTe kernel the default: 74 passed, 7 skipped;
+# its forms timed; the mla-decode rows, docs/benchmarks/h200-mla-decode-seesaw.md). Nothing is owed.
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
