@@ -69,9 +69,6 @@ GROUPS = {"A": (0, 4), "B": (4, 4), "C": (8, 1)}
 S_ORDER = {0: ("C", "A", "B"), 1: ("C", "B", "A")}
 #: The producer refills (stage, group) in the order they fall free.
 LOAD_ORDER = ((0, "C"), (1, "C"), (0, "A"), (1, "B"), (1, "A"), (0, "B"))
-#: The groups the next pair's S waits for (freed last), prefetched into L2 once LATE_AFTER is loading.
-LATE_GROUPS = ((1, "B"), (1, "A"), (0, "B"))
-LATE_AFTER = (0, "A")
 #: Consumer warps that release each (stage, group): 4 for one warpgroup, 8 for both.
 RELEASERS = {(0, "A"): 4, (0, "B"): 8, (0, "C"): 4, (1, "A"): 8, (1, "B"): 4, (1, "C"): 4}
 # Named barriers (0 is __syncthreads): the three seesaw hand-offs, both consumers, each consumer alone.
@@ -100,7 +97,7 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(self, dtype, causal: bool, cluster: int = 1, prefetch_late: bool = False):
+        def __init__(self, dtype, causal: bool, cluster: int = 1):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
@@ -108,9 +105,6 @@ def kernel_class():
             # Two CTAs of one cluster (row blocks 2i and 2i + 1 of one part: the same K tiles) each load
             # half of every K box and multicast it into both (module docstring, "Pairs").
             self.cluster = cluster
-            # Once a pair's early groups are loading, ask L2 for its late ones (LATE_GROUPS), so that their
-            # loads, issued only when the pair before has finished with them, hit in L2.
-            self.prefetch_late = prefetch_late
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -328,8 +322,6 @@ def kernel_class():
                                         self.load_group(
                                             tma_k, tKgK, tKsK, bars, blk1, 1, g, uses1, box_bytes, mask
                                         )
-                                if cutlass.const_expr(self.prefetch_late and (s, g) == LATE_AFTER):
-                                    self.prefetch_groups(tma_k, tKgK, blk0, blk1, has_b)
                             uses0 = uses0 + 1
                             if has_b:
                                 uses1 = uses1 + 1
@@ -387,20 +379,6 @@ def kernel_class():
                     tma_bar_ptr=bars + FULL + i,
                     **multicast,
                 )
-
-        @cute.jit
-        def prefetch_groups(self, tma_k, tKgK, blk0, blk1, has_b):
-            """L2 prefetches of this CTA's part of the late groups' boxes (one lane: a prefetch does not elect
-            its lane as a TMA copy does)."""
-            with cute.arch.elect_one():
-                for s, g in LATE_GROUPS:
-                    first, n = GROUPS[g]
-                    for c in cutlass.range_constexpr(first, first + n):
-                        if cutlass.const_expr(s == 0):
-                            cute.prefetch(tma_k, tKgK[None, blk0, c])
-                        else:
-                            if has_b:
-                                cute.prefetch(tma_k, tKgK[None, blk1, c])
 
         @cute.jit
         def wait_full(self, bars, stage: cutlass.Constexpr, g: cutlass.Constexpr, uses):
