@@ -51,7 +51,7 @@ calls with the combine): h_q 128, s_q 1 ran 480 / 533 TFLOP/s at s_k 8k / 32k, s
 pairs. What it still lacks against FlashMLA (651-741 TFLOP/s): with two stages a group is reloaded only
 when the pair's last reader is done, so the next ``S`` waits on the load of its last group (V_R of tile
 0, V_L of tile 1). Tried and dropped: the L2 hint EVICT_FIRST on K (mixed, 0.9-1.05x), L2 prefetches of
-the next pair (0.87-1.03x), and issuing the next ``S`` before waiting for ``P1 V1_L`` (ptxas serialises
+the next pair (0.87-1.03x) or of its late groups only (0.97-0.99x), and issuing the next ``S`` before waiting for ``P1 V1_L`` (ptxas serialises
 the wgmma pipeline for want of registers, C7511).
 """
 
