@@ -816,3 +816,7 @@ if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile e
                 compile_for_sm90(dt, c, warpgroups=wgs)
                 key = kernel_key(dt, c, warpgroups=wgs)
                 print(f"compile {key}: {COMPILE_SECONDS[key]:.1f} s", flush=True)
+            for h_q in (64, 128):  # the seesaw kernel with single CTAs (one row block) and in pairs (two)
+                compile_for_sm90(dt, c, seesaw=True, h_q=h_q)
+                key = kernel_key(dt, c, seesaw=True, m_blocks=h_q // BLOCK_M)
+                print(f"compile {key}: {COMPILE_SECONDS[key]:.1f} s", flush=True)
