@@ -45,14 +45,15 @@ An odd tile count leaves ``R`` without tile 1 in a piece's last pair: it compute
 ``m_b = m_a`` on, and no one multiplies by that stage (whose stale bytes could be NaN).
 
 Measured on the H200 (2026-12-04, ``tools/cute_ab.py``; b 128, h_kv 1, varlen lengths of mean s_k; whole
-calls with the combine): h_q 128, s_q 1 ran 480 / 533 TFLOP/s at s_k 8k / 32k, s_q 2 552 / 563, against
-410 / 437 and 461 / 467 for the first kernel's split S in the same run (single CTAs: 476 / 512, 495 /
-549). ncu (s_q 1, 8k): the tensor pipe 62 % busy; L2 throughput 85 % of peak with single CTAs, 56 % with
-pairs. What it still lacks against FlashMLA (651-741 TFLOP/s): with two stages a group is reloaded only
-when the pair's last reader is done, so the next ``S`` waits on the load of its last group (V_R of tile
-0, V_L of tile 1). Tried and dropped: the L2 hint EVICT_FIRST on K (mixed, 0.9-1.05x), L2 prefetches of
-the next pair (0.87-1.03x) or of its late groups only (0.97-0.99x), and issuing the next ``S`` before waiting for ``P1 V1_L`` (ptxas serialises
-the wgmma pipeline for want of registers, C7511).
+calls with the combine; TFLOP/s at s_k 8k / 32k): h_q 128, s_q 1 481 / 527 and s_q 2 511 / 546 against
+408 / 421 and 443 / 465 for the first kernel's split S in the same device call (single CTAs: 457 / 504,
+515 / 555; two more runs that day agreed to within 5 %). ncu (s_q 1, 8k, ncu's clocks): the tensor pipe
+62 % busy; L2 throughput 85 % of peak with single CTAs, 56 % with pairs; of the consumer warps' stall
+samples about a fifth wait on K tiles, most of them on the two groups a pair reads last (V_R of tile 0,
+V_L of tile 1), which the next pair's ``S`` needs and which, with two stages, are reloaded only when the
+pair ends. Tried and dropped: the L2 hint EVICT_FIRST on K (0.90-1.05x), L2 prefetches of the next pair
+(0.87-1.03x) or of its late groups only (0.97-0.99x), and issuing the next ``S`` before waiting for
+``P1 V1_L`` (ptxas serialises the wgmma pipeline for want of registers, C7511).
 """
 
 # No `from __future__ import annotations`: the DSL evaluates the kernels' annotations when it compiles.
