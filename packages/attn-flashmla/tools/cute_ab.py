@@ -28,8 +28,11 @@ import attn_flashmla
 FORMS = {
     "split_s": {"ATTN_FLASHMLA_CUTE_SEESAW": "0"},
     "seesaw_single": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "1"},
-    "seesaw": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2"},
-}
+    "seesaw": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "0"},
+    "seesaw_cross_first": {
+        "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "1",
+    },
+}  # fmt: skip
 CASES = [(128, 1, 8192), (128, 1, 32768), (128, 2, 8192), (128, 2, 32768)]
 FLASHMLA_H200 = {(128, 1, 8192): 651, (128, 1, 32768): 684, (128, 2, 8192): 721, (128, 2, 32768): 741}
 

@@ -639,7 +639,10 @@ def kernel_key(
     The seesaw kernel has no watchdog build and fixed warpgroups (those fields are normalised away), but
     one more field: its cluster size (2 where the row blocks pair up, see :func:`seesaw_cluster`)."""
     if seesaw:
-        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks))
+        cross = os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
+        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks)) + (
+            ("cross",) if cross else ()
+        )
     return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False)
 
 
@@ -657,7 +660,8 @@ def _compile(key: tuple, args: tuple):
     if see:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        return cute.compile(kernel_class()(_cutlass_dtype(dtype), causal, cluster=key[6]), *args)
+        kernel = kernel_class()(_cutlass_dtype(dtype), causal, cluster=key[6], cross_first="cross" in key[7:])
+        return cute.compile(kernel, *args)
     return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
 
 

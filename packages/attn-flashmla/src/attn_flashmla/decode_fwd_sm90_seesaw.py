@@ -70,6 +70,10 @@ GROUPS = {"A": (0, 4), "B": (4, 4), "C": (8, 1)}
 S_ORDER = {0: ("C", "A", "B"), 1: ("C", "B", "A")}
 #: The producer refills (stage, group) in the order they fall free.
 LOAD_ORDER = ((0, "C"), (1, "C"), (0, "A"), (1, "B"), (1, "A"), (0, "B"))
+#: R multiplies P0' V0_R before P1 V1_R (``cross_first``): V_R of tile 0 then falls free before V_R of
+#: tile 1, so the refill order and R's own S order change with it.
+S_ORDER_CROSS_FIRST = {0: ("C", "A", "B"), 1: ("C", "A", "B")}
+LOAD_ORDER_CROSS_FIRST = ((0, "C"), (1, "C"), (0, "A"), (0, "B"), (1, "A"), (1, "B"))
 #: Consumer warps that release each (stage, group): 4 for one warpgroup, 8 for both.
 RELEASERS = {(0, "A"): 4, (0, "B"): 8, (0, "C"): 4, (1, "A"): 8, (1, "B"): 4, (1, "C"): 4}
 # Named barriers (0 is __syncthreads): the three seesaw hand-offs, both consumers, each consumer alone.
@@ -98,7 +102,7 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(self, dtype, causal: bool, cluster: int = 1):
+        def __init__(self, dtype, causal: bool, cluster: int = 1, cross_first: bool = False):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
@@ -106,6 +110,9 @@ def kernel_class():
             # Two CTAs of one cluster (row blocks 2i and 2i + 1 of one part: the same K tiles) each load
             # half of every K box and multicast it into both (module docstring, "Pairs").
             self.cluster = cluster
+            self.cross_first = cross_first
+            self.s_order = S_ORDER_CROSS_FIRST if cross_first else S_ORDER
+            self.load_order = LOAD_ORDER_CROSS_FIRST if cross_first else LOAD_ORDER
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -313,7 +320,7 @@ def kernel_class():
                             has_b = t0 + 1 < t_end
                             blk0 = mBlockTable[req, t0]
                             blk1 = mBlockTable[req, cutlass.min(t0 + 1, t_end - 1)]
-                            for s, g in LOAD_ORDER:
+                            for s, g in self.load_order:
                                 if cutlass.const_expr(s == 0):
                                     self.load_group(
                                         tma_k, tKgK, tKsK, bars, blk0, 0, g, uses0, box_bytes, mask
@@ -516,7 +523,7 @@ def kernel_class():
             """``S = Q K^T`` of one stage, group by group as each lands, then scaled to log2 units and
             masked; returns the two rows' maxima over this tile."""
             first_step = True
-            for g in S_ORDER[stage]:
+            for g in self.s_order[stage]:
                 self.wait_full(bars, stage, g, uses)
                 # After the wait, not before: ptxas treats the wait's spin loop as code that may touch the
                 # accumulator and would otherwise insert its own fence there (C7519).
@@ -678,23 +685,50 @@ def kernel_class():
                 sRow[row0 + 8, 1] = mb1
             cute.arch.barrier_arrive(barrier_id=BAR_P1, number_of_threads=256)
             self.rescale(acc_o, sc0, sc1)
-            if has_b:
-                valid = seqlen - (t0 + 1) * BLOCK_N
-                if valid < BLOCK_N:
-                    self.zero_tail(sK, 1, 1, valid, wg_tidx)
-                self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 1, pv_mma, thr_pv, 1))
-            # P0' from L, times V0_R.
+            if cutlass.const_expr(self.cross_first):
+                self.pv_cross(
+                    pv_ss_mma, thr_pv_ss, acc_o, tOrP_smem, v_layout, sK, bars, wg_tidx, seqlen, t0, uses
+                )
+                if has_b:
+                    self.pv_own(pv_mma, thr_pv, acc_o, r_p, v_layout, sK, wg_tidx, seqlen, t0)
+                    warpgroup.wait_group(1)
+                    self.release(bars, wg_tidx, rank, 0, "B")
+                    warpgroup.wait_group(0)
+                    self.release(bars, wg_tidx, rank, 1, "B")
+                else:
+                    warpgroup.wait_group(0)
+                    self.release(bars, wg_tidx, rank, 0, "B")
+            else:
+                if has_b:
+                    self.pv_own(pv_mma, thr_pv, acc_o, r_p, v_layout, sK, wg_tidx, seqlen, t0)
+                self.pv_cross(
+                    pv_ss_mma, thr_pv_ss, acc_o, tOrP_smem, v_layout, sK, bars, wg_tidx, seqlen, t0, uses
+                )
+                if has_b:
+                    warpgroup.wait_group(1)
+                    self.release(bars, wg_tidx, rank, 1, "B")
+                warpgroup.wait_group(0)
+                self.release(bars, wg_tidx, rank, 0, "B")
+            return mb0, mb1, l0, l1
+
+        @cute.jit
+        def pv_own(self, pv_mma, thr_pv, acc_o, r_p, v_layout, sK, wg_tidx, seqlen, t0):
+            """R: issue P1 V1_R (P1 from registers), after zeroing its V rows past the end of a partial tile."""
+            valid = seqlen - (t0 + 1) * BLOCK_N
+            if valid < BLOCK_N:
+                self.zero_tail(sK, 1, 1, valid, wg_tidx)
+            self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 1, pv_mma, thr_pv, 1))
+
+        @cute.jit
+        def pv_cross(
+            self, pv_ss_mma, thr_pv_ss, acc_o, tOrP_smem, v_layout, sK, bars, wg_tidx, seqlen, t0, uses
+        ):
+            """R: wait for L's P0' and issue P0' V0_R (P0' from shared memory)."""
             self.wait_full(bars, 0, "B", uses)
             valid = seqlen - t0 * BLOCK_N
             if valid < BLOCK_N:
                 self.zero_tail(sK, 0, 1, valid, wg_tidx)
             cute.arch.barrier(barrier_id=BAR_P0, number_of_threads=256)
             self.pv(pv_ss_mma, acc_o, tOrP_smem, self.v_operand(sK, v_layout, 1, pv_ss_mma, thr_pv_ss, 0))
-            if has_b:
-                warpgroup.wait_group(1)
-                self.release(bars, wg_tidx, rank, 1, "B")
-            warpgroup.wait_group(0)
-            self.release(bars, wg_tidx, rank, 0, "B")
-            return mb0, mb1, l0, l1
 
     return MLADecodeSeesawSm90
