@@ -47,7 +47,8 @@
 # 90 skipped), queue e (attn-cutlass's whole sm90 tier: 669 passed, 154 skipped, 14 workers, 388 s), the 16k
 # backward rows beside FA4 (docs/benchmarks/h200-cuda-bwd-16k.md). Done in the third session of 2026-12-04
 # (one H200): queue n (attn-flashmla's tier with the seesaw CuTe kernel the default: 74 passed, 7 skipped;
-# its forms timed; the mla-decode rows, docs/benchmarks/h200-mla-decode-seesaw.md). Nothing is owed.
+# its forms timed; the mla-decode rows, docs/benchmarks/h200-mla-decode-seesaw.md). Owed: queue o (the
+# opt-in cross_first order, timed mixed once; wheels needed).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -182,6 +183,13 @@ queue_n() {  # attn-flashmla with the seesaw CuTe kernel the default (2026-12-04
     step cute-forms 150 python3 packages/attn-flashmla/tools/cute_ab.py
     step bench-mla 150 python3 -m attn_bench run --preset deliverable -s mla-decode --time-budget 120 \
         -o "$out/mla-decode.json"
+}
+
+queue_o() {  # attn-flashmla's opt-in cross_first order against the seesaw default, three times over (mixed in one call)
+    export CUDA_VISIBLE_DEVICES=0
+    for i in 1 2 3; do
+        step "cute-cross-first-$i" 100 python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw,seesaw_cross_first
+    done
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
