@@ -24,6 +24,7 @@ VARIANTS = {
     "seesaw": (False, False, 3, False, True, 16),
     "seesaw_causal": (True, False, 3, False, True, 16),
     "seesaw_pairs": (False, False, 3, False, True, 128),  # two row blocks: a cluster of two CTAs
+    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128),  # ATTN_FLASHMLA_CUTE_CROSS_FIRST=1
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -31,7 +32,7 @@ FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 # its environment (target arch, what to keep, where) at import, so it must be a fresh one.
 COMPILE = textwrap.dedent(
     """
-    import pathlib, sys, time, torch
+    import os, pathlib, sys, time, torch
     start = time.perf_counter()
     from attn_flashmla import decode_fwd_sm90 as m
     m._cute()
@@ -39,6 +40,7 @@ COMPILE = textwrap.dedent(
     dump = pathlib.Path(sys.argv[1])
     args = [sys.argv[i::7] for i in range(2, 9)]
     for name, causal, watchdog, wgs, split, seesaw, h_q in zip(*args):
+        os.environ["ATTN_FLASHMLA_CUTE_CROSS_FIRST"] = "1" if name.endswith("_cross_first") else "0"
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
@@ -138,7 +140,7 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal", "seesaw_pairs"])
+@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first"])
 def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
     """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
     m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
