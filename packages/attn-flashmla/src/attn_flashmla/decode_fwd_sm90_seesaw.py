@@ -617,6 +617,7 @@ def kernel_class():
                 self.zero_tail(sK, 0, 0, valid, wg_tidx)
             self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 0))
 
+            # --8<-- [start:seesaw-left]
             # R's maximum and P1 (R has read m_a by now: it arrived here after that).
             cute.arch.barrier(barrier_id=BAR_P1, number_of_threads=256)
             mb0 = sRow[row0, 1]
@@ -647,6 +648,7 @@ def kernel_class():
                 self.pv(pv_mma, acc_o, r_p1, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 1))
                 warpgroup.wait_group(0)
                 self.release(bars, wg_tidx, rank, 1, "A")
+            # --8<-- [end:seesaw-left]
             return mb0, mb1, l0, l1
 
         @cute.jit
