@@ -68,6 +68,25 @@ def test_rows_record_check_failures_errors_and_unsupported(inventory, tmp_path):
     schema.load(schema.dump(doc, tmp_path / "r.json"))
 
 
+class _Described:
+    """A preparable op whose prepared callable says what it chose."""
+
+    def prepare(self, q, k, v, *, causal, softmax_scale):
+        def run():
+            return _attention(q, k, v, causal=causal, softmax_scale=softmax_scale)
+
+        run.description = f"config for seqlen {q.shape[1]}"
+        return run
+
+
+def test_a_prepared_ops_description_is_the_timed_rows_message():
+    fake = Backend(name="fake", devices=("cpu",), impls={"attention_fwd": {"described": _Described()}})
+    inv = engine.Inventory([Discovered("fake", "tests:fake", backend=fake)], [])
+    opts = engine.Options(mode="cpu", suites=("attention-fwd",), quick=True, peers=[])
+    rows = [r for r in engine.run(opts, inv=inv)["rows"] if r["status"] == "ok"]
+    assert rows and all(r["message"] == f"config for seqlen {r['shape']['seqlen_q']}" for r in rows)
+
+
 def test_no_check_leaves_rows_unchecked_but_timed(inventory):
     opts = engine.Options(mode="cpu", suites=("attention-fwd",), quick=True, check=False)
     doc = engine.run(opts, inv=inventory)

@@ -32,6 +32,7 @@ def test_prepared_decode_and_sparse_run_on_cpu():
     inputs = mla_decode_inputs(2, 1, 4, 1, 30, dtype=torch.float16, page_block_size=16, varlen=True)
     args = (inputs.q, inputs.k_cache, inputs.block_table, inputs.cache_seqlens, 512)
     run = ops["mla_decode"]["triton"].prepare(*args, softmax_scale=None, causal=False)
+    assert run.description.startswith("interpret BLOCK_M=")  # the row message: path (CPU) and config
     out, _ = run()
     assert_mla_close("out", out, mla.flash_mla_with_kvcache(*args)[0])
     sp = mla_sparse_inputs(3, 20, 8, 4)
@@ -138,3 +139,24 @@ def test_triton_gather_runs_on_cpu():
     args = (inputs.q, inputs.k_cache, inputs.block_table, inputs.cache_seqlens, 512)
     out, _ = backend()["ablations"]["mla_decode"]["triton_gather"].prepare(*args)()
     assert_mla_close("out", out, mla.flash_mla_with_kvcache(*args)[0])
+
+
+def test_describe_names_the_path_and_config(monkeypatch):
+    """What attn-bench records as a timed row's message (the Triton config tuning chose, the CuTe form)."""
+    import types
+
+    from attn_flashmla.bench import describe
+
+    triton = types.SimpleNamespace(path="triton", kernel_config={"BLOCK_M": 16, "BLOCK_N": 32, "TMA": 1})
+    assert describe(triton) == "triton BLOCK_M=16,BLOCK_N=32,TMA=1"
+    monkeypatch.delenv("ATTN_FLASHMLA_CUTE_SEESAW", raising=False)
+    assert (
+        describe(types.SimpleNamespace(path="cute", kernel_config={"num_warps": 12}))
+        == "cute (seesaw), 12 warps"
+    )
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "0")
+    assert (
+        describe(types.SimpleNamespace(path="cute", kernel_config={"num_warps": 8}))
+        == "cute (first kernel), 8 warps"
+    )
+    assert describe(types.SimpleNamespace()) == ""  # no schedule made yet

@@ -34,7 +34,8 @@ these attributes (all but ``name`` and ``ops`` optional):
 
     An op may instead be an object with ``prepare(*args, **kwargs) -> zero-arg callable``: the bench calls
     ``prepare`` once, outside the timed region (scheduler metadata, workspaces, plans), and times the
-    callable it returns.
+    callable it returns. If that callable has a ``description`` attribute (a short string: the kernel
+    path and tile config it chose, say), a timed row records it as its ``message``.
     An op's default variant (what a user gets) is the one named ``default``, else the first listed.
 ``ablations``
     optional ``{op: {variant: callable}}``, shaped like ``ops``: the same op with one optimisation switched

@@ -282,6 +282,9 @@ def run_case(
             if isinstance(inp.get(t), torch.Tensor):
                 inp[t].grad = None
     row.update(status="ok", ms=ms, timer=timer)
+    description = getattr(runner.fn, "description", None)  # what a prepared op chose (backend.py)
+    if description:
+        row["message"] = str(description)[:300]
     return row
 
 

@@ -77,14 +77,31 @@ class _Decode:
 
         with _environ(self.env):
             run()  # makes the schedule (reads cache_seqlens on the host once)
+            described = describe(meta)
         if not (self.every_call and self.env):
+            run.description = described
             return run
 
         def switched():
             with _environ(self.env):
                 return run()
 
+        switched.description = described
         return switched
+
+
+def describe(meta) -> str:
+    """What a schedule runs, for attn-bench's row message: the path and its config (the CuTe kernel's form
+    as its switches read now; the Triton config that tuning chose)."""
+    config = getattr(meta, "kernel_config", None) or {}
+    path = getattr(meta, "path", None)
+    if path == "cute":
+        from attn_flashmla import decode_fwd_sm90
+
+        form = "seesaw" if decode_fwd_sm90.seesaw() else "first kernel"
+        return f"cute ({form}), {config.get('num_warps')} warps"
+    fields = ",".join(f"{k}={v}" for k, v in config.items())
+    return f"{path} {fields}" if path else fields
 
 
 def _mla_sparse(q, kv, indices, sm_scale, d_v):
