@@ -14,17 +14,17 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False, 16),
-    "causal": (True, False, 1, False, False, 16),
-    "watchdog": (False, True, 1, False, False, 16),
-    "two_warpgroups": (True, False, 2, False, False, 16),
-    "split_s": (True, False, 2, True, False, 16),
-    "seesaw": (False, False, 3, False, True, 16),
-    "seesaw_causal": (True, False, 3, False, True, 16),
-    "seesaw_pairs": (False, False, 3, False, True, 128),  # two row blocks: a cluster of two CTAs
-    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128),  # ATTN_FLASHMLA_CUTE_CROSS_FIRST=1
+    "noncausal": (False, False, 1, False, False, 16, False),
+    "causal": (True, False, 1, False, False, 16, False),
+    "watchdog": (False, True, 1, False, False, 16, False),
+    "two_warpgroups": (True, False, 2, False, False, 16, False),
+    "split_s": (True, False, 2, True, False, 16, False),
+    "seesaw": (False, False, 3, False, True, 16, False),
+    "seesaw_causal": (True, False, 3, False, True, 16, False),
+    "seesaw_pairs": (False, False, 3, False, True, 128, False),  # two row blocks: a cluster of two CTAs
+    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True),  # R's cross product first
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -32,21 +32,22 @@ FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 # its environment (target arch, what to keep, where) at import, so it must be a fresh one.
 COMPILE = textwrap.dedent(
     """
-    import os, pathlib, sys, time, torch
+    import pathlib, sys, time, torch
     start = time.perf_counter()
     from attn_flashmla import decode_fwd_sm90 as m
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::7] for i in range(2, 9)]
-    for name, causal, watchdog, wgs, split, seesaw, h_q in zip(*args):
-        os.environ["ATTN_FLASHMLA_CUTE_CROSS_FIRST"] = "1" if name.endswith("_cross_first") else "0"
+    args = [sys.argv[i::8] for i in range(2, 10)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q, cross in zip(*args):
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q))
-        key = m.kernel_key(torch.bfloat16, *flags.values(), m_blocks=-(-int(h_q) // 64))
+        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), cross_first=cross == "1")
+        key = m.kernel_key(
+            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1"
+        )
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
             ptx.rename(dump / name / ptx.name)
@@ -114,7 +115,7 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 @pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split, _, _ = VARIANTS[variant]
+    _, watchdog, wgs, split, _, _, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -198,8 +199,9 @@ def test_one_compile_serves_every_call_of_a_key(monkeypatch):
     ]
     for (q, k, table, lens, parts, offsets, total, max_splits), causal in calls:
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, causal)
-    assert [key for key, _ in compiles] == [(torch.bfloat16, False, False, 2, True, False)]
-    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [(torch.bfloat16, False, False, 2, True, False)]
+    first = m.KernelKey(torch.bfloat16, False, False, 2, True, False, 1, False)
+    assert [key for key, _ in compiles] == [first]
+    assert len(launches) == 3 and list(m.COMPILE_SECONDS) == [first]
     # The scalars differ per call (s_q, group, rows_pad, h_kv) ...
     assert [tuple(a[9:13]) for a in launches] == [(1, 16, 64, 1), (2, 32, 64, 2), (1, 128, 128, 1)]
 
@@ -233,8 +235,8 @@ def test_seesaw_compiles_once_per_cluster_size(monkeypatch):
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, False)
     # 1 row block, 1 (64 rows per KV head), 2, 4 (pairs), 3 (odd: single CTAs)
     assert compiles == [
-        (torch.bfloat16, False, False, 3, False, True, 1),
-        (torch.bfloat16, False, False, 3, False, True, 2),
+        m.KernelKey(torch.bfloat16, False, False, 3, False, True, 1, False),
+        m.KernelKey(torch.bfloat16, False, False, 3, False, True, 2, False),
     ]
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_CLUSTER", "1")
     assert m.seesaw_cluster(2) == 1
@@ -308,6 +310,12 @@ def test_seesaw_switch(monkeypatch):
     assert m.kernel_key(torch.bfloat16, True, True, 1, True, seesaw=True) == m.kernel_key(
         torch.bfloat16, True, seesaw=True
     )
+    # and the first kernel's key has no cluster or cross_first to speak of
+    assert m.kernel_key(torch.bfloat16, True, cluster=2, cross_first=True) == m.kernel_key(
+        torch.bfloat16, True
+    )
+    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "1")
+    assert m.cross_first()
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "yes")
     with pytest.raises(ValueError, match="ATTN_FLASHMLA_CUTE_SEESAW must be 0 or 1"):
         m.seesaw()

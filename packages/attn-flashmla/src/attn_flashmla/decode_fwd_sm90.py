@@ -56,6 +56,7 @@ import math
 import os
 import threading
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -128,6 +129,12 @@ def seesaw_cluster(m_blocks: int) -> int:
     if value not in ("1", "2"):
         raise ValueError(f"ATTN_FLASHMLA_CUTE_CLUSTER must be 1 or 2, got {value!r}")
     return 2 if value == "2" and m_blocks % 2 == 0 else 1
+
+
+def cross_first() -> bool:
+    """``ATTN_FLASHMLA_CUTE_CROSS_FIRST=1`` (opt-in): the seesaw kernel's R multiplies ``P0' V0_R`` before
+    ``P1 V1_R`` (see :mod:`attn_flashmla.decode_fwd_sm90_seesaw`); measured mixed on the H200."""
+    return os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
 
 
 def cute_config() -> dict:
@@ -626,6 +633,20 @@ def watchdog_enabled() -> bool:
     return os.environ.get("ATTN_FLASHMLA_CUTE_WATCHDOG", "0") not in ("", "0")
 
 
+class KernelKey(NamedTuple):
+    """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value).
+    Fields that do not shape the kernel chosen are normalised (see :func:`kernel_key`)."""
+
+    dtype: torch.dtype
+    causal: bool
+    watchdog: bool  # the first kernel's watchdog build
+    warpgroups: int  # the first kernel's 1 or 2; the seesaw kernel always has 3
+    split_s: bool  # the first kernel's split S
+    seesaw: bool
+    cluster: int  # the seesaw kernel's CTAs per cluster (seesaw_cluster)
+    cross_first: bool  # the seesaw kernel's opt-in PV order (cross_first)
+
+
 def kernel_key(
     dtype: torch.dtype,
     causal: bool,
@@ -633,17 +654,14 @@ def kernel_key(
     warpgroups: int = 1,
     split_s: bool = False,
     seesaw: bool = False,
-    m_blocks: int = 1,
-) -> tuple:
-    """What a compiled kernel depends on: nothing else (every shape, stride and length is a runtime value).
-    The seesaw kernel has no watchdog build and fixed warpgroups (those fields are normalised away), but
-    one more field: its cluster size (2 where the row blocks pair up, see :func:`seesaw_cluster`)."""
+    cluster: int = 1,
+    cross_first: bool = False,
+) -> KernelKey:
+    """The :class:`KernelKey` of a kernel: the seesaw kernel has no watchdog build, no split S and three
+    warpgroups; the first kernel no cluster and no cross_first order."""
     if seesaw:
-        cross = os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
-        return (dtype, bool(causal), False, 3, False, True, seesaw_cluster(m_blocks)) + (
-            ("cross",) if cross else ()
-        )
-    return (dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False)
+        return KernelKey(dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first))
+    return KernelKey(dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False, 1, False)
 
 
 #: Compiled kernels by :func:`kernel_key`; one compile per key per process.
@@ -653,16 +671,17 @@ COMPILE_SECONDS: dict = {}
 _COMPILE_LOCK = threading.Lock()
 
 
-def _compile(key: tuple, args: tuple):
-    """``cute.compile`` the kernel for ``key`` against ``args`` (what :func:`launch_args` makes)."""
+def _compile(key: KernelKey, args: tuple):
+    """``cute.compile`` the kernel for ``key`` against ``args`` (what :func:`prepare_inputs` makes)."""
     _, cute, kernel_cls = _cute()
-    dtype, causal, watchdog, wgs, split, see = key[:6]
-    if see:
+    dtype = _cutlass_dtype(key.dtype)
+    if key.seesaw:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        kernel = kernel_class()(_cutlass_dtype(dtype), causal, cluster=key[6], cross_first="cross" in key[7:])
-        return cute.compile(kernel, *args)
-    return cute.compile(kernel_cls(_cutlass_dtype(dtype), causal, watchdog, wgs, split), *args)
+        kernel = kernel_class()(dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first)
+    else:
+        kernel = kernel_cls(dtype, key.causal, key.watchdog, key.warpgroups, key.split_s)
+    return cute.compile(kernel, *args)
 
 
 def compiled_kernel(key: tuple, args: tuple):
@@ -755,8 +774,8 @@ def dense_decode_cute(
         q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, softmax_scale
     )
     if seesaw():
-        m_blocks = -(-s_q * group // BLOCK_M)
-        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True, m_blocks=m_blocks)
+        cluster = seesaw_cluster(-(-s_q * group // BLOCK_M))
+        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first())
     else:
         key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
@@ -796,6 +815,7 @@ def compile_for_sm90(
     split_s: bool = False,
     seesaw: bool = False,
     h_q: int = 16,
+    cross_first: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -805,7 +825,8 @@ def compile_for_sm90(
     """
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype, h_q=h_q)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
-    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, m_blocks=-(-h_q // BLOCK_M))
+    cluster = seesaw_cluster(-(-h_q // BLOCK_M))
+    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first)
     return compiled_kernel(key, tensors + scalars)
 
 
@@ -822,5 +843,5 @@ if __name__ == "__main__":  # python -m attn_flashmla.decode_fwd_sm90: compile e
                 print(f"compile {key}: {COMPILE_SECONDS[key]:.1f} s", flush=True)
             for h_q in (64, 128):  # the seesaw kernel with single CTAs (one row block) and in pairs (two)
                 compile_for_sm90(dt, c, seesaw=True, h_q=h_q)
-                key = kernel_key(dt, c, seesaw=True, m_blocks=h_q // BLOCK_M)
+                key = kernel_key(dt, c, seesaw=True, cluster=seesaw_cluster(h_q // BLOCK_M))
                 print(f"compile {key}: {COMPILE_SECONDS[key]:.1f} s", flush=True)
