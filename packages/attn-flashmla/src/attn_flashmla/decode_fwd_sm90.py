@@ -154,6 +154,107 @@ def cute_config() -> dict:
     }  # fmt: skip
 
 
+@functools.cache
+def device_helpers():
+    """The device steps every CuTe kernel here shares, as ``@cute.jit`` functions (built on first use, like
+    the kernels). Accumulator element ``i`` of a wgmma tile belongs to the thread's row ``(i // 2) % 2``
+    (rows ``row0`` and ``row0 + 8``), whose four threads (a quad) hold that row together."""
+    import types
+
+    import cutlass
+    import cutlass.cute as cute
+
+    Float32 = cutlass.Float32
+
+    @cute.jit
+    def zero_tail(s_tile, valid, channel0, wg_tidx, dtype: cutlass.Constexpr):
+        """Zero channels [channel0, channel0 + 256) of the tile's tokens past the sequence end (they may
+        hold NaN, and ``0 * NaN`` would leak into ``P V``), then fence for wgmma's async proxy. The caller
+        then waits at a barrier of the threads that will read them."""
+        for e in cutlass.range((BLOCK_N - valid) * DV_PER_CTA // 128 + 1, unroll=1):
+            flat = e * 128 + wg_tidx
+            tok = valid + flat // DV_PER_CTA
+            if tok < BLOCK_N:
+                s_tile[tok, channel0 + flat % DV_PER_CTA] = dtype(0.0)
+        cute.arch.fence_proxy("async.shared", space="cta")
+
+    @cute.jit
+    def row_limits(seqlen, s_q, group, mb, row0, causal: cutlass.Constexpr):
+        """The last visible token (exclusive) of the thread's two rows: the sequence end, or with a causal
+        mask FlashMLA's bottom-right rule (row r of a block is query token r // group of s_q)."""
+        limit0 = seqlen
+        limit1 = seqlen
+        if cutlass.const_expr(causal):
+            limit0 = seqlen - s_q + (mb * BLOCK_M + row0) // group + 1
+            limit1 = seqlen - s_q + (mb * BLOCK_M + row0 + 8) // group + 1
+        return limit0, limit1
+
+    @cute.jit
+    def mask_rowmax(acc_s, tScS, tok0, limit0, limit1, scale_log2, max0, max1):
+        """Scores to log2 units, tokens at or past each row's limit set to -inf (a select: masked values
+        never enter arithmetic), and each row's maximum of ``max`` and its scores, over the quad."""
+        for i in cutlass.range_constexpr(cute.size(acc_s)):
+            tok = tok0 + tScS[i][1]
+            lim = limit0 if (i // 2) % 2 == 0 else limit1
+            s = acc_s[i] * scale_log2
+            s = s if tok < lim else -Float32.inf
+            acc_s[i] = s
+            if cutlass.const_expr((i // 2) % 2 == 0):
+                max0 = cute.arch.fmax(max0, s)
+            else:
+                max1 = cute.arch.fmax(max1, s)
+        max0 = cute.arch.warp_reduction_max(max0, threads_in_group=4)
+        max1 = cute.arch.warp_reduction_max(max1, threads_in_group=4)
+        return max0, max1
+
+    @cute.jit
+    def exponentiate(acc_s, shift0, shift1):
+        """``acc_s = exp2(acc_s - shift)`` row by row; returns the two rows' sums over the quad."""
+        sum0 = Float32(0.0)
+        sum1 = Float32(0.0)
+        for i in cutlass.range_constexpr(cute.size(acc_s)):
+            if cutlass.const_expr((i // 2) % 2 == 0):
+                p = cute.math.exp2(acc_s[i] - shift0, fastmath=True)
+                sum0 = sum0 + p
+            else:
+                p = cute.math.exp2(acc_s[i] - shift1, fastmath=True)
+                sum1 = sum1 + p
+            acc_s[i] = p
+        sum0 = cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
+        sum1 = cute.arch.warp_reduction_sum(sum1, threads_in_group=4)
+        return sum0, sum1
+
+    @cute.jit
+    def rescale(acc_o, f0, f1):
+        for i in cutlass.range_constexpr(cute.size(acc_o)):
+            acc_o[i] = acc_o[i] * (f0 if (i // 2) % 2 == 0 else f1)
+
+    @cute.jit
+    def write_out(mOacc, acc_o, tOcO, slot_row, channel0, l0, l1):
+        """A piece's output, normalised, into the fp32 scratch rows from ``slot_row`` (channels from
+        ``channel0``); rows that saw nothing (l = 0) get 0."""
+        inv0 = Float32(0.0) if l0 == 0.0 else cute.arch.rcp_approx(l0)
+        inv1 = Float32(0.0) if l1 == 0.0 else cute.arch.rcp_approx(l1)
+        for i in cutlass.range_constexpr(cute.size(acc_o)):
+            r, c = tOcO[i]
+            mOacc[slot_row + r, channel0 + c] = acc_o[i] * (inv0 if (i // 2) % 2 == 0 else inv1)
+
+    @cute.jit
+    def write_lse(mLSEacc, slot_row, row0, l0, l1, m0, m1):
+        """A piece's natural-log lse of the thread's two rows (one thread a quad calls it); -inf marks rows
+        that saw nothing."""
+        ln2 = Float32(math.log(2.0))
+        lse0 = -Float32.inf if l0 == 0.0 else (m0 + cute.math.log2(l0, fastmath=False)) * ln2
+        lse1 = -Float32.inf if l1 == 0.0 else (m1 + cute.math.log2(l1, fastmath=False)) * ln2
+        mLSEacc[slot_row + row0] = lse0
+        mLSEacc[slot_row + row0 + 8] = lse1
+
+    return types.SimpleNamespace(
+        zero_tail=zero_tail, row_limits=row_limits, mask_rowmax=mask_rowmax, exponentiate=exponentiate, rescale=rescale,
+        write_out=write_out, write_lse=write_lse,
+    )  # fmt: skip
+
+
 def _kernel_module():
     """Build the kernel classes on first use: importing this module must not need the CuTe DSL."""
     import cutlass
@@ -165,6 +266,7 @@ def _kernel_module():
     from cutlass.cutlass_dsl import dsl_user_op
 
     Float32, Int32, Int64 = cutlass.Float32, cutlass.Int32, cutlass.Int64
+    helpers = device_helpers()
 
     @dsl_user_op
     def exit_thread(*, loc=None, ip=None):
@@ -452,11 +554,7 @@ def _kernel_module():
                 q_phase = q_phase ^ 1
 
                 # Last visible token (exclusive) of this thread's two rows.
-                limit0 = seqlen
-                limit1 = seqlen
-                if cutlass.const_expr(self.causal):
-                    limit0 = seqlen - s_q + (mb * BLOCK_M + row0) // group + 1
-                    limit1 = seqlen - s_q + (mb * BLOCK_M + row0 + 8) // group + 1
+                limit0, limit1 = helpers.row_limits(seqlen, s_q, group, mb, row0, self.causal)
                 m0 = -Float32.inf
                 m1 = -Float32.inf
                 l0 = Float32(0.0)
@@ -471,13 +569,7 @@ def _kernel_module():
                         # Zero the tokens past the end of the sequence in smem: their V rows may be NaN.
                         # Each warpgroup zeroes its own V channels, so it need only wait for itself (the
                         # other one may be reading the same rows as K: those scores are masked anyway).
-                        s_tile = sK[None, None, stage]
-                        for e in cutlass.range((BLOCK_N - valid) * DV_PER_CTA // 128 + 1, unroll=1):
-                            flat = e * 128 + wg_tidx
-                            tok = valid + flat // DV_PER_CTA
-                            if tok < BLOCK_N:
-                                s_tile[tok, half * DV_PER_CTA + flat % DV_PER_CTA] = dtype(0.0)
-                        cute.arch.fence_proxy("async.shared", space="cta")
+                        helpers.zero_tail(sK[None, None, stage], valid, half * DV_PER_CTA, wg_tidx, dtype)
                         if cutlass.const_expr(self.wgs == 2):
                             cute.arch.barrier(barrier_id=1 + half, number_of_threads=128)
                         else:
@@ -491,22 +583,10 @@ def _kernel_module():
                     warpgroup.commit_group()
                     warpgroup.wait_group(0)
 
-                    # Mask, then the online softmax in base 2. -inf scores come from tl.where-style selects,
-                    # never from arithmetic on masked values.
-                    new0 = m0
-                    new1 = m1
-                    for i in cutlass.range_constexpr(cute.size(acc_s)):
-                        tok = t * BLOCK_N + s_tokens0 + tScS[i][1]
-                        lim = limit0 if (i // 2) % 2 == 0 else limit1
-                        s = acc_s[i] * scale_log2
-                        s = s if tok < lim else -Float32.inf
-                        acc_s[i] = s
-                        if cutlass.const_expr((i // 2) % 2 == 0):
-                            new0 = cute.arch.fmax(new0, s)
-                        else:
-                            new1 = cute.arch.fmax(new1, s)
-                    new0 = cute.arch.warp_reduction_max(new0, threads_in_group=4)
-                    new1 = cute.arch.warp_reduction_max(new1, threads_in_group=4)
+                    # Mask, then the online softmax in base 2.
+                    new0, new1 = helpers.mask_rowmax(
+                        acc_s, tScS, t * BLOCK_N + s_tokens0, limit0, limit1, scale_log2, m0, m1
+                    )
                     if cutlass.const_expr(self.split_s):
                         # Both warpgroups need the row maximum over all 64 tokens: swap halves. The slots
                         # are rewritten only after the P exchange below, which both must pass first.
@@ -520,22 +600,12 @@ def _kernel_module():
                     shift1 = Float32(0.0) if new1 == -Float32.inf else new1
                     alpha0 = cute.math.exp2(m0 - shift0, fastmath=True)
                     alpha1 = cute.math.exp2(m1 - shift1, fastmath=True)
-                    sum0 = Float32(0.0)
-                    sum1 = Float32(0.0)
-                    for i in cutlass.range_constexpr(cute.size(acc_s)):
-                        if cutlass.const_expr((i // 2) % 2 == 0):
-                            p = cute.math.exp2(acc_s[i] - shift0, fastmath=True)
-                            sum0 = sum0 + p
-                        else:
-                            p = cute.math.exp2(acc_s[i] - shift1, fastmath=True)
-                            sum1 = sum1 + p
-                        acc_s[i] = p
-                    l0 = l0 * alpha0 + cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
-                    l1 = l1 * alpha1 + cute.arch.warp_reduction_sum(sum1, threads_in_group=4)
+                    sum0, sum1 = helpers.exponentiate(acc_s, shift0, shift1)
+                    l0 = l0 * alpha0 + sum0
+                    l1 = l1 * alpha1 + sum1
                     m0 = new0
                     m1 = new1
-                    for i in cutlass.range_constexpr(cute.size(acc_o)):
-                        acc_o[i] = acc_o[i] * (alpha0 if (i // 2) % 2 == 0 else alpha1)
+                    helpers.rescale(acc_o, alpha0, alpha1)
                     r_p_as_acc.store(acc_s.load().to(dtype))
 
                     # O += P V, V = this warpgroup's 256 channels of the same smem tile.
@@ -598,21 +668,10 @@ def _kernel_module():
                     l0 = l0 + sRow[row0, 1 - half, 1]
                     l1 = l1 + sRow[row0 + 8, 1 - half, 1]
                 self.trace("piece done (req, tiles, l0, m0)", req, t_end - t_begin, l0, m0)
-                # Normalise and write this piece to scratch; -inf lse marks rows that saw nothing.
-                inv0 = Float32(0.0) if l0 == 0.0 else cute.arch.rcp_approx(l0)
-                inv1 = Float32(0.0) if l1 == 0.0 else cute.arch.rcp_approx(l1)
                 slot_row = ((mSplitOffsets[req] + split) * h_kv + hk) * rows_pad + mb * BLOCK_M
-                for i in cutlass.range_constexpr(cute.size(acc_o)):
-                    r, c = tOcO[i]
-                    mOacc[slot_row + r, half * DV_PER_CTA + c] = acc_o[i] * (
-                        inv0 if (i // 2) % 2 == 0 else inv1
-                    )
+                helpers.write_out(mOacc, acc_o, tOcO, slot_row, half * DV_PER_CTA, l0, l1)
                 if half == 0 and tidx % 4 == 0:
-                    ln2 = Float32(math.log(2.0))
-                    lse0 = -Float32.inf if l0 == 0.0 else (m0 + cute.math.log2(l0, fastmath=False)) * ln2
-                    lse1 = -Float32.inf if l1 == 0.0 else (m1 + cute.math.log2(l1, fastmath=False)) * ln2
-                    mLSEacc[slot_row + row0] = lse0
-                    mLSEacc[slot_row + row0 + 8] = lse1
+                    helpers.write_lse(mLSEacc, slot_row, row0, l0, l1, m0, m1)
 
     return cutlass, cute, MLADecodeSm90
 

@@ -2,8 +2,9 @@
 
 Read :mod:`attn_flashmla.decode_fwd_sm90` first: this kernel shares its host side (q regrouped into
 64-row blocks, the paged cache as a 3-d TMA tensor, the scheduler's parts, fp32 scratch and the combine),
-its "V is K" shared-memory trick and its NaN-safe masking. What changes is how the two consumer
-warpgroups share the work of a 64-row block.
+its "V is K" shared-memory trick and its device steps (``device_helpers``: causal limits, NaN-safe
+masking, the exponentials, zeroing a partial tile's tail, writing a piece). What changes is how the two
+consumer warpgroups share the work of a 64-row block.
 
 **Why.** The 64 x 512 fp32 accumulator is too large for one warpgroup, so consumer ``L`` owns output
 channels [0, 256) and consumer ``R`` owns [256, 512). The first kernel made both compute the full
@@ -60,9 +61,8 @@ which frees tile 0's V_R earlier and tile 1's later; one call measured it 0.96-1
 
 # No `from __future__ import annotations`: the DSL evaluates the kernels' annotations when it compiles.
 import functools
-import math
 
-from attn_flashmla.decode_fwd_sm90 import BLOCK_M, BLOCK_N, DV_PER_CTA, HEAD_DIM
+from attn_flashmla.decode_fwd_sm90 import BLOCK_M, BLOCK_N, DV_PER_CTA, HEAD_DIM, device_helpers
 
 STAGES = 2  # the two tiles of a pair
 CHUNK = 64  # channels of one TMA box (128 bytes: the swizzle atom's width)
@@ -97,6 +97,7 @@ def kernel_class():
     from cutlass.cute.nvgpu import cpasync, warpgroup
 
     Float32, Int32 = cutlass.Float32, cutlass.Int32
+    helpers = device_helpers()
     n_groups = STAGES * len(GROUPS)
     # mbarriers: full[stage, group], empty[stage, group], then Q's full and empty.
     FULL, EMPTY, Q_FULL, Q_EMPTY = 0, n_groups, 2 * n_groups, 2 * n_groups + 1
@@ -408,13 +409,7 @@ def kernel_class():
             """Zero this consumer's V channels of the tokens past the sequence end (they may hold NaN):
             ``0 * NaN`` would leak into ``P V``. Fenced for wgmma's async proxy, then a barrier of the
             consumer's own 128 threads."""
-            s_tile = sK[None, None, stage]
-            for e in cutlass.range((BLOCK_N - valid) * DV_PER_CTA // 128 + 1, unroll=1):
-                flat = e * 128 + wg_tidx
-                tok = valid + flat // DV_PER_CTA
-                if tok < BLOCK_N:
-                    s_tile[tok, role * DV_PER_CTA + flat % DV_PER_CTA] = self.dtype(0.0)
-            cute.arch.fence_proxy("async.shared", space="cta")
+            helpers.zero_tail(sK[None, None, stage], valid, role * DV_PER_CTA, wg_tidx, self.dtype)
             cute.arch.barrier(barrier_id=BAR_OWN + role, number_of_threads=128)
 
         @cute.jit
@@ -454,11 +449,7 @@ def kernel_class():
                 split = begin_split if req == begin_req else 0
                 cute.arch.mbarrier_wait(bars + Q_FULL, q_uses % 2)
                 q_uses = q_uses + 1
-                limit0 = seqlen
-                limit1 = seqlen
-                if cutlass.const_expr(self.causal):
-                    limit0 = seqlen - s_q + (mb * BLOCK_M + row0) // group + 1
-                    limit1 = seqlen - s_q + (mb * BLOCK_M + row0 + 8) // group + 1
+                limit0, limit1 = helpers.row_limits(seqlen, s_q, group, mb, row0, self.causal)
                 m0 = -Float32.inf  # running max of this thread's two rows (the same in both consumers)
                 m1 = -Float32.inf
                 l0 = Float32(0.0)  # this consumer's row sums at that max
@@ -491,22 +482,11 @@ def kernel_class():
                 cute.arch.barrier(barrier_id=BAR_CONSUMERS, number_of_threads=256)
                 l0 = l0 + sRow[row0, 3 - role]
                 l1 = l1 + sRow[row0 + 8, 3 - role]
-                # Normalise and write this piece to scratch; -inf lse marks rows that saw nothing.
-                inv0 = Float32(0.0) if l0 == 0.0 else cute.arch.rcp_approx(l0)
-                inv1 = Float32(0.0) if l1 == 0.0 else cute.arch.rcp_approx(l1)
                 slot_row = ((mSplitOffsets[req] + split) * h_kv + hk) * rows_pad + mb * BLOCK_M
-                for i in cutlass.range_constexpr(cute.size(acc_o)):
-                    r, c = tOcO[i]
-                    mOacc[slot_row + r, role * DV_PER_CTA + c] = acc_o[i] * (
-                        inv0 if (i // 2) % 2 == 0 else inv1
-                    )
+                helpers.write_out(mOacc, acc_o, tOcO, slot_row, role * DV_PER_CTA, l0, l1)
                 if cutlass.const_expr(role == 0):  # noqa: SIM102 (the DSL cannot `and` a Constexpr)
                     if wg_tidx % 4 == 0:
-                        ln2 = Float32(math.log(2.0))
-                        lse0 = -Float32.inf if l0 == 0.0 else (m0 + cute.math.log2(l0, fastmath=False)) * ln2
-                        lse1 = -Float32.inf if l1 == 0.0 else (m1 + cute.math.log2(l1, fastmath=False)) * ln2
-                        mLSEacc[slot_row + row0] = lse0
-                        mLSEacc[slot_row + row0 + 8] = lse1
+                        helpers.write_lse(mLSEacc, slot_row, row0, l0, l1, m0, m1)
 
         @cute.jit
         def v_operand(self, sK, v_layout, role: cutlass.Constexpr, mma, thr, stage: cutlass.Constexpr):
@@ -537,43 +517,9 @@ def kernel_class():
                     first_step = False
             warpgroup.commit_group()
             warpgroup.wait_group(0)
-            max0 = -Float32.inf
-            max1 = -Float32.inf
-            for i in cutlass.range_constexpr(cute.size(acc_s)):
-                tok = t * BLOCK_N + tScS[i][1]
-                lim = limit0 if (i // 2) % 2 == 0 else limit1
-                s = acc_s[i] * scale_log2
-                s = s if tok < lim else -Float32.inf  # a select: masked values never enter arithmetic
-                acc_s[i] = s
-                if cutlass.const_expr((i // 2) % 2 == 0):
-                    max0 = cute.arch.fmax(max0, s)
-                else:
-                    max1 = cute.arch.fmax(max1, s)
-            max0 = cute.arch.warp_reduction_max(max0, threads_in_group=4)
-            max1 = cute.arch.warp_reduction_max(max1, threads_in_group=4)
-            return max0, max1
-
-        @cute.jit
-        def exponentiate(self, acc_s, shift0, shift1):
-            """``acc_s = exp2(acc_s - shift)`` row by row; returns the two rows' sums (whole quad)."""
-            sum0 = Float32(0.0)
-            sum1 = Float32(0.0)
-            for i in cutlass.range_constexpr(cute.size(acc_s)):
-                if cutlass.const_expr((i // 2) % 2 == 0):
-                    p = cute.math.exp2(acc_s[i] - shift0, fastmath=True)
-                    sum0 = sum0 + p
-                else:
-                    p = cute.math.exp2(acc_s[i] - shift1, fastmath=True)
-                    sum1 = sum1 + p
-                acc_s[i] = p
-            sum0 = cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
-            sum1 = cute.arch.warp_reduction_sum(sum1, threads_in_group=4)
-            return sum0, sum1
-
-        @cute.jit
-        def rescale(self, acc_o, f0, f1):
-            for i in cutlass.range_constexpr(cute.size(acc_o)):
-                acc_o[i] = acc_o[i] * (f0 if (i // 2) % 2 == 0 else f1)
+            return helpers.mask_rowmax(
+                acc_s, tScS, t * BLOCK_N, limit0, limit1, scale_log2, -Float32.inf, -Float32.inf
+            )
 
         @cute.jit
         def pv(self, mma, acc_o, a, b):
@@ -607,10 +553,10 @@ def kernel_class():
             shift1 = Float32(0.0) if ma1 == -Float32.inf else ma1
             sc0 = cute.math.exp2(m0 - shift0, fastmath=True)
             sc1 = cute.math.exp2(m1 - shift1, fastmath=True)
-            sum0, sum1 = self.exponentiate(acc_s, shift0, shift1)
+            sum0, sum1 = helpers.exponentiate(acc_s, shift0, shift1)
             l0 = l0 * sc0 + sum0
             l1 = l1 * sc1 + sum1
-            self.rescale(acc_o, sc0, sc1)
+            helpers.rescale(acc_o, sc0, sc1)
             r_p_acc.store(acc_s.load().to(dtype))
             valid = seqlen - t0 * BLOCK_N
             if valid < BLOCK_N:
@@ -639,7 +585,7 @@ def kernel_class():
             l1 = l1 * sc1
             warpgroup.wait_group(0)
             self.release(bars, wg_tidx, rank, 0, "A")
-            self.rescale(acc_o, sc0, sc1)
+            helpers.rescale(acc_o, sc0, sc1)
             if has_b:
                 self.wait_full(bars, 1, "A", uses1)
                 valid = seqlen - (t0 + 1) * BLOCK_N
@@ -679,7 +625,7 @@ def kernel_class():
             l0 = l0 * sc0
             l1 = l1 * sc1
             if has_b:
-                sum0, sum1 = self.exponentiate(acc_s, shift0, shift1)
+                sum0, sum1 = helpers.exponentiate(acc_s, shift0, shift1)
                 l0 = l0 + sum0
                 l1 = l1 + sum1
                 r_p_acc.store(acc_s.load().to(dtype))
@@ -688,7 +634,7 @@ def kernel_class():
                 sRow[row0, 1] = mb0
                 sRow[row0 + 8, 1] = mb1
             cute.arch.barrier_arrive(barrier_id=BAR_P1, number_of_threads=256)
-            self.rescale(acc_o, sc0, sc1)
+            helpers.rescale(acc_o, sc0, sc1)
             if cutlass.const_expr(self.cross_first):
                 self.pv_cross(
                     pv_ss_mma, thr_pv_ss, acc_o, tOrP_smem, v_layout, sK, bars, wg_tidx, seqlen, t0, uses
