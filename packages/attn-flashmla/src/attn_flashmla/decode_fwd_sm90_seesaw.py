@@ -457,6 +457,8 @@ def kernel_class():
                 acc_o.fill(0.0)
                 for t0 in cutlass.range(t_begin, t_end, STAGES, unroll=1):
                     has_b = t0 + 1 < t_end
+                    # Every fragment goes as its own argument: bundled in one object, the DSL's tracer
+                    # loses track of values made in one region and used in another (MLIR dominance).
                     if cutlass.const_expr(role == 0):
                         m0, m1, l0, l1 = self.pair_left(
                             qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc,
