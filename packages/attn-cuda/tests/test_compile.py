@@ -106,7 +106,8 @@ def test_tensor_core_kernels_hold_hmma_in_sm80_sass(compiled, filename):
         assert "HMMA.16816.F32" in body, f"{name}: no HMMA.16816 in its sm_80 SASS"
         assert "LDSM" in body, f"{name}: no ldmatrix (LDSM) in its sm_80 SASS"
         assert "LDGSTS" in body, f"{name}: no cp.async (LDGSTS) in its sm_80 SASS"
-        assert not re.search(r"\b(LDL|STL)\b", body), f"{name}: local-memory traffic (LDL/STL) in its SASS"
+        if not _spill_allowance(name):  # the spill test bounds the allowed kernels' LDL
+            assert not re.search(r"\b(LDL|STL)\b", body), f"{name}: local-memory traffic (LDL/STL) in its SASS"
 
 
 @pytest.mark.parametrize("filename", TENSOR_CORE_FILES)
@@ -138,13 +139,14 @@ def test_paired_dq_atomics_are_vector_reductions_on_sm90(compiled):
     }
     assert paired, "no backward variant pairs its dQ atomics"
     for arch in catalog.ARCHS:
-        mod = compiled("flash_bwd.cu", arch)
-        functions = _functions(rt.disassemble(mod.code))
-        for name in filter(catalog.is_tensor_core, catalog.kernels()["flash_bwd.cu"]):
-            reds = re.findall(r"\bREDG?\.E\.ADD\.(F32\S*?)\.", functions[mod.mangled(name)])
-            assert reds, f"{name} on {arch}: no dQ reduction found"
-            vector = arch != "sm_80" and name in paired
-            assert set(reds) == ({"F32x2"} if vector else {"F32"}), f"{name} on {arch}: {sorted(set(reds))}"
+        for filename in ("flash_bwd.cu", "flash_bwd_tiled.cu"):
+            mod = compiled(filename, arch)
+            functions = _functions(rt.disassemble(mod.code))
+            for name in filter(catalog.is_tensor_core, catalog.kernels()[filename]):
+                reds = re.findall(r"\bREDG?\.E\.ADD\.(F32\S*?)\.", functions[mod.mangled(name)])
+                assert reds, f"{name} on {arch}: no dQ reduction found"
+                vector = arch != "sm_80" and name in paired
+                assert set(reds) == ({"F32x2"} if vector else {"F32"}), f"{name} on {arch}: {sorted(set(reds))}"
 
 
 def test_scalar_kernels_use_no_tensor_cores(compiled):
@@ -154,11 +156,34 @@ def test_scalar_kernels_use_no_tensor_cores(compiled):
     assert "HMMA" not in rt.disassemble(mod.code)
 
 
+#: Bytes of spills a tensor-core kernel may have, by name prefix (none unless listed). FA2's backward tiling
+#: holds 128 fp32 dK/dV accumulators a thread beside the step's S or dP tile; ptxas spills a few registers
+#: in some builds (NVRTC 13: up to 16 bytes at hd128 on sm_80, 20 at hd64 causal bf16 on sm_90a; the hd128
+#: bf16 builds on sm_90a spill none), one store and one reload each. It measured faster than the spill-free
+#: tilings tried (H200, bf16, hd128 16k bwd: 274 against 251 TFLOP/s), so it may keep that many, and no
+#: more than one reload per 4 bytes in the SASS: a spill inside the unrolled mma loops shows as many more.
+SPILL_ALLOWANCE = {"flash_bwd_mma_tiled": 20}
+
+
+def _spill_allowance(name: str) -> int:
+    return next((v for k, v in SPILL_ALLOWANCE.items() if name.startswith(k + "<")), 0)
+
+
 @pytest.mark.parametrize("arch", catalog.ARCHS)
 @pytest.mark.parametrize("filename", TENSOR_CORE_FILES)
 def test_tensor_core_kernels_do_not_spill(compiled, filename, arch):
-    """ptxas reports no local-memory spills for any tensor-core kernel (forward, backward, matmul)."""
-    usage = compiled(filename, arch).resource_usage()
+    """ptxas reports no local-memory spills for any tensor-core kernel (forward, backward, matmul), beyond
+    :data:`SPILL_ALLOWANCE`, whose reloads must be one instruction per spilled register in the SASS."""
+    mod = compiled(filename, arch)
+    usage = mod.resource_usage()
+    functions = None
     for name, u in usage.items():
-        if catalog.is_tensor_core(name):
-            assert u["spill_stores"] == 0 and u["spill_loads"] == 0, f"{name} on {arch} spills: {u}"
+        if not catalog.is_tensor_core(name):
+            continue
+        allowed = _spill_allowance(name)
+        spilled = max(u["spill_stores"], u["spill_loads"])
+        assert spilled <= allowed, f"{name} on {arch} spills {spilled} bytes (allowed {allowed}): {u}"
+        if spilled and rt.find_tool("nvdisasm") is not None:
+            functions = functions or _functions(rt.disassemble(mod.code))
+            reloads = len(re.findall(r"\bLDL(?:\.\S+)?\s", functions[mod.mangled(name)]))
+            assert reloads <= spilled // 4, f"{name} on {arch}: {reloads} LDL for {spilled} bytes of spills"

@@ -47,7 +47,7 @@ class TestCudaConformance(AttentionConformance):
 
 class TestCudaBackwardBaseConformance(TestCudaConformance):
     """The suite with the ``base`` backward (``ATTN_CUDA_BWD_VARIANT``, set for each whole test so the
-    backward runs under it; the default is ``wide8qv``); its backward tests are what this class adds."""
+    backward runs under it; the default is ``tiled``); its backward tests are what this class adds."""
 
     @pytest.fixture(autouse=True)
     def _base(self, monkeypatch):
@@ -79,6 +79,15 @@ class TestCudaBackwardWide8Conformance(TestCudaConformance):
     @pytest.fixture(autouse=True)
     def _wide8(self, monkeypatch):
         monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
+
+
+class TestCudaBackwardWide8qvConformance(TestCudaConformance):
+    """The suite with the ``wide8qv`` backward (the default until ``tiled`` passed this suite as an opt-in
+    on the H200, 2026-12-04: per-warp tiles, P^T and dS^T in registers, float2 dQ atomics)."""
+
+    @pytest.fixture(autouse=True)
+    def _wide8qv(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8qv")
 
 
 class TestCudaAlwaysRescaleConformance(TestCudaConformance):

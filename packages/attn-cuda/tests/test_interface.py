@@ -134,9 +134,18 @@ def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
 
 def test_backward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
-    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "wide8qv"
-    assert flash.BWD_CONFIGS[64].block_m == 64 and flash.BWD_CONFIGS[128].block_m == 16
-    assert all(config.pair_dq for config in flash.BWD_CONFIGS.values())
+    assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "tiled"
+    # FA2's tiles: 128 keys a block, 64 queries a step at hd128 and 128 at hd64, 2 x 4 warp grids.
+    assert flash.BWD_CONFIGS[64].block_m == 128 and flash.BWD_CONFIGS[128].block_m == 64
+    assert all(config.pair_dq and config.block_n == 128 for config in flash.BWD_CONFIGS.values())
+    assert flash.BWD_CONFIGS[128].name(torch.bfloat16, True) == (
+        "flash_bwd_mma_tiled<__nv_bfloat16, 128, 64, 128, 8, 2, 4, 2, true>"
+    )
+    assert flash.BWD_CONFIGS[128].grid(2, 4, 1000) == (8, 4, 2)
+    # K, V, two stages of Q and dO, P and dS, two stages of L and D rows: within an A100's 163 KB.
+    assert flash.BWD_CONFIGS[128].smem_bytes() == (2 * 128 + 4 * 64) * 128 * 2 + 2 * 64 * 128 * 2 + 4 * 64 * 4
+    assert flash.BWD_CONFIGS[128].filename == "flash_bwd_tiled.cu"
+    assert flash.BWD_VARIANTS["wide8"][128].filename == "flash_bwd.cu"
     monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "wide8")
     assert flash.bwd_variant() == "wide8" and flash.bwd_variant("base") == "base"
     assert flash.BWD_VARIANTS["wide8"][128].name(torch.bfloat16, True) == (
@@ -145,9 +154,9 @@ def test_backward_variant_selection(monkeypatch):
     assert flash.BWD_VARIANTS["wide8"][128].block_n == 128
     with pytest.raises(ValueError, match="backward variant"):
         flash.bwd_variant("nope")
-    names = flash.all_instantiations()["flash_bwd.cu"]
+    names = flash.all_instantiations()
     for configs in flash.BWD_VARIANTS.values():  # every variant is compiled by the CPU tier
-        assert configs[128].name(torch.float16, False) in names
+        assert configs[128].name(torch.float16, False) in names[configs[128].filename]
 
 
 def test_forward_variant_selection(monkeypatch):

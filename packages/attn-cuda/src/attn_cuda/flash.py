@@ -110,6 +110,49 @@ class BwdConfig:
         pair = ", true" if self.pair_dq else ""
         return f"flash_bwd_mma<{CTYPES[dtype]}, {self.head_dim}, {self.block_m}, {self.warps}, {_bool(causal)}{pair}>"
 
+    @property
+    def filename(self) -> str:
+        return "flash_bwd.cu"
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledBwdConfig:
+    """FA2's backward tiling (``flash_bwd_tiled.cu``): BN keys a block, BM queries a step, P and dS staged
+    in shared memory, each product spread over a 2-D grid of warps. ``wm_s``, ``wn_kv`` and ``wm_q`` are
+    the warps along the rows of S (queries), of dK and dV (keys) and of dQ (queries); the rest of each
+    grid runs along its columns. dQ is always added in pairs (float2 atomics on sm_90)."""
+
+    head_dim: int
+    block_m: int
+    block_n: int = 128
+    warps: int = 8
+    wm_s: int = 2
+    wn_kv: int = 4
+    wm_q: int = 2
+    pair_dq = True
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps
+
+    def smem_bytes(self, elt: int = 2) -> int:
+        # K and V once, Q and dO twice each, P and dS, then log2e * L and D of two steps in fp32.
+        bm, bn, hd = self.block_m, self.block_n, self.head_dim
+        return (2 * bn + 4 * bm) * hd * elt + 2 * bm * bn * elt + 4 * bm * 4
+
+    def grid(self, batch: int, heads_k: int, seqlen_k: int) -> tuple[int, int, int]:
+        return (math.ceil(seqlen_k / self.block_n), heads_k, batch)
+
+    def name(self, dtype: torch.dtype, causal: bool) -> str:
+        return (
+            f"flash_bwd_mma_tiled<{CTYPES[dtype]}, {self.head_dim}, {self.block_m}, {self.block_n}, "
+            f"{self.warps}, {self.wm_s}, {self.wn_kv}, {self.wm_q}, {_bool(causal)}>"
+        )
+
+    @property
+    def filename(self) -> str:
+        return "flash_bwd_tiled.cu"
+
 
 #: Forward variants, each a config per head dim. ``base`` is the first kernel (kept to compare and to
 #: fall back to); ``wide`` gives every warp 32 query rows so each K/V fragment feeds two mma (hd128 needs
@@ -221,7 +264,17 @@ FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
 #: It passed the conformance suite on the H200 (87 passed, 45 skipped) and is the default since: hd64 16k
 #: bwd 203 TFLOP/s against ``wide8``'s 147 (1.37x), fwd+bwd 226 against 175; hd128 bwd 170 against 171,
 #: causal 180 against 176, fwd+bwd 201 against 200 (bf16, one run, docs/benchmarks/h200-cuda-bwd-wide8qv.md).
-BWD_VARIANTS: dict[str, dict[int, BwdConfig]] = {
+#: ``tiled`` (2026-12-04, ``flash_bwd_tiled.cu``) is FA2's own tiling: 128 keys a block, 64 queries a step at
+#: hd128 and 128 at hd64, P and dS staged in shared memory and every product spread over a 2 x 4 grid of
+#: warps, so each fragment read from shared memory feeds several mma (about 58 bytes of ldmatrix per kFLOP
+#: at hd128, where the per-warp tilings above read about 128: the ceiling they hit). Its ldmatrix addresses
+#: come from one lane address per operand (``attn::swz_step``) and L and D arrive by cp.async, which is
+#: what fits it into 255 registers (hd128 at most 16 bytes of spills, reloaded once a step). On the H200
+#: (bf16, 16k, one run beside torch's flash backward) it passed the conformance suite (87 passed, 45
+#: skipped) and timed hd128 bwd 274 TFLOP/s against ``wide8qv``'s 172 (1.59x) and flash's 312, fwd+bwd 292
+#: against 200 and flash's 324 (0.90x); causal fwd+bwd 292 (0.92x); hd64 bwd 233 against 204, fwd+bwd 251
+#: (0.85x flash). The default since.
+BWD_VARIANTS: dict[str, dict[int, BwdConfig | TiledBwdConfig]] = {
     "base": {64: BwdConfig(64, block_m=32), 128: BwdConfig(128, block_m=16)},
     "wide8": {64: BwdConfig(64, block_m=32, warps=8), 128: BwdConfig(128, block_m=16, warps=8)},
     "wide8q": {64: BwdConfig(64, block_m=64, warps=8), 128: BwdConfig(128, block_m=32, warps=8)},
@@ -233,8 +286,12 @@ BWD_VARIANTS: dict[str, dict[int, BwdConfig]] = {
         64: BwdConfig(64, block_m=64, warps=8, pair_dq=True),
         128: BwdConfig(128, block_m=16, warps=8, pair_dq=True),
     },
+    "tiled": {
+        64: TiledBwdConfig(64, block_m=128, wm_s=2, wn_kv=4, wm_q=2),
+        128: TiledBwdConfig(128, block_m=64, wm_s=2, wn_kv=4, wm_q=2),
+    },
 }
-DEFAULT_BWD_VARIANT = "wide8qv"
+DEFAULT_BWD_VARIANT = "tiled"
 BWD_CONFIGS = BWD_VARIANTS[DEFAULT_BWD_VARIANT]
 
 
@@ -300,20 +357,21 @@ def preprocess_name(dtype: torch.dtype, head_dim: int) -> str:
 
 def all_instantiations() -> dict[str, list[str]]:
     """Every (file -> name expressions) the package launches: what the CPU tier compiles for each arch."""
-    fwd, bwd, scalar = [], [], []
+    fwd, scalar = [], []
+    bwd: dict[str, list[str]] = {"flash_bwd.cu": [], "flash_bwd_tiled.cu": []}
     for dtype in DTYPES:
         for hd in HEAD_DIMS:
-            bwd.append(preprocess_name(dtype, hd))
+            bwd["flash_bwd.cu"].append(preprocess_name(dtype, hd))
             for causal in (False, True):
                 for configs in FWD_VARIANTS.values():
                     name = configs[hd].for_causal(causal).name(dtype, causal)
                     if name not in fwd:  # wide48's hd64 is wide's
                         fwd.append(name)
                 for configs in BWD_VARIANTS.values():
-                    bwd.append(configs[hd].name(dtype, causal))
+                    bwd[configs[hd].filename].append(configs[hd].name(dtype, causal))
                 for version in SCALAR_TILES:
                     scalar.append(scalar_name(version, dtype, hd, causal))
-    return {"flash_fwd.cu": fwd, "flash_bwd.cu": bwd, "flash_scalar.cu": scalar}
+    return {"flash_fwd.cu": fwd, **bwd, "flash_scalar.cu": scalar}
 
 
 # -- compile on first use --------------------------------------------------------------------------------
@@ -447,7 +505,5 @@ def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool, *, va
     args = [q, k, v, dout, lse, delta, dq_accum, dk, dv, i32(sq), i32(sk), i32(hq), i32(hk)]
     args += _strides(q) + _strides(k) + _strides(v) + _strides(dout)
     args += [f32(softmax_scale), f32(softmax_scale * LOG2E)]
-    launch(
-        module_for("flash_bwd.cu", name), name, cfg.grid(b, hk, sk), cfg.threads, args, smem=cfg.smem_bytes()
-    )
+    launch(module_for(cfg.filename, name), name, cfg.grid(b, hk, sk), cfg.threads, args, smem=cfg.smem_bytes())
     return dq_accum.to(q.dtype), dk, dv

@@ -54,6 +54,13 @@ template <> ATTN_DEVICE unsigned pack2<__nv_bfloat16>(float lo, float hi) {
     return *reinterpret_cast<unsigned*>(&h);
 }
 
+// The inverse: one register of two 16-bit values back to two floats (exact).
+template <typename T> ATTN_DEVICE float2 unpack2(unsigned x);
+template <> ATTN_DEVICE float2 unpack2<__half>(unsigned x) { return __half22float2(*reinterpret_cast<__half2*>(&x)); }
+template <> ATTN_DEVICE float2 unpack2<__nv_bfloat16>(unsigned x) {
+    return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&x));
+}
+
 // -- tensor cores ---------------------------------------------------------------------------------------
 
 // d += a * b on one m16n8k16 tile, fp32 accumulators. One instruction per warp; HMMA.16816 in SASS.
@@ -88,6 +95,14 @@ ATTN_DEVICE int fresh_tid() {
     return x;
 }
 
+// One 32-bit store to / load from a shared-memory address (as smem_addr gives, or swz_step computes).
+ATTN_DEVICE void st_shared_u32(unsigned addr, unsigned v) { asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v)); }
+ATTN_DEVICE unsigned ld_shared_u32(unsigned addr) {
+    unsigned v;
+    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+    return v;
+}
+
 // Four 8x8 tiles of 16-bit values. Lanes 8i..8i+7 give the row addresses of tile i; afterwards every
 // lane holds, in r[i], two neighbouring values of row lane/4 of tile i (columns 2*(lane%4), +1).
 ATTN_DEVICE void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
@@ -111,6 +126,11 @@ ATTN_DEVICE void ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
 ATTN_DEVICE void cp_async_16(unsigned dst, const void* src, bool valid) {
     int src_size = valid ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_size));
+}
+// The same for 4 bytes (through L1: .cg takes only 16-byte copies), e.g. one fp32 row statistic.
+ATTN_DEVICE void cp_async_4(unsigned dst, const void* src, bool valid) {
+    int src_size = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_size));
 }
 ATTN_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Wait until at most N committed groups are still in flight.
@@ -139,6 +159,18 @@ template <int COLS> ATTN_DEVICE int swz(int row, int col) {
 template <int COLS> ATTN_DEVICE int swz_chunk(int row, int chunk, int s) {
     static_assert(COLS % 64 == 0, "swizzled rows must hold a multiple of 8 chunks of 8 elements");
     return row * COLS + (((chunk & ~7) | ((chunk & 7) ^ s)) << 3);
+}
+
+// The same tile addressed from one precomputed lane address. In an unrolled mma loop a lane reads chunk
+// c0 + dc of row r0 + dr, where dr is a multiple of 8 (same row % 8, same swizzle) and dc a compile-time
+// chunk offset whose low three bits are clear in c0. The swizzle then distributes over the sum: dc's low
+// bits XOR into the lane's swizzled chunk, the rest adds. With the tile 128-byte aligned,
+//   address(r0 + dr, c0 + dc) = (address(r0, c0) ^ ((dc & 7) << 4)) + (dc >> 3) * 128 + dr * COLS * 2
+// is one LOP3 and an immediate offset per ldmatrix; recomputing the swizzle from (row, chunk) instead
+// leaves ptxas one live address register per distinct (dr, dc), more than a 255-register kernel holds.
+template <int COLS> ATTN_DEVICE unsigned swz_step(unsigned addr, int dr, int dc) {
+    static_assert(COLS % 64 == 0, "swizzled rows must hold a multiple of 8 chunks of 8 elements");
+    return (addr ^ ((dc & 7) << 4)) + (dc >> 3) * 128 + dr * COLS * 2;
 }
 
 // Two other ways to lay out the same tile, kept to measure what the swizzle buys (the matmul's `LAYOUT`
