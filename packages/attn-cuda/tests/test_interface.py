@@ -135,7 +135,7 @@ def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
 def test_backward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
     assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "tiled"
-    # FA2's tiles: 128 keys a block, 64 queries a step at hd128 and 128 at hd64, 2 x 4 warp grids.
+    # FA2's tiles: 128 keys a block, 64 queries a step at hd128 and 128 at hd64, 8 warps.
     assert flash.BWD_CONFIGS[64].block_m == 128 and flash.BWD_CONFIGS[128].block_m == 64
     assert all(config.pair_dq and config.block_n == 128 for config in flash.BWD_CONFIGS.values())
     assert flash.BWD_CONFIGS[128].name(torch.bfloat16, True) == (

@@ -265,11 +265,11 @@ FWD_CONFIGS = FWD_VARIANTS[DEFAULT_FWD_VARIANT]
 #: bwd 203 TFLOP/s against ``wide8``'s 147 (1.37x), fwd+bwd 226 against 175; hd128 bwd 170 against 171,
 #: causal 180 against 176, fwd+bwd 201 against 200 (bf16, one run, docs/benchmarks/h200-cuda-bwd-wide8qv.md).
 #: ``tiled`` (2026-12-04, ``flash_bwd_tiled.cu``) is FA2's own tiling: 128 keys a block, 64 queries a step at
-#: hd128 and 128 at hd64, P and dS staged in shared memory and every product spread over a 2 x 4 grid of
-#: warps, so each fragment read from shared memory feeds several mma (about 58 bytes of ldmatrix per kFLOP
+#: hd128 and 128 at hd64, P and dS staged in shared memory and every product spread over a 2-D grid of
+#: the 8 warps, so each fragment read from shared memory feeds several mma (about 58 bytes of ldmatrix per kFLOP
 #: at hd128, where the per-warp tilings above read about 128: the ceiling they hit). Its ldmatrix addresses
 #: come from one lane address per operand (``attn::swz_step``) and L and D arrive by cp.async, which is
-#: what fits it into 255 registers (hd128 at most 16 bytes of spills, reloaded once a step). On the H200
+#: what fits it into 255 registers (0-20 bytes of spills in some builds, each reloaded once a step). On the H200
 #: (bf16, 16k, one run beside torch's flash backward) it passed the conformance suite (87 passed, 45
 #: skipped) and timed hd128 bwd 274 TFLOP/s against ``wide8qv``'s 172 (1.59x) and flash's 312, fwd+bwd 292
 #: against 200 and flash's 324 (0.90x); causal fwd+bwd 292 (0.92x); hd64 bwd 233 against 204, fwd+bwd 251

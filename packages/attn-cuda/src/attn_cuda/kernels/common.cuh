@@ -168,10 +168,12 @@ template <int COLS> ATTN_DEVICE int swz_chunk(int row, int chunk, int s) {
 //   address(r0 + dr, c0 + dc) = (address(r0, c0) ^ ((dc & 7) << 4)) + (dc >> 3) * 128 + dr * COLS * 2
 // is one LOP3 and an immediate offset per ldmatrix; recomputing the swizzle from (row, chunk) instead
 // leaves ptxas one live address register per distinct (dr, dc), more than a 255-register kernel holds.
+// --8<-- [start:swz-step]
 template <int COLS> ATTN_DEVICE unsigned swz_step(unsigned addr, int dr, int dc) {
     static_assert(COLS % 64 == 0, "swizzled rows must hold a multiple of 8 chunks of 8 elements");
     return (addr ^ ((dc & 7) << 4)) + (dc >> 3) * 128 + dr * COLS * 2;
 }
+// --8<-- [end:swz-step]
 
 // Two other ways to lay out the same tile, kept to measure what the swizzle buys (the matmul's `LAYOUT`
 // template argument; every other kernel uses the swizzle):

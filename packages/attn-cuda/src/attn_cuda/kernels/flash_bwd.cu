@@ -19,17 +19,8 @@
 //
 // Q and dO tiles are double-buffered with cp.async (the next tile loads while this one is used); K and V
 // are loaded once. Causal (bottom-right) blocks skip query tiles that lie entirely above the diagonal.
-#include "common.cuh"
+#include "flash_bwd_common.cuh"
 
-namespace {
-
-ATTN_DEVICE float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-}  // namespace
 
 // D[b, h, i] = sum_d dO[b, i, h, d] * O[b, i, h, d]: one warp per query row.
 template <typename T, int HD>
@@ -48,20 +39,6 @@ __global__ void flash_bwd_preprocess(const T* __restrict__ o, const T* __restric
     for (int d = lane; d < HD; d += 32) acc += attn::to_float(op[d]) * attn::to_float(dp[d]);
     acc = attn::warp_sum(acc);
     if (lane == 0) delta[r] = acc;  // r == (b * heads_q + h) * seqlen_q + i
-}
-
-// Adds the pair (x, y) to dst[0], dst[1] (8-byte aligned). With PAIR on sm_90 that is one vector atomic
-// (atomicAdd on float2, global memory, compute capability 9.x): half the L2 atomic operations of two
-// scalar adds. On earlier architectures, or without PAIR, two scalar atomics.
-template <bool PAIR> ATTN_DEVICE void atomic_add_pair(float* dst, float x, float y) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (PAIR) {
-        atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
-        return;
-    }
-#endif
-    atomicAdd(dst, x);
-    atomicAdd(dst + 1, y);
 }
 
 template <typename T, int HD, int BM, int NWARPS, bool CAUSAL, bool PAIR_DQ = false>
@@ -102,22 +79,15 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
     const int diag = seqlen_k - seqlen_q;
 
     // Query tiles this key block must visit: causal skips those whose last row sees none of our keys.
-    int m_first = 0;
-    if (CAUSAL) m_first = max(0, n0 - diag) / BM;
-    const int m_tiles = (seqlen_q + BM - 1) / BM;
-    const int per_head = max(0, m_tiles - m_first);
-    const int steps = per_head * group;
+    const attn::BwdSteps<BM, CAUSAL> sched(n0, hk, group, seqlen_q, diag);
+    const int steps = sched.steps;
 
     const T* k_base = k + b * k_sb + hk * k_sh + (long long)n0 * k_ss;
     const T* v_base = v + b * v_sb + hk * v_sh + (long long)n0 * v_ss;
 
-    auto tile_of = [&](int step, int& h, int& m0) {
-        h = hk * group + step / per_head;
-        m0 = (m_first + step % per_head) * BM;
-    };
     auto load_q_do = [&](int step, int stage) {
         int h, m0;
-        tile_of(step, h, m0);
+        sched.tile(step, h, m0);
         attn::load_tile_async<BM, HD, NTHREADS>(sQ + stage * BM * HD, q + b * q_sb + h * q_sh + (long long)m0 * q_ss,
                                                 q_ss, seqlen_q - m0, tid);
         attn::load_tile_async<BM, HD, NTHREADS>(sdO + stage * BM * HD,
@@ -149,7 +119,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
         }
         __syncthreads();
         int h, m0;
-        tile_of(step, h, m0);
+        sched.tile(step, h, m0);
         // The block's lane, g and t again (same values), read afresh where FRESH_LANE says so.
         const int lane = FRESH_LANE ? attn::fresh_tid() % 32 : tid % 32, g = lane >> 2, t = lane & 3;
         const T* q_s = sQ + stage * BM * HD;
@@ -199,7 +169,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
                 for (int r = 0; r < 2; ++r) {
                     const int e = 2 * r + c;
                     const int key = n0 + kw + g + 8 * r;
-                    float p = fast_exp2(s[nt][e] * scale_log2 - l2);
+                    float p = attn::fast_exp2(s[nt][e] * scale_log2 - l2);
                     if (key >= seqlen_k || (CAUSAL && key > query + diag)) p = 0.f;
                     s[nt][e] = p;
                     dp[nt][e] = p * (dp[nt][e] - dl);
@@ -274,7 +244,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
                         const int query = m0 + mt * 16 + g + 8 * r;
                         const int d = d0 + dt * 8 + 2 * t;
                         if (query < seqlen_q)
-                            atomic_add_pair<true>(dq_accum + (((long long)b * seqlen_q + query) * heads_q + h) * HD + d,
+                            attn::atomic_add_pair<true>(dq_accum + (((long long)b * seqlen_q + query) * heads_q + h) * HD + d,
                                                   acc_dq[dt][2 * r] * scale, acc_dq[dt][2 * r + 1] * scale);
                     }
             } else {

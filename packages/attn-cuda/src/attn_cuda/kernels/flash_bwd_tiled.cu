@@ -2,42 +2,26 @@
 //
 // The same algebra as flash_bwd.cu (see there), computed in a different shape. flash_bwd_mma gives each
 // warp 16 keys and all of a step's 16 queries, so P^T and dS^T stay in registers, but every warp reads the
-// whole Q and dO tile for every mma it issues: about 128 bytes of ldmatrix per kFLOP, which caps it near
-// 260 TFLOP/s of shared-memory bandwidth on an H200. Here a block owns BN keys, steps over BM queries at a
-// time, and every product is tiled over all warps in two dimensions, so each fragment read from shared
-// memory feeds several mma:
+// whole Q and dO tile for the few mma it issues: about 128 bytes of ldmatrix per kFLOP, which at an H200's
+// ~33 TB/s of shared-memory bandwidth (128 bytes a clock per SM) bounds it near 260 TFLOP/s; it ran at
+// 172. Here a block owns BN keys, steps over BM queries at a time, and every product is tiled over all
+// warps in two dimensions, so each fragment read from shared memory feeds several mma:
 //
-//   S  = Q K^T, dP = dO V^T   BM x BN, warps WM_S x (NWARPS / WM_S)
+//   S  = Q K^T, dP = dO V^T      BM x BN, warps WM_S x (NWARPS / WM_S)
 //   P  = exp2(S log2e scale - L log2e), dS = P (dP - D): both to shared memory as 16-bit values
-//   dV += P^T dO, dK += dS^T Q  BN x HD, warps WN_KV x (NWARPS / WN_KV), accumulated in registers
-//   dQ  = dS K                  BM x HD, warps WM_Q x (NWARPS / WM_Q), added into fp32 dq_accum
+//   dV += P^T dO, dK += dS^T Q   BN x HD, warps WN_KV x (NWARPS / WN_KV), accumulated in registers
+//   dQ  = dS K                   BM x HD, warps WM_Q x (NWARPS / WM_Q), added into fp32 dq_accum
 //
-// At hd128 with BM = 64, BN = 128 that is about 58 bytes of ldmatrix per kFLOP. The price is the round
-// trip of P and dS through shared memory and two more barriers a step.
+// At hd128 with BM = 64, BN = 128 and 2 x 4 grids that is about 58 bytes of ldmatrix per kFLOP. The price
+// is the round trip of P and dS through shared memory, and registers: 128 fp32 dK/dV accumulators a
+// thread beside a 32 x 32 S or dP tile, which is why S and dP are computed one after the other and every
+// ldmatrix address is derived from one lane address per operand (attn::swz_step).
 //
-// Q, dO and the step's logsumexp and D rows are double-buffered (cp.async for the tiles; the rows load
-// into registers at the start of a step and land in shared memory at its end, so their latency hides
-// behind the step). K and V are loaded once. GQA and causal skipping as in flash_bwd.cu.
-#include "common.cuh"
+// Q, dO and the step's L and D rows are double-buffered by cp.async (the next step's loads are in flight
+// while this one computes). K and V are loaded once. GQA and causal skipping as in flash_bwd.cu.
+#include "flash_bwd_common.cuh"
 
 namespace {
-
-ATTN_DEVICE float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-// Adds (x, y) to dst[0..1]: one float2 atomic on sm_90 (global memory, compute capability 9.x), two
-// scalar ones before.
-ATTN_DEVICE void atomic_add2(float* dst, float x, float y) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
-#else
-    atomicAdd(dst, x);
-    atomicAdd(dst + 1, y);
-#endif
-}
 
 // acc = A B^T on one warp's (16 MT) x (8 NT) tile, A and B both stored [row][HD] swizzled in shared
 // memory (Q K^T, dO V^T), the reduction over all HD channels. a0, b0: the first A and B row of the tile.
@@ -115,19 +99,11 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
     const int group = heads_q / heads_k;
     const int diag = seqlen_k - seqlen_q;
 
-    int m_first = 0;
-    if (CAUSAL) m_first = max(0, n0 - diag) / BM;
-    const int m_tiles = (seqlen_q + BM - 1) / BM;
-    const int per_head = max(0, m_tiles - m_first);
-    const int steps = per_head * group;
-
-    auto tile_of = [&](int step, int& h, int& m0) {
-        h = hk * group + step / per_head;
-        m0 = (m_first + step % per_head) * BM;
-    };
+    const attn::BwdSteps<BM, CAUSAL> sched(n0, hk, group, seqlen_q, diag);
+    const int steps = sched.steps;
     auto load_q_do = [&](int step, int stage) {
         int h, m0;
-        tile_of(step, h, m0);
+        sched.tile(step, h, m0);
         attn::load_tile_async<BM, HD, NTHREADS>(sQ + stage * BM * HD, q + b * q_sb + h * q_sh + (long long)m0 * q_ss,
                                                 q_ss, seqlen_q - m0, tid);
         attn::load_tile_async<BM, HD, NTHREADS>(sdO + stage * BM * HD,
@@ -139,7 +115,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
     // dS = P (dP - D) = 0 and P^T dO adds nothing.
     auto load_rows = [&](int step, int stage) {
         int h, m0;
-        tile_of(step, h, m0);
+        sched.tile(step, h, m0);
         if (tid >= 2 * BM) return;
         const int row = m0 + tid % BM;
         const float* src = (tid < BM ? lse : delta) + ((long long)b * heads_q + h) * seqlen_q;
@@ -179,7 +155,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
         }
         __syncthreads();
         int h, m0;
-        tile_of(step, h, m0);
+        sched.tile(step, h, m0);
         const T* q_s = sQ + stage * BM * HD;
         const T* do_s = sdO + stage * BM * HD;
         const float* l_s = sRows + stage * 2 * BM;
@@ -208,7 +184,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
                         float p[2];
 #pragma unroll
                         for (int c = 0; c < 2; ++c) {
-                            p[c] = fast_exp2(s[mt][nt][2 * r + c] * scale_log2 - l2);
+                            p[c] = attn::fast_exp2(s[mt][nt][2 * r + c] * scale_log2 - l2);
                             const int key = n0 + s_n0 + nt * 8 + 2 * t + c;
                             if (edge && (key >= seqlen_k || (CAUSAL && key > m0 + row + diag))) p[c] = 0.f;
                         }
@@ -237,6 +213,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
         }
         __syncthreads();
 
+        // --8<-- [start:dkdv]
         // ---- dV += P^T dO, dK += dS^T Q on this warp's KV_M keys x KV_N channels ----
         {
             const int lane = attn::fresh_tid() % 32, mi = lane >> 3;
@@ -274,6 +251,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
             }
         }
 
+        // --8<-- [end:dkdv]
         // ---- dQ += scale dS K on this warp's Q_M queries x Q_N channels, fp32 atomics ----
         {
             const int lane = attn::fresh_tid() % 32, mi = lane >> 3;
@@ -314,7 +292,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
                     float* row = dq_accum + (((long long)b * seqlen_q + query) * heads_q + h) * HD + q_n0 + 2 * t;
 #pragma unroll
                     for (int nt = 0; nt < Q_NT; ++nt)
-                        atomic_add2(row + nt * 8, acc_dq[mt][nt][2 * r] * scale, acc_dq[mt][nt][2 * r + 1] * scale);
+                        attn::atomic_add_pair<true>(row + nt * 8, acc_dq[mt][nt][2 * r] * scale, acc_dq[mt][nt][2 * r + 1] * scale);
                 }
         }
         __syncthreads();  // P, dS and this stage's Q, dO, L and D are free

@@ -1,0 +1,52 @@
+// What the two tensor-core backward kernels (flash_bwd.cu, flash_bwd_tiled.cu) share: the exponential, the
+// query tiles a key block visits and the paired dQ atomics.
+#pragma once
+
+#include "common.cuh"
+
+namespace attn {
+
+// 2^x by the SFU's approximate exp2 (flush-to-zero).
+ATTN_DEVICE float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// The steps of one backward block: it owns keys n0.. of KV head hk and visits, for every query head that
+// shares that KV head (GQA), the BM-row query tiles from the first whose last row sees one of its keys
+// (causal, bottom-right aligned) to the last. Step s is tile s % per_head of head hk * group + s / per_head.
+template <int BM, bool CAUSAL> struct BwdSteps {
+    int hk, group, m_first, per_head, steps;
+
+    // Written as the kernels first computed it inline: ptxas allocates registers differently for the same
+    // arithmetic in another order (a first form of this struct changed the SASS of 80 of the 88 builds of
+    // flash_bwd.cu; this one leaves 86 byte-identical).
+    ATTN_DEVICE BwdSteps(int n0, int hk_, int group_, int seqlen_q, int diag) : hk(hk_), group(group_) {
+        m_first = 0;
+        if (CAUSAL) m_first = max(0, n0 - diag) / BM;
+        const int m_tiles = (seqlen_q + BM - 1) / BM;
+        per_head = max(0, m_tiles - m_first);
+        steps = per_head * group;
+    }
+    ATTN_DEVICE void tile(int step, int& h, int& m0) const {
+        h = hk * group + step / per_head;
+        m0 = (m_first + step % per_head) * BM;
+    }
+};
+
+// Adds the pair (x, y) to dst[0], dst[1] (8-byte aligned). With PAIR on sm_90 that is one vector atomic
+// (atomicAdd on float2, global memory, compute capability 9.x): half the L2 atomic operations of two
+// scalar adds. On earlier architectures, or without PAIR, two scalar atomics.
+template <bool PAIR> ATTN_DEVICE void atomic_add_pair(float* dst, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (PAIR) {
+        atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
+        return;
+    }
+#endif
+    atomicAdd(dst, x);
+    atomicAdd(dst + 1, y);
+}
+
+}  // namespace attn
