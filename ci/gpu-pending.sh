@@ -47,8 +47,12 @@
 # 90 skipped), queue e (attn-cutlass's whole sm90 tier: 669 passed, 154 skipped, 14 workers, 388 s), the 16k
 # backward rows beside FA4 (docs/benchmarks/h200-cuda-bwd-16k.md). Done in the third session of 2026-12-04
 # (one H200): queue n (attn-flashmla's tier with the seesaw CuTe kernel the default: 74 passed, 7 skipped;
-# its forms timed; the mla-decode rows, docs/benchmarks/h200-mla-decode-seesaw.md). Owed: queue o (the
-# opt-in cross_first order, timed mixed once; wheels needed).
+# its forms timed; the mla-decode rows, docs/benchmarks/h200-mla-decode-seesaw.md). Done in the fourth
+# session of 2026-12-04 (one H200, no wheels): attn-cuda's tiled backward (conformance as an opt-in 87 passed,
+# 45 skipped; as the default the sm90 tier without the other variants' classes and the sanitizer test, 222
+# passed; its own memcheck/racecheck clean; docs/benchmarks/h200-cuda-bwd-tiled.md) and attn-flashmla's h_q 16
+# rows (docs/benchmarks/h200-mla-decode-hq16.md). Owed: queue o (the opt-in cross_first order, timed mixed
+# once; wheels needed) and queue p (attn-cuda's whole sm90 tier with the tiled backward the default).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -190,6 +194,12 @@ queue_o() {  # attn-flashmla's opt-in cross_first order against the seesaw defau
     for i in 1 2 3; do
         step "cute-cross-first-$i" 100 python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw,seesaw_cross_first
     done
+}
+
+queue_p() {  # attn-cuda's whole sm90 tier with the tiled backward the default (2026-12-04, fourth session):
+    # that session ran all but the other variants' conformance classes and the sanitizer test (222 passed)
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-sm90 560 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

@@ -95,13 +95,8 @@ ATTN_DEVICE int fresh_tid() {
     return x;
 }
 
-// One 32-bit store to / load from a shared-memory address (as smem_addr gives, or swz_step computes).
+// One 32-bit store to a shared-memory address (as smem_addr gives, or swz_step computes).
 ATTN_DEVICE void st_shared_u32(unsigned addr, unsigned v) { asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v)); }
-ATTN_DEVICE unsigned ld_shared_u32(unsigned addr) {
-    unsigned v;
-    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
-    return v;
-}
 
 // Four 8x8 tiles of 16-bit values. Lanes 8i..8i+7 give the row addresses of tile i; afterwards every
 // lane holds, in r[i], two neighbouring values of row lane/4 of tile i (columns 2*(lane%4), +1).

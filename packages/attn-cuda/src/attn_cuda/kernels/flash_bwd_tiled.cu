@@ -216,6 +216,8 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
         // --8<-- [start:dkdv]
         // ---- dV += P^T dO, dK += dS^T Q on this warp's KV_M keys x KV_N channels ----
         {
+            // The lane read afresh (the same value): otherwise ptxas computes this phase's lane addresses
+            // once, before the step loop, and holds them through all of it beside the accumulators.
             const int lane = attn::fresh_tid() % 32, mi = lane >> 3;
             // A = P^T, dS^T from P, dS stored [query][key]: rows addressed are queries, .trans. dS is P's
             // address plus a constant.
@@ -254,7 +256,7 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
         // --8<-- [end:dkdv]
         // ---- dQ += scale dS K on this warp's Q_M queries x Q_N channels, fp32 atomics ----
         {
-            const int lane = attn::fresh_tid() % 32, mi = lane >> 3;
+            const int lane = attn::fresh_tid() % 32, mi = lane >> 3;  // afresh, as above
             float acc_dq[Q_MT][Q_NT][4];
 #pragma unroll
             for (int i = 0; i < Q_MT; ++i)
