@@ -136,7 +136,7 @@ class TiledBwdConfig:
         return 32 * self.warps
 
     def smem_bytes(self, elt: int = 2) -> int:
-        # K and V once, Q and dO twice each, P and dS, then log2e * L and D of two steps in fp32.
+        # K and V once, Q and dO twice each, P and dS, then the L and D rows of two steps in fp32.
         bm, bn, hd = self.block_m, self.block_n, self.head_dim
         return (2 * bn + 4 * bm) * hd * elt + 2 * bm * bn * elt + 4 * bm * 4
 
