@@ -159,6 +159,25 @@ def test_backward_variant_selection(monkeypatch):
         assert configs[128].name(torch.float16, False) in names[configs[128].filename]
 
 
+def test_default_backward_falls_back_where_its_shared_memory_does_not_fit(monkeypatch):
+    """sm_86 / sm_89 allow 99 KB a block: the default (tiled, ~162 KB) gives way to the per-warp tiling
+    there, on H100/A100 it stays; a variant asked for by name is never swapped."""
+    from attn_cuda import runtime
+
+    monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
+    limits = {0: 227 * 1024, 1: 163 * 1024, 2: 99 * 1024}
+    monkeypatch.setattr(runtime, "max_dynamic_smem", limits.__getitem__)
+    for d in flash.HEAD_DIMS:
+        tiled, fallback = flash.BWD_VARIANTS["tiled"][d], flash.BWD_VARIANTS[flash.FALLBACK_BWD_VARIANT][d]
+        assert flash.bwd_config(d, 0) == flash.bwd_config(d, 1) == tiled
+        assert fallback.smem_bytes() <= limits[2] < tiled.smem_bytes()
+        assert flash.bwd_config(d, 2) == fallback
+        assert flash.bwd_config(d, 2, "tiled") == tiled  # asked for: launched as asked (and refused there)
+        monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", "tiled")
+        assert flash.bwd_config(d, 2) == tiled
+        monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT")
+
+
 def test_forward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_FWD_VARIANT", raising=False)
     assert flash.fwd_variant() == flash.DEFAULT_FWD_VARIANT == "wide64"

@@ -300,6 +300,25 @@ def bwd_variant(variant: str | None = None) -> str:
     return _choice("backward variant", variant, "ATTN_CUDA_BWD_VARIANT", DEFAULT_BWD_VARIANT, BWD_VARIANTS)
 
 
+#: Where the default's shared memory does not fit a block (``tiled`` takes 161-162 KB; sm_86 and sm_89
+#: allow 99 KB), the default backward falls back to the per-warp tiling, 82-86 KB.
+FALLBACK_BWD_VARIANT = "wide8qv"
+
+
+def bwd_config(head_dim: int, device_index: int, variant: str | None = None) -> BwdConfig | TiledBwdConfig:
+    """The backward tiling to launch on device ``device_index``: the variant asked for (argument or
+    ``$ATTN_CUDA_BWD_VARIANT``) as it is, else the default, or :data:`FALLBACK_BWD_VARIANT` where the
+    default does not fit the device's shared memory per block."""
+    from .runtime import max_dynamic_smem
+
+    chosen = bwd_variant(variant)
+    cfg = BWD_VARIANTS[chosen][head_dim]
+    asked = variant or os.environ.get("ATTN_CUDA_BWD_VARIANT")
+    if not asked and cfg.smem_bytes() > max_dynamic_smem(device_index):
+        return BWD_VARIANTS[FALLBACK_BWD_VARIANT][head_dim]
+    return cfg
+
+
 #: The order causal query blocks are launched in (``ATTN_CUDA_CAUSAL_ORDER``, read per call). The hardware
 #: starts blocks in linear order, x fastest, and a causal block's cost grows with its position. ``per_head``:
 #: the grid is (query blocks reversed, heads, batch), so head 0's blocks go first, longest first, then head
@@ -479,7 +498,7 @@ def flash_fwd(
 def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool, *, variant: str | None = None):
     """FlashAttention-2 backward on tensor cores: (dq, dk, dv) in the inputs' dtype, contiguous.
 
-    ``variant`` picks the tiling (:data:`BWD_VARIANTS`, default :func:`bwd_variant`)."""
+    ``variant`` picks the tiling (:data:`BWD_VARIANTS`, default :func:`bwd_config`)."""
     b, sq, hq, d = q.shape
     sk, hk = k.shape[1], k.shape[2]
     dk = torch.empty((b, sk, hk, d), dtype=q.dtype, device=q.device)
@@ -500,7 +519,7 @@ def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool, *, va
         [out, dout, delta, i32(sq), i32(hq), *_strides(out), *_strides(dout), i64(rows)],
     )
     dq_accum = torch.zeros((b, sq, hq, d), dtype=torch.float32, device=q.device)
-    cfg = BWD_VARIANTS[bwd_variant(variant)][d]
+    cfg = bwd_config(d, q.device.index if q.device.index is not None else torch.cuda.current_device(), variant)
     name = cfg.name(q.dtype, causal)
     args = [q, k, v, dout, lse, delta, dq_accum, dk, dv, i32(sq), i32(sk), i32(hq), i32(hk)]
     args += _strides(q) + _strides(k) + _strides(v) + _strides(dout)
