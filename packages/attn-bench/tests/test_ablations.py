@@ -159,7 +159,8 @@ def test_ablations_preset_selects_the_guide_pairs():
         "triton/stages_3", "triton/stages_2", "triton/stages_1",
     }  # fmt: skip
     assert impls["attention-bwd"] == {
-        "cuda/mma", "cuda/bwd_base", "cuda/bwd_wide8", "cuda/bwd_wide8q", "cuda/bwd_wide8v", "cutlass",
+        "cuda/mma", "cuda/bwd_base", "cuda/bwd_wide8", "cuda/bwd_wide8q", "cuda/bwd_wide8v", "cuda/bwd_wide8qv",
+        "cutlass",
         "cutlass/dq_atomic",
         "triton", "triton/deterministic", "triton/atomic_dq", "triton/pointer_loads",
     }  # fmt: skip

@@ -107,7 +107,9 @@ def test_tensor_core_kernels_hold_hmma_in_sm80_sass(compiled, filename):
         assert "LDSM" in body, f"{name}: no ldmatrix (LDSM) in its sm_80 SASS"
         assert "LDGSTS" in body, f"{name}: no cp.async (LDGSTS) in its sm_80 SASS"
         if not _spill_allowance(name):  # the spill test bounds the allowed kernels' LDL
-            assert not re.search(r"\b(LDL|STL)\b", body), f"{name}: local-memory traffic (LDL/STL) in its SASS"
+            assert not re.search(r"\b(LDL|STL)\b", body), (
+                f"{name}: local-memory traffic (LDL/STL) in its SASS"
+            )
 
 
 @pytest.mark.parametrize("filename", TENSOR_CORE_FILES)
@@ -146,7 +148,9 @@ def test_paired_dq_atomics_are_vector_reductions_on_sm90(compiled):
                 reds = re.findall(r"\bREDG?\.E\.ADD\.(F32\S*?)\.", functions[mod.mangled(name)])
                 assert reds, f"{name} on {arch}: no dQ reduction found"
                 vector = arch != "sm_80" and name in paired
-                assert set(reds) == ({"F32x2"} if vector else {"F32"}), f"{name} on {arch}: {sorted(set(reds))}"
+                assert set(reds) == ({"F32x2"} if vector else {"F32"}), (
+                    f"{name} on {arch}: {sorted(set(reds))}"
+                )
 
 
 def test_scalar_kernels_use_no_tensor_cores(compiled):

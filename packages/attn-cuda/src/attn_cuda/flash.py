@@ -519,10 +519,14 @@ def flash_bwd(dout, q, k, v, out, lse, softmax_scale: float, causal: bool, *, va
         [out, dout, delta, i32(sq), i32(hq), *_strides(out), *_strides(dout), i64(rows)],
     )
     dq_accum = torch.zeros((b, sq, hq, d), dtype=torch.float32, device=q.device)
-    cfg = bwd_config(d, q.device.index if q.device.index is not None else torch.cuda.current_device(), variant)
+    cfg = bwd_config(
+        d, q.device.index if q.device.index is not None else torch.cuda.current_device(), variant
+    )
     name = cfg.name(q.dtype, causal)
     args = [q, k, v, dout, lse, delta, dq_accum, dk, dv, i32(sq), i32(sk), i32(hq), i32(hk)]
     args += _strides(q) + _strides(k) + _strides(v) + _strides(dout)
     args += [f32(softmax_scale), f32(softmax_scale * LOG2E)]
-    launch(module_for(cfg.filename, name), name, cfg.grid(b, hk, sk), cfg.threads, args, smem=cfg.smem_bytes())
+    launch(
+        module_for(cfg.filename, name), name, cfg.grid(b, hk, sk), cfg.threads, args, smem=cfg.smem_bytes()
+    )
     return dq_accum.to(q.dtype), dk, dv
