@@ -199,7 +199,10 @@ queue_o() {  # attn-flashmla's opt-in cross_first order against the seesaw defau
 queue_p() {  # attn-cuda's whole sm90 tier with the tiled backward the default (2026-12-04, fourth session):
     # that session ran all but the other variants' conformance classes and the sanitizer test (222 passed)
     export CUDA_VISIBLE_DEVICES=0
-    step cuda-sm90 560 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q
+    step cuda-sm90 480 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q
+    # the backward rows beside FA4 in the same run (wheels needed for the fa4 peer)
+    step cuda-bwd-fa4 120 python3 -m attn_bench run --preset deliverable -s attention-bwd -b cuda --peer fa4 \
+        --peer sdpa-flash --where seqlen_q=16384 --where head_dim=128 --time-budget 100 -o "$out/cuda-bwd-fa4.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
