@@ -255,6 +255,63 @@ def device_helpers():
     )  # fmt: skip
 
 
+def launch_operands():
+    """What both CuTe kernels' ``@cute.jit`` launchers build alike, as plain functions traced there: the
+    three MMAs (S = Q K^T; O += P V with P from registers; O += P V with P from shared memory), the Q, K
+    and V shared-memory layouts (V is the K tile's first 256 channels read MN-major) and Q's TMA atom.
+    How K arrives and how S is split between warpgroups is each kernel's own."""
+    import types
+
+    import cutlass
+    import cutlass.cute as cute
+    import cutlass.utils as utils
+    import cutlass.utils.hopper_helpers as sm90_utils
+    from cutlass.cute.nvgpu import cpasync, warpgroup
+
+    K_MAJOR, MN_MAJOR = warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN
+    Float32 = cutlass.Float32
+
+    def mmas(dtype, n_s=BLOCK_N):
+        """(qk, pv, pv_ss): S over n_s tokens, Q and K from shared memory (K-major); PV's B = V MN-major."""
+        qk = sm90_utils.make_trivial_tiled_mma(
+            dtype, dtype, K_MAJOR, K_MAJOR, Float32, (1, 1, 1), (BLOCK_M, n_s)
+        )
+        pv = sm90_utils.make_trivial_tiled_mma(
+            dtype,
+            dtype,
+            K_MAJOR,
+            MN_MAJOR,
+            Float32,
+            (1, 1, 1),
+            (BLOCK_M, DV_PER_CTA),
+            warpgroup.OperandSource.RMEM,
+        )
+        pv_ss = sm90_utils.make_trivial_tiled_mma(
+            dtype, dtype, K_MAJOR, MN_MAJOR, Float32, (1, 1, 1), (BLOCK_M, DV_PER_CTA)
+        )
+        return qk, pv, pv_ss
+
+    def layouts(dtype):
+        """(q, k, v): one Q block, STAGES K tiles, one stage of V (MN-major 128B-swizzled atoms tiled
+        tokens-first: the same bytes as the K-major K tile's channels [0, 256), see the module docstring)."""
+        q = sm90_utils.make_smem_layout_a(utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, HEAD_DIM), dtype, 1)
+        k = sm90_utils.make_smem_layout_b(
+            utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, HEAD_DIM), dtype, STAGES
+        )
+        v = sm90_utils.make_smem_layout_b(
+            utils.LayoutEnum.COL_MAJOR, (BLOCK_M, DV_PER_CTA, BLOCK_N), dtype, 1
+        )
+        return q, k, v
+
+    def tma_q(mQ, q_layout):
+        """Q's TMA atom and tensor: one BLOCK_M x HEAD_DIM box."""
+        return cpasync.make_tiled_tma_atom(
+            cpasync.CopyBulkTensorTileG2SOp(), mQ, cute.slice_(q_layout, (None, None, 0)), (BLOCK_M, HEAD_DIM)
+        )
+
+    return types.SimpleNamespace(mmas=mmas, layouts=layouts, tma_q=tma_q)
+
+
 def _kernel_module():
     """Build the kernel classes on first use: importing this module must not need the CuTe DSL."""
     import cutlass
@@ -266,7 +323,7 @@ def _kernel_module():
     from cutlass.cutlass_dsl import dsl_user_op
 
     Float32, Int32, Int64 = cutlass.Float32, cutlass.Int32, cutlass.Int64
-    helpers = device_helpers()
+    helpers, operands = device_helpers(), launch_operands()
 
     @dsl_user_op
     def exit_thread(*, loc=None, ip=None):
@@ -364,41 +421,15 @@ def _kernel_module():
             stream,
         ):
             dtype = self.dtype
-            tiler_qk = (BLOCK_M, self.n_s, HEAD_DIM)
-            tiler_pv = (BLOCK_M, DV_PER_CTA, BLOCK_N)
-            # S = Q K^T: A = Q (M x d, d contiguous: K-major), B = K (tokens x d: K-major), both from smem.
-            qk_mma = sm90_utils.make_trivial_tiled_mma(
-                dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.K, Float32, (1, 1, 1),
-                tiler_qk[:2],
-            )  # fmt: skip
-            # O += P V: A = P from registers, B = V (dv x tokens with dv contiguous: MN-major).
-            pv_mma = sm90_utils.make_trivial_tiled_mma(
-                dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN, Float32, (1, 1, 1),
-                tiler_pv[:2], warpgroup.OperandSource.RMEM,
-            )  # fmt: skip
-            # Split S: the other warpgroup's half of P comes from shared memory (A operand K-major).
-            pv_ss_mma = sm90_utils.make_trivial_tiled_mma(
-                dtype, dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN, Float32, (1, 1, 1),
-                tiler_pv[:2],
-            )  # fmt: skip
-            q_layout = sm90_utils.make_smem_layout_a(utils.LayoutEnum.ROW_MAJOR, tiler_qk, dtype, 1)
-            k_layout = sm90_utils.make_smem_layout_b(
-                utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, HEAD_DIM), dtype, STAGES
-            )
+            # S = Q K^T over the warpgroup's n_s tokens; O += P V with P from registers; with split S the
+            # other warpgroup's half of P comes from shared memory (pv_ss).
+            qk_mma, pv_mma, pv_ss_mma = operands.mmas(dtype, self.n_s)
+            q_layout, k_layout, v_layout = operands.layouts(dtype)
             # Split S: each warpgroup's P half (64 rows x 32 tokens), as the A operand of the other's PV.
             p_layout = sm90_utils.make_smem_layout_a(
                 utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, DV_PER_CTA, self.n_s), dtype, 2
             )
-            # One stage of V over 256 channels: MN-major 128B-swizzled atoms tiled tokens-first, which is
-            # the same byte layout as the K-major K tile's channels [0, 256) (see the module docstring).
-            v_layout = sm90_utils.make_smem_layout_b(utils.LayoutEnum.COL_MAJOR, tiler_pv, dtype, 1)
-
-            tma_q, tma_mQ = cpasync.make_tiled_tma_atom(
-                cpasync.CopyBulkTensorTileG2SOp(),
-                mQ,
-                cute.slice_(q_layout, (None, None, 0)),
-                (BLOCK_M, HEAD_DIM),
-            )
+            tma_q, tma_mQ = operands.tma_q(mQ, q_layout)
             tma_k, tma_mK = cpasync.make_tiled_tma_atom(
                 cpasync.CopyBulkTensorTileG2SOp(),
                 mK,

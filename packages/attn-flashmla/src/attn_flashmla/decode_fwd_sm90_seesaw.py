@@ -62,7 +62,14 @@ which frees tile 0's V_R earlier and tile 1's later; one call measured it 0.96-1
 # No `from __future__ import annotations`: the DSL evaluates the kernels' annotations when it compiles.
 import functools
 
-from attn_flashmla.decode_fwd_sm90 import BLOCK_M, BLOCK_N, DV_PER_CTA, HEAD_DIM, device_helpers
+from attn_flashmla.decode_fwd_sm90 import (
+    BLOCK_M,
+    BLOCK_N,
+    DV_PER_CTA,
+    HEAD_DIM,
+    device_helpers,
+    launch_operands,
+)
 
 STAGES = 2  # the two tiles of a pair
 CHUNK = 64  # channels of one TMA box (128 bytes: the swizzle atom's width)
@@ -97,7 +104,7 @@ def kernel_class():
     from cutlass.cute.nvgpu import cpasync, warpgroup
 
     Float32, Int32 = cutlass.Float32, cutlass.Int32
-    helpers = device_helpers()
+    helpers, operands = device_helpers(), launch_operands()
     n_groups = STAGES * len(GROUPS)
     # mbarriers: full[stage, group], empty[stage, group], then Q's full and empty.
     FULL, EMPTY, Q_FULL, Q_EMPTY = 0, n_groups, 2 * n_groups, 2 * n_groups + 1
@@ -148,32 +155,11 @@ def kernel_class():
             stream,
         ):
             dtype = self.dtype
-            K_MAJOR, MN_MAJOR = warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN
-
-            def mmas():
-                # S = Q K^T, both operands from shared memory (K-major); O += P V with P from registers
-                # and V = the K tile read MN-major; R's P0' V0_R with P0' from shared memory.
-                qk = sm90_utils.make_trivial_tiled_mma(
-                    dtype, dtype, K_MAJOR, K_MAJOR, Float32, (1, 1, 1), (BLOCK_M, BLOCK_N)
-                )
-                pv = sm90_utils.make_trivial_tiled_mma(
-                    dtype, dtype, K_MAJOR, MN_MAJOR, Float32, (1, 1, 1), (BLOCK_M, DV_PER_CTA),
-                    warpgroup.OperandSource.RMEM,
-                )  # fmt: skip
-                pv_ss = sm90_utils.make_trivial_tiled_mma(
-                    dtype, dtype, K_MAJOR, MN_MAJOR, Float32, (1, 1, 1), (BLOCK_M, DV_PER_CTA)
-                )
-                return qk, pv, pv_ss
-
-            # One set per consumer: an MMA's accumulate flag is state, and a flag set inside one
-            # consumer's branch must not be what the other's code starts from (MLIR dominance).
-            mmas_l, mmas_r = mmas(), mmas()
-            q_layout = sm90_utils.make_smem_layout_a(
-                utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, HEAD_DIM), dtype, 1
-            )
-            k_layout = sm90_utils.make_smem_layout_b(
-                utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, HEAD_DIM), dtype, STAGES
-            )
+            # One set of MMAs per consumer (S; P V with P from registers; R's P0' V0_R with P0' from shared
+            # memory): an MMA's accumulate flag is state, and a flag set inside one consumer's branch must
+            # not be what the other's code starts from (MLIR dominance).
+            mmas_l, mmas_r = operands.mmas(dtype), operands.mmas(dtype)
+            q_layout, k_layout, v_layout = operands.layouts(dtype)
             # One TMA box: 64 tokens x 64 channels, the layout of one chunk of a K stage.
             chunk_layout = sm90_utils.make_smem_layout_b(
                 utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, BLOCK_N, CHUNK), dtype, 1
@@ -181,13 +167,7 @@ def kernel_class():
             p_layout = sm90_utils.make_smem_layout_a(
                 utils.LayoutEnum.ROW_MAJOR, (BLOCK_M, DV_PER_CTA, BLOCK_N), dtype, 1
             )
-            v_layout = sm90_utils.make_smem_layout_b(
-                utils.LayoutEnum.COL_MAJOR, (BLOCK_M, DV_PER_CTA, BLOCK_N), dtype, 1
-            )
-            tma_q, tma_mQ = cpasync.make_tiled_tma_atom(
-                cpasync.CopyBulkTensorTileG2SOp(), mQ, cute.slice_(q_layout, (None, None, 0)),
-                (BLOCK_M, HEAD_DIM),
-            )  # fmt: skip
+            tma_q, tma_mQ = operands.tma_q(mQ, q_layout)
             k_op = (
                 cpasync.CopyBulkTensorTileG2SMulticastOp()
                 if self.cluster > 1
