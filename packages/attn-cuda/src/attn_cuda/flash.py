@@ -311,9 +311,8 @@ def bwd_config(head_dim: int, device_index: int, variant: str | None = None) -> 
     default does not fit the device's shared memory per block."""
     from .runtime import max_dynamic_smem
 
-    chosen = bwd_variant(variant)
-    cfg = BWD_VARIANTS[chosen][head_dim]
     asked = variant or os.environ.get("ATTN_CUDA_BWD_VARIANT")
+    cfg = BWD_VARIANTS[bwd_variant(asked)][head_dim]
     if not asked and cfg.smem_bytes() > max_dynamic_smem(device_index):
         return BWD_VARIANTS[FALLBACK_BWD_VARIANT][head_dim]
     return cfg
