@@ -133,7 +133,9 @@ def seesaw_cluster(m_blocks: int) -> int:
 
 def cross_first() -> bool:
     """``ATTN_FLASHMLA_CUTE_CROSS_FIRST=1`` (opt-in): the seesaw kernel's R multiplies ``P0' V0_R`` before
-    ``P1 V1_R`` (see :mod:`attn_flashmla.decode_fwd_sm90_seesaw`); measured mixed on the H200."""
+    ``P1 V1_R`` (see :mod:`attn_flashmla.decode_fwd_sm90_seesaw`). Not the default: three A/B runs on the
+    H200 (2026-12-04, h_q 128, s_q 1-2, s_k 8k-32k) put it within 1 % of the plain order in most cells and
+    up to 4 % either way in the rest, no consistent gain."""
     return os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
 
 
