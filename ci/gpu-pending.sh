@@ -51,8 +51,11 @@
 # session of 2026-12-04 (one H200, no wheels): attn-cuda's tiled backward (conformance as an opt-in 87 passed,
 # 45 skipped; as the default the sm90 tier without the other variants' classes and the sanitizer test, 222
 # passed; its own memcheck/racecheck clean; docs/benchmarks/h200-cuda-bwd-tiled.md) and attn-flashmla's h_q 16
-# rows (docs/benchmarks/h200-mla-decode-hq16.md). Owed: queue o (the opt-in cross_first order, timed mixed
-# once; wheels needed) and queue p (attn-cuda's whole sm90 tier with the tiled backward the default).
+# rows (docs/benchmarks/h200-mla-decode-hq16.md). Done in the fifth session of 2026-12-04 (one H200): queue p
+# (attn-cuda's whole sm90 tier with the tiled backward the default: 852 passed, 494 skipped, no failure, cut at
+# 480 s before its sanitizer test, which then passed alone; the backward rows beside FA4), queue o (cross_first
+# against seesaw three times: no consistent difference; seesaw stays). Owed: queue q (attn-cutlass's three
+# consumer warpgroups at head dim 64, opt-in; wheels needed).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -203,6 +206,15 @@ queue_p() {  # attn-cuda's whole sm90 tier with the tiled backward the default (
     # the backward rows beside FA4 in the same run (wheels needed for the fa4 peer)
     step cuda-bwd-fa4 120 python3 -m attn_bench run --preset deliverable -s attention-bwd -b cuda --peer fa4 \
         --peer sdpa-flash --where seqlen_q=16384 --where head_dim=128 --time-budget 100 -o "$out/cuda-bwd-fa4.json"
+}
+
+queue_q() {  # attn-cutlass's opt-in three consumer warpgroups at head dim 64 (2026-12-04, fifth session):
+    # the forward suite under it (the suite's default head dim is 64), then its ablation rows beside the default
+    export CUDA_VISIBLE_DEVICES=0
+    step cutlass-three 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+        -k "ThreeConsumers or pingpong"
+    step cutlass-three-bench 200 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \
+        --where head_dim=64 --time-budget 170 -o "$out/cutlass-three.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

@@ -15,6 +15,7 @@ def test_ablation_tables():
             "causal_sections": bench._causal_sections,
             "no_pingpong": bench._no_pingpong,
             "always_rescale": bench._always_rescale,
+            "three_consumers": bench._three_consumers,
         },
         "attention_bwd": {"dq_atomic": bench._dq_atomic},
         "matmul": {
@@ -127,22 +128,32 @@ def test_causal_sections_declines_non_causal_shapes(monkeypatch):
     )
 
 
+def test_three_consumers_declines_other_head_dims(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=32, heads_k=32, causal=False)
+    assert bench._supports("attention_fwd", "three_consumers", {**shape, "head_dim": 64}, "cuda") is None
+    assert "head dim 64 only" in bench._supports(
+        "attention_fwd", "three_consumers", {**shape, "head_dim": 128}, "cuda"
+    )
+
+
 @pytest.mark.parametrize(
-    "variable, read, variant, before, after",
+    "variable, read, read_args, variant, before, after",
     [
-        ("ATTN_CUTLASS_PINGPONG", "fwd_pingpong", "_no_pingpong", True, False),
-        ("ATTN_CUTLASS_RESCALE", "fwd_rescale", "_always_rescale", "lazy", "always"),
+        ("ATTN_CUTLASS_PINGPONG", "fwd_pingpong", (), "_no_pingpong", True, False),
+        ("ATTN_CUTLASS_RESCALE", "fwd_rescale", (), "_always_rescale", "lazy", "always"),
+        ("ATTN_CUTLASS_HD64_CONSUMERS", "fwd_consumer_wgs", (64,), "_three_consumers", 2, 3),
     ],
 )
 def test_forward_switches_are_set_around_the_forward_only(
-    monkeypatch, variable, read, variant, before, after
+    monkeypatch, variable, read, read_args, variant, before, after
 ):
     """The ablation variant sets its variable for its own call only; a bad value is refused by name."""
     monkeypatch.delenv(variable, raising=False)
     seen = []
 
     def forward(q, k, v, *args):
-        seen.append(getattr(interface, read)())
+        seen.append(getattr(interface, read)(*read_args))
         b, s, h, _ = q.shape
         return q * 1.0, torch.zeros(b, h, s)
 
@@ -154,4 +165,4 @@ def test_forward_switches_are_set_around_the_forward_only(
     assert seen == [before, after] and variable not in os.environ
     monkeypatch.setenv(variable, "maybe")
     with pytest.raises(ValueError, match=variable):
-        getattr(interface, read)()
+        getattr(interface, read)(*read_args)

@@ -15,6 +15,7 @@ from attn_cutlass.compile import (
     compile_gemm_sm80,
     compile_gemm_sm90,
 )
+from attn_cutlass.kernels.flash_fwd_sm90 import CONSUMER_REGS, PRODUCER_REGS
 from attn_reference.testing import ptxas
 
 FWD_CONFIGS = {
@@ -26,6 +27,21 @@ FWD_CONFIGS = {
     "bf16_hd128_no_pingpong": dict(dtype="bfloat16", head_dim=128, pingpong=False),
     "bf16_hd128_lazy_rescale": dict(dtype="bfloat16", head_dim=128, lazy_rescale=True),
     "fp16_hd256_causal_lazy_rescale": dict(dtype="float16", head_dim=256, causal=True, lazy_rescale=True),
+    "bf16_hd64_three_consumers_lazy_rescale": dict(
+        dtype="bfloat16", head_dim=64, consumer_wgs=3, lazy_rescale=True
+    ),
+    "fp16_hd64_causal_three_consumers_lazy_rescale": dict(
+        dtype="float16", head_dim=64, causal=True, consumer_wgs=3, lazy_rescale=True
+    ),
+    "bf16_hd64_window_softcap_varlen_three_consumers": dict(
+        dtype="bfloat16",
+        head_dim=64,
+        has_left_window=True,
+        has_right_window=True,
+        has_softcap=True,
+        varlen=True,
+        consumer_wgs=3,
+    ),
 }
 
 
@@ -66,6 +82,11 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     assert ("bar.arrive" in ptx) == pingpong
     # lazy rescaling: one warp vote decides whether the warp multiplies O
     assert ("vote.sync.any" in ptx) == FWD_CONFIGS[name].get("lazy_rescale", False)
+    # a producer warpgroup and two or three consumers, which take the registers the producer gives away
+    consumers = FWD_CONFIGS[name].get("consumer_wgs", 2)
+    assert f".reqntid {128 * (1 + consumers)}, 1, 1" in ptx
+    regs = re.findall(r"setmaxnreg\.(inc|dec)\.sync\.aligned\.u32\s+(\d+)", ptx)
+    assert sorted(set(regs)) == [("dec", str(PRODUCER_REGS)), ("inc", str(CONSUMER_REGS[consumers]))]
 
 
 @pytest.mark.parametrize("name", list(FWD_CONFIGS))

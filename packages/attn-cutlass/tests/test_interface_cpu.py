@@ -162,6 +162,20 @@ def test_bwd_dq_reduce_switch(monkeypatch):
         bwd_dq_reduce()
 
 
+def test_hd64_consumers_switch(monkeypatch):
+    from attn_cutlass.interface import fwd_consumer_wgs
+    from attn_cutlass.kernels.flash_fwd_sm90 import tile_config
+
+    monkeypatch.delenv("ATTN_CUTLASS_HD64_CONSUMERS", raising=False)
+    assert [fwd_consumer_wgs(d) for d in (64, 128, 256)] == [2, 2, 2]
+    monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", "3")
+    assert [fwd_consumer_wgs(d) for d in (64, 128, 256)] == [3, 2, 2]  # only head dim 64 has the build
+    assert tile_config(64, 3)[0] == 3 * 64
+    monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", "4")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_HD64_CONSUMERS"):
+        fwd_consumer_wgs(64)
+
+
 def test_compile_cache_builds_each_key_once_and_kernels_take_the_mask_flags(monkeypatch):
     """``interface._compiled`` (what every launch goes through): one ``cute.compile`` per key, from the
     kernel object ``make_kernel`` builds with ``_mask_flags``, also when threads ask at the same time."""

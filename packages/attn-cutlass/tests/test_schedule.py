@@ -16,8 +16,8 @@ from attn_cutlass.kernels.flash_fwd_sm90 import tile_config, tile_coords
 H200_SMS = 132
 
 
-def _shape(seqlen, heads, batch, head_dim):
-    tile_m, tile_n, _ = tile_config(head_dim)
+def _shape(seqlen, heads, batch, head_dim, consumer_wgs=2):
+    tile_m, tile_n, _ = tile_config(head_dim, consumer_wgs)
     num_m_blocks = math.ceil(seqlen / tile_m)
     return tile_m, tile_n, num_m_blocks, num_m_blocks * heads * batch
 
@@ -39,8 +39,8 @@ def test_every_tile_is_visited_once(causal, snake, num_m_blocks, heads, batch, n
     )
 
 
-def _per_cta_work(seqlen, heads, head_dim, schedule, num_ctas=H200_SMS):
-    tile_m, tile_n, num_m_blocks, num_tiles = _shape(seqlen, heads, 1, head_dim)
+def _per_cta_work(seqlen, heads, head_dim, schedule, num_ctas=H200_SMS, consumer_wgs=2):
+    tile_m, tile_n, num_m_blocks, num_tiles = _shape(seqlen, heads, 1, head_dim, consumer_wgs)
     hb_chunk, snake = causal_schedule(seqlen, head_dim, 1, heads, schedule)
     work = [0] * num_ctas
     for t in range(num_tiles):
@@ -50,11 +50,24 @@ def _per_cta_work(seqlen, heads, head_dim, schedule, num_ctas=H200_SMS):
 
 
 @pytest.mark.parametrize(
-    "seqlen, heads, head_dim",
-    [(16384, 16, 128), (16384, 8, 256), (16384, 32, 64), (8192, 16, 128), (4096, 40, 128)],
+    "seqlen, heads, head_dim, consumer_wgs",
+    [
+        (16384, 16, 128, 2),
+        (16384, 8, 256, 2),
+        (16384, 32, 64, 2),
+        (16384, 32, 64, 3),
+        (8192, 16, 128, 2),
+        (4096, 40, 128, 2),
+    ],
 )
-def test_lpt_schedule_balances_causal_work(seqlen, heads, head_dim):
-    assert _per_cta_work(seqlen, heads, head_dim, "lpt") < 1.03
+def test_lpt_schedule_balances_causal_work(seqlen, heads, head_dim, consumer_wgs):
+    assert _per_cta_work(seqlen, heads, head_dim, "lpt", consumer_wgs=consumer_wgs) < 1.03
+
+
+@pytest.mark.parametrize("head_dim, consumer_wgs", [(128, 3), (256, 3), (64, 4)])
+def test_three_consumer_warpgroups_are_built_for_head_dim_64_only(head_dim, consumer_wgs):
+    with pytest.raises(ValueError, match=r"head dim 64 only|must be 2 or 3"):
+        tile_config(head_dim, consumer_wgs)
 
 
 def test_sections_schedule_is_the_imbalanced_one_at_16k():

@@ -124,12 +124,24 @@ class TestCutlassAlwaysRescaleSm90(TestCutlassConformanceSm90):
 
 
 @pytest.mark.sm90
+class TestCutlassThreeConsumersSm90(TestCutlassConformanceSm90):
+    """The forward suite with three consumer warpgroups at head dim 64, the suite's default head dim
+    (``ATTN_CUTLASS_HD64_CONSUMERS=3``; opt-in, the default is two)."""
+
+    @pytest.fixture(autouse=True)
+    def _three(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", "3")
+
+
+@pytest.mark.sm90
 @pytest.mark.parametrize("causal", [False, True])
-def test_pingpong_changes_the_schedule_not_the_result(causal, monkeypatch):
+@pytest.mark.parametrize("head_dim, consumers", [(128, "2"), (64, "3")])
+def test_pingpong_changes_the_schedule_not_the_result(causal, head_dim, consumers, monkeypatch):
     """Without the ping-pong barriers each warpgroup computes the same rows in the same order."""
+    monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", consumers)
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (
-        torch.randn(2, 3000, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3)
+        torch.randn(2, 3000, 8, head_dim, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3)
     )
     results = []
     for flag in ("1", "0"):

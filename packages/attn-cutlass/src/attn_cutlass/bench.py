@@ -10,7 +10,9 @@ reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around 
 whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the
 consumer warpgroups without the named barriers that make them take turns at the tensor cores
 (``ATTN_CUTLASS_PINGPONG=0``), and ``attention_fwd/always_rescale``, the sm90 forward rescaling the output
-at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's lazy rescale.
+at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's lazy rescale, and
+``attention_fwd/three_consumers``, the head dim 64 forward with three consumer warpgroups
+(``ATTN_CUTLASS_HD64_CONSUMERS=3``, opt-in: the candidate beside the two-warpgroup default).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def _fwd_under(values: dict[str, str]):
 _no_pingpong = _fwd_under({"ATTN_CUTLASS_PINGPONG": "0"})
 _causal_sections = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "sections"})
 _always_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "always"})
+_three_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "3"})
 
 
 def _matmul(a, b):
@@ -119,6 +122,8 @@ def _supports(op, variant, shape, device):
         return f"the sm90 backward covers head dims 64 and 128, not {head_dim}"
     if op.startswith("attention") and head_dim is not None and head_dim not in (64, 128, 256):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
+    if variant == "three_consumers" and head_dim != 64:
+        return "three consumer warpgroups are built for head dim 64 only"
     if variant == "causal_sections" and not shape.get("causal"):
         return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
     if (
@@ -141,6 +146,7 @@ def backend():
                 "causal_sections": _causal_sections,
                 "no_pingpong": _no_pingpong,
                 "always_rescale": _always_rescale,
+                "three_consumers": _three_consumers,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},

@@ -160,6 +160,18 @@ def fwd_rescale() -> str:
     return _env_choice("ATTN_CUTLASS_RESCALE", RESCALE_MODES, DEFAULT_RESCALE)
 
 
+def fwd_consumer_wgs(head_dim: int) -> int:
+    """Consumer warpgroups of the sm90 forward: 3 where ``ATTN_CUTLASS_HD64_CONSUMERS=3`` (read per call)
+    asks for them and the head dim is 64, else 2 (the default).
+
+    Three warpgroups of 64 rows (192-row tiles, 80-key blocks, 160 registers a thread) take turns at the
+    tensor cores, so two of them can issue GEMMs while the third does its softmax: FA3's choice at head
+    dim 64. Opt-in until it has passed the GPU tier and been timed (``ci/gpu-pending.sh`` queue q).
+    """
+    wanted = _env_choice("ATTN_CUTLASS_HD64_CONSUMERS", ("2", "3"), "2") == "3"
+    return 3 if wanted and head_dim == 64 else 2
+
+
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
     """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
     return dict(
@@ -223,8 +235,9 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
     flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
     lazy = fwd_rescale() == "lazy"
-    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy)
-    tile_m = tile_config(head_dim)[0]
+    wgs = fwd_consumer_wgs(head_dim)
+    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs)
+    tile_m = tile_config(head_dim, wgs)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
@@ -258,7 +271,9 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
 
     def make_kernel():
-        return FlashAttentionForwardSm90(dt, head_dim, **flags, pingpong=pingpong, lazy_rescale=lazy)
+        return FlashAttentionForwardSm90(
+            dt, head_dim, **flags, pingpong=pingpong, lazy_rescale=lazy, consumer_wgs=wgs
+        )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse

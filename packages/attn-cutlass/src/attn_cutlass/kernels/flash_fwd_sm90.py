@@ -15,6 +15,9 @@ Two overlaps hide the softmax (exp2 runs on the 16/clk/SM MUFU unit, the tensor 
 
 * *ping-pong* between the consumers: two named barriers make the warpgroups take turns issuing their
   GEMMs, so while one warpgroup does its softmax the other keeps the tensor cores busy (FA3's schedule).
+  At head dim 64 a block's GEMMs are short beside its softmax; ``consumer_wgs=3`` (opt-in) builds a
+  192-row tile of three consumer warpgroups (512 threads, 160 registers each) whose turns go round all
+  three, so two can keep the tensor cores busy while the third does its softmax.
 * *inside a warpgroup*: iteration j issues ``S_j = Q K_j^T`` and ``O += P_{j-1} V_{j-1}`` back to back,
   waits only for S_j, and runs the softmax of S_j while the P V GEMM is still in flight.
 
@@ -52,6 +55,12 @@ from .softmax import (
 
 # Named barrier ids (0 is __syncthreads): consumer warpgroup w waits on 1 + w before issuing its GEMMs.
 _PINGPONG_BARRIER = 1
+# Each turn barrier counts the warpgroup waiting on it and the one handing it the turn.
+_TURN_THREADS = 256
+# Registers a consumer thread gets (setmaxnreg) beside the producer's 24: the 64K-register file split over
+# 128 producer threads and 128 per consumer warpgroup (24 * 128 + 240 * 256 and 24 * 128 + 160 * 384 fit).
+PRODUCER_REGS = 24
+CONSUMER_REGS = {2: 240, 3: 160}
 
 
 def _permute(t: cute.Tensor, order) -> cute.Tensor:
@@ -96,8 +105,20 @@ def tile_coords(tile, num_m_blocks, num_heads, num_tiles, hb_chunk, snake, num_c
     return m_block, rest % num_heads, rest // num_heads
 
 
-def tile_config(head_dim: int) -> tuple[int, int, int]:
-    """(tile_m, tile_n, kv_stages) per head dim: Q tile + stages x (K + V) tiles must fit 227 KiB."""
+def tile_config(head_dim: int, consumer_wgs: int = 2) -> tuple[int, int, int]:
+    """(tile_m, tile_n, kv_stages) per head dim: Q tile + stages x (K + V) tiles must fit 227 KiB, and
+    tile_m is 64 rows per consumer warpgroup.
+
+    Three consumer warpgroups (head dim 64 only) get 160 registers a thread instead of 240: S, P and O of
+    a 64 x 80 block fit them in every build without spills (ptxas -v); 64 x 96 spills 4 bytes in the fp16
+    causal builds, 64 x 128 about 1 KB.
+    """
+    if consumer_wgs == 3:
+        if head_dim != 64:
+            raise ValueError(f"three consumer warpgroups are built for head dim 64 only, got {head_dim}")
+        return 192, 80, 3
+    if consumer_wgs != 2:
+        raise ValueError(f"consumer_wgs must be 2 or 3, got {consumer_wgs}")
     if head_dim <= 64:
         return 128, 128, 3
     if head_dim <= 128:
@@ -109,8 +130,6 @@ class FlashAttentionForwardSm90:
     """Compile-time configuration; ``__call__`` is the ``@cute.jit`` host function that launches."""
 
     arch = "sm_90a"
-    num_consumer_wgs = 2
-    threads = 128 * (1 + num_consumer_wgs)
 
     def __init__(
         self,
@@ -124,6 +143,7 @@ class FlashAttentionForwardSm90:
         varlen: bool = False,
         pingpong: bool = True,
         lazy_rescale: bool = False,
+        consumer_wgs: int = 2,
     ):
         if head_dim not in (64, 128, 256):
             raise ValueError(f"head_dim must be 64, 128 or 256, got {head_dim}")
@@ -135,7 +155,12 @@ class FlashAttentionForwardSm90:
         self.lazy_rescale = lazy_rescale
         self.dtype = dtype
         self.head_dim = head_dim
-        self.tile_m, self.tile_n, self.kv_stages = tile_config(head_dim)
+        # consumer_wgs: 3 takes turns at the tensor cores three ways (FA3's choice at head dim 64, where a
+        # block's softmax outlasts its GEMMs); every warpgroup owns 64 query rows.
+        self.tile_m, self.tile_n, self.kv_stages = tile_config(head_dim, consumer_wgs)
+        self.num_consumer_wgs = consumer_wgs
+        self.threads = 128 * (1 + self.num_consumer_wgs)
+        self.consumer_regs = CONSUMER_REGS[self.num_consumer_wgs]
         # causal is the window (-1, 0): one right bound, at the diagonal.
         self.has_right = causal or has_right_window
         self.has_left = has_left_window
@@ -178,10 +203,10 @@ class FlashAttentionForwardSm90:
 
         tile_m, tile_n, hd = self.tile_m, self.tile_n, self.head_dim
         K_MAJOR, MN_MAJOR = warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN
-        # Both consumer warpgroups are one tiled MMA, stacked along M (atom layout (2, 1, 1)); each thread
+        # The consumer warpgroups are one tiled MMA, stacked along M (atom layout (W, 1, 1)); each thread
         # issues the wgmma of its own warpgroup, on its 64 rows.
         tiled_mma_qk = sm90_utils.make_trivial_tiled_mma(
-            self.dtype, self.dtype, K_MAJOR, K_MAJOR, Float32, (2, 1, 1), (64, tile_n)
+            self.dtype, self.dtype, K_MAJOR, K_MAJOR, Float32, (self.num_consumer_wgs, 1, 1), (64, tile_n)
         )
         tiled_mma_pv = sm90_utils.make_trivial_tiled_mma(
             self.dtype,
@@ -189,7 +214,7 @@ class FlashAttentionForwardSm90:
             K_MAJOR,
             MN_MAJOR,
             Float32,
-            (2, 1, 1),
+            (self.num_consumer_wgs, 1, 1),
             (64, hd),
             warpgroup.OperandSource.RMEM,
         )
@@ -381,7 +406,7 @@ class FlashAttentionForwardSm90:
         tensor cores to the other warpgroup; wait only for S_j (wgmma groups retire in order) and run its
         softmax while P V is still in flight.
         """
-        nthr = 128 * self.num_consumer_wgs
+        nthr = _TURN_THREADS
         if self.lazy_rescale:
             # Lazily, before S_j is issued: a branch that straddles an in-flight wgmma makes ptxas serialise
             # the wgmma (C7512 at hd128), and the rescale now runs in few blocks, so overlap matters little.
@@ -509,7 +534,7 @@ class FlashAttentionForwardSm90:
         if wg_idx == 0:
             # --8<-- [start:producer]
             # ------------------------------------------------------------------ producer warpgroup
-            cute.arch.setmaxregister_decrease(24)
+            cute.arch.setmaxregister_decrease(PRODUCER_REGS)
             if warp_idx == 0:
                 cpasync.prefetch_descriptor(tma_atom_q)
                 cpasync.prefetch_descriptor(tma_atom_k)
@@ -586,7 +611,7 @@ class FlashAttentionForwardSm90:
             # --8<-- [end:producer]
         else:
             # ----------------------------------------------------------------- consumer warpgroups
-            cute.arch.setmaxregister_increase(240)
+            cute.arch.setmaxregister_increase(self.consumer_regs)
             ctid = tidx - 128
             wg = wg_idx - 1
             thr_qk = tiled_mma_qk.get_slice(ctid)
@@ -613,11 +638,17 @@ class FlashAttentionForwardSm90:
             moved = cute.make_rmem_tensor((1,), Int32)  # lazy rescale: did a row of this thread move?
             lse = cute.make_rmem_tensor((n_rows,), Float32)
 
-            my_turn, their_turn = _PINGPONG_BARRIER + wg, _PINGPONG_BARRIER + 1 - wg
-            nthr = 128 * self.num_consumer_wgs
+            # Turns go round the consumer warpgroups: w waits on its barrier, then opens the next one's
+            # (for two, 1 - wg is that next one).
+            if const_expr(self.num_consumer_wgs == 2):
+                my_turn, their_turn = _PINGPONG_BARRIER + wg, _PINGPONG_BARRIER + 1 - wg
+            else:
+                my_turn = _PINGPONG_BARRIER + wg
+                their_turn = _PINGPONG_BARRIER + (wg + 1) % self.num_consumer_wgs
+            nthr = _TURN_THREADS
             # Nested on purpose: the outer condition is resolved while tracing, the inner one at run time.
             if const_expr(self.pingpong):  # noqa: SIM102
-                if wg == 1:
+                if wg == self.num_consumer_wgs - 1:
                     cute.arch.barrier_arrive(
                         barrier_id=_PINGPONG_BARRIER, number_of_threads=nthr
                     )  # WG 0 first
