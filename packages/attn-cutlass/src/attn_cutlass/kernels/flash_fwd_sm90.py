@@ -57,8 +57,8 @@ from .softmax import (
 _PINGPONG_BARRIER = 1
 # Each turn barrier counts the warpgroup waiting on it and the one handing it the turn.
 _TURN_THREADS = 256
-# Registers a consumer thread gets (setmaxnreg) beside the producer's 24: the 64K-register file split over
-# 128 producer threads and 128 per consumer warpgroup (24 * 128 + 240 * 256 and 24 * 128 + 160 * 384 fit).
+# Registers a thread holds after setmaxnreg: the producer warpgroup gives its share to the consumers, by the
+# number of consumer warpgroups (24 x 128 + 240 x 256 and 24 x 128 + 160 x 384 fit the 64K-register file).
 PRODUCER_REGS = 24
 CONSUMER_REGS = {2: 240, 3: 160}
 
