@@ -55,7 +55,8 @@
 # (attn-cuda's whole sm90 tier with the tiled backward the default: 852 passed, 494 skipped, no failure, cut at
 # 480 s before its sanitizer test, which then passed alone; the backward rows beside FA4), queue o (cross_first
 # against seesaw three times: no consistent difference; seesaw stays). Owed: queue q (attn-cutlass's three
-# consumer warpgroups at head dim 64, opt-in; wheels needed).
+# consumer warpgroups at head dim 64, opt-in; wheels needed) and queue r (attn-cuda's TMA + wgmma forward,
+# opt-in, never run on a GPU yet: its test first).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -217,6 +218,14 @@ queue_q() {  # attn-cutlass's opt-in three consumer warpgroups at head dim 64 (2
         --where head_dim=64 --time-budget 170 -o "$out/cutlass-three.json"
     # its key-block width (80: spill-free everywhere; 96: 4 bytes in fp16 causal builds) beside the default and FA4
     OUT=$out step cutlass-tile-ab 150 python3 packages/attn-cutlass/tools/tile_ab.py
+}
+
+queue_r() {  # attn-cuda's opt-in sm_90a forward (TMA + wgmma, 2026-12-04, fifth session): first GPU run
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-wgmma 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q -k wgmma
+    # its 16k forward beside every mma tiling and torch's flash SDPA (gpu_check's timings alone)
+    OUT=$out step cuda-wgmma-time 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip compile \
+        --skip "attention checks" --skip "basics checks" --skip "basics timings"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

@@ -192,3 +192,30 @@ def test_tensor_core_kernels_do_not_spill(compiled, filename, arch):
             functions = functions or _functions(rt.disassemble(mod.code))
             reloads = len(re.findall(r"\bLDL(?:\.\S+)?\s", functions[mod.mangled(name)]))
             assert reloads <= spilled // 4, f"{name} on {arch}: {reloads} LDL for {spilled} bytes of spills"
+
+
+HOPPER_FILES = sorted(catalog.hopper_kernels())
+
+
+@pytest.mark.parametrize("filename", HOPPER_FILES)
+def test_hopper_kernels_hold_wgmma_and_tma_in_sm90a_sass(filename):
+    """The sm_90a-only kernels (the opt-in wgmma forward) build for sm_90a without spills; their SASS holds
+    wgmma (HGMMA, V read through the transpose-B flag), TMA loads (UTMALDG) and the warpgroups' register
+    hand-over (USETMAXREG)."""
+    names = catalog.hopper_kernels()[filename]
+    mod = rt.compile_source(
+        rt.kernel_source(filename), name=filename, arch="sm_90a", name_expressions=names, target="cubin"
+    )
+    usage = mod.resource_usage()
+    assert set(usage) == set(names)
+    for name, u in usage.items():
+        assert u["spill_stores"] == 0 and u["spill_loads"] == 0, f"{name} spills: {u}"
+    if rt.find_tool("nvdisasm") is None:
+        pytest.skip("no nvdisasm: resources checked, SASS not")
+    functions = _functions(rt.disassemble(mod.code))
+    for name in names:
+        body = functions[mod.mangled(name)]
+        for op in ("HGMMA.64x128x16.F32", "UTMALDG", "USETMAXREG", "SYNCS"):
+            assert op in body, f"{name}: no {op} in its sm_90a SASS"
+        assert ".tnspB" in body, f"{name}: the P V wgmma does not read V transposed"
+        assert not re.search(r"\b(LDL|STL)\b", body), f"{name}: local-memory traffic in its SASS"

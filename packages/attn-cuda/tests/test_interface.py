@@ -242,6 +242,47 @@ def test_rescale_mode_sets_the_slack_argument(monkeypatch, rescale, env, variant
     assert args[-1].value == (flash.RESCALE_SLACK if lazy else -math.inf)
 
 
+def test_wgmma_forward_launch(monkeypatch):
+    """The opt-in sm_90a forward, kernel faked: one block per 128 query rows of a (head, batch), 384
+    threads, its tiles and barriers in shared memory, and a refusal on any other architecture."""
+    q = torch.zeros(2, 300, 8, 128, dtype=torch.bfloat16)
+    k = v = torch.zeros(2, 203, 2, 128, dtype=torch.bfloat16)
+    monkeypatch.setattr(flash, "device_arch", lambda device: "sm_90a")
+    monkeypatch.setattr(flash, "_tensor_maps", lambda tensors, device: torch.zeros(384, dtype=torch.uint8))
+    monkeypatch.setattr(flash, "module_for", lambda filename, name, arch=None: filename)
+    launched = []
+    monkeypatch.setattr(
+        flash,
+        "launch",
+        lambda mod, name, grid, threads, args, smem: launched.append((mod, name, grid, threads, smem)),
+    )
+    flash.flash_fwd(q, k, v, 0.1, True, kernel="wgmma")
+    assert launched == [
+        (
+            "flash_fwd_sm90.cu",
+            "flash_fwd_sm90<__nv_bfloat16, 128, true>",
+            (3, 8, 2),
+            384,
+            5 * 32768 + 56 + 1024,
+        )
+    ]
+    assert all(flash.sm90_smem_bytes(d) <= 227 * 1024 for d in flash.HEAD_DIMS)
+    assert set(catalog.hopper_kernels()["flash_fwd_sm90.cu"]) == set(flash.sm90_instantiations())
+    monkeypatch.setattr(flash, "device_arch", lambda device: "sm_80")
+    with pytest.raises(RuntimeError, match="sm_90a"):
+        flash.flash_fwd(q, k, v, 0.1, True, kernel="wgmma")
+
+
+def test_tma_layout_of_a_strided_tensor():
+    """The 4-D tensor map of a (batch, seq, heads, dim) view: sizes and byte strides innermost first."""
+    base = torch.zeros(3, 50, 4, 256, dtype=torch.float16)
+    t = base[:, :40, :, :128]  # a view: rows of 4 * 256 elements, heads 256 apart
+    dims, strides, box = flash.tma_layout(t)
+    assert dims == [128, 40, 4, 3]
+    assert strides == [4 * 256 * 2, 256 * 2, 50 * 4 * 256 * 2]
+    assert box == [64, 128, 1, 1]
+
+
 def test_rescale_mode_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_RESCALE", raising=False)
     assert flash.rescale_mode() == flash.DEFAULT_RESCALE == "lazy"

@@ -299,7 +299,9 @@ def attention_timings() -> None:
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     import attn_cuda
+    from attn_cuda import runtime as rt
 
+    hopper = rt.device_arch() == "sm_90a"
     for d, seqlen in ((128, 16384), (64, 16384)):
         heads, batch = 2048 // d, 16384 // seqlen
         for causal in (False, True):
@@ -328,6 +330,16 @@ def attention_timings() -> None:
                     f"fwd {tag} attn-cuda [{variant}]",
                     lambda q=q, k=k, v=v, causal=causal, variant=variant, d=d: attn_cuda.flash.flash_fwd(
                         q, k, v, d**-0.5, causal, variant=variant
+                    ),
+                    flops=flops,
+                    group=f"fwd {tag}",
+                    ref=f"fwd {tag} torch-flash",
+                )
+            if hopper:  # the opt-in TMA + wgmma forward
+                timed(
+                    f"fwd {tag} attn-cuda [wgmma]",
+                    lambda q=q, k=k, v=v, causal=causal, d=d: attn_cuda.flash.flash_fwd(
+                        q, k, v, d**-0.5, causal, kernel="wgmma"
                     ),
                     flops=flops,
                     group=f"fwd {tag}",

@@ -1,6 +1,7 @@
 """Every kernel the package launches, by source file: what the CPU tier compiles for sm_80 and sm_90a.
 
 ``TENSOR_CORE`` names the instantiations meant to run on tensor cores: their sm_80 SASS must hold HMMA.
+:func:`hopper_kernels` are the ones built for sm_90a alone (wgmma and TMA exist nowhere else).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .basics.matmul import (
     kernel_name,
 )
 from .basics.softmax import THREADS as SOFTMAX_THREADS
-from .flash import all_instantiations
+from .flash import SM90_FWD_FILE, all_instantiations, sm90_instantiations
 
 ARCHS = ("sm_80", "sm_90a")
 
@@ -53,9 +54,15 @@ def kernels() -> dict[str, list[str]]:
     return out
 
 
+def hopper_kernels() -> dict[str, list[str]]:
+    """file -> name expressions of the kernels compiled for sm_90a only (the opt-in wgmma forward)."""
+    return {SM90_FWD_FILE: sm90_instantiations()}
+
+
 def name_expressions(filename: str) -> list[str]:
     """The templated names of a file (what NVRTC must instantiate); extern "C" names need none."""
-    return [n for n in kernels()[filename] if "<" in n]
+    names = kernels().get(filename) or hopper_kernels()[filename]
+    return [n for n in names if "<" in n]
 
 
 def is_tensor_core(name: str) -> bool:

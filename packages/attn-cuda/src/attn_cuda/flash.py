@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import struct
 
 import torch
 
-from .runtime import f32, i32, i64, launch, package_module
+from .runtime import device_arch, f32, i32, i64, launch, package_module
 
 LOG2E = 1.4426950408889634
 
@@ -392,6 +393,103 @@ def all_instantiations() -> dict[str, list[str]]:
     return {"flash_fwd.cu": fwd, **bwd, "flash_scalar.cu": scalar}
 
 
+# -- the sm_90a forward (TMA + wgmma) ---------------------------------------------------------------------
+
+#: kernels/flash_fwd_sm90.cu: TMA loads, wgmma, a producer and two consumer warpgroups, 128 x 128 blocks.
+#: Opt-in (``flash_fwd(..., kernel="wgmma")``) until it has run on the GPU; Hopper only (sm_90a).
+SM90_FWD_FILE = "flash_fwd_sm90.cu"
+SM90_BLOCK = 128  # query rows a block, and keys a K/V tile
+SM90_STAGES = 2
+SM90_THREADS = 384
+SM90_TMA_COLS = 64  # a TMA box is 64 elements (128 bytes, the swizzle span) wide
+
+
+def sm90_fwd_name(dtype: torch.dtype, head_dim: int, causal: bool) -> str:
+    return f"flash_fwd_sm90<{CTYPES[dtype]}, {head_dim}, {_bool(causal)}>"
+
+
+def sm90_smem_bytes(head_dim: int) -> int:
+    """Q, the K and V rings, seven mbarriers, and 1 KB to align the tiles to the swizzle's 1024 bytes."""
+    tile = SM90_BLOCK * head_dim * 2
+    return tile * (1 + 2 * SM90_STAGES) + 8 * (1 + 3 * SM90_STAGES) + 1024
+
+
+def sm90_instantiations() -> list[str]:
+    return [sm90_fwd_name(dt, hd, c) for dt in DTYPES for hd in HEAD_DIMS for c in (False, True)]
+
+
+def tma_layout(t: torch.Tensor) -> tuple[list[int], list[int], list[int]]:
+    """A (batch, seq, heads, dim) tensor as the kernel's 4-D tensor map: sizes and byte strides innermost
+    first (dim, seq, heads, batch), and the box one load brings (64 elements x 128 rows)."""
+    b, s, h, d = t.shape
+    e = t.element_size()
+    return (
+        [d, s, h, b],
+        [t.stride(1) * e, t.stride(2) * e, t.stride(0) * e],
+        [SM90_TMA_COLS, SM90_BLOCK, 1, 1],
+    )
+
+
+def _tensor_maps(tensors, device) -> torch.Tensor:
+    """The tensors' TMA descriptors (128 bytes each, 128-byte swizzle, zero fill past the edges) in one
+    device buffer the kernel reads them from."""
+    from cuda.bindings import driver as cu
+
+    data_type = {
+        torch.float16: cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        torch.bfloat16: cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+    }
+    raw = bytearray()
+    for t in tensors:
+        dims, strides, box = tma_layout(t)
+        err, tmap = cu.cuTensorMapEncodeTiled(
+            data_type[t.dtype],
+            len(dims),
+            t.data_ptr(),
+            [cu.cuuint64_t(x) for x in dims],
+            [cu.cuuint64_t(x) for x in strides],
+            [cu.cuuint32_t(x) for x in box],
+            [cu.cuuint32_t(1)] * len(dims),
+            cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+            cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+            cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+        if err != cu.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(
+                f"cuTensorMapEncodeTiled refused a tensor of shape {tuple(t.shape)}, strides {t.stride()}: {err}"
+            )
+        raw += struct.pack("<16Q", *(int(x) for x in tmap.opaque))
+    return torch.frombuffer(raw, dtype=torch.uint8).to(device)
+
+
+def _flash_fwd_sm90(q, k, v, out, lse, softmax_scale: float, causal: bool) -> None:
+    b, sq, hq, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    if device_arch(q.device) != "sm_90a":
+        raise RuntimeError(f"the wgmma forward runs on Hopper (sm_90a) only, not {device_arch(q.device)}")
+    if sk == 0:  # a tensor map cannot describe an empty tensor; no key: O = 0, lse = +inf
+        out.zero_()
+        lse.fill_(math.inf)
+        return
+    q, k, v = _aligned(q), _aligned(k), _aligned(v)
+    name = sm90_fwd_name(q.dtype, d, causal)
+    maps = _tensor_maps((q, k, v), q.device)
+    args = [
+        maps,
+        out,
+        lse,
+        i32(sq),
+        i32(sk),
+        i32(hq),
+        i32(hq // hk),
+        *_strides(out),
+        f32(softmax_scale * LOG2E),
+    ]
+    grid = (math.ceil(sq / SM90_BLOCK), hq, b)
+    launch(module_for(SM90_FWD_FILE, name), name, grid, SM90_THREADS, args, smem=sm90_smem_bytes(d))
+
+
 # -- compile on first use --------------------------------------------------------------------------------
 
 
@@ -424,7 +522,8 @@ def flash_fwd(
     order: str | None = None,
     rescale: str | None = None,
 ):
-    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"scalar_v2"`` or ``"scalar_v1"``;
+    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"wgmma"`` (Hopper: TMA and wgmma,
+    opt-in), ``"scalar_v2"`` or ``"scalar_v1"``;
     ``variant`` picks the tensor-core tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`), ``order``
     the causal launch order of the tensor-core kernels (:data:`CAUSAL_ORDERS`, default :func:`causal_order`),
     ``rescale`` how the wide kernels rescale the output (:data:`RESCALE_MODES`, default :func:`rescale_mode`).
@@ -461,6 +560,8 @@ def flash_fwd(
             args,
             smem=cfg.smem_bytes(),
         )
+    elif kernel == "wgmma":
+        _flash_fwd_sm90(q, k, v, out, lse, softmax_scale, causal)
     elif kernel in ("scalar_v1", "scalar_v2"):
         version = kernel.split("_")[1]
         bm, _ = SCALAR_TILES[version]
@@ -490,7 +591,7 @@ def flash_fwd(
             ]
             launch(mod, name, (hq, b), bm, args)
     else:
-        raise ValueError(f"kernel must be 'mma', 'scalar_v2' or 'scalar_v1', got {kernel!r}")
+        raise ValueError(f"kernel must be 'mma', 'wgmma', 'scalar_v2' or 'scalar_v1', got {kernel!r}")
     return out, lse
 
 
