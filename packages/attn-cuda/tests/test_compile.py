@@ -200,8 +200,8 @@ HOPPER_FILES = sorted(catalog.hopper_kernels())
 @pytest.mark.parametrize("filename", HOPPER_FILES)
 def test_hopper_kernels_hold_wgmma_and_tma_in_sm90a_sass(filename):
     """The sm_90a-only kernels (the opt-in wgmma forward) build for sm_90a without spills; their SASS holds
-    wgmma (HGMMA, V read through the transpose-B flag), TMA loads (UTMALDG) and the warpgroups' register
-    hand-over (USETMAXREG)."""
+    wgmma (HGMMA, V read through the transpose-B flag), TMA loads (UTMALDG), the warpgroups' register
+    hand-over (USETMAXREG) and, in the ping-pong builds, the turn-taking barriers."""
     names = catalog.hopper_kernels()[filename]
     mod = rt.compile_source(
         rt.kernel_source(filename), name=filename, arch="sm_90a", name_expressions=names, target="cubin"
@@ -218,4 +218,6 @@ def test_hopper_kernels_hold_wgmma_and_tma_in_sm90a_sass(filename):
         for op in ("HGMMA.64x128x16.F32", "UTMALDG", "USETMAXREG", "SYNCS"):
             assert op in body, f"{name}: no {op} in its sm_90a SASS"
         assert ".tnspB" in body, f"{name}: the P V wgmma does not read V transposed"
+        # ping-pong: the consumers hand the tensor cores over by named barriers (bar.arrive)
+        assert ("BAR.ARV" in body) == name.endswith(", true>"), f"{name}: ping-pong barriers"
         assert not re.search(r"\b(LDL|STL)\b", body), f"{name}: local-memory traffic in its SASS"

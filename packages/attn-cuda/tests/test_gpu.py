@@ -131,10 +131,11 @@ def test_every_forward_variant_matches_the_reference(variant, dtype, head_dim, c
         assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({variant}, sq {sq}, sk {sk})")
 
 
+@pytest.mark.parametrize("pingpong", [True, False])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_wgmma_forward_matches_the_reference(dtype, head_dim, causal):
+def test_wgmma_forward_matches_the_reference(dtype, head_dim, causal, pingpong):
     """The opt-in sm_90a forward (TMA + wgmma): ragged edges on both sides, GQA and MQA, more queries than
     keys (causal rows that see nothing), one decoding row, several key blocks, and strided views whose
     padding holds NaN (the tensor maps must end at the sequence lengths)."""
@@ -143,7 +144,7 @@ def test_wgmma_forward_matches_the_reference(dtype, head_dim, causal):
         q, k, v = attention_inputs(
             b, sq, sk, hq, hk, head_dim, dtype=dtype, device="cuda", seed=sq, nan_padding=pad
         )
-        out, lse = flash.flash_fwd(q, k, v, head_dim**-0.5, causal, kernel="wgmma")
+        out, lse = flash.flash_fwd(q, k, v, head_dim**-0.5, causal, kernel="wgmma", pingpong=pingpong)
         (ref, ref_lse), (low, low_lse) = _reference(q, k, v, causal)
         assert_attention_close(out, ref, low, name=f"out (wgmma, sq {sq}, sk {sk})")
         assert_attention_close(lse, ref_lse, low_lse, name=f"lse (wgmma, sq {sq}, sk {sk})")

@@ -260,7 +260,7 @@ def test_wgmma_forward_launch(monkeypatch):
     assert launched == [
         (
             "flash_fwd_sm90.cu",
-            "flash_fwd_sm90<__nv_bfloat16, 128, true>",
+            "flash_fwd_sm90<__nv_bfloat16, 128, true, true>",
             (3, 8, 2),
             384,
             5 * 32768 + 56 + 1024,

@@ -335,11 +335,11 @@ def attention_timings() -> None:
                     group=f"fwd {tag}",
                     ref=f"fwd {tag} torch-flash",
                 )
-            if hopper:  # the opt-in TMA + wgmma forward
+            for pingpong in (True, False) if hopper else ():  # the opt-in TMA + wgmma forward
                 timed(
-                    f"fwd {tag} attn-cuda [wgmma]",
-                    lambda q=q, k=k, v=v, causal=causal, d=d: attn_cuda.flash.flash_fwd(
-                        q, k, v, d**-0.5, causal, kernel="wgmma"
+                    f"fwd {tag} attn-cuda [wgmma{'' if pingpong else ' no ping-pong'}]",
+                    lambda q=q, k=k, v=v, causal=causal, d=d, pp=pingpong: attn_cuda.flash.flash_fwd(
+                        q, k, v, d**-0.5, causal, kernel="wgmma", pingpong=pp
                     ),
                     flops=flops,
                     group=f"fwd {tag}",

@@ -395,8 +395,9 @@ def all_instantiations() -> dict[str, list[str]]:
 
 # -- the sm_90a forward (TMA + wgmma) ---------------------------------------------------------------------
 
-#: kernels/flash_fwd_sm90.cu: TMA loads, wgmma, a producer and two consumer warpgroups, 128 x 128 blocks.
-#: Opt-in (``flash_fwd(..., kernel="wgmma")``) until it has run on the GPU; Hopper only (sm_90a).
+#: kernels/flash_fwd_sm90.cu: TMA loads, wgmma, a producer and two consumer warpgroups taking turns at the
+#: tensor cores (``pingpong``), 128 x 128 blocks. Opt-in (``flash_fwd(..., kernel="wgmma")``) until it has
+#: run on the GPU; Hopper only (sm_90a).
 SM90_FWD_FILE = "flash_fwd_sm90.cu"
 SM90_BLOCK = 128  # query rows a block, and keys a K/V tile
 SM90_STAGES = 2
@@ -404,8 +405,8 @@ SM90_THREADS = 384
 SM90_TMA_COLS = 64  # a TMA box is 64 elements (128 bytes, the swizzle span) wide
 
 
-def sm90_fwd_name(dtype: torch.dtype, head_dim: int, causal: bool) -> str:
-    return f"flash_fwd_sm90<{CTYPES[dtype]}, {head_dim}, {_bool(causal)}>"
+def sm90_fwd_name(dtype: torch.dtype, head_dim: int, causal: bool, pingpong: bool = True) -> str:
+    return f"flash_fwd_sm90<{CTYPES[dtype]}, {head_dim}, {_bool(causal)}, {_bool(pingpong)}>"
 
 
 def sm90_smem_bytes(head_dim: int) -> int:
@@ -415,7 +416,13 @@ def sm90_smem_bytes(head_dim: int) -> int:
 
 
 def sm90_instantiations() -> list[str]:
-    return [sm90_fwd_name(dt, hd, c) for dt in DTYPES for hd in HEAD_DIMS for c in (False, True)]
+    return [
+        sm90_fwd_name(dt, hd, c, pp)
+        for dt in DTYPES
+        for hd in HEAD_DIMS
+        for c in (False, True)
+        for pp in (True, False)
+    ]
 
 
 def tma_layout(t: torch.Tensor) -> tuple[list[int], list[int], list[int]]:
@@ -463,7 +470,7 @@ def _tensor_maps(tensors, device) -> torch.Tensor:
     return torch.frombuffer(raw, dtype=torch.uint8).to(device)
 
 
-def _flash_fwd_sm90(q, k, v, out, lse, softmax_scale: float, causal: bool) -> None:
+def _flash_fwd_sm90(q, k, v, out, lse, softmax_scale: float, causal: bool, pingpong: bool) -> None:
     b, sq, hq, d = q.shape
     sk, hk = k.shape[1], k.shape[2]
     if device_arch(q.device) != "sm_90a":
@@ -473,7 +480,7 @@ def _flash_fwd_sm90(q, k, v, out, lse, softmax_scale: float, causal: bool) -> No
         lse.fill_(math.inf)
         return
     q, k, v = _aligned(q), _aligned(k), _aligned(v)
-    name = sm90_fwd_name(q.dtype, d, causal)
+    name = sm90_fwd_name(q.dtype, d, causal, pingpong)
     maps = _tensor_maps((q, k, v), q.device)
     args = [
         maps,
@@ -521,12 +528,14 @@ def flash_fwd(
     variant: str | None = None,
     order: str | None = None,
     rescale: str | None = None,
+    pingpong: bool = True,
 ):
     """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"wgmma"`` (Hopper: TMA and wgmma,
     opt-in), ``"scalar_v2"`` or ``"scalar_v1"``;
     ``variant`` picks the tensor-core tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`), ``order``
     the causal launch order of the tensor-core kernels (:data:`CAUSAL_ORDERS`, default :func:`causal_order`),
-    ``rescale`` how the wide kernels rescale the output (:data:`RESCALE_MODES`, default :func:`rescale_mode`).
+    ``rescale`` how the wide kernels rescale the output (:data:`RESCALE_MODES`, default :func:`rescale_mode`),
+    ``pingpong`` whether the wgmma kernel's consumer warpgroups take turns at the tensor cores.
 
     q (b, s_q, h_q, d), k and v (b, s_k, h_k, d), CUDA fp16/bf16, validated by the caller. Returns
     out (b, s_q, h_q, d) and lse (b, h_q, s_q) float32.
@@ -561,7 +570,7 @@ def flash_fwd(
             smem=cfg.smem_bytes(),
         )
     elif kernel == "wgmma":
-        _flash_fwd_sm90(q, k, v, out, lse, softmax_scale, causal)
+        _flash_fwd_sm90(q, k, v, out, lse, softmax_scale, causal, pingpong)
     elif kernel in ("scalar_v1", "scalar_v2"):
         version = kernel.split("_")[1]
         bm, _ = SCALAR_TILES[version]

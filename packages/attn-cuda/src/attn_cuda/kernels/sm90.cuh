@@ -70,6 +70,14 @@ ATTN_DEVICE void tma_load_4d(unsigned dst, const void* map, unsigned bar, int c0
         : "memory");
 }
 
+// ---- named barriers (0 is __syncthreads): `threads` arrive in all, a multiple of 32 ------------------------
+template <int THREADS> ATTN_DEVICE void barrier_sync(int id) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "n"(THREADS) : "memory");
+}
+template <int THREADS> ATTN_DEVICE void barrier_arrive(int id) {
+    asm volatile("bar.arrive %0, %1;" ::"r"(id), "n"(THREADS) : "memory");
+}
+
 // ---- warpgroup register reallocation (every thread of the warpgroup executes it) ------------------------
 template <int N> ATTN_DEVICE void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N)); }
 template <int N> ATTN_DEVICE void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N)); }
