@@ -131,10 +131,10 @@ def test_every_forward_variant_matches_the_reference(variant, dtype, head_dim, c
         assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({variant}, sq {sq}, sk {sk})")
 
 
-@pytest.mark.parametrize("pingpong", [True, False])
-@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("pingpong", [True, False], ids=["pingpong", "serial"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("head_dim", [64, 128])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_wgmma_forward_matches_the_reference(dtype, head_dim, causal, pingpong):
     """The opt-in sm_90a forward (TMA + wgmma): ragged edges on both sides, GQA and MQA, more queries than
     keys (causal rows that see nothing), one decoding row, several key blocks, and strided views whose

@@ -400,7 +400,7 @@ def all_instantiations() -> dict[str, list[str]]:
 #: run on the GPU; Hopper only (sm_90a).
 SM90_FWD_FILE = "flash_fwd_sm90.cu"
 SM90_BLOCK = 128  # query rows a block, and keys a K/V tile
-SM90_STAGES = 2
+SM90_STAGES = 3  # must match STAGES in the kernel
 SM90_THREADS = 384
 SM90_TMA_COLS = 64  # a TMA box is 64 elements (128 bytes, the swizzle span) wide
 
@@ -410,7 +410,7 @@ def sm90_fwd_name(dtype: torch.dtype, head_dim: int, causal: bool, pingpong: boo
 
 
 def sm90_smem_bytes(head_dim: int) -> int:
-    """Q, the K and V rings, seven mbarriers, and 1 KB to align the tiles to the swizzle's 1024 bytes."""
+    """Q, the K and V rings, their mbarriers, and 1 KB to align the tiles to the swizzle's 1024 bytes."""
     tile = SM90_BLOCK * head_dim * 2
     return tile * (1 + 2 * SM90_STAGES) + 8 * (1 + 3 * SM90_STAGES) + 1024
 

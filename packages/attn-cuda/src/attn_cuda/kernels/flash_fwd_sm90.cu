@@ -3,7 +3,7 @@
 // structure in plain CUDA C++, the step after the mma.sync kernels of flash_fwd.cu.
 //
 // A block owns 128 query rows of one (batch, head) and walks that head's keys in blocks of 128, left to
-// right, through a two-stage ring of K and V tiles. 384 threads:
+// right, through a three-stage ring of K and V tiles. 384 threads:
 //
 // * warpgroup 0, the producer: one thread issues the TMA loads (Q once; K_j and V_j per key block, each
 //   as head_dim / 64 boxes of 128 rows x 64 elements, swizzled by 128 bytes). A stage has three
@@ -29,7 +29,7 @@ namespace {
 
 constexpr int BM = 128;                 // query rows a block
 constexpr int BN = 128;                 // keys a block
-constexpr int STAGES = 2;               // K/V ring
+constexpr int STAGES = 3;               // K/V ring: a load has two blocks of compute to land
 constexpr int THREADS = 384;            // producer + two consumer warpgroups
 constexpr int CONSUMER_THREADS = 256;
 constexpr int ROW_BYTES = 128;          // one row of a column block: 64 16-bit elements
