@@ -35,6 +35,7 @@ from attn_triton.flash_common import (
     bucket,
     head_dim_pad,
     load_rows,
+    sequence,
     store_rows,
     tanh,
     visible,
@@ -70,10 +71,7 @@ def _bwd_preprocess(
     pid_bh = tl.program_id(1)
     b = pid_bh // nheads
     h = pid_bh % nheads
-    q_start = b * 0
-    if IS_VARLEN:
-        q_start = tl.load(CU_Q + b)
-        seqlen_q = tl.load(CU_Q + b + 1) - q_start
+    q_start, seqlen_q = sequence(CU_Q, b, seqlen_q, IS_VARLEN)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_off = b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start + rows
     if WRITE_LSE2:
@@ -258,13 +256,8 @@ def _bwd_dkdv(
     pid_bh = tl.program_id(1)
     b = pid_bh // kheads
     kv_h = pid_bh % kheads
-    q_start = b * 0
-    k_start = b * 0
-    if IS_VARLEN:
-        q_start = tl.load(CU_Q + b)
-        seqlen_q = tl.load(CU_Q + b + 1) - q_start
-        k_start = tl.load(CU_K + b)
-        seqlen_k = tl.load(CU_K + b + 1) - k_start
+    q_start, seqlen_q = sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, seqlen_k = sequence(CU_K, b, seqlen_k, IS_VARLEN)
     n0 = pid_n * BLOCK_N
     if n0 >= seqlen_k:
         return
@@ -574,13 +567,8 @@ def _bwd_dq(
     b = pid_bh // nheads
     h = pid_bh % nheads
     kv_h = h // group
-    q_start = b * 0
-    k_start = b * 0
-    if IS_VARLEN:
-        q_start = tl.load(CU_Q + b)
-        seqlen_q = tl.load(CU_Q + b + 1) - q_start
-        k_start = tl.load(CU_K + b)
-        seqlen_k = tl.load(CU_K + b + 1) - k_start
+    q_start, seqlen_q = sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, seqlen_k = sequence(CU_K, b, seqlen_k, IS_VARLEN)
     m0 = pid_m * BLOCK_M
     if m0 >= seqlen_q:
         return

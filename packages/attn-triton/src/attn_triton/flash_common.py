@@ -25,6 +25,16 @@ LN2 = 0.6931471805599453
 
 
 @triton.jit
+def sequence(CU, b, seqlen, IS_VARLEN: tl.constexpr):
+    """(start, length) of sequence ``b``: from the cumulative lengths ``CU`` when varlen, else (0, seqlen)."""
+    start = b * 0  # a run-time zero (not a constexpr), so .to() works on it on both paths
+    if IS_VARLEN:
+        start = tl.load(CU + b)
+        seqlen = tl.load(CU + b + 1) - start
+    return start, seqlen
+
+
+@triton.jit
 def block_range(
     start,
     len_outer,

@@ -34,7 +34,17 @@ import triton
 import triton.language as tl
 
 from attn_triton._runtime import ensure_allocator, interpreting, knobs, path_for, robust_bench, tuning_budget
-from attn_triton.flash_common import LN2, LOG2E, block_range, bucket, head_dim_pad, load_rows, tanh, visible
+from attn_triton.flash_common import (
+    LN2,
+    LOG2E,
+    block_range,
+    bucket,
+    head_dim_pad,
+    load_rows,
+    sequence,
+    tanh,
+    visible,
+)
 
 
 @triton.jit
@@ -179,13 +189,8 @@ def _fwd_kernel(
     b = pid_bh // nheads
     h = pid_bh % nheads
     kv_h = h // group  # GQA: `group` query heads share one KV head
-    q_start = b * 0  # a run-time zero (not a constexpr), so .to() below works on both paths
-    k_start = b * 0
-    if IS_VARLEN:
-        q_start = tl.load(CU_Q + b)
-        seqlen_q = tl.load(CU_Q + b + 1) - q_start
-        k_start = tl.load(CU_K + b)
-        seqlen_k = tl.load(CU_K + b + 1) - k_start
+    q_start, seqlen_q = sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, seqlen_k = sequence(CU_K, b, seqlen_k, IS_VARLEN)
     m0 = pid_m * BLOCK_M
     if m0 >= seqlen_q:  # varlen: this sequence is shorter than the longest
         return
