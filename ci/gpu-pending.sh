@@ -216,8 +216,8 @@ queue_q() {  # attn-cutlass's opt-in three consumer warpgroups at head dim 64 (2
         -k "ThreeConsumers or pingpong"
     step cutlass-three-bench 200 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \
         --where head_dim=64 --time-budget 170 -o "$out/cutlass-three.json"
-    # its key-block width (80: spill-free everywhere; 96: 4 bytes in fp16 causal builds) beside the default and
-    # FA4, and hd128 with 176 keys a block (FA3's width; spills 2.2 KB here, never timed)
+    # its key-block width (64, the default of the option; 80, twelve wgmma fenced by ptxas) beside the default
+    # and FA4, and hd128 with 176 keys a block (FA3's width; spills 2.2 KB here, never timed)
     OUT=$out step cutlass-tile-ab 150 python3 packages/attn-cutlass/tools/tile_ab.py
 }
 

@@ -164,7 +164,7 @@ def fwd_consumer_wgs(head_dim: int) -> int:
     """Consumer warpgroups of the sm90 forward: 3 where ``ATTN_CUTLASS_HD64_CONSUMERS=3`` (read per call)
     asks for them and the head dim is 64, else 2 (the default).
 
-    Three warpgroups of 64 rows (192-row tiles, 80-key blocks, 160 registers a thread) take turns at the
+    Three warpgroups of 64 rows (192-row tiles, 64-key blocks, 160 registers a thread) take turns at the
     tensor cores, so two of them can issue GEMMs while the third does its softmax: FA3's choice at head
     dim 64. Opt-in until it has passed the GPU tier and been timed (``ci/gpu-pending.sh`` queue q).
     """

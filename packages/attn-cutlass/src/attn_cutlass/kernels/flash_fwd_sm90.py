@@ -110,13 +110,14 @@ def tile_config(head_dim: int, consumer_wgs: int = 2) -> tuple[int, int, int]:
     tile_m is 64 rows per consumer warpgroup.
 
     Three consumer warpgroups (head dim 64 only) get 160 registers a thread instead of 240: S, P and O of
-    a 64 x 80 block fit them in every build without spills (ptxas -v); 64 x 96 spills 4 bytes in the fp16
-    causal builds, 64 x 128 about 1 KB.
+    a 64 x 64 block fit them in every build without spills and without ptxas fencing an in-flight wgmma
+    (C7519); at 80 and 96 keys it fences twelve to fifteen (96 also spills 4 bytes in fp16 causal builds),
+    at 128 it spills about 1 KB. Four stages: the blocks are small, the ring is cheap.
     """
     if consumer_wgs == 3:
         if head_dim != 64:
             raise ValueError(f"three consumer warpgroups are built for head dim 64 only, got {head_dim}")
-        return 192, 80, 3
+        return 192, 64, 4
     if consumer_wgs != 2:
         raise ValueError(f"consumer_wgs must be 2 or 3, got {consumer_wgs}")
     if head_dim <= 64:

@@ -63,9 +63,11 @@ def assert_no_spills_or_serialised_wgmma(
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
     assert spills, f"ptxas reported no resource usage:\n{report[-2000:]}"
     assert all(s == ("0", "0") for s in spills), f"spills {spills}:\n{report[-2000:]}"
+    # C7519 words it as an injected warpgroup.arrive; the other codes as "instructions are serialized".
     serialised = [
         line
         for line in report.splitlines()
-        if "instructions are serialized" in line and not any(f"({code})" in line for code in allow)
+        if ("instructions are serialized" in line or "(C7519)" in line)
+        and not any(f"({code})" in line for code in allow)
     ]
     assert not serialised, "ptxas serialised a wgmma:\n" + "\n".join(serialised)[-2000:]
