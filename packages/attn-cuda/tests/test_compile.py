@@ -201,7 +201,7 @@ HOPPER_FILES = sorted(catalog.hopper_kernels())
 def test_hopper_kernels_hold_wgmma_and_tma_in_sm90a_sass(filename):
     """The sm_90a-only kernels (the opt-in wgmma forward) build for sm_90a without spills; their SASS holds
     wgmma (HGMMA, V read through the transpose-B flag), TMA loads (UTMALDG), the warpgroups' register
-    hand-over (USETMAXREG) and, in the ping-pong builds, the turn-taking barriers."""
+    hand-over (USETMAXREG) and, in the ping-pong builds, the turn-taking barriers; ptxas fenced no wgmma."""
     names = catalog.hopper_kernels()[filename]
     mod = rt.compile_source(
         rt.kernel_source(filename), name=filename, arch="sm_90a", name_expressions=names, target="cubin"
@@ -210,6 +210,9 @@ def test_hopper_kernels_hold_wgmma_and_tma_in_sm90a_sass(filename):
     assert set(usage) == set(names)
     for name, u in usage.items():
         assert u["spill_stores"] == 0 and u["spill_loads"] == 0, f"{name} spills: {u}"
+    # no wgmma that ptxas had to fence or serialise (registers touched in flight, C7519; C7510/C7512)
+    fenced = [ln for ln in mod.log.splitlines() if "(C7519)" in ln or "instructions are serialized" in ln]
+    assert not fenced, "\n".join(fenced[:4])
     if rt.find_tool("nvdisasm") is None:
         pytest.skip("no nvdisasm: resources checked, SASS not")
     functions = _functions(rt.disassemble(mod.code))

@@ -211,18 +211,23 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
         issue_s(0);
         if (PINGPONG) barrier_arrive<CONSUMER_THREADS>(their_turn);
         wgmma_wait<0>();
+        pin(acc_s);
         softmax_step<T, CAUSAL>(acc_s, p, m, l, alpha, 0, row_a, t, seqlen_k, shift, masked(0), scale_log2);
         for (int i = 1; i < n_blocks; ++i) {
             const int s = i % STAGES, prev = (i - 1) % STAGES;
             mbar_wait(bar_k + 8 * s, (i / STAGES) & 1);
             mbar_wait(bar_v + 8 * prev, ((i - 1) / STAGES) & 1);
             rescale<HD>(acc_o, alpha);  // O is not in flight: the last P V was waited for
+            pin(acc_o);
+            pin(p);
             if (PINGPONG) barrier_sync<CONSUMER_THREADS>(my_turn);
             wgmma_fence();
             issue_s(s);
             issue_pv(prev);
             if (PINGPONG) barrier_arrive<CONSUMER_THREADS>(their_turn);
             wgmma_wait<0>();
+            pin(acc_s);
+            pin(acc_o);
             mbar_arrive(bar_empty + 8 * prev);
             softmax_step<T, CAUSAL>(acc_s, p, m, l, alpha, i * BN, row_a, t, seqlen_k, shift, masked(i * BN),
                                     scale_log2);
@@ -231,11 +236,14 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
         const int last = (n_blocks - 1) % STAGES;
         mbar_wait(bar_v + 8 * last, ((n_blocks - 1) / STAGES) & 1);
         rescale<HD>(acc_o, alpha);
+        pin(acc_o);
+        pin(p);
         if (PINGPONG) barrier_sync<CONSUMER_THREADS>(my_turn);
         wgmma_fence();
         issue_pv(last);
         if (PINGPONG) barrier_arrive<CONSUMER_THREADS>(their_turn);
         wgmma_wait<0>();
+        pin(acc_o);
         mbar_arrive(bar_empty + 8 * last);
     }
 

@@ -88,6 +88,20 @@ ATTN_DEVICE void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "m
 ATTN_DEVICE void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N> ATTN_DEVICE void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
 
+// Pin registers to this point of the instruction stream (an empty asm that "changes" them): the compiler
+// sees no dependence of wgmma's registers on the fence and the wait, and would otherwise move the math
+// that writes or reads them across those (ptxas then fences the in-flight wgmma itself, warning C7519).
+template <int N> ATTN_DEVICE void pin(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N, int M> ATTN_DEVICE void pin(unsigned (&r)[N][M]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+#pragma unroll
+        for (int j = 0; j < M; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+}
+
 // A 128-byte-swizzled operand: start address and the two offsets in bytes (see the top of this file).
 ATTN_DEVICE unsigned long long smem_desc(unsigned addr, unsigned leading_bytes, unsigned stride_bytes) {
     return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
