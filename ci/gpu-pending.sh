@@ -221,18 +221,23 @@ queue_q() {  # attn-cutlass's opt-in three consumer warpgroups at head dim 64 (2
     OUT=$out step cutlass-tile-ab 150 python3 packages/attn-cutlass/tools/tile_ab.py
 }
 
-queue_r() {  # attn-cuda's opt-in sm_90a forward (TMA + wgmma, 2026-12-04, fifth session): first GPU run
+queue_r() {  # attn-cuda's opt-in sm_90a forward (TMA + wgmma, 2026-12-04, fifth session): first GPU run,
+    # most telling first (one call may not hold all of it: what is skipped is named in the summary)
     export CUDA_VISIBLE_DEVICES=0
-    step cuda-wgmma 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q -k wgmma
-    # then memcheck and racecheck on its own launches (the same small cases)
+    step cuda-wgmma 200 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "wgmma and not Conformance"
+    # its 16k forward beside every mma tiling and torch's flash SDPA (gpu_check's timings alone)
+    OUT=$out step cuda-wgmma-time 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip compile \
+        --skip "attention checks" --skip "basics checks" --skip "basics timings"
+    # the whole conformance suite with it behind flash_attn_func
+    step cuda-wgmma-conformance 230 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 \
+        -q -k TestCudaWgmmaConformance
+    # memcheck and racecheck on its own launches (the test's bf16 ping-pong cases)
     for tool in memcheck racecheck; do
         step "cuda-wgmma-$tool" 200 compute-sanitizer --tool "$tool" --kernel-name kns=flash_fwd_sm90 \
             --report-api-errors no --error-exitcode 3 python3 -m pytest packages/attn-cuda/tests/test_gpu.py \
             --tier sm90 -q -p no:xdist -k "wgmma and bf16 and pingpong"
     done
-    # its 16k forward beside every mma tiling and torch's flash SDPA (gpu_check's timings alone)
-    OUT=$out step cuda-wgmma-time 200 python3 packages/attn-cuda/tools/gpu_check.py --quick --skip compile \
-        --skip "attention checks" --skip "basics checks" --skip "basics timings"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

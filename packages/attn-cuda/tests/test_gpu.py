@@ -100,6 +100,15 @@ class TestCudaAlwaysRescaleConformance(TestCudaConformance):
         monkeypatch.setenv("ATTN_CUDA_RESCALE", "always")
 
 
+class TestCudaWgmmaConformance(TestCudaConformance):
+    """The conformance suite with the opt-in Hopper forward (TMA + wgmma) behind flash_attn_func
+    (``ATTN_CUDA_FWD_KERNEL=wgmma``); the backward is the default one, fed by its out and lse."""
+
+    @pytest.fixture(autouse=True)
+    def _wgmma(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "wgmma")
+
+
 def _reference(q, k, v, causal):
     hi = attention_naive(q, k, v, causal=causal, return_lse=True)  # fp32 accumulation
     lo = attention_naive(q, k, v, causal=causal, return_lse=True, accum_dtype=None)  # the inputs' precision

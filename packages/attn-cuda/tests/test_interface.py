@@ -273,6 +273,23 @@ def test_wgmma_forward_launch(monkeypatch):
         flash.flash_fwd(q, k, v, 0.1, True, kernel="wgmma")
 
 
+def test_forward_kernel_selection(monkeypatch):
+    """``flash_attn_func`` runs the mma forward unless ``$ATTN_CUDA_FWD_KERNEL=wgmma`` (or a caller) asks for
+    the Hopper one; the teaching kernels only by name; anything else is refused by name."""
+    monkeypatch.delenv("ATTN_CUDA_FWD_KERNEL", raising=False)
+    assert flash.fwd_kernel() == "mma"
+    assert flash.fwd_kernel("scalar_v1") == "scalar_v1"
+    monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "wgmma")
+    assert flash.fwd_kernel() == "wgmma"
+    assert flash.fwd_kernel("mma") == "mma"  # an explicit kernel wins
+    monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "scalar_v2")  # not a tensor-core forward
+    with pytest.raises(ValueError, match="ATTN_CUDA_FWD_KERNEL"):
+        flash.fwd_kernel()
+    q = k = v = torch.zeros(1, 8, 2, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="forward kernel"):
+        flash.flash_fwd(q, k, v, 0.1, False, kernel="nope")
+
+
 def test_tma_layout_of_a_strided_tensor():
     """The 4-D tensor map of a (batch, seq, heads, dim) view: sizes and byte strides innermost first."""
     base = torch.zeros(3, 50, 4, 256, dtype=torch.float16)

@@ -405,6 +405,18 @@ SM90_THREADS = 384
 SM90_TMA_COLS = 64  # a TMA box is 64 elements (128 bytes, the swizzle span) wide
 
 
+#: The tensor-core forwards ``flash_attn_func`` can run (``$ATTN_CUDA_FWD_KERNEL``, read per call): ``mma``
+#: (the default, any sm_80+ GPU) or ``wgmma`` (the opt-in Hopper kernel).
+FWD_KERNELS = ("mma", "wgmma")
+
+
+def fwd_kernel(kernel: str | None = None) -> str:
+    """``kernel`` if given, else ``$ATTN_CUDA_FWD_KERNEL``, else ``mma``."""
+    if kernel in ("scalar_v1", "scalar_v2"):  # the teaching kernels: by name only
+        return kernel
+    return _choice("forward kernel", kernel, "ATTN_CUDA_FWD_KERNEL", "mma", FWD_KERNELS)
+
+
 def sm90_fwd_name(dtype: torch.dtype, head_dim: int, causal: bool, pingpong: bool = True) -> str:
     return f"flash_fwd_sm90<{CTYPES[dtype]}, {head_dim}, {_bool(causal)}, {_bool(pingpong)}>"
 
@@ -524,14 +536,14 @@ def flash_fwd(
     softmax_scale: float,
     causal: bool,
     *,
-    kernel: str = "mma",
+    kernel: str | None = None,
     variant: str | None = None,
     order: str | None = None,
     rescale: str | None = None,
     pingpong: bool = True,
 ):
     """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"wgmma"`` (Hopper: TMA and wgmma,
-    opt-in), ``"scalar_v2"`` or ``"scalar_v1"``;
+    opt-in), ``"scalar_v2"`` or ``"scalar_v1"`` (default :func:`fwd_kernel`);
     ``variant`` picks the tensor-core tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`), ``order``
     the causal launch order of the tensor-core kernels (:data:`CAUSAL_ORDERS`, default :func:`causal_order`),
     ``rescale`` how the wide kernels rescale the output (:data:`RESCALE_MODES`, default :func:`rescale_mode`),
@@ -547,6 +559,7 @@ def flash_fwd(
     if out.numel() == 0:
         return out, lse
     group = hq // hk
+    kernel = fwd_kernel(kernel)
     if kernel == "mma":
         q, k, v = _aligned(q), _aligned(k), _aligned(v)
         v_name = fwd_variant(variant)
@@ -571,7 +584,7 @@ def flash_fwd(
         )
     elif kernel == "wgmma":
         _flash_fwd_sm90(q, k, v, out, lse, softmax_scale, causal, pingpong)
-    elif kernel in ("scalar_v1", "scalar_v2"):
+    else:  # scalar_v1 / scalar_v2 (fwd_kernel refused anything else)
         version = kernel.split("_")[1]
         bm, _ = SCALAR_TILES[version]
         name = scalar_name(version, q.dtype, d, causal)
@@ -599,8 +612,6 @@ def flash_fwd(
                 f32(softmax_scale),
             ]
             launch(mod, name, (hq, b), bm, args)
-    else:
-        raise ValueError(f"kernel must be 'mma', 'wgmma', 'scalar_v2' or 'scalar_v1', got {kernel!r}")
     return out, lse
 
 
