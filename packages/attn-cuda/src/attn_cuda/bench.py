@@ -49,7 +49,8 @@ def _fwd_with(**choices):
         from . import flash
 
         scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
-        return flash.flash_fwd(q, k, v, scale, causal, **choices)[0]
+        # the choices are the mma kernel's: name it, whatever $ATTN_CUDA_FWD_KERNEL says
+        return flash.flash_fwd(q, k, v, scale, causal, kernel="mma", **choices)[0]
 
     run.__name__ = "flash_fwd_" + "_".join(str(c) for c in choices.values())
     return run
