@@ -118,79 +118,64 @@ ATTN_DEVICE void wgmma_ss(float (&d)[N / 2], unsigned long long desc_a, unsigned
 template <typename T, int N>
 ATTN_DEVICE void wgmma_rs_mn(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long desc_b);
 
+// The accumulator operands of a 64 x 64 and a 64 x 128 fp32 tile (32 and 64 registers a thread): their
+// names in the instruction string, and the registers bound to them, in order.
+#define ATTN_ACC32_NAMES \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define ATTN_ACC64_NAMES \
+    ATTN_ACC32_NAMES ", " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define ATTN_ACC32_REGS(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define ATTN_ACC64_REGS(d) \
+    ATTN_ACC32_REGS(d), \
+    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+
 // S = Q K^T: D (64 x 128) += A B^T, both operands K-major in shared memory.
 #define ATTN_WGMMA_SS_N128(TYPE, PTX_TYPE) \
     template <> \
-    ATTN_DEVICE void wgmma_ss<TYPE, 128>(float(&d)[64], unsigned long long desc_a, unsigned long long desc_b, int accumulate) { \
-        asm volatile( \
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " {" \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
-            "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
-            : "l"(desc_a), "l"(desc_b), "r"(accumulate)); \
+    ATTN_DEVICE void wgmma_ss<TYPE, 128>(float(&d)[64], unsigned long long desc_a, unsigned long long desc_b, \
+                                         int accumulate) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " {" ATTN_ACC64_NAMES \
+                     "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
+                     : ATTN_ACC64_REGS(d) \
+                     : "l"(desc_a), "l"(desc_b), "r"(accumulate)); \
     }
 
-// O += P V: D (64 x 128) += A B, A from registers, B MN-major in shared memory (transpose-B).
-#define ATTN_WGMMA_RS_MN_N128(TYPE, PTX_TYPE) \
+// O += P V: D (64 x N) += A B, A from registers, B MN-major in shared memory (transpose-B). A_AND_B and PRED
+// name the operands after the accumulators: the four A registers and B's descriptor, then the accumulate flag.
+#define ATTN_WGMMA_RS_MN(TYPE, PTX_TYPE, N, NAMES, REGS, A_AND_B, PRED) \
     template <> \
-    ATTN_DEVICE void wgmma_rs_mn<TYPE, 128>(float(&d)[64], const unsigned(&a)[4], unsigned long long desc_b) { \
-        asm volatile( \
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " {" \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
-            "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n" \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1)); \
-    }
-
-// O += P V: D (64 x 64) += A B, A from registers, B MN-major in shared memory (transpose-B).
-#define ATTN_WGMMA_RS_MN_N64(TYPE, PTX_TYPE) \
-    template <> \
-    ATTN_DEVICE void wgmma_rs_mn<TYPE, 64>(float(&d)[32], const unsigned(&a)[4], unsigned long long desc_b) { \
-        asm volatile( \
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
-            "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " {" \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
-            "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n" \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1)); \
+    ATTN_DEVICE void wgmma_rs_mn<TYPE, N>(float(&d)[N / 2], const unsigned(&a)[4], unsigned long long desc_b) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n" \
+                     "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX_TYPE "." PTX_TYPE " {" NAMES "}, " A_AND_B \
+                     ", p, 1, 1, 1;\n}\n" \
+                     : REGS(d) \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1)); \
     }
 
 // The operand lists are the same for both 16-bit types; only the PTX type differs.
 ATTN_WGMMA_SS_N128(__half, "f16")
 ATTN_WGMMA_SS_N128(__nv_bfloat16, "bf16")
-ATTN_WGMMA_RS_MN_N128(__half, "f16")
-ATTN_WGMMA_RS_MN_N128(__nv_bfloat16, "bf16")
-ATTN_WGMMA_RS_MN_N64(__half, "f16")
-ATTN_WGMMA_RS_MN_N64(__nv_bfloat16, "bf16")
+ATTN_WGMMA_RS_MN(__half, "f16", 128, ATTN_ACC64_NAMES, ATTN_ACC64_REGS, "{%64, %65, %66, %67}, %68", "%69")
+ATTN_WGMMA_RS_MN(__nv_bfloat16, "bf16", 128, ATTN_ACC64_NAMES, ATTN_ACC64_REGS, "{%64, %65, %66, %67}, %68", "%69")
+ATTN_WGMMA_RS_MN(__half, "f16", 64, ATTN_ACC32_NAMES, ATTN_ACC32_REGS, "{%32, %33, %34, %35}, %36", "%37")
+ATTN_WGMMA_RS_MN(__nv_bfloat16, "bf16", 64, ATTN_ACC32_NAMES, ATTN_ACC32_REGS, "{%32, %33, %34, %35}, %36", "%37")
 #undef ATTN_WGMMA_SS_N128
-#undef ATTN_WGMMA_RS_MN_N128
-#undef ATTN_WGMMA_RS_MN_N64
+#undef ATTN_WGMMA_RS_MN
+#undef ATTN_ACC64_REGS
+#undef ATTN_ACC32_REGS
+#undef ATTN_ACC64_NAMES
+#undef ATTN_ACC32_NAMES
 
 }  // namespace sm90
 }  // namespace attn
