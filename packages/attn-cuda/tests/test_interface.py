@@ -290,6 +290,23 @@ def test_forward_kernel_selection(monkeypatch):
         flash.flash_fwd(q, k, v, 0.1, False, kernel="nope")
 
 
+def test_tensor_maps_are_encoded_once_per_tensor_layout(monkeypatch):
+    """The wgmma forward's descriptors are cached by what they encode: the same tensors again cost no
+    encoding; another address, shape or stride does; the cache stays bounded."""
+    encoded = []
+    monkeypatch.setattr(flash, "_encode_tensor_map", lambda t: encoded.append(t.data_ptr()) or bytes(128))
+    monkeypatch.setattr(flash, "_TENSOR_MAPS", flash.collections.OrderedDict())
+    q, k, v = (torch.zeros(1, 64, 2, 64, dtype=torch.float16) for _ in range(3))
+    first = flash._tensor_maps((q, k, v), torch.device("cpu"))
+    assert first.shape == (384,) and len(encoded) == 3
+    assert flash._tensor_maps((q, k, v), torch.device("cpu")) is first and len(encoded) == 3
+    flash._tensor_maps((q, k, v[:, :32]), torch.device("cpu"))  # another shape: encoded anew
+    assert len(encoded) == 6
+    for i in range(flash._TENSOR_MAPS_KEPT + 5):
+        flash._tensor_maps((torch.zeros(1, 8 + i, 2, 64, dtype=torch.float16),) * 3, torch.device("cpu"))
+    assert len(flash._TENSOR_MAPS) == flash._TENSOR_MAPS_KEPT
+
+
 def test_tma_layout_of_a_strided_tensor():
     """The 4-D tensor map of a (batch, seq, heads, dim) view: sizes and byte strides innermost first."""
     base = torch.zeros(3, 50, 4, 256, dtype=torch.float16)

@@ -6,10 +6,12 @@ launchers need a GPU. Validation of user input happens one level up, in :mod:`at
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
 import struct
+import threading
 
 import torch
 
@@ -449,37 +451,58 @@ def tma_layout(t: torch.Tensor) -> tuple[list[int], list[int], list[int]]:
     )
 
 
-def _tensor_maps(tensors, device) -> torch.Tensor:
-    """The tensors' TMA descriptors (128 bytes each, 128-byte swizzle, zero fill past the edges) in one
-    device buffer the kernel reads them from."""
+def _encode_tensor_map(t: torch.Tensor) -> bytes:
+    """The 128-byte TMA descriptor of ``t`` (:func:`tma_layout`, 128-byte swizzle, zero fill past the edges)."""
     from cuda.bindings import driver as cu
 
     data_type = {
         torch.float16: cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
         torch.bfloat16: cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
     }
-    raw = bytearray()
-    for t in tensors:
-        dims, strides, box = tma_layout(t)
-        err, tmap = cu.cuTensorMapEncodeTiled(
-            data_type[t.dtype],
-            len(dims),
-            t.data_ptr(),
-            [cu.cuuint64_t(x) for x in dims],
-            [cu.cuuint64_t(x) for x in strides],
-            [cu.cuuint32_t(x) for x in box],
-            [cu.cuuint32_t(1)] * len(dims),
-            cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
-            cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
-            cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+    dims, strides, box = tma_layout(t)
+    err, tmap = cu.cuTensorMapEncodeTiled(
+        data_type[t.dtype],
+        len(dims),
+        t.data_ptr(),
+        [cu.cuuint64_t(x) for x in dims],
+        [cu.cuuint64_t(x) for x in strides],
+        [cu.cuuint32_t(x) for x in box],
+        [cu.cuuint32_t(1)] * len(dims),
+        cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+    )
+    if err != cu.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(
+            f"cuTensorMapEncodeTiled refused a tensor of shape {tuple(t.shape)}, strides {t.stride()}: {err}"
         )
-        if err != cu.CUresult.CUDA_SUCCESS:
-            raise RuntimeError(
-                f"cuTensorMapEncodeTiled refused a tensor of shape {tuple(t.shape)}, strides {t.stride()}: {err}"
-            )
-        raw += struct.pack("<16Q", *(int(x) for x in tmap.opaque))
-    return torch.frombuffer(raw, dtype=torch.uint8).to(device)
+    return struct.pack("<16Q", *(int(x) for x in tmap.opaque))
+
+
+#: Device buffers of encoded tensor maps, keyed by all a map depends on (each tensor's address, dtype, sizes
+#: and strides): a forward on the same tensors, or on new ones the allocator put in the same place, skips
+#: the encoding and the host-to-device copy. A buffer is never written after it is made.
+_TENSOR_MAPS: collections.OrderedDict = collections.OrderedDict()
+_TENSOR_MAPS_KEPT = 64
+_tensor_maps_lock = threading.Lock()
+
+
+def _tensor_maps(tensors, device: torch.device) -> torch.Tensor:
+    """The tensors' TMA descriptors, 128 bytes each, in one device buffer the kernel reads them from."""
+    key = (str(device), tuple((t.data_ptr(), t.dtype, tuple(t.shape), t.stride()) for t in tensors))
+    with _tensor_maps_lock:
+        buf = _TENSOR_MAPS.get(key)
+        if buf is None:
+            raw = bytearray(b"".join(_encode_tensor_map(t) for t in tensors))
+            buf = _TENSOR_MAPS[key] = torch.frombuffer(raw, dtype=torch.uint8).to(device)
+            if len(_TENSOR_MAPS) > _TENSOR_MAPS_KEPT:
+                _TENSOR_MAPS.popitem(last=False)
+        else:
+            _TENSOR_MAPS.move_to_end(key)
+    if buf.is_cuda:  # an evicted buffer must outlive the launches queued on this stream
+        buf.record_stream(torch.cuda.current_stream(buf.device))
+    return buf
 
 
 def _flash_fwd_sm90(q, k, v, out, lse, softmax_scale: float, causal: bool, pingpong: bool) -> None:
