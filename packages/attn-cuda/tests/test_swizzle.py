@@ -41,6 +41,9 @@ def operands(cfg: flash.TiledBwdConfig):
         def a_plain(r0):  # ldmatrix of an A operand stored [m][k]: rows 0-15, chunk 0 or 1
             return lambda lane: (r0 + (lane & 15), 8 * (lane >> 4))
 
+        def b_pairs(n0):  # ldmatrix of two B operands stored [k][n]: rows 0-15, columns n0 and n0 + 8
+            return lambda lane: ((lane & 7) + 8 * ((lane >> 3) & 1), n0 + 8 * ((lane >> 3) >> 1))
+
         yield ("S: Q, dO", hd, a_plain(s_m0), range(0, s_m, 16), range(0, hd // 8, 2))
         yield (
             "S: K, V",
@@ -64,21 +67,9 @@ def operands(cfg: flash.TiledBwdConfig):
             range(0, bm, 16),
             range(0, kv_m // 8, 2),
         )
-        yield (
-            "dK/dV: dO, Q",
-            hd,
-            lambda lane, n0=kv_n0: ((lane & 7) + 8 * ((lane >> 3) & 1), n0 + 8 * ((lane >> 3) >> 1)),
-            range(0, bm, 16),
-            range(0, kv_n // 8, 2),
-        )
+        yield ("dK/dV: dO, Q", hd, b_pairs(kv_n0), range(0, bm, 16), range(0, kv_n // 8, 2))
         yield ("dQ: dS", bn, a_plain(q_m0), range(0, q_m, 16), range(0, bn // 8, 2))
-        yield (
-            "dQ: K",
-            hd,
-            lambda lane, n0=q_n0: ((lane & 7) + 8 * ((lane >> 3) & 1), n0 + 8 * ((lane >> 3) >> 1)),
-            range(0, bn, 16),
-            range(0, q_n // 8, 2),
-        )
+        yield ("dQ: K", hd, b_pairs(q_n0), range(0, bn, 16), range(0, q_n // 8, 2))
 
 
 def mismatches(cfg: flash.TiledBwdConfig) -> list[str]:
