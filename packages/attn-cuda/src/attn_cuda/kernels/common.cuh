@@ -249,4 +249,13 @@ ATTN_DEVICE float warp_max(float x) {
     return x;
 }
 
+// -- softmax ------------------------------------------------------------------------------------------
+
+// 2^x by the SFU's approximate exp2 (MUFU.EX2, flush-to-zero): the softmax's one transcendental per score.
+ATTN_DEVICE float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 }  // namespace attn

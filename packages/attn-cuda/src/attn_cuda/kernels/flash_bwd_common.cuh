@@ -1,17 +1,10 @@
-// What the two tensor-core backward kernels (flash_bwd.cu, flash_bwd_tiled.cu) share: the exponential, the
-// query tiles a key block visits and the paired dQ atomics.
+// What the two tensor-core backward kernels (flash_bwd.cu, flash_bwd_tiled.cu) share: the query tiles a key
+// block visits and the paired dQ atomics.
 #pragma once
 
 #include "common.cuh"
 
 namespace attn {
-
-// 2^x by the SFU's approximate exp2 (flush-to-zero).
-ATTN_DEVICE float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
 
 // The steps of one backward block: it owns keys n0.. of KV head hk and visits, for every query head that
 // shares that KV head (GQA), the BM-row query tiles from the first whose last row sees one of its keys

@@ -28,16 +28,6 @@
 // the logsumexp (batch, heads, seqlen_q) in natural log; rows that see no key give O = 0, lse = +inf.
 #include "common.cuh"
 
-namespace {
-
-ATTN_DEVICE float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-}  // namespace
-
 template <typename T, int HD, int BN, int NWARPS, bool CAUSAL>
 __global__ void __launch_bounds__(NWARPS * 32) flash_fwd_mma(
     const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ o,
@@ -156,12 +146,12 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_fwd_mma(
             const float m_new = fmaxf(row_max[r], mx);
             // A row that has seen only masked keys keeps m = -inf; subtracting 0 instead avoids inf - inf.
             const float m_use = m_new == ATTN_NEG_INF ? 0.f : m_new;
-            const float alpha = fast_exp2(row_max[r] - m_use);  // rescales what was accumulated so far
+            const float alpha = attn::fast_exp2(row_max[r] - m_use);  // rescales what was accumulated so far
             float sum = 0.f;
 #pragma unroll
             for (int nt = 0; nt < NS; ++nt) {
-                s[nt][2 * r] = fast_exp2(s[nt][2 * r] - m_use);
-                s[nt][2 * r + 1] = fast_exp2(s[nt][2 * r + 1] - m_use);
+                s[nt][2 * r] = attn::fast_exp2(s[nt][2 * r] - m_use);
+                s[nt][2 * r + 1] = attn::fast_exp2(s[nt][2 * r + 1] - m_use);
                 sum += s[nt][2 * r] + s[nt][2 * r + 1];
             }
             row_sum[r] = row_sum[r] * alpha + sum;  // per-lane partial; the quad sum waits until the end
@@ -387,12 +377,12 @@ __global__ void __launch_bounds__(NWARPS * 32, MINB) flash_fwd_mma_wide(
                 const bool rescale = CAUSAL || __any_sync(0xffffffffu, grow);  // the 8 rows g: uniform branch
                 const float m_new = grow ? fmaxf(row_max[mt][r], mx) : row_max[mt][r];
                 const float m_use = m_new == ATTN_NEG_INF ? 0.f : m_new;  // fully masked so far: avoid inf - inf
-                const float alpha = grow ? fast_exp2(row_max[mt][r] - m_use) : 1.f;
+                const float alpha = grow ? attn::fast_exp2(row_max[mt][r] - m_use) : 1.f;
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < NS; ++nt) {
-                    s[mt][nt][2 * r] = fast_exp2(fmaf(s[mt][nt][2 * r], scale_log2, -m_use));
-                    s[mt][nt][2 * r + 1] = fast_exp2(fmaf(s[mt][nt][2 * r + 1], scale_log2, -m_use));
+                    s[mt][nt][2 * r] = attn::fast_exp2(fmaf(s[mt][nt][2 * r], scale_log2, -m_use));
+                    s[mt][nt][2 * r + 1] = attn::fast_exp2(fmaf(s[mt][nt][2 * r + 1], scale_log2, -m_use));
                     sum += s[mt][nt][2 * r] + s[mt][nt][2 * r + 1];
                 }
                 row_sum[mt][r] = row_sum[mt][r] * alpha + sum;

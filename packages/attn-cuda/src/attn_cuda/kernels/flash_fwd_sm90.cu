@@ -44,7 +44,7 @@ template <typename T, bool CAUSAL>
 ATTN_DEVICE void softmax_step(float (&acc_s)[BN / 2], unsigned (&p)[BN / 16][4], float (&m)[2], float (&l)[2],
                               float (&alpha)[2], int n0, int row_a, int t, int seqlen_k, int shift, bool masked,
                               float scale_log2) {
-    using attn::sm90::exp2_approx;
+    using attn::fast_exp2;
     float mx[2] = {ATTN_NEG_INF, ATTN_NEG_INF};
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
@@ -68,14 +68,14 @@ ATTN_DEVICE void softmax_step(float (&acc_s)[BN / 2], unsigned (&p)[BN / 16][4],
         const float m_new = fmaxf(m[r], mx[r]);
         // A row that has seen only masked keys keeps max -inf; subtracting 0 instead avoids inf - inf.
         use[r] = m_new == ATTN_NEG_INF ? 0.f : m_new;
-        alpha[r] = exp2_approx(m[r] - use[r]);
+        alpha[r] = fast_exp2(m[r] - use[r]);
         m[r] = m_new;
     }
     float sum[2] = {0.f, 0.f};
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
-        const float p0 = exp2_approx(acc_s[4 * j] - use[0]), p1 = exp2_approx(acc_s[4 * j + 1] - use[0]);
-        const float p2 = exp2_approx(acc_s[4 * j + 2] - use[1]), p3 = exp2_approx(acc_s[4 * j + 3] - use[1]);
+        const float p0 = fast_exp2(acc_s[4 * j] - use[0]), p1 = fast_exp2(acc_s[4 * j + 1] - use[0]);
+        const float p2 = fast_exp2(acc_s[4 * j + 2] - use[1]), p3 = fast_exp2(acc_s[4 * j + 3] - use[1]);
         sum[0] += p0 + p1;
         sum[1] += p2 + p3;
         p[j / 2][2 * (j % 2)] = attn::pack2<T>(p0, p1);

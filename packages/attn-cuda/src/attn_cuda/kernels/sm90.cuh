@@ -23,13 +23,6 @@ namespace sm90 {
 
 ATTN_DEVICE unsigned smem_addr(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
 
-// 2^x by the SFU's approximate exp2 (flush-to-zero), as the other kernels' softmax.
-ATTN_DEVICE float exp2_approx(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 // ---- mbarriers (64-bit, in shared memory; addresses are shared-window offsets) --------------------------
 ATTN_DEVICE void mbar_init(unsigned bar, unsigned count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
