@@ -21,7 +21,6 @@
 // are loaded once. Causal (bottom-right) blocks skip query tiles that lie entirely above the diagonal.
 #include "flash_bwd_common.cuh"
 
-
 // D[b, h, i] = sum_d dO[b, i, h, d] * O[b, i, h, d]: one warp per query row.
 template <typename T, int HD>
 __global__ void flash_bwd_preprocess(const T* __restrict__ o, const T* __restrict__ dout, float* __restrict__ delta,
@@ -86,13 +85,8 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma(
     const T* v_base = v + b * v_sb + hk * v_sh + (long long)n0 * v_ss;
 
     auto load_q_do = [&](int step, int stage) {
-        int h, m0;
-        sched.tile(step, h, m0);
-        attn::load_tile_async<BM, HD, NTHREADS>(sQ + stage * BM * HD, q + b * q_sb + h * q_sh + (long long)m0 * q_ss,
-                                                q_ss, seqlen_q - m0, tid);
-        attn::load_tile_async<BM, HD, NTHREADS>(sdO + stage * BM * HD,
-                                                dout + b * do_sb + h * do_sh + (long long)m0 * do_ss, do_ss,
-                                                seqlen_q - m0, tid);
+        attn::load_q_do_async<HD, NTHREADS>(sched, step, stage, sQ, sdO, q, q_sb, q_sh, q_ss, dout, do_sb, do_sh,
+                                            do_ss, b, seqlen_q, tid);
     };
 
     attn::load_tile_async<BN, HD, NTHREADS>(sK, k_base, k_ss, seqlen_k - n0, tid);

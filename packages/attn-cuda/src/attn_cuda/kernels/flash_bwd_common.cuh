@@ -1,5 +1,5 @@
 // What the two tensor-core backward kernels (flash_bwd.cu, flash_bwd_tiled.cu) share: the query tiles a key
-// block visits and the paired dQ atomics.
+// block visits, their Q and dO loads, and the paired dQ atomics.
 #pragma once
 
 #include "common.cuh"
@@ -27,6 +27,20 @@ template <int BM, bool CAUSAL> struct BwdSteps {
         m0 = (m_first + step % per_head) * BM;
     }
 };
+
+// The BM-row tiles of Q and dO (batch b) that step `step` of `sched` visits, into buffer `stage` of sQ and
+// sdO ([2][BM][HD] each) by cp.async; rows past seqlen_q are zero-filled. The caller commits the group.
+template <int HD, int NTHREADS, int BM, bool CAUSAL, typename T>
+ATTN_DEVICE void load_q_do_async(const BwdSteps<BM, CAUSAL>& sched, int step, int stage, T* sQ, T* sdO, const T* q,
+                                 long long q_sb, long long q_sh, long long q_ss, const T* dout, long long do_sb,
+                                 long long do_sh, long long do_ss, int b, int seqlen_q, int tid) {
+    int h, m0;
+    sched.tile(step, h, m0);
+    load_tile_async<BM, HD, NTHREADS>(sQ + stage * BM * HD, q + b * q_sb + h * q_sh + (long long)m0 * q_ss, q_ss,
+                                      seqlen_q - m0, tid);
+    load_tile_async<BM, HD, NTHREADS>(sdO + stage * BM * HD, dout + b * do_sb + h * do_sh + (long long)m0 * do_ss,
+                                      do_ss, seqlen_q - m0, tid);
+}
 
 // Adds the pair (x, y) to dst[0], dst[1] (8-byte aligned). With PAIR on sm_90 that is one vector atomic
 // (atomicAdd on float2, global memory, compute capability 9.x): half the L2 atomic operations of two

@@ -102,13 +102,8 @@ __global__ void __launch_bounds__(NWARPS * 32) flash_bwd_mma_tiled(
     const attn::BwdSteps<BM, CAUSAL> sched(n0, hk, group, seqlen_q, diag);
     const int steps = sched.steps;
     auto load_q_do = [&](int step, int stage) {
-        int h, m0;
-        sched.tile(step, h, m0);
-        attn::load_tile_async<BM, HD, NTHREADS>(sQ + stage * BM * HD, q + b * q_sb + h * q_sh + (long long)m0 * q_ss,
-                                                q_ss, seqlen_q - m0, tid);
-        attn::load_tile_async<BM, HD, NTHREADS>(sdO + stage * BM * HD,
-                                                dout + b * do_sb + h * do_sh + (long long)m0 * do_ss, do_ss,
-                                                seqlen_q - m0, tid);
+        attn::load_q_do_async<HD, NTHREADS>(sched, step, stage, sQ, sdO, q, q_sb, q_sh, q_ss, dout, do_sb, do_sh,
+                                            do_ss, b, seqlen_q, tid);
     };
     // The step's rows of L and D, one 4-byte cp.async a thread: threads 0..BM-1 copy L, BM..2BM-1 D.
     // Rows past seqlen_q are zero-filled: their Q and dO rows are zero too, so whatever P they give,
