@@ -9,7 +9,7 @@ of magnitude, finish in seconds. Sizes are odd so every ragged edge (rows past t
 tile, causal diagonals) is hit. All compiling happens before the first launch (NVRTC is a CPU job, but
 there is no reason to run it under the sanitizer's interception). The last line printed is
 ``ATTN_CUDA_LAUNCHED <json list>``: every kernel (name expression) launched, which the test compares
-with the catalog.
+with the catalog (on sm_90a with the Hopper kernels too).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def precompile() -> None:
     arch = runtime.device_arch()
-    for filename in catalog.kernels():
+    files = list(catalog.kernels()) + (list(catalog.hopper_kernels()) if arch == "sm_90a" else [])
+    for filename in files:
         runtime.compile_source(
             runtime.kernel_source(filename),
             name=filename,
@@ -89,6 +90,12 @@ def attention_workload(dev: str) -> None:
                     out.sum().backward()
                     for variant in flash.FWD_VARIANTS:
                         flash.flash_fwd(q.detach(), k.detach(), v.detach(), d**-0.5, causal, variant=variant)
+                    if runtime.device_arch() == "sm_90a":  # the wgmma forward, with and without ping-pong
+                        for pingpong in (True, False):
+                            flash.flash_fwd(
+                                q.detach(), k.detach(), v.detach(), d**-0.5, causal, kernel="wgmma",
+                                pingpong=pingpong,
+                            )  # fmt: skip
                     o, lse = flash.flash_fwd(q.detach(), k.detach(), v.detach(), d**-0.5, causal)
                     for variant in flash.BWD_VARIANTS:
                         flash.flash_bwd(
