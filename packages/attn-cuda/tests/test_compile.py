@@ -11,7 +11,7 @@ import struct
 import pytest
 import torch
 
-from attn_cuda import catalog
+from attn_cuda import catalog, flash
 from attn_cuda import runtime as rt
 
 EM_CUDA = 190
@@ -210,6 +210,11 @@ def test_hopper_kernels_hold_wgmma_and_tma_in_sm90a_sass(filename):
     assert set(usage) == set(names)
     for name, u in usage.items():
         assert u["spill_stores"] == 0 and u["spill_loads"] == 0, f"{name} spills: {u}"
+        # setmaxnreg only moves registers within what the block was launched with: the producer's 128
+        # threads at 24 and the consumers' 256 at 240 need 168 a thread at launch, or setmaxnreg.inc waits
+        # forever for registers that never come (a hang, not an error).
+        launched = u["registers"] * flash.SM90_THREADS
+        assert launched >= 128 * 24 + 256 * 240, f"{name}: {u['registers']} registers a thread at launch"
     # no wgmma that ptxas had to fence or serialise (registers touched in flight, C7519; C7510/C7512)
     fenced = [ln for ln in mod.log.splitlines() if "(C7519)" in ln or "instructions are serialized" in ln]
     assert not fenced, "\n".join(fenced[:4])

@@ -317,6 +317,32 @@ def test_tma_layout_of_a_strided_tensor():
     assert box == [64, 128, 1, 1]
 
 
+def test_tma_operands_of_expanded_views_are_copied():
+    """A broadcast (stride 0) dimension cannot be a tensor map's; such a view is copied, others are not."""
+    kv = torch.randn(2, 9, 1, 64, dtype=torch.float16)
+    expanded = kv.expand(2, 9, 4, 64)
+    t = flash._tma_operand(expanded)
+    assert 0 not in t.stride() and torch.equal(t, expanded)
+    plain = torch.randn(2, 9, 4, 64, dtype=torch.float16)
+    assert flash._tma_operand(plain) is plain
+    assert flash._tma_operand(kv) is kv  # stride of a one-element dimension is never stepped through
+
+
+def test_wgmma_host_constants_match_the_kernel():
+    """The launch (grid, threads, shared memory, tensor-map boxes) and the kernel's constants agree: a box
+    of another size would leave the kernel's mbarriers waiting for bytes that never come."""
+    import re
+
+    from attn_cuda import runtime as rt
+
+    src = rt.kernel_source(flash.SM90_FWD_FILE)
+    const = {m[0]: int(m[1]) for m in re.findall(r"constexpr int (\w+) = (\d+);", src)}
+    assert const["BM"] == const["BN"] == flash.SM90_BLOCK
+    assert const["STAGES"] == flash.SM90_STAGES
+    assert const["THREADS"] == flash.SM90_THREADS == 3 * 128
+    assert const["ROW_BYTES"] == flash.SM90_TMA_COLS * 2  # a box row: 64 16-bit elements
+
+
 def test_rescale_mode_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_RESCALE", raising=False)
     assert flash.rescale_mode() == flash.DEFAULT_RESCALE == "lazy"

@@ -514,7 +514,7 @@ def _flash_fwd_sm90(q, k, v, out, lse, softmax_scale: float, causal: bool, pingp
         out.zero_()
         lse.fill_(math.inf)
         return
-    q, k, v = _aligned(q), _aligned(k), _aligned(v)
+    q, k, v = _tma_operand(q), _tma_operand(k), _tma_operand(v)
     name = sm90_fwd_name(q.dtype, d, causal, pingpong)
     maps = _tensor_maps((q, k, v), q.device)
     args = [
@@ -545,6 +545,16 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     elt = t.element_size()
     ok = t.data_ptr() % 16 == 0 and all((s * elt) % 16 == 0 for s in t.stride()[:-1]) and t.stride(-1) == 1
     return t if ok else t.contiguous().clone()
+
+
+def _tma_operand(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a tensor map can describe it: aligned (:func:`_aligned`), and copied where a dimension of
+    more than one element has stride 0 (an ``expand``ed view, e.g. K/V broadcast over heads), which a TMA
+    box cannot step through."""
+    t = _aligned(t)
+    if any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape)):
+        t = t.contiguous()
+    return t
 
 
 def _strides(t: torch.Tensor):

@@ -14,6 +14,10 @@
 //   accumulator layout of S is the A operand layout, two n8 column blocks per k16 step; V read MN-major by
 //   the transpose-B flag) back to back, waits for both, then runs the online softmax of S_j (base 2, the
 //   scale folded into log2 e), which gives P_j and the factor O is rescaled by before the next P V.
+//   FA3 also overlaps that softmax with the warpgroup's own P V (wait for S_j alone, keep P_j in fp32 until
+//   P V is done). Written that way here, ptxas 13 hoists the second wait above the exponentials anyway
+//   (the wait has no operands to hold it in place; a branch to pin it makes ptxas serialise every wgmma),
+//   so the kernel keeps the simpler order: its overlap is the other warpgroup's, by ping-pong.
 // * ping-pong (PINGPONG): two named barriers make the consumers take turns issuing their GEMMs, so that one
 //   warpgroup's softmax runs while the other's GEMMs keep the tensor cores busy (FA3's schedule).
 //
@@ -149,6 +153,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
             tensormap_acquire(map_v);
             mbar_arrive_expect_tx(bar_q, TILE_BYTES);
             for (int c = 0; c < CB; ++c) tma_load_4d(sQ + c * BLOCK_BYTES, map_q, bar_q, 64 * c, m0, h, b);
+            // --8<-- [start:producer]
             for (int i = 0; i < n_blocks; ++i) {
                 const int s = i % STAGES;
                 // the (i / STAGES)-th reuse of stage s waits for the consumers to release its last use
@@ -161,6 +166,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
                 for (int c = 0; c < CB; ++c)
                     tma_load_4d(v_dst + c * BLOCK_BYTES, map_v, bar_v + 8 * s, 64 * c, i * BN, kv_h, b);
             }
+            // --8<-- [end:producer]
         }
         return;
     }
@@ -171,7 +177,6 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
     const int g = lane >> 2, t = lane & 3;
     const int row_a = m0 + 64 * wg + 16 * (warp % 4) + g, row_b = row_a + 8;  // this thread's two rows
     const int my_turn = TURN + wg, their_turn = TURN + 1 - wg;
-    if (PINGPONG && wg == 1) barrier_arrive<CONSUMER_THREADS>(TURN);  // warpgroup 0 goes first
 
     float acc_o[HD / 2];
 #pragma unroll
@@ -202,7 +207,8 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
     };
     auto masked = [&](int n0) { return n0 + BN > seqlen_k || (CAUSAL && n0 + BN - 1 > m0 + shift); };
 
-    if (n_blocks > 0) {
+    if (n_blocks > 0) {  // uniform over the block: both consumer warpgroups take this branch or neither
+        if (PINGPONG && wg == 1) barrier_arrive<CONSUMER_THREADS>(TURN);  // warpgroup 0 goes first
         mbar_wait(bar_q, 0);
         // Prologue: S_0 alone.
         mbar_wait(bar_k, 0);
@@ -213,6 +219,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
         wgmma_wait<0>();
         pin(acc_s);
         softmax_step<T, CAUSAL>(acc_s, p, m, l, alpha, 0, row_a, t, seqlen_k, shift, masked(0), scale_log2);
+        // --8<-- [start:consumer]
         for (int i = 1; i < n_blocks; ++i) {
             const int s = i % STAGES, prev = (i - 1) % STAGES;
             mbar_wait(bar_k + 8 * s, (i / STAGES) & 1);
@@ -232,6 +239,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_sm90(
             softmax_step<T, CAUSAL>(acc_s, p, m, l, alpha, i * BN, row_a, t, seqlen_k, shift, masked(i * BN),
                                     scale_log2);
         }
+        // --8<-- [end:consumer]
         // Epilogue: the last P V.
         const int last = (n_blocks - 1) % STAGES;
         mbar_wait(bar_v + 8 * last, ((n_blocks - 1) / STAGES) & 1);
