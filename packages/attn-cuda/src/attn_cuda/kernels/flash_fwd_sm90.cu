@@ -15,8 +15,9 @@
 //   the transpose-B flag) back to back, waits for both, then runs the online softmax of S_j (base 2, the
 //   scale folded into log2 e), which gives P_j and the factor O is rescaled by before the next P V.
 //   FA3 also overlaps that softmax with the warpgroup's own P V (wait for S_j alone, keep P_j in fp32 until
-//   P V is done). Written that way here, ptxas 13 hoists the second wait above the exponentials anyway
-//   (the wait has no operands to hold it in place; a branch to pin it makes ptxas serialise every wgmma),
+//   P V is done). Written that way here, ptxas 13 hoists the second wait above the exponentials anyway,
+//   at head dim 64 as at 128 and wherever the empty-barrier arrive is put (the wait has no operands to
+//   hold it in place; a branch to pin it makes ptxas serialise every wgmma),
 //   so the kernel keeps the simpler order: its overlap is the other warpgroup's, by ping-pong.
 // * ping-pong (PINGPONG): two named barriers make the consumers take turns issuing their GEMMs, so that one
 //   warpgroup's softmax runs while the other's GEMMs keep the tensor cores busy (FA3's schedule).
