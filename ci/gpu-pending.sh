@@ -56,7 +56,8 @@
 # 480 s before its sanitizer test, which then passed alone; the backward rows beside FA4), queue o (cross_first
 # against seesaw three times: no consistent difference; seesaw stays). Owed: queue q (attn-cutlass's three
 # consumer warpgroups at head dim 64, opt-in; wheels needed) and queue r (attn-cuda's TMA + wgmma forward,
-# opt-in, never run on a GPU yet: its test first).
+# opt-in, never run on a GPU yet: its test first). Queue s (wheels): ncu warp-state sampling of the
+# attn-cutlass and FA4 16k hd128 forwards, for the softmax placement the sixth session read in the SASS.
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -237,6 +238,25 @@ queue_r() {  # attn-cuda's opt-in sm_90a forward (TMA + wgmma, 2026-12-04, fifth
         step "cuda-wgmma-$tool" 200 compute-sanitizer --tool "$tool" --kernel-name kns=flash_fwd_sm90 \
             --report-api-errors no --error-exitcode 3 python3 -m pytest packages/attn-cuda/tests/test_gpu.py \
             --tier sm90 -q -p no:xdist -k "wgmma and bf16 and pingpong"
+    done
+}
+
+queue_s() {  # where the sm90 forwards' consumer warps stall (2026-12-04, sixth session, CPU lead): ptxas puts
+    # every exponential after the second wgmma wait in attn-cutlass's forward (README, "Where the softmax
+    # runs"); ncu's warp-state sampling of one warm 16k hd128 launch beside FA4's (wheels needed)
+    export CUDA_VISIBLE_DEVICES=0
+    local run='import sys, torch
+q, k, v = (torch.randn(1, 16384, 16, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+if sys.argv[1] == "fa4":
+    from flash_attn.cute import flash_attn_func
+else:
+    from attn_cutlass import flash_attn_func
+for _ in range(3): flash_attn_func(q, k, v)
+torch.cuda.synchronize()'
+    for impl in cutlass fa4; do
+        step "ncu-fwd-$impl" 150 ncu --launch-skip 2 --launch-count 1 --kernel-name regex:'[Ff]lash' \
+            --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+            -o "$out/ncu-fwd-$impl" -f python3 -c "$run" "$impl"
     done
 }
 
