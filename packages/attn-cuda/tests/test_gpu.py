@@ -115,6 +115,21 @@ def _reference(q, k, v, causal):
     return hi, lo
 
 
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_tensors_on_another_gpu_than_the_current_one():
+    """Forward and backward on cuda:1 while cuda:0 is current: the launches follow the tensors."""
+    q, k, v = attention_inputs(2, 77, 131, 4, 2, 128, dtype=torch.bfloat16, device="cuda:1", seed=5,
+                               requires_grad=True)  # fmt: skip
+    with torch.cuda.device(0):
+        out = attn_cuda.flash_attn_func(q, k, v, causal=True)
+        out.sum().backward()
+    torch.cuda.synchronize(1)
+    assert out.device == q.grad.device == torch.device("cuda", 1)
+    (ref, _), (low, _) = _reference(q.detach(), k.detach(), v.detach(), True)
+    assert_attention_close(out.detach(), ref, low, name="out")
+    assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all() and torch.isfinite(v.grad).all()
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("head_dim", [64, 128])

@@ -653,10 +653,23 @@ def record_launches():
         _launch_log = previous
 
 
+def launch_device(devices: Sequence[Any], current: int) -> int:
+    """The CUDA device a launch must run on: the one its tensor arguments live on (``devices``, their
+    ``torch.device``s), or ``current`` when it has none. Tensors on several devices are refused."""
+    indices = sorted({current if d.index is None else d.index for d in devices if d.type == "cuda"})
+    if len(indices) > 1:
+        raise KernelLaunchError(
+            f"tensor arguments on several devices ({', '.join(f'cuda:{i}' for i in indices)}); "
+            "a kernel runs on one: move them to the same device"
+        )
+    return indices[0] if indices else current
+
+
 def launch(
     module: CompiledModule, kernel: str, grid, block, args: Sequence[Any], *, smem: int = 0, stream=None
 ):
-    """Launch ``kernel`` of ``module`` on ``stream`` (default: torch's current stream of the current device)."""
+    """Launch ``kernel`` of ``module`` on the device of its tensor arguments (torch's current one if it has
+    none), on ``stream`` (default: torch's current stream of that device)."""
     import torch
 
     if _launch_log is not None:
@@ -665,18 +678,21 @@ def launch(
     from .nvrtc import LaunchConfig
     from .nvrtc import launch as core_launch
 
-    index = torch.cuda.current_device()
-    _device(index)
-    cfg = launch_config(grid, block, smem, max_smem=max_dynamic_smem(index))
-    k = module.kernel(kernel)
-    _allow_dynamic_smem(k, cfg.smem, index)
-    raw = (stream or torch.cuda.current_stream()).cuda_stream
-    core_launch(
-        _TorchStream(raw),
-        LaunchConfig(grid=cfg.grid, block=cfg.block, shmem_size=cfg.smem),
-        k,
-        *kernel_args(args),
+    index = launch_device(
+        [a.device for a in args if isinstance(a, torch.Tensor)], torch.cuda.current_device()
     )
+    with torch.cuda.device(index):  # tensors on another GPU than the current one: launch there, not here
+        _device(index)
+        cfg = launch_config(grid, block, smem, max_smem=max_dynamic_smem(index))
+        k = module.kernel(kernel)
+        _allow_dynamic_smem(k, cfg.smem, index)
+        raw = (stream or torch.cuda.current_stream(index)).cuda_stream
+        core_launch(
+            _TorchStream(raw),
+            LaunchConfig(grid=cfg.grid, block=cfg.block, shmem_size=cfg.smem),
+            k,
+            *kernel_args(args),
+        )
 
 
 # -- disassembly (host tools, no GPU) --------------------------------------------------------------------
