@@ -48,3 +48,14 @@ def test_tier_option_selects_and_skips(pytester):
         gpu = pytester.runpytest("--tier", "sm90", "-rs", "-p", "no:cacheprovider")
         gpu.assert_outcomes(skipped=2, deselected=2)
         gpu.stdout.fnmatch_lines(["*needs a CUDA GPU*"])
+
+
+def test_device_guard_is_a_no_op_without_cuda_tensors():
+    import contextlib
+
+    assert isinstance(capability.device_guard(torch.zeros(1), None, 3), contextlib.nullcontext)
+    with capability.device_guard():
+        pass
+    if torch.cuda.is_available():
+        guard = capability.device_guard(torch.zeros(1), torch.zeros(1, device="cuda"))
+        assert isinstance(guard, torch.cuda.device)

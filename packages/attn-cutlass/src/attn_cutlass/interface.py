@@ -339,19 +339,20 @@ def _flash_fwd_op(
     window_right: int,
     softcap: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _forward(
-        q,
-        k,
-        v,
-        cu_seqlens_q,
-        cu_seqlens_k,
-        max_seqlen_q,
-        softmax_scale,
-        causal,
-        window_left,
-        window_right,
-        softcap,
-    )
+    with capability.device_guard(q):  # the kernel launches on the current device: make q's current
+        return _forward(
+            q,
+            k,
+            v,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            max_seqlen_q,
+            softmax_scale,
+            causal,
+            window_left,
+            window_right,
+            softcap,
+        )
 
 
 @_flash_fwd_op.register_fake
@@ -487,7 +488,8 @@ class _FlashAttnFunc(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlse):
         q, k, v, out, lse, cu_q, cu_k = ctx.saved_tensors
-        dq, dk, dv = _backward(dout, q, k, v, out, lse, cu_q, cu_k, *ctx.args)
+        with capability.device_guard(q):
+            dq, dk, dv = _backward(dout, q, k, v, out, lse, cu_q, cu_k, *ctx.args)
         return dq, dk, dv, None, None, None, None, None, None, None, None, None
 
 

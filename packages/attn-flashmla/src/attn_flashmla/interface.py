@@ -24,6 +24,7 @@ import torch
 
 from attn_flashmla import _runtime
 from attn_flashmla.scheduler import default_num_parts, schedule_decode
+from attn_reference.capability import device_guard
 from attn_reference.errors import AttentionArgumentError
 from attn_reference.mla import check_mla_decode_args, check_mla_sparse_prefill_args
 
@@ -73,6 +74,7 @@ def get_mla_metadata(*args, **kwargs) -> tuple[FlashMLASchedMeta, None]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Custom ops: what torch.compile sees. Each runs the kernels; its fake returns empty tensors of the shapes.
+# The kernels launch on the current device: each op makes q's device current first (device_guard).
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -96,23 +98,24 @@ def _dense_decode_op(
     total_splits: int,
     max_splits: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    config = {
-        "BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": num_warps, "num_stages": num_stages,
-        "DV_SPLIT": dv_split, "TMA": tma,
-    }  # fmt: skip
-    if path == "cute":
-        from attn_flashmla.decode_fwd_sm90 import dense_decode_cute
+    with device_guard(q):
+        config = {
+            "BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": num_warps, "num_stages": num_stages,
+            "DV_SPLIT": dv_split, "TMA": tma,
+        }  # fmt: skip
+        if path == "cute":
+            from attn_flashmla.decode_fwd_sm90 import dense_decode_cute
 
-        return dense_decode_cute(
+            return dense_decode_cute(
+                q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, max_splits,
+                softmax_scale, causal,
+            )  # fmt: skip
+        from attn_flashmla.decode_fwd import dense_decode_triton
+
+        return dense_decode_triton(
             q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, max_splits,
-            softmax_scale, causal,
+            softmax_scale, causal, config,
         )  # fmt: skip
-    from attn_flashmla.decode_fwd import dense_decode_triton
-
-    return dense_decode_triton(
-        q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, max_splits,
-        softmax_scale, causal, config,
-    )  # fmt: skip
 
 
 @_dense_decode_op.register_fake
@@ -134,12 +137,13 @@ def _sparse_decode_op(
     extra_topk_length: torch.Tensor | None,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from attn_flashmla.sparse_fwd import sparse_decode_triton
+    with device_guard(q):
+        from attn_flashmla.sparse_fwd import sparse_decode_triton
 
-    return sparse_decode_triton(
-        q, k_cache, indices, topk_length, attn_sink, extra_k_cache, extra_indices, extra_topk_length,
-        softmax_scale,
-    )  # fmt: skip
+        return sparse_decode_triton(
+            q, k_cache, indices, topk_length, attn_sink, extra_k_cache, extra_indices, extra_topk_length,
+            softmax_scale,
+        )  # fmt: skip
 
 
 _sparse_decode_op.register_fake(_decode_fake)
@@ -154,9 +158,10 @@ def _sparse_prefill_op(
     attn_sink: torch.Tensor | None,
     topk_length: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from attn_flashmla.sparse_fwd import sparse_prefill_triton
+    with device_guard(q):
+        from attn_flashmla.sparse_fwd import sparse_prefill_triton
 
-    return sparse_prefill_triton(q, kv, indices, sm_scale, attn_sink, topk_length)
+        return sparse_prefill_triton(q, kv, indices, sm_scale, attn_sink, topk_length)
 
 
 @_sparse_prefill_op.register_fake

@@ -6,6 +6,7 @@ importing any package of this project works on a machine without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -30,6 +31,16 @@ def is_hopper(device: int | torch.device | None = None) -> bool:
 def is_sm80_or_newer(device: int | torch.device | None = None) -> bool:
     cap = cuda_capability(device)
     return cap is not None and cap >= (8, 0)
+
+
+def device_guard(*tensors) -> contextlib.AbstractContextManager:
+    """``torch.cuda.device`` of the first CUDA tensor among ``tensors``, or a context that does nothing when
+    there is none (CPU tensors, e.g. under the Triton interpreter). Kernels launch on the current device:
+    an op whose inputs live on another GPU makes theirs current first, as flash-attn's device guard does."""
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_cuda:
+            return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
 
 
 @functools.cache

@@ -12,6 +12,7 @@ interpreter).
 
 import torch
 
+from attn_reference.capability import device_guard
 from attn_reference.errors import UnsupportedFeatureError
 from attn_reference.validation import (
     check_kvcache,
@@ -47,19 +48,20 @@ def _fwd(
     softcap: float,
     deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return flash_fwd(
-        q,
-        k,
-        v,
-        softmax_scale=softmax_scale,
-        left=left,
-        right=right,
-        softcap=softcap,
-        cu_seqlens_q=cu_seqlens_q,
-        cu_seqlens_k=cu_seqlens_k,
-        max_seqlen_q=max_seqlen_q,
-        max_seqlen_k=max_seqlen_k,
-    )
+    with device_guard(q):
+        return flash_fwd(
+            q,
+            k,
+            v,
+            softmax_scale=softmax_scale,
+            left=left,
+            right=right,
+            softcap=softcap,
+            cu_seqlens_q=cu_seqlens_q,
+            cu_seqlens_k=cu_seqlens_k,
+            max_seqlen_q=max_seqlen_q,
+            max_seqlen_k=max_seqlen_k,
+        )
 
 
 @_fwd.register_fake
@@ -88,23 +90,24 @@ def _bwd(
     softcap: float,
     deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return flash_bwd(
-        dout,
-        q,
-        k,
-        v,
-        out,
-        lse,
-        softmax_scale=softmax_scale,
-        left=left,
-        right=right,
-        softcap=softcap,
-        deterministic=deterministic,
-        cu_seqlens_q=cu_seqlens_q,
-        cu_seqlens_k=cu_seqlens_k,
-        max_seqlen_q=max_seqlen_q,
-        max_seqlen_k=max_seqlen_k,
-    )
+    with device_guard(q):
+        return flash_bwd(
+            dout,
+            q,
+            k,
+            v,
+            out,
+            lse,
+            softmax_scale=softmax_scale,
+            left=left,
+            right=right,
+            softcap=softcap,
+            deterministic=deterministic,
+            cu_seqlens_q=cu_seqlens_q,
+            cu_seqlens_k=cu_seqlens_k,
+            max_seqlen_q=max_seqlen_q,
+            max_seqlen_k=max_seqlen_k,
+        )
 
 
 @_bwd.register_fake
@@ -143,19 +146,20 @@ def _kvcache_fwd(
     max_cache_len: int,
     num_splits: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return flash_decode(
-        q,
-        k_cache,
-        v_cache,
-        cache_seqlens,
-        block_table,
-        softmax_scale=softmax_scale,
-        left=left,
-        right=right,
-        softcap=softcap,
-        max_cache_len=max_cache_len,
-        num_splits=num_splits,
-    )
+    with device_guard(q):
+        return flash_decode(
+            q,
+            k_cache,
+            v_cache,
+            cache_seqlens,
+            block_table,
+            softmax_scale=softmax_scale,
+            left=left,
+            right=right,
+            softcap=softcap,
+            max_cache_len=max_cache_len,
+            num_splits=num_splits,
+        )
 
 
 @_kvcache_fwd.register_fake
