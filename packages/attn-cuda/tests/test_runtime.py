@@ -163,15 +163,6 @@ def test_ptxas_log_parsing():
     }
 
 
-def test_a_launch_runs_on_the_device_of_its_tensors():
-    cuda = torch.device
-    assert rt.launch_device([cuda("cuda", 1), cuda("cuda", 1)], current=0) == 1
-    assert rt.launch_device([cuda("cuda")], current=2) == 2  # "cuda" means the current device
-    assert rt.launch_device([], current=3) == 3  # no tensor (hello): the current device
-    with pytest.raises(rt.KernelLaunchError, match=r"several devices \(cuda:0, cuda:1\)"):
-        rt.launch_device([cuda("cuda", 0), cuda("cuda", 1)], current=0)
-
-
 def test_launch_config_is_validated_with_clear_messages():
     cfg = rt.launch_config((10, 2), 128, 100 * 1024, max_smem=227 * 1024)
     assert cfg.grid == (10, 2, 1) and cfg.block == (128, 1, 1) and cfg.threads == 128

@@ -50,6 +50,18 @@ def test_tier_option_selects_and_skips(pytester):
         gpu.stdout.fnmatch_lines(["*needs a CUDA GPU*"])
 
 
+def test_a_kernel_runs_on_the_device_of_its_tensors():
+    from attn_reference.errors import AttentionArgumentError
+
+    cuda = torch.device
+    assert capability.common_device([cuda("cuda", 1), cuda("cuda", 1)], current=0) == 1
+    assert capability.common_device([cuda("cuda")], current=2) == 2  # "cuda" means the current device
+    assert capability.common_device([], current=3) == 3  # no tensor (hello): the current device
+    assert capability.common_device([cuda("cpu"), cuda("cuda", 1)], current=0) == 1
+    with pytest.raises(AttentionArgumentError, match=r"several devices \(cuda:0, cuda:1\)"):
+        capability.common_device([cuda("cuda", 0), cuda("cuda", 1)], current=0)
+
+
 def test_device_guard_is_a_no_op_without_cuda_tensors():
     import contextlib
 

@@ -653,18 +653,6 @@ def record_launches():
         _launch_log = previous
 
 
-def launch_device(devices: Sequence[Any], current: int) -> int:
-    """The CUDA device a launch must run on: the one its tensor arguments live on (``devices``, their
-    ``torch.device``s), or ``current`` when it has none. Tensors on several devices are refused."""
-    indices = sorted({current if d.index is None else d.index for d in devices if d.type == "cuda"})
-    if len(indices) > 1:
-        raise KernelLaunchError(
-            f"tensor arguments on several devices ({', '.join(f'cuda:{i}' for i in indices)}); "
-            "a kernel runs on one: move them to the same device"
-        )
-    return indices[0] if indices else current
-
-
 def launch(
     module: CompiledModule, kernel: str, grid, block, args: Sequence[Any], *, smem: int = 0, stream=None
 ):
@@ -675,13 +663,13 @@ def launch(
     if _launch_log is not None:
         _launch_log.append(kernel)
 
+    from attn_reference.capability import device_guard
+
     from .nvrtc import LaunchConfig
     from .nvrtc import launch as core_launch
 
-    index = launch_device(
-        [a.device for a in args if isinstance(a, torch.Tensor)], torch.cuda.current_device()
-    )
-    with torch.cuda.device(index):  # tensors on another GPU than the current one: launch there, not here
+    with device_guard(*args):  # tensors on another GPU than the current one: launch there, not here
+        index = torch.cuda.current_device()
         _device(index)
         cfg = launch_config(grid, block, smem, max_smem=max_dynamic_smem(index))
         k = module.kernel(kernel)

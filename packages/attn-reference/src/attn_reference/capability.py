@@ -11,6 +11,8 @@ import functools
 
 import torch
 
+from attn_reference.errors import AttentionArgumentError
+
 #: Test tiers, in order. A GPU tier is satisfied by a device of at least that compute capability, except
 #: ``sm90``, which asks for Hopper itself (wgmma and TMA do not exist on later generations' consumer parts).
 TIERS = ("cpu", "sm80", "sm90")
@@ -33,14 +35,27 @@ def is_sm80_or_newer(device: int | torch.device | None = None) -> bool:
     return cap is not None and cap >= (8, 0)
 
 
+def common_device(devices, current: int) -> int:
+    """The index of the CUDA device that ``devices`` (``torch.device`` objects) share: ``current`` stands
+    for a bare ``"cuda"`` and for a list without CUDA devices. Devices of several GPUs are refused by name."""
+    indices = sorted({current if d.index is None else d.index for d in devices if d.type == "cuda"})
+    if len(indices) > 1:
+        raise AttentionArgumentError(
+            f"tensor arguments on several devices ({', '.join(f'cuda:{i}' for i in indices)}); "
+            "a kernel runs on one: move them to the same device"
+        )
+    return indices[0] if indices else current
+
+
 def device_guard(*tensors) -> contextlib.AbstractContextManager:
-    """``torch.cuda.device`` of the first CUDA tensor among ``tensors``, or a context that does nothing when
-    there is none (CPU tensors, e.g. under the Triton interpreter). Kernels launch on the current device:
-    an op whose inputs live on another GPU makes theirs current first, as flash-attn's device guard does."""
-    for t in tensors:
-        if isinstance(t, torch.Tensor) and t.is_cuda:
-            return torch.cuda.device(t.device)
-    return contextlib.nullcontext()
+    """``torch.cuda.device`` of the CUDA tensors among ``tensors`` (:func:`common_device`), or a context that
+    does nothing when there is none (CPU tensors, e.g. under the Triton interpreter). Kernels launch on the
+    current device: an op whose inputs live on another GPU makes theirs current first, as flash-attn's
+    device guard does."""
+    devices = [t.device for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda]
+    if not devices:
+        return contextlib.nullcontext()
+    return torch.cuda.device(common_device(devices, torch.cuda.current_device()))
 
 
 @functools.cache
