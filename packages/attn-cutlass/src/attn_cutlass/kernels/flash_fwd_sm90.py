@@ -639,8 +639,9 @@ class FlashAttentionForwardSm90:
             moved = cute.make_rmem_tensor((1,), Int32)  # lazy rescale: did a row of this thread move?
             lse = cute.make_rmem_tensor((n_rows,), Float32)
 
-            # Turns go round the consumer warpgroups: w waits on its barrier, then opens the next one's
-            # (for two, 1 - wg is that next one).
+            # Turns go round the consumer warpgroups: w waits on its barrier, then opens the next one's.
+            # For two that is 1 - wg, kept as written: the general (wg + 1) % 2 changes the PTX of the
+            # GPU-validated two-warpgroup builds (checked on the CPU, 2026-12-04), which no GPU re-ran.
             if const_expr(self.num_consumer_wgs == 2):
                 my_turn, their_turn = _PINGPONG_BARRIER + wg, _PINGPONG_BARRIER + 1 - wg
             else:
