@@ -54,7 +54,10 @@
 # rows (docs/benchmarks/h200-mla-decode-hq16.md). Done in the fifth session of 2026-12-04 (one H200): queue p
 # (attn-cuda's whole sm90 tier with the tiled backward the default: 852 passed, 494 skipped, no failure, cut at
 # 480 s before its sanitizer test, which then passed alone; the backward rows beside FA4), queue o (cross_first
-# against seesaw three times: no consistent difference; seesaw stays). Owed: queue q (attn-cutlass's three
+# against seesaw three times: no consistent difference; seesaw stays). Done in the sixth session of
+# 2026-12-04 (one H200): queue r (the wgmma forward: 16 passed, conformance 87 passed, memcheck/racecheck
+# clean once the sanitizer steps ran without -p no:xdist, the whole-catalog sanitizer test 2 passed; 522
+# TFLOP/s at hd128 16k, 1.47x flash SDPA). Owed: queue q (attn-cutlass's three
 # consumer warpgroups at head dim 64, opt-in; wheels needed) and queue r (attn-cuda's TMA + wgmma forward,
 # opt-in, never run on a GPU yet: its test first). Queue s (wheels): ncu warp-state sampling of the
 # attn-cutlass and FA4 16k hd128 forwards, for the softmax placement the sixth session read in the SASS.
@@ -237,7 +240,7 @@ queue_r() {  # attn-cuda's opt-in sm_90a forward (TMA + wgmma, 2026-12-04, fifth
     for tool in memcheck racecheck; do
         step "cuda-wgmma-$tool" 200 compute-sanitizer --tool "$tool" --kernel-name kns=flash_fwd_sm90 \
             --report-api-errors no --error-exitcode 3 python3 -m pytest packages/attn-cuda/tests/test_gpu.py \
-            --tier sm90 -q -p no:xdist -k "wgmma and bf16 and pingpong"
+            --tier sm90 -q -n 0 -k "wgmma and bf16 and pingpong"
     done
 }
 
