@@ -235,7 +235,7 @@ queue_r() {  # attn-cuda's opt-in sm_90a forward (TMA + wgmma, 2026-12-04, fifth
         --skip "attention checks" --skip "basics checks" --skip "basics timings"
     # the whole conformance suite with it behind flash_attn_func
     step cuda-wgmma-conformance 230 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 \
-        -q -k TestCudaWgmmaConformance
+        -q -k TestCudaConformance
     # memcheck and racecheck on its own launches (the test's bf16 ping-pong cases)
     for tool in memcheck racecheck; do
         step "cuda-wgmma-$tool" 200 compute-sanitizer --tool "$tool" --kernel-name kns=flash_fwd_sm90 \
@@ -259,8 +259,21 @@ torch.cuda.synchronize()'
     for impl in cutlass fa4; do
         step "ncu-fwd-$impl" 150 ncu --launch-skip 2 --launch-count 1 --kernel-name regex:'[Ff]lash' \
             --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
-            -o "$out/ncu-fwd-$impl" -f python3 -c "$run" "$impl"
+            --section SourceCounters -o "$out/ncu-fwd-$impl" -f python3 -c "$run" "$impl"
+        # the sections as text, and the stall samples of every SASS instruction (where the softmax waits)
+        ncu -i "$out/ncu-fwd-$impl.ncu-rep" --page details >"$out/ncu-fwd-$impl-details.txt" 2>&1
+        ncu -i "$out/ncu-fwd-$impl.ncu-rep" --page source --print-source sass --csv 2>&1 \
+            | gzip >"$out/ncu-fwd-$impl-sass.csv.gz"
     done
+}
+
+queue_t() {  # attn-cuda with the wgmma forward the default on sm_90a (2026-12-05): the suite on the defaults
+    # and on the mma forward, the mma kernel's own tests (now asked for by name), then the 16k rows beside FA4
+    export CUDA_VISIBLE_DEVICES=0
+    step cuda-defaults 230 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "TestCudaConformance or TestCudaMmaConformance or every_forward_variant or causal_orders or wgmma"
+    step cuda-fwd16k-fa4 150 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \
+        -b cuda --peer sdpa-flash --peer fa4 --time-budget 130 -o "$out/cuda-fwd16k-fa4.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

@@ -39,6 +39,9 @@ CUDA_BACKEND = Backend(
 
 
 class TestCudaConformance(AttentionConformance):
+    """The suite on the defaults: on the H100/H200 the wgmma forward (:class:`TestCudaMmaConformance` runs
+    the mma one) and the tiled backward."""
+
     backend = CUDA_BACKEND
     device = "cuda"
     dtypes = (torch.float16, torch.bfloat16)
@@ -97,16 +100,17 @@ class TestCudaAlwaysRescaleConformance(TestCudaConformance):
 
     @pytest.fixture(autouse=True)
     def _always(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "mma")  # the rescale modes are the mma kernel's
         monkeypatch.setenv("ATTN_CUDA_RESCALE", "always")
 
 
-class TestCudaWgmmaConformance(TestCudaConformance):
-    """The conformance suite with the opt-in Hopper forward (TMA + wgmma) behind flash_attn_func
-    (``ATTN_CUDA_FWD_KERNEL=wgmma``); the backward is the default one, fed by its out and lse."""
+class TestCudaMmaConformance(TestCudaConformance):
+    """The conformance suite with the mma.sync forward behind flash_attn_func (``ATTN_CUDA_FWD_KERNEL=mma``):
+    the default forward everywhere but sm_90a, where :class:`TestCudaConformance` runs the wgmma one."""
 
     @pytest.fixture(autouse=True)
-    def _wgmma(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "wgmma")
+    def _mma(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "mma")
 
 
 def _reference(q, k, v, causal):
@@ -149,7 +153,7 @@ def test_every_forward_variant_matches_the_reference(variant, dtype, head_dim, c
     """Each tiling of the tensor-core forward (the default one also runs the conformance suite)."""
     for b, sq, sk, hq, hk in ((2, 203, 113, 4, 2), (1, 300, 517, 2, 1), (1, 1, 77, 2, 2)):
         q, k, v = attention_inputs(b, sq, sk, hq, hk, head_dim, dtype=dtype, device="cuda", seed=5)
-        out, lse = flash.flash_fwd(q, k, v, head_dim**-0.5, causal, variant=variant)
+        out, lse = flash.flash_fwd(q, k, v, head_dim**-0.5, causal, kernel="mma", variant=variant)
         (ref, ref_lse), (low, low_lse) = _reference(q, k, v, causal)
         assert_attention_close(out, ref, low, name=f"out ({variant}, sq {sq}, sk {sk})")
         assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({variant}, sq {sq}, sk {sk})")
@@ -183,7 +187,8 @@ def test_causal_orders_give_identical_outputs(shape, variant):
     b, sq, sk, hq, hk, d = shape
     q, k, v = attention_inputs(b, sq, sk, hq, hk, d, dtype=torch.bfloat16, device="cuda", seed=9)
     results = {
-        o: flash.flash_fwd(q, k, v, d**-0.5, True, variant=variant, order=o) for o in flash.CAUSAL_ORDERS
+        o: flash.flash_fwd(q, k, v, d**-0.5, True, kernel="mma", variant=variant, order=o)
+        for o in flash.CAUSAL_ORDERS
     }
     out, lse = results["heads_first"]  # the default
     out_ph, lse_ph = results["per_head"]

@@ -274,10 +274,19 @@ def test_wgmma_forward_launch(monkeypatch):
 
 
 def test_forward_kernel_selection(monkeypatch):
-    """``flash_attn_func`` runs the mma forward unless ``$ATTN_CUDA_FWD_KERNEL=wgmma`` (or a caller) asks for
-    the Hopper one; the teaching kernels only by name; anything else is refused by name."""
+    """The default forward is the wgmma one on sm_90a and the mma one on any other GPU (or with no CUDA
+    device named); ``$ATTN_CUDA_FWD_KERNEL`` or a caller's ``kernel`` overrides it; the teaching kernels
+    only by name; anything else is refused by name."""
     monkeypatch.delenv("ATTN_CUDA_FWD_KERNEL", raising=False)
     assert flash.fwd_kernel() == "mma"
+    assert flash.fwd_kernel(device=torch.device("cpu")) == "mma"
+    for arch, default in (("sm_90a", "wgmma"), ("sm_80", "mma"), ("sm_89", "mma"), ("sm_100a", "mma")):
+        monkeypatch.setattr(flash, "device_arch", lambda device, arch=arch: arch)
+        assert flash.fwd_kernel(device=torch.device("cuda", 0)) == default, arch
+        monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "mma" if default == "wgmma" else "wgmma")
+        assert flash.fwd_kernel(device=torch.device("cuda", 0)) != default  # the variable wins
+        assert flash.fwd_kernel("scalar_v2", torch.device("cuda", 0)) == "scalar_v2"
+        monkeypatch.delenv("ATTN_CUDA_FWD_KERNEL")
     assert flash.fwd_kernel("scalar_v1") == "scalar_v1"
     monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "wgmma")
     assert flash.fwd_kernel() == "wgmma"
@@ -288,6 +297,18 @@ def test_forward_kernel_selection(monkeypatch):
     q = k = v = torch.zeros(1, 8, 2, 64, dtype=torch.float16)
     with pytest.raises(ValueError, match="forward kernel"):
         flash.flash_fwd(q, k, v, 0.1, False, kernel="nope")
+
+
+@pytest.mark.parametrize("option", [dict(variant="base"), dict(order="per_head"), dict(rescale="always")])
+def test_mma_options_are_refused_for_the_wgmma_forward(monkeypatch, option):
+    """``variant``, ``order`` and ``rescale`` choose among the mma kernel's forms: asked of a call that runs
+    the wgmma kernel (the default on sm_90a) they raise instead of being ignored."""
+    monkeypatch.delenv("ATTN_CUDA_FWD_KERNEL", raising=False)
+    monkeypatch.setattr(flash, "device_arch", lambda device: "sm_90a")
+    q = k = v = torch.zeros(1, 8, 2, 64, dtype=torch.float16)
+    (name,) = option
+    with pytest.raises(ValueError, match=f"{name}=.*kernel='mma'"):
+        flash.flash_fwd(q, k, v, 0.1, False, kernel="wgmma", **option)
 
 
 def test_tensor_maps_are_encoded_once_per_tensor_layout(monkeypatch):

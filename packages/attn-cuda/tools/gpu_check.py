@@ -122,7 +122,9 @@ def attention_checks() -> None:
                             q, k, v = attention_inputs(
                                 b, sq, sk, hq, hk, d, dtype=dtype, device="cuda", seed=4
                             )
-                            out, lse = attn_cuda.flash.flash_fwd(q, k, v, d**-0.5, causal, variant=variant)
+                            out, lse = attn_cuda.flash.flash_fwd(
+                                q, k, v, d**-0.5, causal, kernel="mma", variant=variant
+                            )
                             ro, rl = attention_naive(q, k, v, causal=causal, return_lse=True)
                             lo, ll = attention_naive(
                                 q, k, v, causal=causal, return_lse=True, accum_dtype=None
@@ -329,13 +331,15 @@ def attention_timings() -> None:
                 timed(
                     f"fwd {tag} attn-cuda [{variant}]",
                     lambda q=q, k=k, v=v, causal=causal, variant=variant, d=d: attn_cuda.flash.flash_fwd(
-                        q, k, v, d**-0.5, causal, variant=variant
+                        q, k, v, d**-0.5, causal, kernel="mma", variant=variant
                     ),
                     flops=flops,
                     group=f"fwd {tag}",
                     ref=f"fwd {tag} torch-flash",
                 )
-            for pingpong in (True, False) if hopper else ():  # the opt-in TMA + wgmma forward
+            for pingpong in (
+                (True, False) if hopper else ()
+            ):  # the TMA + wgmma forward (the default on sm_90a)
                 timed(
                     f"fwd {tag} attn-cuda [wgmma{'' if pingpong else ' no ping-pong'}]",
                     lambda q=q, k=k, v=v, causal=causal, d=d, pp=pingpong: attn_cuda.flash.flash_fwd(

@@ -89,7 +89,9 @@ def attention_workload(dev: str) -> None:
                     out = attn_cuda.flash_attn_func(q, k, v, causal=causal)
                     out.sum().backward()
                     for variant in flash.FWD_VARIANTS:
-                        flash.flash_fwd(q.detach(), k.detach(), v.detach(), d**-0.5, causal, variant=variant)
+                        flash.flash_fwd(
+                            q.detach(), k.detach(), v.detach(), d**-0.5, causal, kernel="mma", variant=variant
+                        )
                     if runtime.device_arch() == "sm_90a":  # the wgmma forward, with and without ping-pong
                         for pingpong in (True, False):
                             flash.flash_fwd(

@@ -398,9 +398,8 @@ def all_instantiations() -> dict[str, list[str]]:
 # -- the sm_90a forward (TMA + wgmma) ---------------------------------------------------------------------
 
 #: kernels/flash_fwd_sm90.cu: TMA loads, wgmma, a producer and two consumer warpgroups taking turns at the
-#: tensor cores (``pingpong``), 128 x 128 blocks; Hopper only (sm_90a). Opt-in (``flash_fwd(...,
-#: kernel="wgmma")`` or ``ATTN_CUDA_FWD_KERNEL=wgmma``): it passed the GPU tier on 2026-12-04 (1.47x the
-#: mma kernel at hd128), and becoming the default on sm_90a is the next step.
+#: tensor cores (``pingpong``), 128 x 128 blocks; Hopper only (sm_90a). The default forward on sm_90a since
+#: 2026-12-05 (:func:`fwd_kernel`): it passed the GPU tier on 2026-12-04 at 1.47x the mma kernel (hd128 16k).
 SM90_FWD_FILE = "flash_fwd_sm90.cu"
 SM90_BLOCK = 128  # query rows a block, and keys a K/V tile
 SM90_STAGES = 3  # must match STAGES in the kernel
@@ -409,15 +408,18 @@ SM90_TMA_COLS = 64  # a TMA box is 64 elements (128 bytes, the swizzle span) wid
 
 
 #: The tensor-core forwards ``flash_attn_func`` can run (``$ATTN_CUDA_FWD_KERNEL``, read per call): ``mma``
-#: (the default, any sm_80+ GPU) or ``wgmma`` (the opt-in Hopper kernel).
+#: (FA-2 on mma.sync, any sm_80+ GPU) or ``wgmma`` (the Hopper kernel above).
 FWD_KERNELS = ("mma", "wgmma")
 
 
-def fwd_kernel(kernel: str | None = None) -> str:
-    """``kernel`` if given, else ``$ATTN_CUDA_FWD_KERNEL``, else ``mma``."""
+def fwd_kernel(kernel: str | None = None, device=None) -> str:
+    """``kernel`` if given, else ``$ATTN_CUDA_FWD_KERNEL``, else the default for ``device``: ``wgmma`` on
+    sm_90a, ``mma`` anywhere else (and where no CUDA device is named)."""
     if kernel in ("scalar_v1", "scalar_v2"):  # the teaching kernels: by name only
         return kernel
-    return _choice("forward kernel", kernel, "ATTN_CUDA_FWD_KERNEL", "mma", FWD_KERNELS)
+    hopper = device is not None and torch.device(device).type == "cuda" and device_arch(device) == "sm_90a"
+    default = "wgmma" if hopper else "mma"
+    return _choice("forward kernel", kernel, "ATTN_CUDA_FWD_KERNEL", default, FWD_KERNELS)
 
 
 def sm90_fwd_name(dtype: torch.dtype, head_dim: int, causal: bool, pingpong: bool = True) -> str:
@@ -576,9 +578,9 @@ def flash_fwd(
     rescale: str | None = None,
     pingpong: bool = True,
 ):
-    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"wgmma"`` (Hopper: TMA and wgmma,
-    opt-in), ``"scalar_v2"`` or ``"scalar_v1"`` (default :func:`fwd_kernel`);
-    ``variant`` picks the tensor-core tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`), ``order``
+    """Run a forward kernel: ``kernel`` is ``"mma"`` (tensor cores, FA-2), ``"wgmma"`` (Hopper: TMA and wgmma),
+    ``"scalar_v2"`` or ``"scalar_v1"`` (default :func:`fwd_kernel`: ``wgmma`` on sm_90a, else ``mma``);
+    ``variant`` picks the mma kernel's tiling (:data:`FWD_VARIANTS`, default :func:`fwd_variant`), ``order``
     the causal launch order of the tensor-core kernels (:data:`CAUSAL_ORDERS`, default :func:`causal_order`),
     ``rescale`` how the wide kernels rescale the output (:data:`RESCALE_MODES`, default :func:`rescale_mode`),
     ``pingpong`` whether the wgmma kernel's consumer warpgroups take turns at the tensor cores.
@@ -593,7 +595,13 @@ def flash_fwd(
     if out.numel() == 0:
         return out, lse
     group = hq // hk
-    kernel = fwd_kernel(kernel)
+    kernel = fwd_kernel(kernel, q.device)
+    mma_only = {"variant": variant, "order": order, "rescale": rescale}
+    if kernel != "mma" and any(x is not None for x in mma_only.values()):
+        given = ", ".join(f"{n}={x!r}" for n, x in mma_only.items() if x is not None)
+        raise ValueError(
+            f"{given}: options of the mma forward, and this call runs {kernel!r}; pass kernel='mma'"
+        )
     if kernel == "mma":
         q, k, v = _aligned(q), _aligned(k), _aligned(v)
         v_name = fwd_variant(variant)
