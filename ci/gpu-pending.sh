@@ -57,10 +57,11 @@
 # against seesaw three times: no consistent difference; seesaw stays). Done in the sixth session of
 # 2026-12-04 (one H200): queue r (the wgmma forward: 16 passed, conformance 87 passed, memcheck/racecheck
 # clean once the sanitizer steps ran without -p no:xdist, the whole-catalog sanitizer test 2 passed; 522
-# TFLOP/s at hd128 16k, 1.47x flash SDPA). Owed: queue q (attn-cutlass's three
-# consumer warpgroups at head dim 64, opt-in; wheels needed) and queue r (attn-cuda's TMA + wgmma forward,
-# opt-in, never run on a GPU yet: its test first). Queue s (wheels): ncu warp-state sampling of the
-# attn-cutlass and FA4 16k hd128 forwards, for the softmax placement the sixth session read in the SASS.
+# TFLOP/s at hd128 16k, 1.47x flash SDPA). No GPU was lent on 2026-12-05. Owed, most telling first:
+# queue t (attn-cuda with the wgmma forward now the default on sm_90a; its 16k rows beside FA4), queue u
+# (attn-cutlass's warpgroup operand slices, a patch waiting in ci/pending; wheels), queue s (ncu stall samples
+# of the attn-cutlass and FA4 16k hd128 forwards; wheels), queue q (three consumer warpgroups at head dim 64,
+# opt-in; wheels).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -274,6 +275,25 @@ queue_t() {  # attn-cuda with the wgmma forward the default on sm_90a (2026-12-0
         -k "TestCudaConformance or TestCudaMmaConformance or every_forward_variant or causal_orders or wgmma"
     step cuda-fwd16k-fa4 150 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \
         -b cuda --peer sdpa-flash --peer fa4 --time-budget 130 -o "$out/cuda-fwd16k-fa4.json"
+}
+
+queue_u() {  # attn-cutlass's sm90 forward and backward with their shared-memory wgmma operands sliced by the
+    # warpgroup's first thread (2026-12-05, CPU lead: R2UR 58 -> 9 in the forward, 51 -> 3 in the backward; no GPU
+    # was lent, so it waits as ci/pending/attn-cutlass-warpgroup-operand-slices.patch): the rows as they are,
+    # the patch applied, its suites, the same rows, the patch taken back (wheels needed)
+    export CUDA_VISIBLE_DEVICES=0
+    local patch=ci/pending/attn-cutlass-warpgroup-operand-slices.patch
+    local apply=(patch -p1 -i "$patch") revert=(patch -p1 -R -i "$patch")
+    if command -v git >/dev/null; then apply=(git apply "$patch"); revert=(git apply -R "$patch"); fi
+    rows=(--preset deliverable --where seqlen_k=16384 --where head_dim=128 -b cutlass --peer fa4 --time-budget 100)
+    step slices-before 120 python3 -m attn_bench run -s attention-fwd -s attention-bwd "${rows[@]}" \
+        -o "$out/slices-before.json"
+    step slices-apply 20 "${apply[@]}"
+    step slices-suites 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+        -k "TestCutlassConformanceSm90 or BackwardConformance or pingpong or matches_reference_at_2k"
+    step slices-after 120 python3 -m attn_bench run -s attention-fwd -s attention-bwd "${rows[@]}" \
+        -o "$out/slices-after.json"
+    step slices-revert 20 "${revert[@]}"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
