@@ -58,10 +58,11 @@
 # 2026-12-04 (one H200): queue r (the wgmma forward: 16 passed, conformance 87 passed, memcheck/racecheck
 # clean once the sanitizer steps ran without -p no:xdist, the whole-catalog sanitizer test 2 passed; 522
 # TFLOP/s at hd128 16k, 1.47x flash SDPA). No GPU was lent on 2026-12-05. Owed, most telling first:
-# queue t (attn-cuda with the wgmma forward now the default on sm_90a; its 16k rows beside FA4), queue u
-# (attn-cutlass's warpgroup operand slices, a patch waiting in ci/pending; wheels), queue s (ncu stall samples
-# of the attn-cutlass and FA4 16k hd128 forwards; wheels), queue q (three consumer warpgroups at head dim 64,
-# opt-in; wheels).
+# queue v (attn-cutlass's opt-in backward schedule "overlap", FA4's order of work; wheels), queue t (attn-cuda
+# with the wgmma forward now the default on sm_90a; its 16k rows beside FA4), queue u (attn-cutlass's forward
+# with warpgroup operand slices, a patch waiting in ci/pending; wheels), queue s (ncu stall samples of the
+# attn-cutlass and FA4 16k hd128 forwards; wheels), queue q (three consumer warpgroups at head dim 64, opt-in;
+# wheels).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -277,23 +278,32 @@ queue_t() {  # attn-cuda with the wgmma forward the default on sm_90a (2026-12-0
         -b cuda --peer sdpa-flash --peer fa4 --time-budget 130 -o "$out/cuda-fwd16k-fa4.json"
 }
 
-queue_u() {  # attn-cutlass's sm90 forward and backward with their shared-memory wgmma operands sliced by the
-    # warpgroup's first thread (2026-12-05, CPU lead: R2UR 58 -> 9 in the forward, 51 -> 3 in the backward; no GPU
-    # was lent, so it waits as ci/pending/attn-cutlass-warpgroup-operand-slices.patch): the rows as they are,
-    # the patch applied, its suites, the same rows, the patch taken back (wheels needed)
+queue_u() {  # attn-cutlass's sm90 forward with its shared-memory wgmma operands sliced by the warpgroup's first
+    # thread (2026-12-05, CPU lead: R2UR 58 -> 9, main loop 512 -> 489 SASS lines; no GPU was lent, so it waits
+    # as ci/pending/attn-cutlass-fwd-warpgroup-operand-slices.patch): the rows as they are, the patch applied,
+    # the forward suite, the same rows, the patch taken back (wheels needed)
     export CUDA_VISIBLE_DEVICES=0
-    local patch=ci/pending/attn-cutlass-warpgroup-operand-slices.patch
+    local patch=ci/pending/attn-cutlass-fwd-warpgroup-operand-slices.patch
     local apply=(patch -p1 -i "$patch") revert=(patch -p1 -R -i "$patch")
     if command -v git >/dev/null; then apply=(git apply "$patch"); revert=(git apply -R "$patch"); fi
-    rows=(--preset deliverable --where seqlen_k=16384 --where head_dim=128 -b cutlass --peer fa4 --time-budget 100)
-    step slices-before 120 python3 -m attn_bench run -s attention-fwd -s attention-bwd "${rows[@]}" \
-        -o "$out/slices-before.json"
+    local rows=(--preset deliverable -s attention-fwd --where seqlen_k=16384 -b cutlass --peer fa4 --time-budget 100)
+    step slices-before 120 python3 -m attn_bench run "${rows[@]}" -o "$out/slices-before.json"
     step slices-apply 20 "${apply[@]}"
-    step slices-suites 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "TestCutlassConformanceSm90 or BackwardConformance or pingpong or matches_reference_at_2k"
-    step slices-after 120 python3 -m attn_bench run -s attention-fwd -s attention-bwd "${rows[@]}" \
-        -o "$out/slices-after.json"
+    step slices-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+        -k "TestCutlassConformanceSm90 or pingpong"
+    step slices-after 120 python3 -m attn_bench run "${rows[@]}" -o "$out/slices-after.json"
     step slices-revert 20 "${revert[@]}"
+}
+
+queue_v() {  # attn-cutlass's opt-in backward schedule "overlap" (2026-12-05, CPU only: FA4's order of work,
+    # dS^T by stmatrix into two buffers, one barrier a step, each warpgroup's own dQ reduce-add): its suites
+    # first (the conformance class, the 2k test, bit-equal dK/dV against the serial schedule), then the 16k
+    # backward rows of both schedules beside FA4 (wheels needed)
+    export CUDA_VISIBLE_DEVICES=0
+    step bwd-overlap-suite 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
+        -q -k "BackwardOverlap or matches_reference_at_2k or schedules_agree"
+    step bwd-overlap-bench 240 python3 -m attn_bench run --preset ablations -s attention-bwd --where seqlen_k=16384 \
+        -b cutlass --peer fa4 --time-budget 220 -o "$out/bwd-overlap.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

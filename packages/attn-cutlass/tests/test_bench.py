@@ -17,7 +17,7 @@ def test_ablation_tables():
             "always_rescale": bench._always_rescale,
             "three_consumers": bench._three_consumers,
         },
-        "attention_bwd": {"dq_atomic": bench._dq_atomic},
+        "attention_bwd": {"dq_atomic": bench._dq_atomic, "overlap": bench._bwd_overlap},
         "matmul": {
             "one_cta_per_tile": bench._matmul_one_cta_per_tile,
             "no_multicast": bench._matmul_no_multicast,
@@ -36,7 +36,7 @@ def fake_kernels(monkeypatch):
         return q * 1.0, torch.zeros(b, h, s)
 
     def backward(dout, q, k, v, *args):
-        calls.append(("bwd", interface.bwd_dq_reduce()))
+        calls.append(("bwd", interface.bwd_dq_reduce(), interface.bwd_schedule()))
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
 
     monkeypatch.setattr(interface, "_forward", forward)
@@ -60,11 +60,24 @@ def test_dq_atomic_runs_the_default_forward_and_restores_the_environment(
         out = fn(q, k, v, causal=causal, softmax_scale=None)
         out.backward(torch.ones_like(out))
         grads.append(q.grad)
-    (_, fwd_default), (_, bwd_default), (_, fwd_atomic), (_, bwd_atomic) = fake_kernels
+    (_, fwd_default), (_, *bwd_default), (_, fwd_atomic), (_, *bwd_atomic) = fake_kernels
     assert fwd_atomic == fwd_default  # what flash_attn_func passes, the same compiled forward
-    assert (bwd_default, bwd_atomic) == ("tma", "atomic")
+    assert (bwd_default, bwd_atomic) == (["tma", "serial"], ["atomic", "serial"])
     assert os.environ.get("ATTN_CUTLASS_BWD_DQ") == user
     assert all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bwd_overlap_runs_the_default_forward_and_restores_the_environment(fake_kernels, monkeypatch, causal):
+    monkeypatch.delenv("ATTN_CUTLASS_BWD_SCHEDULE", raising=False)
+    monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
+    for fn in (bench._fwd, bench._bwd_overlap):
+        q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        fn(q, k, v, causal=causal, softmax_scale=None).sum().backward()
+    (_, fwd_default), (_, *bwd_default), (_, fwd_overlap), (_, *bwd_overlap) = fake_kernels
+    assert fwd_overlap == fwd_default
+    assert (bwd_default, bwd_overlap) == (["tma", "serial"], ["tma", "overlap"])
+    assert "ATTN_CUTLASS_BWD_SCHEDULE" not in os.environ
 
 
 def test_dq_atomic_restores_the_environment_when_the_backward_fails(fake_kernels, monkeypatch):

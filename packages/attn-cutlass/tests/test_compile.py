@@ -109,6 +109,73 @@ def test_flash_bwd_sm90_compiles_with_wgmma_tma_and_dq_atomics(name):
     assert "cp.reduce.async.bulk" not in res.ptx
 
 
+# The opt-in "overlap" schedule (FA4's order of work): the default dQ path, the causal atomics and the
+# softcap build, which keeps P^T and dS^T together after both GEMMs.
+BWD_OVERLAP_CONFIGS = {
+    "bf16_hd128_tma": dict(dtype="bfloat16", head_dim=128, dq_reduce="tma"),
+    "fp16_hd64_causal_tma": dict(dtype="float16", head_dim=64, causal=True, dq_reduce="tma"),
+    "bf16_hd128_causal_window_atomic": dict(
+        dtype="bfloat16", head_dim=128, causal=True, has_left_window=True
+    ),
+    "fp16_hd64_causal_window_softcap_varlen": BWD_CONFIGS["fp16_hd64_causal_window_softcap_varlen"],
+}
+
+
+@functools.cache
+def _bwd_overlap_ptx(name: str) -> str:
+    return compile_flash_bwd_sm90(keep_ptx=True, schedule="overlap", **BWD_OVERLAP_CONFIGS[name]).ptx
+
+
+def _waits(ptx: str) -> list[str]:
+    return re.findall(r"wgmma\.wait_group\.sync\.aligned\s+(\d+);", ptx)
+
+
+@pytest.mark.parametrize("name", list(BWD_OVERLAP_CONFIGS))
+def test_flash_bwd_sm90_overlap_schedule_compiles(name):
+    ptx = _bwd_overlap_ptx(name)
+    _check_hopper_ptx(ptx)
+    assert "ld.local" not in ptx
+    assert "fence.proxy.async.shared::cta" in ptx, "dS must be fenced before wgmma reads it"
+    # dS^T leaves by stmatrix (four instructions of four 8x8 tiles for a warpgroup's 64 x 64 block)
+    assert len(re.findall(r"stmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16", ptx)) == 4
+    # one barrier of both consumer warpgroups a step (dS^T double-buffered), against the serial three
+    assert len(re.findall(r"bar\.sync\s+1, 256;", ptx)) == 1
+    split = not BWD_OVERLAP_CONFIGS[name].get("has_softcap", False)
+    # waits: S^T alone, dP^T alone (dV in flight), dQ (dK in flight), the rest; softcap: S^T and dP^T together
+    assert _waits(ptx) == (["1", "1", "1", "0"] if split else ["0", "1", "0"])
+    if BWD_OVERLAP_CONFIGS[name].get("dq_reduce") == "tma":
+        # each warpgroup reduces its half of dQ by itself: 128-thread barriers, its own bulk waits
+        assert re.search(r"cp\.reduce\.async\.bulk\.tensor\.4d\.global\.shared::cta\.add", ptx)
+        assert len(re.findall(r"bar\.sync\s+%r\d+, 128;", ptx)) == 2
+        assert len(re.findall(r"cp\.async\.bulk\.wait_group\.read\s+0;", ptx)) == 2
+        assert "red.relaxed.gpu.global.add.f32" not in ptx
+    else:
+        assert "red.relaxed.gpu.global.add.f32" in ptx and "cp.reduce.async.bulk" not in ptx
+
+
+def test_flash_bwd_sm90_schedule_is_checked():
+    with pytest.raises(ValueError, match="schedule"):
+        compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, schedule="pingpong")
+
+
+@pytest.mark.parametrize(
+    "name, schedule",
+    [("bf16_hd128_tma", "serial"), ("fp16_hd64_causal_tma", "serial")]
+    + [(name, "overlap") for name in BWD_OVERLAP_CONFIGS],
+)
+def test_flash_bwd_sm90_assembles_without_spills_or_serialised_wgmma(name, schedule, tmp_path):
+    """ptxas -v: no spills under the consumers' 240 registers, no wgmma serialised. The serial schedule's
+    atomic builds are left out: they spill (76 bytes at hd128 causal; its 32 scalar 16-bit dS stores keep
+    addresses live), which the overlap schedule's stmatrix does not."""
+    if ptxas.find_ptxas() is None:
+        pytest.skip("no CUDA 13 ptxas (PATH, or torch's bin/)")
+    if schedule == "overlap":
+        ptx = _bwd_overlap_ptx(name)
+    else:
+        ptx = compile_flash_bwd_sm90(keep_ptx=True, **BWD_OVERLAP_CONFIGS[name]).ptx
+    ptxas.assert_no_spills_or_serialised_wgmma(ptx, tmp_path)
+
+
 def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
     """The default dQ path (not varlen): one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
     res = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma")

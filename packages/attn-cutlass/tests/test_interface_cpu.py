@@ -162,6 +162,18 @@ def test_bwd_dq_reduce_switch(monkeypatch):
         bwd_dq_reduce()
 
 
+def test_bwd_schedule_switch(monkeypatch):
+    from attn_cutlass.interface import bwd_schedule
+
+    monkeypatch.delenv("ATTN_CUTLASS_BWD_SCHEDULE", raising=False)
+    assert bwd_schedule() == "serial"  # "overlap" stays opt-in until it has run on a GPU
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "overlap")
+    assert bwd_schedule() == "overlap"
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "pingpong")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_SCHEDULE"):
+        bwd_schedule()
+
+
 def test_hd64_consumers_switch(monkeypatch):
     from attn_cutlass.interface import fwd_consumer_wgs
     from attn_cutlass.kernels.flash_fwd_sm90 import tile_config

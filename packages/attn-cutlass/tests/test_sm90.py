@@ -82,6 +82,52 @@ class TestCutlassBackwardAtomicDqSm90(TestCutlassBackwardConformanceSm90):
 
 
 @pytest.mark.sm90
+class TestCutlassBackwardOverlapSm90(TestCutlassBackwardConformanceSm90):
+    """The forward + backward suite with the backward in FA4's order of work
+    (``ATTN_CUTLASS_BWD_SCHEDULE=overlap``, opt-in): dQ by TMA reduce-add per warpgroup, varlen by atomics,
+    softcap on the unsplit path, all inside the suite."""
+
+    @pytest.fixture(autouse=True)
+    def _overlap(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "overlap")
+
+
+@pytest.mark.sm90
+@pytest.mark.parametrize("dq", ["atomic", "tma"])
+@pytest.mark.parametrize(
+    "batch, seqlen, heads, head_dim, causal, softcap",
+    [
+        (1, 2048, 4, 128, False, 0.0),
+        (2, 1500, 6, 128, True, 0.0),
+        (3, 1000, 4, 64, True, 0.0),
+        (1, 777, 2, 64, False, 20.0),
+    ],
+)
+def test_backward_schedules_agree(batch, seqlen, heads, head_dim, causal, softcap, dq, monkeypatch):
+    """The two schedules issue the same GEMMs on the same operands in the same order for each accumulator,
+    and compute P^T and dS^T by the same formulas: dK and dV must agree bit for bit. dQ is summed across CTAs
+    in whatever order their reductions land, so it is only close."""
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", dq)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(
+            batch, seqlen, heads, head_dim, device="cuda", dtype=torch.bfloat16, generator=g
+        ).requires_grad_()
+        for _ in range(3)
+    )
+    dout = torch.randn(batch, seqlen, heads, head_dim, device="cuda", dtype=torch.bfloat16, generator=g)
+    grads = {}
+    for schedule in ("serial", "overlap"):
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", schedule)
+        out = attn_cutlass.flash_attn_func(q, k, v, causal=causal, softcap=softcap)
+        grads[schedule] = torch.autograd.grad(out, (q, k, v), dout)
+    (dq_s, dk_s, dv_s), (dq_o, dk_o, dv_o) = grads["serial"], grads["overlap"]
+    assert torch.equal(dk_s, dk_o) and torch.equal(dv_s, dv_o)
+    torch.testing.assert_close(dq_o.float(), dq_s.float(), atol=2e-3, rtol=1e-2)
+    assert dq_o.isfinite().all()
+
+
+@pytest.mark.sm90
 class TestCutlassCausalSectionsSm90(TestCutlassConformanceSm90):
     """The forward suite with causal tiles dealt in L2-sized sections of heads
     (``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``; the default deals them longest first over the whole
@@ -184,13 +230,15 @@ def test_backward_of_head_dim_256_is_refused():
 
 
 @pytest.mark.sm90
+@pytest.mark.parametrize("schedule", ["serial", "overlap"])
 @pytest.mark.parametrize("dq", ["atomic", "tma"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_matches_reference_at_2k(causal, dq, monkeypatch):
+def test_backward_matches_reference_at_2k(causal, dq, schedule, monkeypatch):
     """One longer sequence than the suite's (many query blocks per key block, dQ added from 32 CTAs)."""
     from attn_reference.naive import attention_naive
 
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", dq)
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", schedule)
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (
         torch.randn(1, 2048, 4, 128, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()

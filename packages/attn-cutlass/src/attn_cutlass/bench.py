@@ -5,6 +5,8 @@ the persistent sm90 GEMM launched with one CTA per output tile (its tile loop th
 ``matmul/no_multicast``, the same GEMM without CTA pairs sharing B tiles by TMA multicast, and
 ``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
 reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
+``attention_bwd/overlap``, the sm90 backward in FA4's order of work (``ATTN_CUTLASS_BWD_SCHEDULE=overlap``,
+opt-in, set around the backward only), and
 ``attention_fwd/causal_sections``, the sm90 forward dealing causal tiles in L2-sized sections of heads
 (``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``, read per call) instead of the default's longest first over the
 whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the
@@ -46,32 +48,44 @@ def _fwd(q, k, v, *, causal=False, softmax_scale=None):
 
 
 @functools.cache
-def _atomic_dq_function():
-    """``interface._FlashAttnFunc`` whose backward runs with ``ATTN_CUTLASS_BWD_DQ=atomic``."""
+def _function_with_backward_under(items: tuple[tuple[str, str], ...]):
+    """``interface._FlashAttnFunc`` whose backward runs with the switches ``items`` set (the forward is the
+    default one, the same compiled kernel ``flash_attn_func`` runs)."""
     from . import interface
 
-    class AtomicDq(interface._FlashAttnFunc):
+    values = dict(items)
+
+    class BackwardUnder(interface._FlashAttnFunc):
         @staticmethod
         def backward(ctx, dout, dlse):
-            with _environ({"ATTN_CUTLASS_BWD_DQ": "atomic"}):
+            with _environ(values):
                 return interface._FlashAttnFunc.backward(ctx, dout, dlse)
 
-    return AtomicDq
+    return BackwardUnder
 
 
-def _dq_atomic(q, k, v, *, causal=False, softmax_scale=None):
-    """``flash_attn_func``'s checks and arguments, through :func:`_atomic_dq_function`."""
-    from attn_reference.validation import check_options, check_qkv
+def _bwd_under(values: dict[str, str]):
+    """``flash_attn_func``'s checks and arguments, through :func:`_function_with_backward_under`."""
+    items = tuple(sorted(values.items()))
 
-    from . import interface
+    def run(q, k, v, *, causal=False, softmax_scale=None):
+        from attn_reference.validation import check_options, check_qkv
 
-    shape = check_qkv(
-        q, k, v, dtypes=interface.DTYPES, head_dims=interface.HEAD_DIMS, head_dim_v_must_match=True
-    )
-    (left, right), softcap, scale = check_options(softmax_scale, causal, (-1, -1), 0.0, shape.head_dim)
-    is_causal = causal or (right == 0 and left < 0)
-    args = (None, None, shape.seqlen_q, shape.seqlen_k, scale, is_causal, left, right, softcap)
-    return _atomic_dq_function().apply(q, k, v, *args)[0]
+        from . import interface
+
+        shape = check_qkv(
+            q, k, v, dtypes=interface.DTYPES, head_dims=interface.HEAD_DIMS, head_dim_v_must_match=True
+        )
+        (left, right), softcap, scale = check_options(softmax_scale, causal, (-1, -1), 0.0, shape.head_dim)
+        is_causal = causal or (right == 0 and left < 0)
+        args = (None, None, shape.seqlen_q, shape.seqlen_k, scale, is_causal, left, right, softcap)
+        return _function_with_backward_under(items).apply(q, k, v, *args)[0]
+
+    return run
+
+
+_dq_atomic = _bwd_under({"ATTN_CUTLASS_BWD_DQ": "atomic"})
+_bwd_overlap = _bwd_under({"ATTN_CUTLASS_BWD_SCHEDULE": "overlap"})
 
 
 def _fwd_under(values: dict[str, str]):
@@ -148,7 +162,7 @@ def backend():
                 "always_rescale": _always_rescale,
                 "three_consumers": _three_consumers,
             },
-            "attention_bwd": {"dq_atomic": _dq_atomic},
+            "attention_bwd": {"dq_atomic": _dq_atomic, "overlap": _bwd_overlap},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},
         },
         "supports": _supports,

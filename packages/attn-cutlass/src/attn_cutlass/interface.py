@@ -76,6 +76,17 @@ def bwd_dq_reduce() -> str:
     return _env_choice("ATTN_CUTLASS_BWD_DQ", ("atomic", "tma"), "tma")
 
 
+def bwd_schedule() -> str:
+    """``ATTN_CUTLASS_BWD_SCHEDULE``: the sm90 backward's order of work a query block, ``serial`` (the
+    default: every GEMM waited for before the next phase, three barriers of both warpgroups) or ``overlap``
+    (opt-in, FA3/FA4's order: P^T beside dP^T, dS^T beside dV, dQ's epilogue beside dK, dS^T through
+    stmatrix into two buffers, one barrier; compiled and checked by ptxas on the CPU, not yet run on a
+    GPU)."""
+    from .kernels.flash_bwd_sm90 import BWD_SCHEDULES
+
+    return _env_choice("ATTN_CUTLASS_BWD_SCHEDULE", BWD_SCHEDULES, "serial")
+
+
 def _arch_of(device: torch.device) -> str:
     """ "sm90" on Hopper; "sm80" (forward: the warp-MMA kernel; backward: refused) on every other sm80+
     GPU, and on Hopper with ``ATTN_CUTLASS_FORCE_ARCH=sm80``."""
@@ -461,11 +472,12 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
     )
     stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
     dq_reduce = "atomic" if varlen else bwd_dq_reduce()
+    schedule = bwd_schedule()
     flags = _mask_flags(causal, left, right, softcap, varlen)
-    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), dq_reduce)
+    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), dq_reduce, schedule)
 
     def make_kernel():
-        return FlashAttentionBackwardSm90(dt, head_dim, **flags, dq_reduce=dq_reduce)
+        return FlashAttentionBackwardSm90(dt, head_dim, **flags, dq_reduce=dq_reduce, schedule=schedule)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     total = q.shape[0] if varlen else None

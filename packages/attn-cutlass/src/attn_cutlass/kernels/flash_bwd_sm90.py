@@ -1,4 +1,4 @@
-"""FlashAttention-2 backward for Hopper (sm_90a): dK, dV per key block with wgmma; dQ by fp32 atomics.
+"""FlashAttention-2 backward for Hopper (sm_90a): dK, dV per key block with wgmma; dQ by fp32 reductions.
 
 One CTA owns ``tile_n = 128`` keys of one (batch, query head) and walks the query blocks of
 ``tile_m = 64`` rows that can see them. 384 threads: warpgroup 0 produces (one warp issues the TMA
@@ -13,11 +13,17 @@ MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are alre
 * ``dV += P^T dO`` and ``dK += dS^T Q`` (A from registers, B = dO / Q read MN-major through a
   transposed view of the same shared memory);
 * ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
-  through a transposed view; the two warpgroups split the head dim) and ``red.global.add.f32`` into an
-  fp32 dQ accumulator that the host scales and converts afterwards. Opt-in (``dq_reduce="tma"``, not
-  varlen; not yet run on a GPU): FA3's way instead, the 64 x d fp32 tile written to shared memory and
-  added in L2 by one TMA reduce-add per query block (``cp.reduce.async.bulk``), which replaces 8192
-  per-thread ``red`` instructions per block with one bulk operation.
+  through a transposed view; the two warpgroups split the head dim), added into an fp32 dQ accumulator
+  that the host scales and converts afterwards: by one TMA reduce-add of the tile per query block
+  (``dq_reduce="tma"``, FA3's way; the interface's default) or by per-thread ``red.global.add.f32``
+  (``"atomic"``; varlen always).
+
+Two orders of that work (``schedule``). ``"serial"`` (the default, GPU-validated): both GEMMs of S^T and
+dP^T are waited for before P^T and dS^T, dV/dK/dQ before dQ leaves, and the warpgroups meet at three
+barriers a step. ``"overlap"`` (opt-in, FA3/FA4's order; compiled and checked by ptxas, not yet run on a
+GPU): P^T is computed while dP^T is in flight, dS^T while dV is, dQ's epilogue while dK is; dS^T leaves
+by ``stmatrix`` into one of two buffers, so the warpgroups meet once a step, and each warpgroup hands its
+own half of dQ to the TMA unit behind a barrier of its own.
 
 dK is scaled by the softmax scale at the end (the host scales dQ). K/V rows are indexed by the KV head
 (GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
@@ -33,15 +39,17 @@ import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32, const_expr
-from cutlass.cute.nvgpu import cpasync, warpgroup
+from cutlass.cute.nvgpu import cpasync, warp, warpgroup
 from cutlass.memory import SmemAllocator
 from cutlass.tensor_utils import LayoutEnum
 
 from .softmax import acc_as_operand_a_layout, rowcol_layout
 
 _DQ_BARRIER = 1  # named barrier of the 256 consumer threads around the shared dS tile
+_DQ_WG_BARRIER = 2  # "overlap": 2 + warpgroup, a consumer warpgroup's own barrier around its dQ tile
 
 BWD_HEAD_DIMS = (64, 128)
+BWD_SCHEDULES = ("serial", "overlap")
 
 
 def _permute(t: cute.Tensor, order) -> cute.Tensor:
@@ -74,11 +82,14 @@ class FlashAttentionBackwardSm90:
         has_softcap: bool = False,
         varlen: bool = False,
         dq_reduce: str = "atomic",
+        schedule: str = "serial",
     ):
         if head_dim not in BWD_HEAD_DIMS:
             raise ValueError(f"the sm90 backward supports head dims {BWD_HEAD_DIMS}, got {head_dim}")
         if dq_reduce not in ("atomic", "tma") or (dq_reduce == "tma" and varlen):
             raise ValueError(f"dq_reduce must be 'atomic' or (not varlen) 'tma', got {dq_reduce!r}")
+        if schedule not in BWD_SCHEDULES:
+            raise ValueError(f"schedule must be one of {BWD_SCHEDULES}, got {schedule!r}")
         self.dtype = dtype
         self.head_dim = head_dim
         self.tile_m = 64  # query rows per step (the N of S^T)
@@ -91,6 +102,15 @@ class FlashAttentionBackwardSm90:
         # dQ: "atomic" (each consumer thread adds its 32 fp32 values with red.global) or "tma" (FA3's way:
         # the tile goes through shared memory and one TMA reduce-add per query block adds it in L2).
         self.dq_tma = dq_reduce == "tma"
+        # "serial": each step waits for all its GEMMs before the next stage of work, and the two warpgroups
+        # meet at three barriers a step. "overlap" (FA3's order, opt-in until it has run on a GPU): P^T is
+        # computed while dP^T is in flight and dS^T while dV is; dS^T has two shared-memory buffers, so one
+        # barrier a step is left between the warpgroups; each warpgroup hands its half of dQ to the TMA
+        # unit alone. With softcap, P^T and dS^T are still computed together (dS needs tanh' of S, which
+        # the in-place P^T overwrote), after both GEMMs.
+        self.overlap = schedule == "overlap"
+        self.split_softmax = self.overlap and not has_softcap
+        self.ds_stages = 2 if self.overlap else 1
 
     # ---------------------------------------------------------------------------------------- host
     @cute.jit
@@ -154,7 +174,9 @@ class FlashAttentionBackwardSm90:
         sK_layout = sm90_utils.make_smem_layout_a(LayoutEnum.ROW_MAJOR, (tn, tm, hd), self.dtype, 1)
         sQ_layout = sm90_utils.make_smem_layout_b(LayoutEnum.ROW_MAJOR, (tn, tm, hd), self.dtype, self.stages)
         # dS: the A operand (queries, keys) of dQ, queries contiguous.
-        sdS_layout = sm90_utils.make_smem_layout_a(LayoutEnum.COL_MAJOR, (tm, hd, tn), self.dtype, 1)
+        sdS_layout = sm90_utils.make_smem_layout_a(
+            LayoutEnum.COL_MAJOR, (tm, hd, tn), self.dtype, self.ds_stages
+        )
 
         g2s = cpasync.CopyBulkTensorTileG2SOp()
         kv_smem = cute.slice_(sK_layout, (None, None, 0))
@@ -165,11 +187,20 @@ class FlashAttentionBackwardSm90:
         tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
         # dQ tile in shared memory (fp32, row-major), the source of the TMA reduce-add ("tma" only; the
         # atomic build passes Q's descriptor in its place and never uses it).
+        # "overlap": each warpgroup's half of the head dim is a (tm, hd/2) row-major tile of its own, added
+        # by a TMA reduce-add of its own; the layout below is both halves side by side, as (tm, hd).
         sdQ_layout = cute.make_layout((tm, hd), stride=(hd, 1))
+        dq_box = (tm, hd)
+        if const_expr(self.overlap):
+            sdQ_layout = cute.make_layout((tm, (hd // 2, 2)), stride=(hd // 2, (1, tm * hd // 2)))
+            dq_box = (tm, hd // 2)
         tma_atom_dq, tma_dq = tma_atom_q, tma_q
         if const_expr(self.dq_tma):
             tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
-                cpasync.CopyReduceBulkTensorTileS2GOp(), dqacc, sdQ_layout, (tm, hd)
+                cpasync.CopyReduceBulkTensorTileS2GOp(),
+                dqacc,
+                cute.make_layout(dq_box, stride=(dq_box[1], 1)),
+                dq_box,
             )
         self.shared_storage = self._shared_storage(sK_layout, sQ_layout, sdS_layout, cute.cosize(sdQ_layout))
         self.kernel(
@@ -430,14 +461,24 @@ class FlashAttentionBackwardSm90:
             thr_sdp = mma_sdp.get_slice(ctid)
             thr_dkv = mma_dkv.get_slice(ctid)
             thr_dq = mma_dq.get_slice(ctid)
-            tSrK = thr_sdp.make_fragment_A(thr_sdp.partition_A(sK))  # (MMA, MMA_M, MMA_K, 1)
-            tSrV = thr_sdp.make_fragment_A(thr_sdp.partition_A(sV))
-            tSrQ = thr_sdp.make_fragment_B(thr_sdp.partition_B(sQ))  # (MMA, MMA_N, MMA_K, stages)
-            tSrdO = thr_sdp.make_fragment_B(thr_sdp.partition_B(sdO))
-            tKVrQt = thr_dkv.make_fragment_B(thr_dkv.partition_B(sQt))  # (MMA, MMA_N=d, MMA_K=q, stages)
-            tKVrdOt = thr_dkv.make_fragment_B(thr_dkv.partition_B(sdOt))
-            tQrdS = thr_dq.make_fragment_A(thr_dq.partition_A(sdS))  # (MMA, MMA_M=q, MMA_K=keys, 1)
-            tQrKt = thr_dq.make_fragment_B(thr_dq.partition_B(sKt))  # (MMA, MMA_N=d, MMA_K=keys, 1)
+            # The shared-memory operands are the warpgroup's, the same for its 128 threads. "overlap" slices
+            # them by the warpgroup's first thread, a warp-uniform value, so that their descriptors stay in
+            # uniform registers (by ctid ptxas builds them in ordinary ones: 51 R2UR in this kernel, and the
+            # causal atomic build spills 32 bytes); "serial" keeps ctid, as it was validated.
+            op_tid = (wg_idx - 1) * 128 if const_expr(self.overlap) else ctid
+            op_sdp, op_dkv, op_dq = (
+                mma_sdp.get_slice(op_tid),
+                mma_dkv.get_slice(op_tid),
+                mma_dq.get_slice(op_tid),
+            )
+            tSrK = op_sdp.make_fragment_A(op_sdp.partition_A(sK))  # (MMA, MMA_M, MMA_K, 1)
+            tSrV = op_sdp.make_fragment_A(op_sdp.partition_A(sV))
+            tSrQ = op_sdp.make_fragment_B(op_sdp.partition_B(sQ))  # (MMA, MMA_N, MMA_K, stages)
+            tSrdO = op_sdp.make_fragment_B(op_sdp.partition_B(sdO))
+            tKVrQt = op_dkv.make_fragment_B(op_dkv.partition_B(sQt))  # (MMA, MMA_N=d, MMA_K=q, stages)
+            tKVrdOt = op_dkv.make_fragment_B(op_dkv.partition_B(sdOt))
+            tQrdS = op_dq.make_fragment_A(op_dq.partition_A(sdS))  # (MMA, MMA_M=q, MMA_K=keys, stages)
+            tQrKt = op_dq.make_fragment_B(op_dq.partition_B(sKt))  # (MMA, MMA_N=d, MMA_K=keys, 1)
 
             acc_S = thr_sdp.make_fragment_C(thr_sdp.partition_shape_C((tn, tm)))
             acc_dP = thr_sdp.make_fragment_C(thr_sdp.partition_shape_C((tn, tm)))
@@ -453,6 +494,16 @@ class FlashAttentionBackwardSm90:
             tScS = thr_sdp.partition_C(cute.make_identity_tensor((tn, tm)))  # (key, query) coordinates
             c_rc = cute.make_tensor(tScS.iterator, rowcol_layout(tScS.layout))
             tSsdS = thr_sdp.partition_C(sdSt)  # where this thread's dS^T values go in shared memory
+            if const_expr(self.overlap):
+                # "overlap": dS^T leaves by stmatrix, four 8x8 tiles an instruction (rows of S^T are keys,
+                # and each key's queries are contiguous in sdS) instead of one 16-bit store per value.
+                r2s_dS = cute.make_tiled_copy_C(
+                    cute.make_copy_atom(warp.StMatrix8x8x16bOp(transpose=False, num_matrices=4), self.dtype),
+                    mma_sdp,
+                )
+                thr_r2s_dS = r2s_dS.get_slice(ctid)
+                tRsdS = thr_r2s_dS.partition_D(sdSt)  # (CPY, CPY_M, CPY_N, stages)
+                tRrdS = thr_r2s_dS.retile(rdS)
             acc_dV.fill(0.0)
             acc_dK.fill(0.0)
             nthr = 128 * self.num_consumer_wgs
@@ -469,12 +520,23 @@ class FlashAttentionBackwardSm90:
             if const_expr(self.dq_tma):
                 sdQ = storage.sdQ.get_tensor(sdQ_layout)
                 tdQsdQ_thr = thr_dq.partition_C(sdQ)  # where this thread's dQ values go
-                gdQt = cute.local_tile(tma_dq[None, None, head, batch], (tm, hd), (None, 0))  # (tm, d, m)
+                if const_expr(self.overlap):
+                    # this warpgroup's half: its own tile in shared memory, columns [wg, wg + 1) * hd/2
+                    wg = wg_idx - 1
+                    half = (tm, hd // 2)
+                    sdQ_src = cute.make_tensor(
+                        storage.sdQ.data_ptr() + wg * (tm * hd // 2),
+                        cute.make_layout(half, stride=(hd // 2, 1)),
+                    )
+                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], half, (None, wg))  # (tm, d/2, m)
+                else:
+                    sdQ_src = sdQ
+                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], (tm, hd), (None, 0))  # (tm, d, m)
                 tdQsdQ, tdQgdQ = cpasync.tma_partition(
                     tma_atom_dq,
                     0,
                     cute.make_layout(1),
-                    cute.group_modes(sdQ, 0, 2),
+                    cute.group_modes(sdQ_src, 0, 2),
                     cute.group_modes(gdQt, 0, 2),
                 )
             if active and m_max > m_min:
@@ -482,70 +544,189 @@ class FlashAttentionBackwardSm90:
                 pipe_kv.consumer_wait(st_kv)
                 st = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
                 for m_block in cutlass.range(m_min, m_max, unroll=1):
-                    pipe_q.consumer_wait(st)
-                    warpgroup.fence()
-                    self._gemm(
-                        mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
-                    )
-                    warpgroup.commit_group()
-                    self._gemm(
-                        mma_sdp, acc_dP, tSrV[None, None, None, 0], tSrdO[None, None, None, st.index], True
-                    )
-                    warpgroup.commit_group()
-                    warpgroup.wait_group(0)
-                    self._p_and_ds(
-                        s_rc,
-                        dp_rc,
-                        c_rc,
-                        gLSE,
-                        gD,
-                        m_block,
-                        n_block,
-                        seqlen_q,
-                        seqlen_k,
-                        window_left,
-                        window_right,
-                        scale_log2,
-                        softcap_pre,
-                        softcap,
-                    )
-                    rP.store(acc_S.load().to(self.dtype))
-                    rdS.store(acc_dP.load().to(self.dtype))
-                    # dS^T to shared memory for dQ (the previous step's dQ GEMM has retired: see below).
-                    for i in cutlass.range_constexpr(cute.size(rdS)):
-                        tSsdS[i] = rdS[i]
-                    warpgroup.fence()
-                    self._gemm(mma_dkv, acc_dV, tKVrP, tKVrdOt[None, None, None, st.index], False)
-                    self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
-                    warpgroup.commit_group()
-                    # Generic-proxy writes of dS -> visible to wgmma (async proxy), then both halves.
-                    cute.arch.fence_view_async_shared()
-                    cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
-                    self._gemm(mma_dq, acc_dQ, tQrdS[None, None, None, 0], tQrKt[None, None, None, 0], True)
-                    warpgroup.commit_group()
-                    warpgroup.wait_group(0)
-                    pipe_q.consumer_release(st)
-                    st.advance()
-                    if const_expr(self.dq_tma):  # noqa: SIM102
-                        # The previous block's reduce-add has finished reading sdQ (the issuing warp
-                        # waits on its bulk group), announced by the barrier below.
-                        if warp_idx == 4:
-                            cute.arch.cp_async_bulk_wait_group(0, read=True)
-                    # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
-                    cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
-                    if const_expr(self.dq_tma):
-                        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
-                            tdQsdQ_thr[i] = acc_dQ[i]
-                        cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
+                    if const_expr(self.overlap):
+                        # FA3's order: P^T while dP^T is in flight, dS^T while dV is, one barrier a step.
+                        pds = m_block % 2  # the dS^T buffer of this step (the other is the last step's)
+                        pipe_q.consumer_wait(st)
+                        warpgroup.fence()
+                        self._gemm(
+                            mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
+                        )
+                        warpgroup.commit_group()
+                        self._gemm(
+                            mma_sdp,
+                            acc_dP,
+                            tSrV[None, None, None, 0],
+                            tSrdO[None, None, None, st.index],
+                            True,
+                        )
+                        warpgroup.commit_group()
+                        if const_expr(self.split_softmax):
+                            # each statistic is loaded a phase before it is used, beside a GEMM in flight
+                            rLSE = self._per_query(gLSE, c_rc, m_block)
+                            warpgroup.wait_group(1)  # S^T is in, dP^T still in flight
+                            self._p_and_ds(
+                                s_rc,
+                                dp_rc,
+                                c_rc,
+                                rLSE,
+                                rLSE,
+                                m_block,
+                                n_block,
+                                seqlen_q,
+                                seqlen_k,
+                                window_left,
+                                window_right,
+                                scale_log2,
+                                softcap_pre,
+                                softcap,
+                                "p",
+                            )
+                            rD = self._per_query(gD, c_rc, m_block)
+                            rP.store(acc_S.load().to(self.dtype))
+                            warpgroup.fence()
+                            self._gemm(mma_dkv, acc_dV, tKVrP, tKVrdOt[None, None, None, st.index], False)
+                            warpgroup.commit_group()
+                            warpgroup.wait_group(1)  # dP^T is in, dV still in flight
+                            self._p_and_ds(
+                                s_rc,
+                                dp_rc,
+                                c_rc,
+                                rD,
+                                rD,
+                                m_block,
+                                n_block,
+                                seqlen_q,
+                                seqlen_k,
+                                window_left,
+                                window_right,
+                                scale_log2,
+                                softcap_pre,
+                                softcap,
+                                "ds",
+                            )
+                        else:
+                            warpgroup.wait_group(0)
+                            self._p_and_ds(
+                                s_rc,
+                                dp_rc,
+                                c_rc,
+                                gLSE,
+                                gD,
+                                m_block,
+                                n_block,
+                                seqlen_q,
+                                seqlen_k,
+                                window_left,
+                                window_right,
+                                scale_log2,
+                                softcap_pre,
+                                softcap,
+                                "both",
+                            )
+                            rP.store(acc_S.load().to(self.dtype))
+                        rdS.store(acc_dP.load().to(self.dtype))
+                        # This buffer was last read by the dQ GEMMs of two steps ago, which both warpgroups
+                        # had waited for before they met at the last step's barrier.
+                        cute.copy(r2s_dS, tRrdS, tRsdS[None, None, None, pds])
+                        if const_expr(not self.split_softmax):
+                            warpgroup.fence()
+                            self._gemm(mma_dkv, acc_dV, tKVrP, tKVrdOt[None, None, None, st.index], False)
+                            warpgroup.commit_group()
+                        # Generic-proxy writes of dS^T -> visible to wgmma (async proxy), then both halves.
+                        cute.arch.fence_view_async_shared()
                         cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
-                        # A whole warp issues (the TMA copy elects its lane over the full warp).
-                        if warp_idx == 4:
-                            cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
-                            cute.arch.cp_async_bulk_commit_group()
+                        # dQ before dK (FA4's order): dQ's epilogue runs while dK is in flight.
+                        warpgroup.fence()
+                        self._gemm(
+                            mma_dq, acc_dQ, tQrdS[None, None, None, pds], tQrKt[None, None, None, 0], True
+                        )
+                        warpgroup.commit_group()
+                        self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
+                        warpgroup.commit_group()
+                        warpgroup.wait_group(1)  # dV and dQ are in, dK still in flight
+                        if const_expr(self.dq_tma):
+                            self._dq_tma_add_own_half(
+                                acc_dQ, tdQsdQ_thr, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
+                            )
+                        else:
+                            self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
+                        warpgroup.wait_group(0)
+                        pipe_q.consumer_release(st)
+                        st.advance()
                     else:
-                        self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
+                        pipe_q.consumer_wait(st)
+                        warpgroup.fence()
+                        self._gemm(
+                            mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
+                        )
+                        warpgroup.commit_group()
+                        self._gemm(
+                            mma_sdp,
+                            acc_dP,
+                            tSrV[None, None, None, 0],
+                            tSrdO[None, None, None, st.index],
+                            True,
+                        )
+                        warpgroup.commit_group()
+                        warpgroup.wait_group(0)
+                        self._p_and_ds(
+                            s_rc,
+                            dp_rc,
+                            c_rc,
+                            gLSE,
+                            gD,
+                            m_block,
+                            n_block,
+                            seqlen_q,
+                            seqlen_k,
+                            window_left,
+                            window_right,
+                            scale_log2,
+                            softcap_pre,
+                            softcap,
+                            "both",
+                        )
+                        rP.store(acc_S.load().to(self.dtype))
+                        rdS.store(acc_dP.load().to(self.dtype))
+                        # dS^T to shared memory for dQ (the previous step's dQ GEMM has retired: see below).
+                        for i in cutlass.range_constexpr(cute.size(rdS)):
+                            tSsdS[i] = rdS[i]
+                        warpgroup.fence()
+                        self._gemm(mma_dkv, acc_dV, tKVrP, tKVrdOt[None, None, None, st.index], False)
+                        self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
+                        warpgroup.commit_group()
+                        # Generic-proxy writes of dS -> visible to wgmma (async proxy), then both halves.
+                        cute.arch.fence_view_async_shared()
+                        cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                        self._gemm(
+                            mma_dq, acc_dQ, tQrdS[None, None, None, 0], tQrKt[None, None, None, 0], True
+                        )
+                        warpgroup.commit_group()
+                        warpgroup.wait_group(0)
+                        pipe_q.consumer_release(st)
+                        st.advance()
+                        if const_expr(self.dq_tma):  # noqa: SIM102
+                            # The previous block's reduce-add has finished reading sdQ (the issuing warp
+                            # waits on its bulk group), announced by the barrier below.
+                            if warp_idx == 4:
+                                cute.arch.cp_async_bulk_wait_group(0, read=True)
+                        # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
+                        cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                        if const_expr(self.dq_tma):
+                            for i in cutlass.range_constexpr(cute.size(acc_dQ)):
+                                tdQsdQ_thr[i] = acc_dQ[i]
+                            cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
+                            cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                            # A whole warp issues (the TMA copy elects its lane over the full warp).
+                            if warp_idx == 4:
+                                cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+                                cute.arch.cp_async_bulk_commit_group()
+                        else:
+                            self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
                 if const_expr(self.dq_tma):  # noqa: SIM102
-                    if warp_idx == 4:  # shared memory must outlive the last reduce-add's reads
+                    # shared memory must outlive the last reduce-add's reads (overlap: each warpgroup's own)
+                    if warp_idx == (4 * wg_idx if const_expr(self.overlap) else 4):
                         cute.arch.cp_async_bulk_wait_group(0, read=True)
             # dK, dV out (also for key blocks no query sees: zeros).
             if active:
@@ -577,13 +758,19 @@ class FlashAttentionBackwardSm90:
         scale_log2: Float32,
         softcap_pre: Float32,
         softcap: Float32,
+        part: cutlass.Constexpr,
     ):
-        """In place: S^T -> P^T, dP^T -> dS^T (without the softmax scale, applied to dK and dQ later)."""
+        """In place: S^T -> P^T (``part`` "p"), dP^T -> dS^T ("ds", with P^T already in ``s_rc``), or both
+        ("both"); dS^T without the softmax scale, applied to dK and dQ later. Only P^T is masked: a masked
+        P^T is 0 and so is its dS^T. "both" reads LSE and D from ``gLSE`` and ``gD`` (rows in global
+        memory); "p" and "ds" read them from this thread's per-query registers (``_per_query``)."""
         args = (s_rc, dp_rc, c_rc, gLSE, gD, m_block, n_block, seqlen_q, seqlen_k, wl, wr)
-        if self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, wl, wr) != 0:
-            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, True)
+        if const_expr(part == "ds"):
+            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, False, part)
+        elif self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, wl, wr) != 0:
+            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, True, part)
         else:
-            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, False)
+            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, False, part)
 
     @cute.jit
     def _p_and_ds_loop(
@@ -603,36 +790,79 @@ class FlashAttentionBackwardSm90:
         softcap_pre: Float32,
         softcap: Float32,
         masked: cutlass.Constexpr,
+        part: cutlass.Constexpr,
     ):
         shift = seqlen_k - seqlen_q
         q0 = m_block * self.tile_m
         k0 = n_block * self.tile_n
         for c in cutlass.range_constexpr(cute.size(s_rc, mode=[1])):
             qi = q0 + c_rc[0, c][1]
-            lse = gLSE[qi]
-            d = gD[qi]
-            for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
-                s = s_rc[r, c]
-                dfac = Float32(1.0)
-                if const_expr(self.has_softcap):
-                    t = cute.math.tanh(s * softcap_pre, fastmath=True)
-                    s = softcap * t
-                    dfac = Float32(1.0) - t * t
-                p = cute.math.exp2(s * scale_log2 - lse, fastmath=True)
-                if const_expr(masked):
-                    kj = k0 + c_rc[r, 0][0]
-                    if kj >= seqlen_k:
-                        p = Float32(0.0)
-                    if qi >= seqlen_q:
-                        p = Float32(0.0)
-                    if const_expr(self.has_right):  # noqa: SIM102
-                        if kj > qi + shift + wr:
+            if const_expr(part == "ds"):
+                d = gD[c]
+                for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
+                    dp_rc[r, c] = s_rc[r, c] * (dp_rc[r, c] - d)
+            else:
+                lse = gLSE[c] if const_expr(part == "p") else gLSE[qi]
+                d = gD[qi] if const_expr(part == "both") else Float32(0.0)
+                for r in cutlass.range_constexpr(cute.size(s_rc, mode=[0])):
+                    s = s_rc[r, c]
+                    dfac = Float32(1.0)
+                    if const_expr(self.has_softcap):
+                        t = cute.math.tanh(s * softcap_pre, fastmath=True)
+                        s = softcap * t
+                        dfac = Float32(1.0) - t * t
+                    p = cute.math.exp2(s * scale_log2 - lse, fastmath=True)
+                    if const_expr(masked):
+                        kj = k0 + c_rc[r, 0][0]
+                        if kj >= seqlen_k:
                             p = Float32(0.0)
-                    if const_expr(self.has_left):  # noqa: SIM102
-                        if kj < qi + shift - wl:
+                        if qi >= seqlen_q:
                             p = Float32(0.0)
-                s_rc[r, c] = p
-                dp_rc[r, c] = p * (dp_rc[r, c] - d) * dfac
+                        if const_expr(self.has_right):  # noqa: SIM102
+                            if kj > qi + shift + wr:
+                                p = Float32(0.0)
+                        if const_expr(self.has_left):  # noqa: SIM102
+                            if kj < qi + shift - wl:
+                                p = Float32(0.0)
+                    s_rc[r, c] = p
+                    if const_expr(part == "both"):
+                        dp_rc[r, c] = p * (dp_rc[r, c] - d) * dfac
+
+    @cute.jit
+    def _dq_tma_add_own_half(
+        self,
+        acc_dQ: cute.Tensor,
+        tdQsdQ_thr: cute.Tensor,
+        tdQsdQ: cute.Tensor,
+        tdQgdQ: cute.Tensor,
+        tma_atom_dq: cute.CopyAtom,
+        m_block: Int32,
+        warp_idx: Int32,
+        wg_idx: Int32,
+    ):
+        """The "overlap" schedule's dQ out: this warpgroup's half of the tile through its own shared-memory
+        tile and its own TMA reduce-add; only its 128 threads sync (named barrier 2 + its index), while the
+        other warpgroup runs on."""
+        issuer = warp_idx == 4 * wg_idx  # its first warp: the one that waits on its bulk group
+        bar = _DQ_WG_BARRIER + wg_idx - 1
+        if issuer:
+            cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last reduce-add has read the tile
+        cute.arch.barrier(barrier_id=bar, number_of_threads=128)
+        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
+            tdQsdQ_thr[i] = acc_dQ[i]
+        cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
+        cute.arch.barrier(barrier_id=bar, number_of_threads=128)
+        if issuer:
+            cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+            cute.arch.cp_async_bulk_commit_group()
+
+    @cute.jit
+    def _per_query(self, g: cute.Tensor, c_rc: cute.Tensor, m_block: Int32) -> cute.Tensor:
+        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold."""
+        vals = cute.make_rmem_tensor((cute.size(c_rc, mode=[1]),), Float32)
+        for c in cutlass.range_constexpr(cute.size(c_rc, mode=[1])):
+            vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
+        return vals
 
     @cute.jit
     def _dq_atomic_add(self, acc_dQ: cute.Tensor, thr_dq: cute.ThrMma, gdQ: cute.Tensor, m_block: Int32):
