@@ -544,86 +544,46 @@ class FlashAttentionBackwardSm90:
                 pipe_kv.consumer_wait(st_kv)
                 st = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
                 for m_block in cutlass.range(m_min, m_max, unroll=1):
+                    pipe_q.consumer_wait(st)
+                    warpgroup.fence()
+                    self._gemm(
+                        mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
+                    )
+                    warpgroup.commit_group()
+                    self._gemm(
+                        mma_sdp, acc_dP, tSrV[None, None, None, 0], tSrdO[None, None, None, st.index], True
+                    )
+                    warpgroup.commit_group()
+                    # where this step's P^T and dS^T are masked, and how they are scaled
+                    step = (
+                        m_block,
+                        n_block,
+                        seqlen_q,
+                        seqlen_k,
+                        window_left,
+                        window_right,
+                        scale_log2,
+                        softcap_pre,
+                        softcap,
+                    )
                     if const_expr(self.overlap):
                         # FA3's order: P^T while dP^T is in flight, dS^T while dV is, one barrier a step.
                         pds = m_block % 2  # the dS^T buffer of this step (the other is the last step's)
-                        pipe_q.consumer_wait(st)
-                        warpgroup.fence()
-                        self._gemm(
-                            mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
-                        )
-                        warpgroup.commit_group()
-                        self._gemm(
-                            mma_sdp,
-                            acc_dP,
-                            tSrV[None, None, None, 0],
-                            tSrdO[None, None, None, st.index],
-                            True,
-                        )
-                        warpgroup.commit_group()
                         if const_expr(self.split_softmax):
                             # each statistic is loaded a phase before it is used, beside a GEMM in flight
                             rLSE = self._per_query(gLSE, c_rc, m_block)
                             warpgroup.wait_group(1)  # S^T is in, dP^T still in flight
-                            self._p_and_ds(
-                                s_rc,
-                                dp_rc,
-                                c_rc,
-                                rLSE,
-                                rLSE,
-                                m_block,
-                                n_block,
-                                seqlen_q,
-                                seqlen_k,
-                                window_left,
-                                window_right,
-                                scale_log2,
-                                softcap_pre,
-                                softcap,
-                                "p",
-                            )
+                            self._p_and_ds(s_rc, dp_rc, c_rc, rLSE, rLSE, step, "p")
                             rD = self._per_query(gD, c_rc, m_block)
                             rP.store(acc_S.load().to(self.dtype))
                             warpgroup.fence()
                             self._gemm(mma_dkv, acc_dV, tKVrP, tKVrdOt[None, None, None, st.index], False)
                             warpgroup.commit_group()
                             warpgroup.wait_group(1)  # dP^T is in, dV still in flight
-                            self._p_and_ds(
-                                s_rc,
-                                dp_rc,
-                                c_rc,
-                                rD,
-                                rD,
-                                m_block,
-                                n_block,
-                                seqlen_q,
-                                seqlen_k,
-                                window_left,
-                                window_right,
-                                scale_log2,
-                                softcap_pre,
-                                softcap,
-                                "ds",
-                            )
+                            self._p_and_ds(s_rc, dp_rc, c_rc, rD, rD, step, "ds")
                         else:
                             warpgroup.wait_group(0)
-                            self._p_and_ds(
-                                s_rc,
-                                dp_rc,
-                                c_rc,
-                                gLSE,
-                                gD,
-                                m_block,
-                                n_block,
-                                seqlen_q,
-                                seqlen_k,
-                                window_left,
-                                window_right,
-                                scale_log2,
-                                softcap_pre,
-                                softcap,
-                                "both",
-                            )
+                            self._p_and_ds(s_rc, dp_rc, c_rc, gLSE, gD, step, "both")
                             rP.store(acc_S.load().to(self.dtype))
                         rdS.store(acc_dP.load().to(self.dtype))
                         # This buffer was last read by the dQ GEMMs of two steps ago, which both warpgroups
@@ -655,38 +615,8 @@ class FlashAttentionBackwardSm90:
                         pipe_q.consumer_release(st)
                         st.advance()
                     else:
-                        pipe_q.consumer_wait(st)
-                        warpgroup.fence()
-                        self._gemm(
-                            mma_sdp, acc_S, tSrK[None, None, None, 0], tSrQ[None, None, None, st.index], True
-                        )
-                        warpgroup.commit_group()
-                        self._gemm(
-                            mma_sdp,
-                            acc_dP,
-                            tSrV[None, None, None, 0],
-                            tSrdO[None, None, None, st.index],
-                            True,
-                        )
-                        warpgroup.commit_group()
                         warpgroup.wait_group(0)
-                        self._p_and_ds(
-                            s_rc,
-                            dp_rc,
-                            c_rc,
-                            gLSE,
-                            gD,
-                            m_block,
-                            n_block,
-                            seqlen_q,
-                            seqlen_k,
-                            window_left,
-                            window_right,
-                            scale_log2,
-                            softcap_pre,
-                            softcap,
-                            "both",
-                        )
+                        self._p_and_ds(s_rc, dp_rc, c_rc, gLSE, gD, step, "both")
                         rP.store(acc_S.load().to(self.dtype))
                         rdS.store(acc_dP.load().to(self.dtype))
                         # dS^T to shared memory for dQ (the previous step's dQ GEMM has retired: see below).
@@ -749,28 +679,21 @@ class FlashAttentionBackwardSm90:
         c_rc: cute.Tensor,
         gLSE: cute.Tensor,
         gD: cute.Tensor,
-        m_block: Int32,
-        n_block: Int32,
-        seqlen_q: Int32,
-        seqlen_k: Int32,
-        wl: Int32,
-        wr: Int32,
-        scale_log2: Float32,
-        softcap_pre: Float32,
-        softcap: Float32,
+        step: tuple,
         part: cutlass.Constexpr,
     ):
         """In place: S^T -> P^T (``part`` "p"), dP^T -> dS^T ("ds", with P^T already in ``s_rc``), or both
         ("both"); dS^T without the softmax scale, applied to dK and dQ later. Only P^T is masked: a masked
         P^T is 0 and so is its dS^T. "both" reads LSE and D from ``gLSE`` and ``gD`` (rows in global
-        memory); "p" and "ds" read them from this thread's per-query registers (``_per_query``)."""
-        args = (s_rc, dp_rc, c_rc, gLSE, gD, m_block, n_block, seqlen_q, seqlen_k, wl, wr)
+        memory); "p" and "ds" read them from this thread's per-query registers (``_per_query``). ``step``:
+        (m_block, n_block, seqlen_q, seqlen_k, window_left, window_right, scale_log2, softcap_pre, softcap)."""
+        args = (s_rc, dp_rc, c_rc, gLSE, gD, *step)
         if const_expr(part == "ds"):
-            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, False, part)
-        elif self._needs_mask(m_block, n_block, seqlen_q, seqlen_k, wl, wr) != 0:
-            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, True, part)
+            self._p_and_ds_loop(*args, False, part)
+        elif self._needs_mask(*step[:6]) != 0:
+            self._p_and_ds_loop(*args, True, part)
         else:
-            self._p_and_ds_loop(*args, scale_log2, softcap_pre, softcap, False, part)
+            self._p_and_ds_loop(*args, False, part)
 
     @cute.jit
     def _p_and_ds_loop(
