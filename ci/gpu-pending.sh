@@ -58,7 +58,8 @@
 # 2026-12-04 (one H200): queue r (the wgmma forward: 16 passed, conformance 87 passed, memcheck/racecheck
 # clean once the sanitizer steps ran without -p no:xdist, the whole-catalog sanitizer test 2 passed; 522
 # TFLOP/s at hd128 16k, 1.47x flash SDPA). No GPU was lent on 2026-12-05. Owed, most telling first:
-# queue v (attn-cutlass's opt-in backward schedule "overlap", FA4's order of work; wheels), queue t (attn-cuda
+# queue v (attn-cutlass's opt-in backward schedule "overlap", FA4's order of work; wheels), queue w
+# (attn-cutlass's opt-in forward unroll by two; wheels), queue t (attn-cuda
 # with the wgmma forward now the default on sm_90a; its 16k rows beside FA4), queue u (attn-cutlass's forward
 # with warpgroup operand slices, a patch waiting in ci/pending; wheels), queue s (ncu stall samples of the
 # attn-cutlass and FA4 16k hd128 forwards; wheels), queue q (three consumer warpgroups at head dim 64, opt-in;
@@ -304,6 +305,16 @@ queue_v() {  # attn-cutlass's opt-in backward schedule "overlap" (2026-12-05, CP
         -q -k "BackwardOverlap or matches_reference_at_2k or schedules_agree"
     step bwd-overlap-bench 240 python3 -m attn_bench run --preset ablations -s attention-bwd --where seqlen_k=16384 \
         -b cutlass --peer fa4 --time-budget 220 -o "$out/bwd-overlap.json"
+}
+
+queue_w() {  # attn-cutlass's opt-in forward unroll (2026-12-05, CPU lead: the unmasked loop unrolled by two lets
+    # ptxas move 6 and 22 of a hd128 block's 64 exponentials under the in-flight P V, against none; bf16 only):
+    # the forward suite under it and the bit-equality test, then its ablation rows beside FA4 (wheels needed)
+    export CUDA_VISIBLE_DEVICES=0
+    step fwd-unroll-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
+        -q -k "Unroll2 or unroll_changes"
+    step fwd-unroll-bench 200 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
+        -b cutlass --peer fa4 --time-budget 180 -o "$out/fwd-unroll.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

@@ -30,6 +30,19 @@ FWD_CONFIGS = {
     "bf16_hd64_three_consumers_lazy_rescale": dict(
         dtype="bfloat16", head_dim=64, consumer_wgs=3, lazy_rescale=True
     ),
+    "bf16_hd128_lazy_rescale_unroll2": dict(dtype="bfloat16", head_dim=128, lazy_rescale=True, unroll=2),
+    "bf16_hd64_causal_softcap_lazy_rescale_unroll2": dict(
+        dtype="bfloat16", head_dim=64, causal=True, has_softcap=True, lazy_rescale=True, unroll=2
+    ),
+    "bf16_hd256_window_varlen_lazy_rescale_unroll2": dict(
+        dtype="bfloat16",
+        head_dim=256,
+        has_left_window=True,
+        has_right_window=True,
+        varlen=True,
+        lazy_rescale=True,
+        unroll=2,
+    ),
     "fp16_hd64_causal_three_consumers_lazy_rescale": dict(
         dtype="float16", head_dim=64, causal=True, consumer_wgs=3, lazy_rescale=True
     ),
@@ -87,6 +100,18 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     assert f".reqntid {128 * (1 + consumers)}, 1, 1" in ptx
     regs = re.findall(r"setmaxnreg\.(inc|dec)\.sync\.aligned\.u32\s+(\d+)", ptx)
     assert sorted(set(regs)) == [("dec", str(PRODUCER_REGS)), ("inc", str(CONSUMER_REGS[consumers]))]
+
+
+def test_flash_fwd_sm90_unroll_doubles_the_unmasked_loop():
+    """unroll=2 repeats the unmasked key block's two GEMMs (LLVM's unrolled body and its remainder)."""
+    rolled = _fwd_ptx("bf16_hd128_lazy_rescale")
+    unrolled = _fwd_ptx("bf16_hd128_lazy_rescale_unroll2")
+    count = lambda ptx: len(re.findall(r"wgmma\.mma_async", ptx))
+    assert count(unrolled) > count(rolled)
+    with pytest.raises(ValueError, match="unroll"):
+        compile_flash_fwd_sm90(dtype="bfloat16", head_dim=128, unroll=3)
+    with pytest.raises(ValueError, match="bfloat16 only"):  # ptxas fences every unrolled fp16 build
+        compile_flash_fwd_sm90(dtype="float16", head_dim=128, unroll=2)
 
 
 @pytest.mark.parametrize("name", list(FWD_CONFIGS))

@@ -174,6 +174,18 @@ def test_bwd_schedule_switch(monkeypatch):
         bwd_schedule()
 
 
+def test_fwd_unroll_switch(monkeypatch):
+    from attn_cutlass.interface import fwd_unroll
+
+    monkeypatch.delenv("ATTN_CUTLASS_FWD_UNROLL", raising=False)
+    assert fwd_unroll(torch.bfloat16) == 1
+    monkeypatch.setenv("ATTN_CUTLASS_FWD_UNROLL", "2")
+    assert (fwd_unroll(torch.bfloat16), fwd_unroll(torch.float16)) == (2, 1)  # fp16 keeps the rolled loop
+    monkeypatch.setenv("ATTN_CUTLASS_FWD_UNROLL", "4")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_FWD_UNROLL"):
+        fwd_unroll(torch.bfloat16)
+
+
 def test_hd64_consumers_switch(monkeypatch):
     from attn_cutlass.interface import fwd_consumer_wgs
     from attn_cutlass.kernels.flash_fwd_sm90 import tile_config

@@ -180,6 +180,33 @@ class TestCutlassThreeConsumersSm90(TestCutlassConformanceSm90):
 
 
 @pytest.mark.sm90
+class TestCutlassUnroll2Sm90(TestCutlassConformanceSm90):
+    """The forward suite with the unmasked key-block loop unrolled by two (``ATTN_CUTLASS_FWD_UNROLL=2``,
+    opt-in): odd and even numbers of unmasked blocks, so both the unrolled body and its remainder run."""
+
+    @pytest.fixture(autouse=True)
+    def _unroll2(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_FWD_UNROLL", "2")
+
+
+@pytest.mark.sm90
+@pytest.mark.parametrize("seqlen", [1000, 1100, 4096, 4200])
+@pytest.mark.parametrize("causal", [False, True])
+def test_forward_unroll_changes_the_code_not_the_result(seqlen, causal, monkeypatch):
+    """Unrolled, every block is computed by the same instructions in the same order: bit for bit equal."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(2, seqlen, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3)
+    )
+    results = []
+    for unroll in ("1", "2"):
+        monkeypatch.setenv("ATTN_CUTLASS_FWD_UNROLL", unroll)
+        results.append(attn_cutlass.flash_attn_func(q, k, v, causal=causal, return_lse=True))
+    (out1, lse1), (out2, lse2) = results
+    assert torch.equal(out1, out2) and torch.equal(lse1, lse2)
+
+
+@pytest.mark.sm90
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("head_dim, consumers", [(128, "2"), (64, "3")])
 def test_pingpong_changes_the_schedule_not_the_result(causal, head_dim, consumers, monkeypatch):

@@ -14,7 +14,9 @@ consumer warpgroups without the named barriers that make them take turns at the 
 (``ATTN_CUTLASS_PINGPONG=0``), and ``attention_fwd/always_rescale``, the sm90 forward rescaling the output
 at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's lazy rescale, and
 ``attention_fwd/three_consumers``, the head dim 64 forward with three consumer warpgroups
-(``ATTN_CUTLASS_HD64_CONSUMERS=3``, opt-in: the candidate beside the two-warpgroup default).
+(``ATTN_CUTLASS_HD64_CONSUMERS=3``, opt-in: the candidate beside the two-warpgroup default), and
+``attention_fwd/unroll2``, the sm90 forward's unmasked key-block loop unrolled by two
+(``ATTN_CUTLASS_FWD_UNROLL=2``, opt-in).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ _no_pingpong = _fwd_under({"ATTN_CUTLASS_PINGPONG": "0"})
 _causal_sections = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "sections"})
 _always_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "always"})
 _three_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "3"})
+_unroll2 = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "2"})
 
 
 def _matmul(a, b):
@@ -161,6 +164,7 @@ def backend():
                 "no_pingpong": _no_pingpong,
                 "always_rescale": _always_rescale,
                 "three_consumers": _three_consumers,
+                "unroll2": _unroll2,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic, "overlap": _bwd_overlap},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},

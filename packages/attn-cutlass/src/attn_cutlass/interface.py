@@ -183,6 +183,16 @@ def fwd_consumer_wgs(head_dim: int) -> int:
     return 3 if wanted and head_dim == 64 else 2
 
 
+def fwd_unroll(dtype: torch.dtype) -> int:
+    """``ATTN_CUTLASS_FWD_UNROLL`` (read per call): ``1`` (the default) or ``2``, the sm90 forward's
+    unmasked key-block loop unrolled by two so that ptxas can start a block's exponentials while the
+    previous block's P V is in flight (see ``FlashAttentionForwardSm90``; opt-in until timed on a GPU,
+    ``ci/gpu-pending.sh`` queue w). bf16 only: fp16 keeps the rolled loop, whose unrolled build ptxas
+    fences (C7519); the results are the same either way."""
+    wanted = int(_env_choice("ATTN_CUTLASS_FWD_UNROLL", ("1", "2"), "1"))
+    return wanted if dtype == torch.bfloat16 else 1
+
+
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
     """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
     return dict(
@@ -247,7 +257,8 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
     lazy = fwd_rescale() == "lazy"
     wgs = fwd_consumer_wgs(head_dim)
-    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs)
+    unroll = fwd_unroll(q.dtype)
+    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs, unroll)
     tile_m = tile_config(head_dim, wgs)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
@@ -283,7 +294,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
 
     def make_kernel():
         return FlashAttentionForwardSm90(
-            dt, head_dim, **flags, pingpong=pingpong, lazy_rescale=lazy, consumer_wgs=wgs
+            dt, head_dim, **flags, pingpong=pingpong, lazy_rescale=lazy, consumer_wgs=wgs, unroll=unroll
         )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)

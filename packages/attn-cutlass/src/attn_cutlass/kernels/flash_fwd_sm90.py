@@ -145,9 +145,21 @@ class FlashAttentionForwardSm90:
         pingpong: bool = True,
         lazy_rescale: bool = False,
         consumer_wgs: int = 2,
+        unroll: int = 1,
     ):
         if head_dim not in (64, 128, 256):
             raise ValueError(f"head_dim must be 64, 128 or 256, got {head_dim}")
+        if unroll not in (1, 2):
+            raise ValueError(f"unroll must be 1 or 2, got {unroll}")
+        if unroll == 2 and dtype is not cutlass.BFloat16:
+            # every fp16 build unrolled gets wgmma fenced by ptxas (C7519); every bf16 one is clean
+            raise ValueError(f"unroll=2 is built for bfloat16 only, got {dtype}")
+        # 2 unrolls the unmasked key-block loop by two (opt-in, not yet timed on a GPU). Rolled, each
+        # block's P overwrites the registers the in-flight P V still reads, so ptxas waits for that wgmma
+        # before the first exponential (0 of the 64 MUFU.EX2 of a hd128 block between the two waits);
+        # unrolled, two register sets can alternate and 6 and 22 of them (with the scaling FFMAs) move into
+        # the window, at 3648 SASS instructions against 2664 and no spills (CPU, ptxas 13, 2026-12-05).
+        self.unroll = unroll
         # False drops the named barriers that make the consumer warpgroups take turns at the tensor cores
         # (attn-bench's no_pingpong ablation: the schedule's measured worth).
         self.pingpong = pingpong
@@ -752,7 +764,7 @@ class FlashAttentionForwardSm90:
                         )
                         for i in cutlass.range(hi - b1, unroll=1):
                             st_k, st_v = self._mainloop_step(hi - 1 - i, True, st_k, st_v, *step_args)
-                        for i in cutlass.range(b1 - b2, unroll=1):
+                        for i in cutlass.range(b1 - b2, unroll=self.unroll):
                             st_k, st_v = self._mainloop_step(b1 - 1 - i, False, st_k, st_v, *step_args)
                         for i in cutlass.range(b2 - n_min, unroll=1):
                             st_k, st_v = self._mainloop_step(b2 - 1 - i, True, st_k, st_v, *step_args)
