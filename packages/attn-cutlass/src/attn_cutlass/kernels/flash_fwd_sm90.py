@@ -157,8 +157,9 @@ class FlashAttentionForwardSm90:
         # 2 unrolls the unmasked key-block loop by two (opt-in, not yet timed on a GPU). Rolled, each
         # block's P overwrites the registers the in-flight P V still reads, so ptxas waits for that wgmma
         # before the first exponential (0 of the 64 MUFU.EX2 of a hd128 block between the two waits);
-        # unrolled, two register sets can alternate and 6 and 22 of them (with the scaling FFMAs) move into
-        # the window, at 3648 SASS instructions against 2664 and no spills (CPU, ptxas 13, 2026-12-05).
+        # unrolled, ptxas moves 6 and 22 of them (with the scaling FFMAs; the conversions still follow the
+        # wait) into the window of the two copies, at 3648 SASS instructions against 2664 and no spills
+        # (CPU, ptxas 13, 2026-12-05).
         self.unroll = unroll
         # False drops the named barriers that make the consumer warpgroups take turns at the tensor cores
         # (attn-bench's no_pingpong ablation: the schedule's measured worth).
