@@ -112,7 +112,10 @@ def tile_config(head_dim: int, consumer_wgs: int = 2) -> tuple[int, int, int]:
     Three consumer warpgroups (head dim 64 only) get 160 registers a thread instead of 240: S, P and O of
     a 64 x 64 block fit them in every build without spills and without ptxas fencing an in-flight wgmma
     (C7519); at 80 and 96 keys it fences twelve to fifteen (96 also spills 4 bytes in fp16 causal builds),
-    at 128 it spills about 1 KB. Four stages: the blocks are small, the ring is cheap.
+    at 128 it spills about 1 KB (688 bytes in the bf16 build, and ptxas serialises its wgmma, C7512),
+    though it needs no more than that: given 200 registers ptxas assembles it in 152 without spills
+    (CPU, 2026-12-05), so the cap, not the live set, is what breaks; FA4 runs 192 x 128 in 160. Four
+    stages: the blocks are small, the ring is cheap.
     """
     if consumer_wgs == 3:
         if head_dim != 64:
