@@ -154,14 +154,14 @@ def test_ablations_preset_selects_the_guide_pairs():
     assert impls["attention-fwd"] == {
         "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
         "cuda/wide48", "cuda/wide48c", "cuda/wide64c", "cuda/causal_per_head", "cuda/always_rescale", "cutlass", "cutlass/causal_sections",
-        "cutlass/no_pingpong", "cutlass/always_rescale", "cutlass/three_consumers",
+        "cutlass/no_pingpong", "cutlass/always_rescale", "cutlass/three_consumers", "cutlass/unroll2",
         "triton", "triton/pointer_loads", "triton/all_heads_order", "triton/unfolded_scale",
         "triton/stages_3", "triton/stages_2", "triton/stages_1",
     }  # fmt: skip
     assert impls["attention-bwd"] == {
         "cuda/mma", "cuda/bwd_base", "cuda/bwd_wide8", "cuda/bwd_wide8q", "cuda/bwd_wide8v", "cuda/bwd_wide8qv",
         "cutlass",
-        "cutlass/dq_atomic",
+        "cutlass/dq_atomic", "cutlass/overlap",
         "triton", "triton/deterministic", "triton/atomic_dq", "triton/pointer_loads",
     }  # fmt: skip
     assert impls["decode-kvcache"] == {"triton", "triton/one_split"}
