@@ -18,7 +18,7 @@ def test_ablation_tables():
             "three_consumers": bench._three_consumers,
             "unroll2": bench._unroll2,
         },
-        "attention_bwd": {"dq_atomic": bench._dq_atomic, "overlap": bench._bwd_overlap},
+        "attention_bwd": {"dq_atomic": bench._dq_atomic, "serial": bench._bwd_serial},
         "matmul": {
             "one_cta_per_tile": bench._matmul_one_cta_per_tile,
             "no_multicast": bench._matmul_no_multicast,
@@ -63,21 +63,21 @@ def test_dq_atomic_runs_the_default_forward_and_restores_the_environment(
         grads.append(q.grad)
     (_, fwd_default), (_, *bwd_default), (_, fwd_atomic), (_, *bwd_atomic) = fake_kernels
     assert fwd_atomic == fwd_default  # what flash_attn_func passes, the same compiled forward
-    assert (bwd_default, bwd_atomic) == (["tma", "serial"], ["atomic", "serial"])
+    assert (bwd_default, bwd_atomic) == (["tma", "overlap"], ["atomic", "overlap"])
     assert os.environ.get("ATTN_CUTLASS_BWD_DQ") == user
     assert all(g is not None for g in grads)
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_bwd_overlap_runs_the_default_forward_and_restores_the_environment(fake_kernels, monkeypatch, causal):
+def test_bwd_serial_runs_the_default_forward_and_restores_the_environment(fake_kernels, monkeypatch, causal):
     monkeypatch.delenv("ATTN_CUTLASS_BWD_SCHEDULE", raising=False)
     monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
-    for fn in (bench._fwd, bench._bwd_overlap):
+    for fn in (bench._fwd, bench._bwd_serial):
         q, k, v = (torch.randn(1, 8, 2, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
         fn(q, k, v, causal=causal, softmax_scale=None).sum().backward()
-    (_, fwd_default), (_, *bwd_default), (_, fwd_overlap), (_, *bwd_overlap) = fake_kernels
-    assert fwd_overlap == fwd_default
-    assert (bwd_default, bwd_overlap) == (["tma", "serial"], ["tma", "overlap"])
+    (_, fwd_default), (_, *bwd_default), (_, fwd_serial), (_, *bwd_serial) = fake_kernels
+    assert fwd_serial == fwd_default
+    assert (bwd_default, bwd_serial) == (["tma", "overlap"], ["tma", "serial"])
     assert "ATTN_CUTLASS_BWD_SCHEDULE" not in os.environ
 
 

@@ -125,7 +125,7 @@ def test_flash_fwd_sm90_assembles_without_spills_or_serialised_wgmma(name, tmp_p
 
 @pytest.mark.parametrize("name", list(BWD_CONFIGS))
 def test_flash_bwd_sm90_compiles_with_wgmma_tma_and_dq_atomics(name):
-    res = compile_flash_bwd_sm90(keep_ptx=True, **BWD_CONFIGS[name])
+    res = compile_flash_bwd_sm90(keep_ptx=True, schedule="serial", **BWD_CONFIGS[name])
     _check_hopper_ptx(res.ptx)
     assert "ld.local" not in res.ptx
     # S^T, dP^T, dV, dK and dQ: five GEMMs per query block; dQ leaves through fp32 reductions.
@@ -134,7 +134,7 @@ def test_flash_bwd_sm90_compiles_with_wgmma_tma_and_dq_atomics(name):
     assert "cp.reduce.async.bulk" not in res.ptx
 
 
-# The opt-in "overlap" schedule (FA4's order of work): the default dQ path, the causal atomics and the
+# The default "overlap" schedule (FA4's order of work): the default dQ path, the causal atomics and the
 # softcap build, which keeps P^T and dS^T together after both GEMMs.
 BWD_OVERLAP_CONFIGS = {
     "bf16_hd128_tma": dict(dtype="bfloat16", head_dim=128, dq_reduce="tma"),
@@ -197,13 +197,15 @@ def test_flash_bwd_sm90_assembles_without_spills_or_serialised_wgmma(name, sched
     if schedule == "overlap":
         ptx = _bwd_overlap_ptx(name)
     else:
-        ptx = compile_flash_bwd_sm90(keep_ptx=True, **BWD_OVERLAP_CONFIGS[name]).ptx
+        ptx = compile_flash_bwd_sm90(keep_ptx=True, schedule="serial", **BWD_OVERLAP_CONFIGS[name]).ptx
     ptxas.assert_no_spills_or_serialised_wgmma(ptx, tmp_path)
 
 
 def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
     """The default dQ path (not varlen): one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
-    res = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma")
+    res = compile_flash_bwd_sm90(
+        keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma", schedule="serial"
+    )
     _check_hopper_ptx(res.ptx)
     assert "ld.local" not in res.ptx
     assert re.search(r"cp\.reduce\.async\.bulk\.tensor\.4d\.global\.shared::cta\.add", res.ptx)

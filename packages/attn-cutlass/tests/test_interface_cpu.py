@@ -166,9 +166,9 @@ def test_bwd_schedule_switch(monkeypatch):
     from attn_cutlass.interface import bwd_schedule
 
     monkeypatch.delenv("ATTN_CUTLASS_BWD_SCHEDULE", raising=False)
-    assert bwd_schedule() == "serial"  # "overlap" stays opt-in until it has run on a GPU
-    monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "overlap")
-    assert bwd_schedule() == "overlap"
+    assert bwd_schedule() == "overlap"  # the default since its GPU run of 2026-12-06
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "serial")
+    assert bwd_schedule() == "serial"
     monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "pingpong")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_SCHEDULE"):
         bwd_schedule()

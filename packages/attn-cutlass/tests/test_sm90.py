@@ -82,14 +82,13 @@ class TestCutlassBackwardAtomicDqSm90(TestCutlassBackwardConformanceSm90):
 
 
 @pytest.mark.sm90
-class TestCutlassBackwardOverlapSm90(TestCutlassBackwardConformanceSm90):
-    """The forward + backward suite with the backward in FA4's order of work
-    (``ATTN_CUTLASS_BWD_SCHEDULE=overlap``, opt-in): dQ by TMA reduce-add per warpgroup, varlen by atomics,
-    softcap on the unsplit path, all inside the suite."""
+class TestCutlassBackwardSerialSm90(TestCutlassBackwardConformanceSm90):
+    """The forward + backward suite with the backward's serial order of work
+    (``ATTN_CUTLASS_BWD_SCHEDULE=serial``; the default is FA4's ``overlap`` order since 2026-12-06)."""
 
     @pytest.fixture(autouse=True)
-    def _overlap(self, monkeypatch):
-        monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "overlap")
+    def _serial(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_SCHEDULE", "serial")
 
 
 @pytest.mark.sm90

@@ -5,8 +5,9 @@ the persistent sm90 GEMM launched with one CTA per output tile (its tile loop th
 ``matmul/no_multicast``, the same GEMM without CTA pairs sharing B tiles by TMA multicast, and
 ``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
 reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
-``attention_bwd/overlap``, the sm90 backward in FA4's order of work (``ATTN_CUTLASS_BWD_SCHEDULE=overlap``,
-opt-in, set around the backward only), and
+``attention_bwd/serial``, the sm90 backward waiting for every GEMM before its next phase
+(``ATTN_CUTLASS_BWD_SCHEDULE=serial``) instead of the default's FA4 order of work, set around the backward
+only, and
 ``attention_fwd/causal_sections``, the sm90 forward dealing causal tiles in L2-sized sections of heads
 (``ATTN_CUTLASS_CAUSAL_SCHEDULE=sections``, read per call) instead of the default's longest first over the
 whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/no_pingpong``, the
@@ -87,7 +88,7 @@ def _bwd_under(values: dict[str, str]):
 
 
 _dq_atomic = _bwd_under({"ATTN_CUTLASS_BWD_DQ": "atomic"})
-_bwd_overlap = _bwd_under({"ATTN_CUTLASS_BWD_SCHEDULE": "overlap"})
+_bwd_serial = _bwd_under({"ATTN_CUTLASS_BWD_SCHEDULE": "serial"})
 
 
 def _fwd_under(values: dict[str, str]):
@@ -166,7 +167,7 @@ def backend():
                 "three_consumers": _three_consumers,
                 "unroll2": _unroll2,
             },
-            "attention_bwd": {"dq_atomic": _dq_atomic, "overlap": _bwd_overlap},
+            "attention_bwd": {"dq_atomic": _dq_atomic, "serial": _bwd_serial},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},
         },
         "supports": _supports,

@@ -77,14 +77,14 @@ def bwd_dq_reduce() -> str:
 
 
 def bwd_schedule() -> str:
-    """``ATTN_CUTLASS_BWD_SCHEDULE``: the sm90 backward's order of work a query block, ``serial`` (the
-    default: every GEMM waited for before the next phase, three barriers of both warpgroups) or ``overlap``
-    (opt-in, FA3/FA4's order: P^T beside dP^T, dS^T beside dV, dQ's epilogue beside dK, dS^T through
-    stmatrix into two buffers, one barrier; compiled and checked by ptxas on the CPU, not yet run on a
-    GPU)."""
+    """``ATTN_CUTLASS_BWD_SCHEDULE``: the sm90 backward's order of work a query block, ``overlap`` (the
+    default, FA3/FA4's order: P^T beside dP^T, dS^T beside dV, dQ's epilogue beside dK, dS^T through
+    stmatrix into two buffers, one barrier) or ``serial`` (every GEMM waited for before the next phase,
+    three barriers of both warpgroups). Both passed the sm90 backward suite on the H200 (2026-12-06);
+    hd128 16k backward 438 TFLOP/s with ``overlap`` against 388 with ``serial`` (1.13x, same run)."""
     from .kernels.flash_bwd_sm90 import BWD_SCHEDULES
 
-    return _env_choice("ATTN_CUTLASS_BWD_SCHEDULE", BWD_SCHEDULES, "serial")
+    return _env_choice("ATTN_CUTLASS_BWD_SCHEDULE", BWD_SCHEDULES, "overlap")
 
 
 def _arch_of(device: torch.device) -> str:
