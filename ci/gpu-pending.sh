@@ -60,9 +60,10 @@
 # TFLOP/s at hd128 16k, 1.47x flash SDPA). No GPU was lent on 2026-12-05. Done on 2026-12-06 (one H200):
 # queue v (the backward schedule "overlap" as an opt-in: 118 passed, 30 skipped; 1.04-1.13x the serial
 # schedule, docs/benchmarks/h200-cutlass-bwd-overlap.md; then the default, its step now runs the serial
-# class). The machine was lost before the next call. Owed, most telling first: queue w
-# (attn-cutlass's opt-in forward unroll by two; wheels), queue t (attn-cuda
-# with the wgmma forward now the default on sm_90a; its 16k rows beside FA4), queue u (attn-cutlass's forward
+# class). Later that day (one H100): the backward conformance class with "overlap" the default (102 passed,
+# 30 skipped), queue w (unroll by two: 90 passed, 21 skipped; 1.03x hd128, 1.09x causal, 0.99x hd64, 0.97x
+# hd256 causal; docs/benchmarks/h100-cutlass-fwd-unroll2.md), queue t (278 passed, 90 skipped; 16k rows
+# beside FA4, docs/benchmarks/h100-cuda-16k-fwd-wgmma-default.md). Owed, most telling first: queue u (attn-cutlass's forward
 # with warpgroup operand slices, a patch waiting in ci/pending; wheels), queue s (ncu stall samples of the
 # attn-cutlass and FA4 16k hd128 forwards; wheels), queue q (three consumer warpgroups at head dim 64, opt-in;
 # wheels).
