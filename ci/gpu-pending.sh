@@ -294,7 +294,7 @@ queue_u() {  # attn-cutlass's sm90 forward with its shared-memory wgmma operands
     step slices-before 120 python3 -m attn_bench run "${rows[@]}" -o "$out/slices-before.json"
     step slices-apply 20 "${apply[@]}"
     step slices-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "TestCutlassConformanceSm90 or pingpong"
+        -k "TestCutlassConformanceSm90 or pingpong or unroll_changes"
     step slices-after 120 python3 -m attn_bench run "${rows[@]}" -o "$out/slices-after.json"
     step slices-revert 20 "${revert[@]}"
 }

@@ -17,6 +17,7 @@ def test_ablation_tables():
             "always_rescale": bench._always_rescale,
             "three_consumers": bench._three_consumers,
             "unroll2": bench._unroll2,
+            "rolled": bench._rolled,
         },
         "attention_bwd": {"dq_atomic": bench._dq_atomic, "serial": bench._bwd_serial},
         "matmul": {
@@ -157,7 +158,8 @@ def test_three_consumers_declines_other_head_dims(monkeypatch):
         ("ATTN_CUTLASS_PINGPONG", "fwd_pingpong", (), "_no_pingpong", True, False),
         ("ATTN_CUTLASS_RESCALE", "fwd_rescale", (), "_always_rescale", "lazy", "always"),
         ("ATTN_CUTLASS_HD64_CONSUMERS", "fwd_consumer_wgs", (64,), "_three_consumers", 2, 3),
-        ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16,), "_unroll2", 1, 2),
+        ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16, 64), "_unroll2", 1, 2),
+        ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16, 128), "_rolled", 2, 1),
     ],
 )
 def test_forward_switches_are_set_around_the_forward_only(

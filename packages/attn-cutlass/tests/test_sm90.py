@@ -180,8 +180,9 @@ class TestCutlassThreeConsumersSm90(TestCutlassConformanceSm90):
 
 @pytest.mark.sm90
 class TestCutlassUnroll2Sm90(TestCutlassConformanceSm90):
-    """The forward suite with the unmasked key-block loop unrolled by two (``ATTN_CUTLASS_FWD_UNROLL=2``,
-    opt-in): odd and even numbers of unmasked blocks, so both the unrolled body and its remainder run."""
+    """The forward suite with the unmasked key-block loop unrolled by two at every head dim
+    (``ATTN_CUTLASS_FWD_UNROLL=2``; the default does it for bf16 hd128 only): odd and even numbers of
+    unmasked blocks, so both the unrolled body and its remainder run."""
 
     @pytest.fixture(autouse=True)
     def _unroll2(self, monkeypatch):

@@ -16,8 +16,9 @@ consumer warpgroups without the named barriers that make them take turns at the 
 at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's lazy rescale, and
 ``attention_fwd/three_consumers``, the head dim 64 forward with three consumer warpgroups
 (``ATTN_CUTLASS_HD64_CONSUMERS=3``, opt-in: the candidate beside the two-warpgroup default), and
-``attention_fwd/unroll2``, the sm90 forward's unmasked key-block loop unrolled by two
-(``ATTN_CUTLASS_FWD_UNROLL=2``, opt-in).
+``attention_fwd/unroll2``, the sm90 forward's unmasked key-block loop unrolled by two at every head dim
+(``ATTN_CUTLASS_FWD_UNROLL=2``; the default unrolls bf16 at head dim 128 only), and ``attention_fwd/rolled``,
+the loop rolled at every head dim (``ATTN_CUTLASS_FWD_UNROLL=1``, the default's "before" at head dim 128).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ _causal_sections = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "sections"})
 _always_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "always"})
 _three_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "3"})
 _unroll2 = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "2"})
+_rolled = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "1"})
 
 
 def _matmul(a, b):
@@ -166,6 +168,7 @@ def backend():
                 "always_rescale": _always_rescale,
                 "three_consumers": _three_consumers,
                 "unroll2": _unroll2,
+                "rolled": _rolled,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic, "serial": _bwd_serial},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},

@@ -183,14 +183,25 @@ def fwd_consumer_wgs(head_dim: int) -> int:
     return 3 if wanted and head_dim == 64 else 2
 
 
-def fwd_unroll(dtype: torch.dtype) -> int:
-    """``ATTN_CUTLASS_FWD_UNROLL`` (read per call): ``1`` (the default) or ``2``, the sm90 forward's
-    unmasked key-block loop unrolled by two so that ptxas can start a block's exponentials while the
-    previous block's P V is in flight (see ``FlashAttentionForwardSm90``; opt-in until timed on a GPU,
-    ``ci/gpu-pending.sh`` queue w). bf16 only: fp16 keeps the rolled loop, whose unrolled build ptxas
-    fences (C7519); the results are the same either way."""
-    wanted = int(_env_choice("ATTN_CUTLASS_FWD_UNROLL", ("1", "2"), "1"))
-    return wanted if dtype == torch.bfloat16 else 1
+#: Head dims whose bf16 sm90 forward unrolls its unmasked key-block loop by two by default. Measured on
+#: the H100 (2026-12-06, bf16, 16k, attn-bench ablations, same run): hd128 652 against 631 TFLOP/s (1.03x),
+#: hd128 causal 635 against 583 (1.09x); hd64 0.99x and hd256 causal 0.97x, so those stay rolled.
+UNROLL2_HEAD_DIMS = (128,)
+
+
+def fwd_unroll(dtype: torch.dtype, head_dim: int) -> int:
+    """The sm90 forward's unroll of its unmasked key-block loop: 1 or 2, so that ptxas can start a block's
+    exponentials while the previous block's P V is in flight (see ``FlashAttentionForwardSm90``).
+
+    ``ATTN_CUTLASS_FWD_UNROLL`` (read per call): ``auto`` (the default) unrolls bf16 at the head dims in
+    :data:`UNROLL2_HEAD_DIMS`; ``1`` and ``2`` force either for every head dim. bf16 only: fp16 keeps the
+    rolled loop, whose unrolled build ptxas fences (C7519); the results are the same either way."""
+    wanted = _env_choice("ATTN_CUTLASS_FWD_UNROLL", ("auto", "1", "2"), "auto")
+    if dtype != torch.bfloat16:
+        return 1
+    if wanted == "auto":
+        return 2 if head_dim in UNROLL2_HEAD_DIMS else 1
+    return int(wanted)
 
 
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
@@ -257,7 +268,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
     lazy = fwd_rescale() == "lazy"
     wgs = fwd_consumer_wgs(head_dim)
-    unroll = fwd_unroll(q.dtype)
+    unroll = fwd_unroll(q.dtype, head_dim)
     key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs, unroll)
     tile_m = tile_config(head_dim, wgs)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
