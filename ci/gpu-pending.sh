@@ -320,6 +320,16 @@ queue_w() {  # attn-cutlass's opt-in forward unroll (2026-12-05, CPU lead: the u
         -b cutlass --peer fa4 --time-budget 180 -o "$out/fwd-unroll.json"
 }
 
+queue_x() {  # attn-cutlass's opt-in TMA store of O (2026-12-06, third session, CPU lead: ncu of the 16k hd128
+    # forward gave its register epilogue 2.9 % of the warp samples, 66 STG a thread, 75 % excess sectors):
+    # the forward suite under it and the bit-equality test, then the ablation rows beside FA4 (wheels needed)
+    export CUDA_VISIBLE_DEVICES=0
+    step tma-store-suite 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
+        -q -k "TestCutlassTmaStoreSm90 or tma_store_changes"
+    step tma-store-bench 240 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
+        -b cutlass --peer fa4 --time-budget 220 -o "$out/fwd-tma-store.json"
+}
+
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-sm90 580 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q

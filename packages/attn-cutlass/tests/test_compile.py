@@ -43,6 +43,15 @@ FWD_CONFIGS = {
         lazy_rescale=True,
         unroll=2,
     ),
+    "bf16_hd128_lazy_rescale_unroll2_tma_store": dict(
+        dtype="bfloat16", head_dim=128, lazy_rescale=True, unroll=2, tma_store=True
+    ),
+    "fp16_hd64_causal_softcap_tma_store": dict(
+        dtype="float16", head_dim=64, causal=True, has_softcap=True, tma_store=True
+    ),
+    "bf16_hd64_three_consumers_lazy_rescale_tma_store": dict(
+        dtype="bfloat16", head_dim=64, consumer_wgs=3, lazy_rescale=True, tma_store=True
+    ),
     "fp16_hd64_causal_three_consumers_lazy_rescale": dict(
         dtype="float16", head_dim=64, causal=True, consumer_wgs=3, lazy_rescale=True
     ),
@@ -100,6 +109,25 @@ def test_flash_fwd_sm90_compiles_with_wgmma_and_tma(name):
     assert f".reqntid {128 * (1 + consumers)}, 1, 1" in ptx
     regs = re.findall(r"setmaxnreg\.(inc|dec)\.sync\.aligned\.u32\s+(\d+)", ptx)
     assert sorted(set(regs)) == [("dec", str(PRODUCER_REGS)), ("inc", str(CONSUMER_REGS[consumers]))]
+
+
+@pytest.mark.parametrize("name", [n for n in FWD_CONFIGS if FWD_CONFIGS[n].get("tma_store")])
+def test_flash_fwd_sm90_tma_store_writes_o_through_shared_memory(name):
+    """tma_store: O leaves by stmatrix and a TMA store per consumer warpgroup, waited on before its shared
+    memory is reused; the register build keeps its 16-bit global stores and has no bulk store."""
+    ptx = _fwd_ptx(name)
+    assert "stmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx
+    assert re.search(r"cp\.async\.bulk\.tensor\.4d\.global\.shared::cta", ptx)
+    assert re.search(r"cp\.async\.bulk\.wait_group\.read\s+0;", ptx)
+    assert "st.global.b16" not in ptx, "O still leaves by 16-bit global stores"
+    registers = _fwd_ptx(name.replace("_tma_store", ""))
+    assert "st.global.b16" in registers and "cp.async.bulk.tensor.4d.global.shared" not in registers
+
+
+def test_flash_fwd_sm90_tma_store_is_refused_where_it_is_not_built():
+    for flags in (dict(head_dim=256), dict(head_dim=128, varlen=True)):
+        with pytest.raises(ValueError, match="tma_store"):
+            compile_flash_fwd_sm90(dtype="bfloat16", tma_store=True, **flags)
 
 
 def test_flash_fwd_sm90_unroll_doubles_the_unmasked_loop():

@@ -190,6 +190,40 @@ class TestCutlassUnroll2Sm90(TestCutlassConformanceSm90):
 
 
 @pytest.mark.sm90
+class TestCutlassTmaStoreSm90(TestCutlassConformanceSm90):
+    """The forward suite with O stored through shared memory by TMA (``ATTN_CUTLASS_FWD_STORE=tma``;
+    opt-in): odd sequence lengths, so the last tile's box overhangs seqlen_q and TMA must clip it; varlen
+    and hd256 cases run the register store they fall back to."""
+
+    @pytest.fixture(autouse=True)
+    def _tma_store(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "tma")
+
+
+@pytest.mark.sm90
+@pytest.mark.parametrize("seqlen", [113, 1000, 4200])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "head_dim, dtype, consumers",
+    [(128, torch.bfloat16, "2"), (64, torch.float16, "2"), (64, torch.bfloat16, "3")],
+)
+def test_forward_tma_store_changes_the_store_not_the_result(
+    seqlen, causal, head_dim, dtype, consumers, monkeypatch
+):
+    """The same values leave by another path: bit for bit equal. Two batches: a last tile's box that TMA
+    failed to clip at seqlen_q would land on the next batch's first rows."""
+    monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", consumers)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (torch.randn(2, seqlen, 4, head_dim, device="cuda", dtype=dtype, generator=g) for _ in range(3))
+    results = []
+    for mode in ("registers", "tma"):
+        monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", mode)
+        results.append(attn_cutlass.flash_attn_func(q, k, v, causal=causal, return_lse=True))
+    (out1, lse1), (out2, lse2) = results
+    assert torch.equal(out1, out2) and torch.equal(lse1, lse2)
+
+
+@pytest.mark.sm90
 @pytest.mark.parametrize("seqlen", [1000, 1100, 4096, 4200])
 @pytest.mark.parametrize("causal", [False, True])
 def test_forward_unroll_changes_the_code_not_the_result(seqlen, causal, monkeypatch):

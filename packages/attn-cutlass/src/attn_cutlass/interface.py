@@ -204,6 +204,21 @@ def fwd_unroll(dtype: torch.dtype, head_dim: int) -> int:
     return int(wanted)
 
 
+#: How the sm90 forward writes O (``ATTN_CUTLASS_FWD_STORE``, read per call): ``registers`` (the default):
+#: every thread stores its accumulator values to global memory itself; ``tma``: each consumer warpgroup
+#: puts its 64 rows in shared memory by stmatrix and stores them with one TMA copy (fixed-length head dims
+#: 64 and 128; varlen and hd256 keep the register path). Opt-in until timed on a GPU.
+STORE_MODES = ("registers", "tma")
+DEFAULT_STORE = "registers"
+
+
+def fwd_tma_store(head_dim: int, varlen: bool) -> bool:
+    """Whether the sm90 forward stores O by TMA: ``$ATTN_CUTLASS_FWD_STORE`` (else :data:`DEFAULT_STORE`)
+    is ``tma`` and the build supports it (not varlen, head dim 64 or 128); the results are the same."""
+    mode = _env_choice("ATTN_CUTLASS_FWD_STORE", STORE_MODES, DEFAULT_STORE)
+    return mode == "tma" and not varlen and head_dim <= 128
+
+
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
     """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
     return dict(
@@ -269,7 +284,8 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     lazy = fwd_rescale() == "lazy"
     wgs = fwd_consumer_wgs(head_dim)
     unroll = fwd_unroll(q.dtype, head_dim)
-    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs, unroll)
+    tma_store = fwd_tma_store(head_dim, varlen)
+    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs, unroll, tma_store)
     tile_m = tile_config(head_dim, wgs)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
@@ -305,7 +321,14 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
 
     def make_kernel():
         return FlashAttentionForwardSm90(
-            dt, head_dim, **flags, pingpong=pingpong, lazy_rescale=lazy, consumer_wgs=wgs, unroll=unroll
+            dt,
+            head_dim,
+            **flags,
+            pingpong=pingpong,
+            lazy_rescale=lazy,
+            consumer_wgs=wgs,
+            unroll=unroll,
+            tma_store=tma_store,
         )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
