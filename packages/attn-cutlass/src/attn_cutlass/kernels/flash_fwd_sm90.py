@@ -852,7 +852,8 @@ class FlashAttentionForwardSm90:
             if const_expr(self.tma_store):  # noqa: SIM102
                 # shared memory must outlive the last store's reads
                 if warp_idx == 4 * (wg + 1):
-                    cute.arch.cp_async_bulk_wait_group(0, read=True)
+                    with cute.arch.elect_one():
+                        cute.arch.cp_async_bulk_wait_group(0, read=True)
 
     @cute.jit
     def _softmax(
@@ -980,20 +981,24 @@ class FlashAttentionForwardSm90:
         issuer = warp_idx == 4 * (wg + 1)
         bar = _EPILOGUE_BARRIER + wg
         if issuer:
-            cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last tile's store has read sO
+            # bulk groups belong to the thread that committed them: the same elected lane waits on them
+            with cute.arch.elect_one():
+                cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last tile's store has read sO
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
         rO = cute.make_rmem_tensor_like(acc_O, self.dtype)
         rO.store(acc_O.load().to(self.dtype))
         cute.copy(r2s_o, thr_r2s_o.retile(rO), tOsO)
         cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
-        if issuer:  # a whole warp: the TMA copy elects its lane
+        if issuer:
             gO = cute.local_tile(tma_o[None, None, head, batch], (64, self.head_dim), (None, 0))  # (64, d, m)
             tOsO_t, tOgO_t = cpasync.tma_partition(
                 tma_atom_o, 0, cute.make_layout(1), cute.group_modes(sO_wg, 0, 2), cute.group_modes(gO, 0, 2)
             )
-            cute.copy(tma_atom_o, tOsO_t, tOgO_t[None, m_block * self.num_consumer_wgs + wg])
-            cute.arch.cp_async_bulk_commit_group()
+            # DSL 4.8.1 elects the lane of a TMA load itself, not of a store (kernels/copy_tma_sm90.py)
+            with cute.arch.elect_one():
+                cute.copy(tma_atom_o, tOsO_t, tOgO_t[None, m_block * self.num_consumer_wgs + wg])
+                cute.arch.cp_async_bulk_commit_group()
 
 
 def softmax_scale_args(softmax_scale: float, softcap: float) -> tuple[float, float, float]:
