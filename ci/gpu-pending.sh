@@ -6,67 +6,9 @@
 #     export PYTHONPATH=$(cat /tmp/site.pythonpath) && bash ci/device-setup.sh >/dev/null && bash ci/gpu-pending.sh
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
-# (see each package's README). Done on 2026-11-22 (all H200): attn-cutlass copies and GEMM persistence;
-# attn-bench's sm90 test, the 16k attention rows, mla-decode, mla-sparse, decode-kvcache and basics;
-# attn-cuda's whole sm90 tier (182 passed), variants (wide48, wide8 backward: passed, now the defaults),
-# matmul tiles and layouts; attn-cutlass's backward suite with dQ by TMA reduce-add (passed, now the
-# default); attn-triton v1c's conformance subsets and the warp-specialisation sweep; attn-flashmla's whole
-# sm90 tier with the two-warpgroup CuTe kernel, and split S's page-64 cases (passed, now the default).
-# Done on 2026-12-03 (one H200): queue d (116 rows, all checks passed), queue a (attn-flashmla sm90 74
-# passed, 7 skipped; attn-cuda conformance 79 passed), queue b (ablations, 112 rows, all passed), queue c
-# (attn-triton 109 passed, 37 skipped); attn-reference's sm90 tier (148 passed). The whole attn-cutlass and
-# attn-cuda sm90 tiers with 8 workers reached about 99 % in 200 s each, no failure, and were cut there.
-# Done later on 2026-12-03 (one H200): queue f (attn-cutlass opt-in 80 passed; attn-cuda opt-in 26 passed;
-# tools/causal_order.py: heads_first 1.10x), queue b (ablations, 182 rows in 425 s, all passed), the whole
-# attn-cutlass sm90 tier (519 passed, 133 skipped) and attn-cuda sm90 tier (295 passed, 91 skipped, 10
-# workers, 215 s), the 16k rows with FA4 (queue d, ATTN_CUDA_CAUSAL_ORDER=heads_first). After that run four
-# defaults changed (attn-cutlass causal schedule lpt, attn-cuda heads_first and wide48c, attn-triton's
-# per-head causal order), each one a path that had passed its GPU tests as an opt-in.
-# Done in the third session of 2026-12-03 (one H200): queue g (attn-cuda conformance with wide48c and
-# heads_first as defaults, 79 passed; attn-triton's causal conformance with the per-head order, 20 passed),
-# queue d (the 16k rows with FA4, all four new defaults: 116 rows, every check passed), attn-bench's sm90
-# test (passed in 144 s) and the whole attn-triton sm90 tier (196 passed, 74 skipped, 10 workers, 256 s).
-# Later that session attn-cuda's lazy rescale ran (its tests and the conformance suite, 87 passed; ablation
-# 1.05x at hd128) and became the default.
-# Done in the fourth session of 2026-12-03 (one H200): queue h (attn-cutlass's forward suite, eager and
-# lazy, with test_rising_row_maxima: 188 passed, 42 skipped; its sm80 suite: 124 passed; attn-cuda's
-# conformance under both rescale modes and attn-triton's rising test: 198 passed, 90 skipped), queue i
-# (attn-cutlass's lazy ablation pair: 1.06x at hd128, now the default; attn-cuda's 16k forward beside flash
-# SDPA and FA4), the 16k forward rows of every backend with FA4; then, lazy as attn-cutlass's default, its
-# 16k rows beside FA4 and its forward conformance tests (62 passed; the whole class had passed under the
-# switch). Nothing kernel-side is owed; queue h re-checks both rescale modes after the next change.
-# Done in the fifth session of 2026-12-03: queue j (40 GEMM tests passed), attn-cuda's wide64c tests and
-# causal conformance (34 passed). Done in the sixth: attn-cuda's conformance with wide64c the default (87
-# passed, 45 skipped; one H200, 68 s). Done on 2026-12-04 (one H200): queue k (wide64's tests 11 passed, the
-# conformance under it 87 passed, its 16k rows at par with flash SDPA; then the default), then attn-cuda's
-# whole sm90 tier with it as default (420 passed, 136 skipped, 15 workers, 370 s) and attn-bench's sm90
-# test (passed, 222 s). attn-cutlass's whole sm90 tier ran to 69 % in 300 s (12 workers), no failure, and
-# was cut there. Later that day attn-cuda's opt-in backward wide8q passed its conformance class (87 passed, 45
-# skipped) and timed 0.86x the default. Done in the next session of 2026-12-04 (one H200): queue l (wide8v
-# 87 passed, 45 skipped), wide8qv's conformance class (87 passed) and, as the default, queue m (174 passed,
-# 90 skipped), queue e (attn-cutlass's whole sm90 tier: 669 passed, 154 skipped, 14 workers, 388 s), the 16k
-# backward rows beside FA4 (docs/benchmarks/h200-cuda-bwd-16k.md). Done in the third session of 2026-12-04
-# (one H200): queue n (attn-flashmla's tier with the seesaw CuTe kernel the default: 74 passed, 7 skipped;
-# its forms timed; the mla-decode rows, docs/benchmarks/h200-mla-decode-seesaw.md). Done in the fourth
-# session of 2026-12-04 (one H200, no wheels): attn-cuda's tiled backward (conformance as an opt-in 87 passed,
-# 45 skipped; as the default the sm90 tier without the other variants' classes and the sanitizer test, 222
-# passed; its own memcheck/racecheck clean; docs/benchmarks/h200-cuda-bwd-tiled.md) and attn-flashmla's h_q 16
-# rows (docs/benchmarks/h200-mla-decode-hq16.md). Done in the fifth session of 2026-12-04 (one H200): queue p
-# (attn-cuda's whole sm90 tier with the tiled backward the default: 852 passed, 494 skipped, no failure, cut at
-# 480 s before its sanitizer test, which then passed alone; the backward rows beside FA4), queue o (cross_first
-# against seesaw three times: no consistent difference; seesaw stays). Done in the sixth session of
-# 2026-12-04 (one H200): queue r (the wgmma forward: 16 passed, conformance 87 passed, memcheck/racecheck
-# clean once the sanitizer steps ran without -p no:xdist, the whole-catalog sanitizer test 2 passed; 522
-# TFLOP/s at hd128 16k, 1.47x flash SDPA). No GPU was lent on 2026-12-05. Done on 2026-12-06 (one H200):
-# queue v (the backward schedule "overlap" as an opt-in: 118 passed, 30 skipped; 1.04-1.13x the serial
-# schedule, docs/benchmarks/h200-cutlass-bwd-overlap.md; then the default, its step now runs the serial
-# class). Later that day (one H100): the backward conformance class with "overlap" the default (102 passed,
-# 30 skipped), queue w (unroll by two: 90 passed, 21 skipped; 1.03x hd128, 1.09x causal, 0.99x hd64, 0.97x
-# hd256 causal; docs/benchmarks/h100-cutlass-fwd-unroll2.md), queue t (278 passed, 90 skipped; 16k rows
-# beside FA4, docs/benchmarks/h100-cuda-16k-fwd-wgmma-default.md). Owed, most telling first: queue u (attn-cutlass's forward
-# with warpgroup operand slices, a patch waiting in ci/pending; wheels), queue s (ncu stall samples of the
-# attn-cutlass and FA4 16k hd128 forwards; wheels), queue q (three consumer warpgroups at head dim 64, opt-in;
-# wheels).
+# (see each package's README). What ran, and when: ci/GPU-RUNS.md.
+# Owed, most telling first: queue x (attn-cutlass's forward with the opt-in TMA store of O; wheels), queue q
+# (three consumer warpgroups at head dim 64, opt-in; wheels; its ablation timed 0.96x on 2026-12-04).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -280,23 +222,6 @@ queue_t() {  # attn-cuda with the wgmma forward the default on sm_90a (2026-12-0
         -k "TestCudaConformance or TestCudaMmaConformance or every_forward_variant or causal_orders or wgmma"
     step cuda-fwd16k-fa4 150 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \
         -b cuda --peer sdpa-flash --peer fa4 --time-budget 130 -o "$out/cuda-fwd16k-fa4.json"
-}
-
-queue_u() {  # attn-cutlass's sm90 forward with its shared-memory wgmma operands sliced by the warpgroup's first
-    # thread (2026-12-05, CPU lead: R2UR 58 -> 9, main loop 512 -> 489 SASS lines; no GPU was lent, so it waits
-    # as ci/pending/attn-cutlass-fwd-warpgroup-operand-slices.patch): the rows as they are, the patch applied,
-    # the forward suite, the same rows, the patch taken back (wheels needed)
-    export CUDA_VISIBLE_DEVICES=0
-    local patch=ci/pending/attn-cutlass-fwd-warpgroup-operand-slices.patch
-    local apply=(patch -p1 -i "$patch") revert=(patch -p1 -R -i "$patch")
-    if command -v git >/dev/null; then apply=(git apply "$patch"); revert=(git apply -R "$patch"); fi
-    local rows=(--preset deliverable -s attention-fwd --where seqlen_k=16384 -b cutlass --peer fa4 --time-budget 100)
-    step slices-before 120 python3 -m attn_bench run "${rows[@]}" -o "$out/slices-before.json"
-    step slices-apply 20 "${apply[@]}"
-    step slices-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "TestCutlassConformanceSm90 or pingpong or unroll_changes"
-    step slices-after 120 python3 -m attn_bench run "${rows[@]}" -o "$out/slices-after.json"
-    step slices-revert 20 "${revert[@]}"
 }
 
 queue_v() {  # attn-cutlass's opt-in backward schedule "overlap" (2026-12-05, CPU only: FA4's order of work,
