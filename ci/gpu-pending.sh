@@ -7,7 +7,8 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue x (attn-cutlass's forward with the opt-in TMA store of O; wheels), queue q
+# Owed, most telling first: attn-cutlass's whole sm90 tier with the TMA store the default (queue e; its
+# forward half passed), attn-triton's and attn-flashmla's tiers (unchanged since they last passed), queue q
 # (three consumer warpgroups at head dim 64, opt-in; wheels; its ablation timed 0.96x on 2026-12-04).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
@@ -245,12 +246,12 @@ queue_w() {  # attn-cutlass's opt-in forward unroll (2026-12-05, CPU lead: the u
         -b cutlass --peer fa4 --time-budget 180 -o "$out/fwd-unroll.json"
 }
 
-queue_x() {  # attn-cutlass's opt-in TMA store of O (2026-12-06, third session, CPU lead: ncu of the 16k hd128
-    # forward gave its register epilogue 2.9 % of the warp samples, 66 STG a thread, 75 % excess sectors):
-    # the forward suite under it and the bit-equality test, then the ablation rows beside FA4 (wheels needed)
+queue_x() {  # attn-cutlass's TMA store of O (the default since 2026-12-06, third session; done as an opt-in,
+    # see ci/GPU-RUNS.md): the suite on the register store it replaced and the bit-equality test, then the
+    # ablation rows beside FA4 (wheels needed)
     export CUDA_VISIBLE_DEVICES=0
     step tma-store-suite 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
-        -q -k "TestCutlassTmaStoreSm90 or tma_store_changes"
+        -q -k "TestCutlassRegisterStoreSm90 or tma_store_changes"
     step tma-store-bench 240 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
         -b cutlass --peer fa4 --time-budget 220 -o "$out/fwd-tma-store.json"
 }

@@ -195,11 +195,12 @@ def test_fwd_store_switch(monkeypatch):
     from attn_cutlass.interface import fwd_tma_store
 
     monkeypatch.delenv("ATTN_CUTLASS_FWD_STORE", raising=False)
-    assert not any(fwd_tma_store(d, False) for d in (64, 128, 256))  # registers by default
-    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "tma")
-    # where the build has it: fixed-length head dims 64 and 128; varlen and hd256 keep the register store
+    # TMA by default where the build has it: fixed-length head dims 64 and 128; varlen and hd256 keep
+    # the register store
     assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, False]
     assert not fwd_tma_store(128, True)
+    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")
+    assert not any(fwd_tma_store(d, False) for d in (64, 128, 256))
     monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "smem")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_FWD_STORE"):
         fwd_tma_store(128, False)

@@ -19,8 +19,8 @@ at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's la
 ``attention_fwd/unroll2``, the sm90 forward's unmasked key-block loop unrolled by two at every head dim
 (``ATTN_CUTLASS_FWD_UNROLL=2``; the default unrolls bf16 at head dim 128 only), and ``attention_fwd/rolled``,
 the loop rolled at every head dim (``ATTN_CUTLASS_FWD_UNROLL=1``, the default's "before" at head dim 128),
-and ``attention_fwd/tma_store``, the sm90 forward storing O through shared memory by TMA
-(``ATTN_CUTLASS_FWD_STORE=tma``, opt-in; head dims 64 and 128).
+and ``attention_fwd/register_store``, the sm90 forward storing O from registers, one value at a time
+(``ATTN_CUTLASS_FWD_STORE=registers``) instead of the default's TMA store (head dims 64 and 128).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ _always_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "always"})
 _three_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "3"})
 _unroll2 = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "2"})
 _rolled = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "1"})
-_tma_store = _fwd_under({"ATTN_CUTLASS_FWD_STORE": "tma"})
+_register_store = _fwd_under({"ATTN_CUTLASS_FWD_STORE": "registers"})
 
 
 def _matmul(a, b):
@@ -147,8 +147,8 @@ def _supports(op, variant, shape, device):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
     if variant == "three_consumers" and head_dim != 64:
         return "three consumer warpgroups are built for head dim 64 only"
-    if variant == "tma_store" and head_dim not in (64, 128):
-        return "the TMA store is built for head dims 64 and 128 (hd256's shared memory is full)"
+    if variant == "register_store" and head_dim not in (64, 128):
+        return "hd256 stores O from registers anyway (no room for the TMA store's tile)"
     if variant == "causal_sections" and not shape.get("causal"):
         return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
     if (
@@ -174,7 +174,7 @@ def backend():
                 "three_consumers": _three_consumers,
                 "unroll2": _unroll2,
                 "rolled": _rolled,
-                "tma_store": _tma_store,
+                "register_store": _register_store,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic, "serial": _bwd_serial},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},
