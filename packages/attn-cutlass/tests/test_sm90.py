@@ -201,6 +201,19 @@ class TestCutlassRegisterStoreSm90(TestCutlassConformanceSm90):
         monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")
 
 
+def _assert_same_forward(monkeypatch, variable, values, q, k, v, causal):
+    """The forward (output and LSE) is bit for bit the same under every value of ``variable``."""
+    results = []
+    for value in values:
+        monkeypatch.setenv(variable, value)
+        results.append(attn_cutlass.flash_attn_func(q, k, v, causal=causal, return_lse=True))
+    (out0, lse0), *rest = results
+    for value, (out, lse) in zip(values[1:], rest):
+        assert torch.equal(out, out0) and torch.equal(lse, lse0), (
+            f"{variable}={value} differs from {values[0]}"
+        )
+
+
 @pytest.mark.sm90
 @pytest.mark.parametrize("seqlen", [113, 1000, 4200])
 @pytest.mark.parametrize("causal", [False, True])
@@ -216,12 +229,7 @@ def test_forward_tma_store_changes_the_store_not_the_result(
     monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", consumers)
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (torch.randn(2, seqlen, 4, head_dim, device="cuda", dtype=dtype, generator=g) for _ in range(3))
-    results = []
-    for mode in ("registers", "tma"):
-        monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", mode)
-        results.append(attn_cutlass.flash_attn_func(q, k, v, causal=causal, return_lse=True))
-    (out1, lse1), (out2, lse2) = results
-    assert torch.equal(out1, out2) and torch.equal(lse1, lse2)
+    _assert_same_forward(monkeypatch, "ATTN_CUTLASS_FWD_STORE", ("registers", "tma"), q, k, v, causal)
 
 
 @pytest.mark.sm90
@@ -233,12 +241,7 @@ def test_forward_unroll_changes_the_code_not_the_result(seqlen, causal, monkeypa
     q, k, v = (
         torch.randn(2, seqlen, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3)
     )
-    results = []
-    for unroll in ("1", "2"):
-        monkeypatch.setenv("ATTN_CUTLASS_FWD_UNROLL", unroll)
-        results.append(attn_cutlass.flash_attn_func(q, k, v, causal=causal, return_lse=True))
-    (out1, lse1), (out2, lse2) = results
-    assert torch.equal(out1, out2) and torch.equal(lse1, lse2)
+    _assert_same_forward(monkeypatch, "ATTN_CUTLASS_FWD_UNROLL", ("1", "2"), q, k, v, causal)
 
 
 @pytest.mark.sm90
@@ -251,12 +254,7 @@ def test_pingpong_changes_the_schedule_not_the_result(causal, head_dim, consumer
     q, k, v = (
         torch.randn(2, 3000, 8, head_dim, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3)
     )
-    results = []
-    for flag in ("1", "0"):
-        monkeypatch.setenv("ATTN_CUTLASS_PINGPONG", flag)
-        results.append(attn_cutlass.flash_attn_func(q, k, v, causal=causal, return_lse=True))
-    (out1, lse1), (out0, lse0) = results
-    assert torch.equal(out1, out0) and torch.equal(lse1, lse0)
+    _assert_same_forward(monkeypatch, "ATTN_CUTLASS_PINGPONG", ("1", "0"), q, k, v, causal)
 
 
 @pytest.mark.sm90
