@@ -24,7 +24,9 @@ Two overlaps hide the softmax (exp2 runs on the 16/clk/SM MUFU unit, the tensor 
 The grid is persistent: ``min(#tiles, #SMs)`` CTAs walk a static schedule of (m_block, head, batch)
 tiles, m_block fastest (neighbouring CTAs share K/V of one head in L2); causal runs put the longest tiles
 first (see ``tile_coords``). Masks (causal, sliding window, seqlen_k edge) follow flash-attn's
-bottom-right convention and are applied only to the key blocks that cross a boundary.
+bottom-right convention and are applied only to the key blocks that cross a boundary. O leaves through
+shared memory (``tma_store``: stmatrix, then one TMA store per consumer warpgroup) or, for varlen and
+hd256, straight from registers.
 """
 
 from __future__ import annotations
