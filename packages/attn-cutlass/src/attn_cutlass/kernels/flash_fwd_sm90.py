@@ -980,6 +980,7 @@ class FlashAttentionForwardSm90:
     ):
         """This warpgroup's 64 rows of O: registers -> shared memory by stmatrix, then one TMA store issued
         by its first warp (TMA clips the rows past seqlen_q). Only the warpgroup's 128 threads sync."""
+        # --8<-- [start:epilogue-tma]
         r2s_o, thr_r2s_o, tOsO, sO_wg = epi
         issuer = warp_idx == 4 * (wg + 1)
         bar = _EPILOGUE_BARRIER + wg
@@ -1002,6 +1003,7 @@ class FlashAttentionForwardSm90:
             with cute.arch.elect_one():
                 cute.copy(tma_atom_o, tOsO_t, tOgO_t[None, m_block * self.num_consumer_wgs + wg])
                 cute.arch.cp_async_bulk_commit_group()
+        # --8<-- [end:epilogue-tma]
 
 
 def softmax_scale_args(softmax_scale: float, softcap: float) -> tuple[float, float, float]:
