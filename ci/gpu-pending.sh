@@ -7,7 +7,7 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: attn-cutlass's whole sm90 tier with the TMA store the default (queue e; its
+# Owed, most telling first: queue y (attn-cutlass's opt-in TMA store at hd256; wheels), attn-cutlass's whole sm90 tier with the TMA store the default (queue e; its
 # forward half passed), attn-triton's and attn-flashmla's tiers (unchanged since they last passed), queue q
 # (three consumer warpgroups at head dim 64, opt-in; wheels; its ablation timed 0.96x on 2026-12-04).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
@@ -254,6 +254,16 @@ queue_x() {  # attn-cutlass's TMA store of O (the default since 2026-12-06, thir
         -q -k "TestCutlassRegisterStoreSm90 or tma_store_changes"
     step tma-store-bench 240 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
         -b cutlass --peer fa4 --time-budget 220 -o "$out/fwd-tma-store.json"
+}
+
+queue_y() {  # attn-cutlass's opt-in TMA store at hd256 (2026-12-06, third session, CPU only): one shared O tile
+    # the two consumer warpgroups take turns at (named barriers 6 and 7, 160 threads). Its suite and the
+    # bit-equality test against the register store, then the ablation rows beside FA4 (wheels needed)
+    export CUDA_VISIBLE_DEVICES=0
+    step hd256-store-suite 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
+        -q -k "TestCutlassHd256TmaStoreSm90 or tma_store_changes"
+    step hd256-store-bench 240 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
+        -b cutlass --peer fa4 --time-budget 220 -o "$out/fwd-hd256-tma-store.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own

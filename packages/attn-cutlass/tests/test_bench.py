@@ -19,6 +19,7 @@ def test_ablation_tables():
             "unroll2": bench._unroll2,
             "rolled": bench._rolled,
             "register_store": bench._register_store,
+            "hd256_tma_store": bench._hd256_tma_store,
         },
         "attention_bwd": {"dq_atomic": bench._dq_atomic, "serial": bench._bwd_serial},
         "matmul": {
@@ -153,8 +154,12 @@ def test_register_store_declines_head_dim_256(monkeypatch):
             bench._supports("attention_fwd", "register_store", {**shape, "head_dim": head_dim}, "cuda")
             is None
         )
-    assert "registers anyway" in bench._supports(
+    assert "by default" in bench._supports(
         "attention_fwd", "register_store", {**shape, "head_dim": 256}, "cuda"
+    )
+    assert bench._supports("attention_fwd", "hd256_tma_store", {**shape, "head_dim": 256}, "cuda") is None
+    assert "already" in bench._supports(
+        "attention_fwd", "hd256_tma_store", {**shape, "head_dim": 128}, "cuda"
     )
 
 
@@ -176,6 +181,7 @@ def test_three_consumers_declines_other_head_dims(monkeypatch):
         ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16, 64), "_unroll2", 1, 2),
         ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16, 128), "_rolled", 2, 1),
         ("ATTN_CUTLASS_FWD_STORE", "fwd_tma_store", (128, False), "_register_store", True, False),
+        ("ATTN_CUTLASS_HD256_STORE", "fwd_tma_store", (256, False), "_hd256_tma_store", False, True),
     ],
 )
 def test_forward_switches_are_set_around_the_forward_only(

@@ -52,6 +52,9 @@ FWD_CONFIGS = {
     "bf16_hd64_three_consumers_lazy_rescale_tma_store": dict(
         dtype="bfloat16", head_dim=64, consumer_wgs=3, lazy_rescale=True, tma_store=True
     ),
+    "bf16_hd256_causal_lazy_rescale_tma_store": dict(
+        dtype="bfloat16", head_dim=256, causal=True, lazy_rescale=True, tma_store=True
+    ),
     "fp16_hd64_causal_three_consumers_lazy_rescale": dict(
         dtype="float16", head_dim=64, causal=True, consumer_wgs=3, lazy_rescale=True
     ),
@@ -124,14 +127,32 @@ def test_flash_fwd_sm90_tma_store_writes_o_through_shared_memory(name):
         r"elect\.sync[^\n]*\n(?:[^\n]*\n){0,12}?[^\n]*cp\.async\.bulk\.tensor\.4d\.global\.shared", ptx
     )
     assert "st.global.b16" not in ptx, "O still leaves by 16-bit global stores"
-    registers = _fwd_ptx(name.replace("_tma_store", ""))
+    registers = compile_flash_fwd_sm90(keep_ptx=True, **{**FWD_CONFIGS[name], "tma_store": False}).ptx
     assert "st.global.b16" in registers and "cp.async.bulk.tensor.4d.global.shared" not in registers
+    # hd256: one tile for both warpgroups, handed over on two named barriers of 160 threads
+    turns = re.findall(r"bar\.(?:sync|arrive)\s+[^;]*,\s*160;", ptx)
+    assert len(turns) == (3 if FWD_CONFIGS[name]["head_dim"] == 256 else 0)
+
+
+@pytest.mark.parametrize("head_dim, consumers", [(64, 2), (64, 3), (128, 2), (256, 2)])
+def test_flash_fwd_sm90_tma_store_fits_shared_memory(head_dim, consumers):
+    """Q, the K/V stages and the O tiles (one a warpgroup, one in all at hd256) within sm90's 227 KB of
+    dynamic shared memory a CTA, each buffer aligned to 1 KB, the mbarriers in the first KB."""
+    from cutlass import BFloat16
+
+    from attn_cutlass.kernels.flash_fwd_sm90 import FlashAttentionForwardSm90, tile_config
+
+    tile_m, tile_n, stages = tile_config(head_dim, consumers)
+    kernel = FlashAttentionForwardSm90(BFloat16, head_dim, consumer_wgs=consumers, tma_store=True)
+    o_bytes = kernel.o_tiles * 64 * head_dim * 2
+    total = 1024 + 2 * (tile_m * head_dim + 2 * stages * tile_n * head_dim) + o_bytes
+    assert total <= 227 * 1024, f"{total} bytes of shared memory"
 
 
 def test_flash_fwd_sm90_tma_store_is_refused_where_it_is_not_built():
-    for flags in (dict(head_dim=256), dict(head_dim=128, varlen=True)):
+    for head_dim in (64, 256):
         with pytest.raises(ValueError, match="tma_store"):
-            compile_flash_fwd_sm90(dtype="bfloat16", tma_store=True, **flags)
+            compile_flash_fwd_sm90(dtype="bfloat16", head_dim=head_dim, varlen=True, tma_store=True)
 
 
 def test_flash_fwd_sm90_unroll_doubles_the_unmasked_loop():

@@ -195,12 +195,19 @@ def test_fwd_store_switch(monkeypatch):
     from attn_cutlass.interface import fwd_tma_store
 
     monkeypatch.delenv("ATTN_CUTLASS_FWD_STORE", raising=False)
+    monkeypatch.delenv("ATTN_CUTLASS_HD256_STORE", raising=False)
     # TMA by default where the build has it: fixed-length head dims 64 and 128; varlen and hd256 keep
     # the register store
     assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, False]
     assert not fwd_tma_store(128, True)
-    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")
+    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "tma")  # hd256's opt-in: one tile, taken in turns
+    assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, True]
+    assert not fwd_tma_store(256, True)
+    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")  # registers everywhere, whatever hd256 asks
     assert not any(fwd_tma_store(d, False) for d in (64, 128, 256))
+    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "smem")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_HD256_STORE"):
+        fwd_tma_store(256, False)
     monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "smem")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_FWD_STORE"):
         fwd_tma_store(128, False)

@@ -190,6 +190,16 @@ class TestCutlassUnroll2Sm90(TestCutlassConformanceSm90):
 
 
 @pytest.mark.sm90
+class TestCutlassHd256TmaStoreSm90(TestCutlassConformanceSm90):
+    """The forward suite with hd256's opt-in TMA store (``ATTN_CUTLASS_HD256_STORE=tma``): both consumer
+    warpgroups take turns at one shared O tile; the suite's hd256 cases run it."""
+
+    @pytest.fixture(autouse=True)
+    def _hd256_tma_store(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "tma")
+
+
+@pytest.mark.sm90
 class TestCutlassRegisterStoreSm90(TestCutlassConformanceSm90):
     """The forward suite with O stored from registers (``ATTN_CUTLASS_FWD_STORE=registers``), the path the
     default's TMA store replaced at head dims 64 and 128 and the one varlen and hd256 keep. The default
@@ -219,7 +229,12 @@ def _assert_same_forward(monkeypatch, variable, values, q, k, v, causal):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
     "head_dim, dtype, consumers",
-    [(128, torch.bfloat16, "2"), (64, torch.float16, "2"), (64, torch.bfloat16, "3")],
+    [
+        (128, torch.bfloat16, "2"),
+        (64, torch.float16, "2"),
+        (64, torch.bfloat16, "3"),
+        (256, torch.bfloat16, "2"),
+    ],
 )
 def test_forward_tma_store_changes_the_store_not_the_result(
     seqlen, causal, head_dim, dtype, consumers, monkeypatch
@@ -227,6 +242,7 @@ def test_forward_tma_store_changes_the_store_not_the_result(
     """The same values leave by another path: bit for bit equal. Two batches: a last tile's box that TMA
     failed to clip at seqlen_q would land on the next batch's first rows."""
     monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", consumers)
+    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "tma")  # hd256's opt-in (one tile, taken in turns)
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (torch.randn(2, seqlen, 4, head_dim, device="cuda", dtype=dtype, generator=g) for _ in range(3))
     _assert_same_forward(monkeypatch, "ATTN_CUTLASS_FWD_STORE", ("registers", "tma"), q, k, v, causal)

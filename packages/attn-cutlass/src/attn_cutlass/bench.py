@@ -20,7 +20,9 @@ at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's la
 (``ATTN_CUTLASS_FWD_UNROLL=2``; the default unrolls bf16 at head dim 128 only), and ``attention_fwd/rolled``,
 the loop rolled at every head dim (``ATTN_CUTLASS_FWD_UNROLL=1``, the default's "before" at head dim 128),
 and ``attention_fwd/register_store``, the sm90 forward storing O from registers, one value at a time
-(``ATTN_CUTLASS_FWD_STORE=registers``) instead of the default's TMA store (head dims 64 and 128).
+(``ATTN_CUTLASS_FWD_STORE=registers``) instead of the default's TMA store (head dims 64 and 128), and
+``attention_fwd/hd256_tma_store``, the hd256 forward storing O by TMA through one tile the two consumer
+warpgroups take turns at (``ATTN_CUTLASS_HD256_STORE=tma``, opt-in: the candidate beside the register store).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ _three_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "3"})
 _unroll2 = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "2"})
 _rolled = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "1"})
 _register_store = _fwd_under({"ATTN_CUTLASS_FWD_STORE": "registers"})
+_hd256_tma_store = _fwd_under({"ATTN_CUTLASS_HD256_STORE": "tma"})
 
 
 def _matmul(a, b):
@@ -148,7 +151,9 @@ def _supports(op, variant, shape, device):
     if variant == "three_consumers" and head_dim != 64:
         return "three consumer warpgroups are built for head dim 64 only"
     if variant == "register_store" and head_dim not in (64, 128):
-        return "hd256 stores O from registers anyway (no room for the TMA store's tile)"
+        return "hd256 stores O from registers by default (its TMA store is the opt-in hd256_tma_store)"
+    if variant == "hd256_tma_store" and head_dim != 256:
+        return "head dims 64 and 128 store O by TMA already"
     if variant == "causal_sections" and not shape.get("causal"):
         return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
     if (
@@ -175,6 +180,7 @@ def backend():
                 "unroll2": _unroll2,
                 "rolled": _rolled,
                 "register_store": _register_store,
+                "hd256_tma_store": _hd256_tma_store,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic, "serial": _bwd_serial},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},

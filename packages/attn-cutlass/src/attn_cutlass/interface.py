@@ -206,7 +206,8 @@ def fwd_unroll(dtype: torch.dtype, head_dim: int) -> int:
 
 #: How the sm90 forward writes O (``ATTN_CUTLASS_FWD_STORE``, read per call): ``tma`` (the default): each
 #: consumer warpgroup puts its 64 rows in shared memory by stmatrix and stores them with one TMA copy
-#: (fixed-length head dims 64 and 128; varlen and hd256 keep the register store); ``registers``: every
+#: (fixed-length head dims 64 and 128; varlen keeps the register store, and hd256 too unless
+#: ``ATTN_CUTLASS_HD256_STORE=tma``, see :func:`fwd_tma_store`); ``registers``: every
 #: thread stores its accumulator values to global memory itself. Measured on the H100 (2026-12-06, bf16,
 #: 16k, attn-bench ablations, same run): hd128 690 against 634 TFLOP/s (1.09x), hd128 causal 647 against
 #: 600 (1.08x), hd64 470 against 459 (1.02x), after the forward suite had passed under it.
@@ -216,9 +217,14 @@ DEFAULT_STORE = "tma"
 
 def fwd_tma_store(head_dim: int, varlen: bool) -> bool:
     """Whether the sm90 forward stores O by TMA: ``$ATTN_CUTLASS_FWD_STORE`` (else :data:`DEFAULT_STORE`)
-    is ``tma`` and the build supports it (not varlen, head dim 64 or 128); the results are the same."""
+    is ``tma`` and the build supports it (not varlen); at head dim 256 only where
+    ``ATTN_CUTLASS_HD256_STORE=tma`` (read per call) also asks for it: there the two consumer warpgroups
+    take turns at one shared tile, an opt-in not yet run on a GPU. The results are the same either way."""
     mode = _env_choice("ATTN_CUTLASS_FWD_STORE", STORE_MODES, DEFAULT_STORE)
-    return mode == "tma" and not varlen and head_dim <= 128
+    hd256 = _env_choice("ATTN_CUTLASS_HD256_STORE", ("registers", "tma"), "registers")
+    if mode != "tma" or varlen:
+        return False
+    return head_dim <= 128 or hd256 == "tma"
 
 
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:

@@ -25,8 +25,8 @@ The grid is persistent: ``min(#tiles, #SMs)`` CTAs walk a static schedule of (m_
 tiles, m_block fastest (neighbouring CTAs share K/V of one head in L2); causal runs put the longest tiles
 first (see ``tile_coords``). Masks (causal, sliding window, seqlen_k edge) follow flash-attn's
 bottom-right convention and are applied only to the key blocks that cross a boundary. O leaves through
-shared memory (``tma_store``: stmatrix, then one TMA store per consumer warpgroup) or, for varlen and
-hd256, straight from registers.
+shared memory (``tma_store``: stmatrix, then one TMA store per consumer warpgroup; at hd256 one tile the
+two take turns at) or, for varlen, straight from registers.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ _PINGPONG_BARRIER = 1
 _TURN_THREADS = 256
 # tma_store: consumer warpgroup w's own barrier (128 threads) around its O tile in shared memory.
 _EPILOGUE_BARRIER = 4
+# tma_store at hd256, one O tile for both warpgroups: w waits on 6 + w for the other's store to have read it
+# (its 128 threads, and the 32 of the other's issuing warp).
+_O_TURN_BARRIER = 6
+_O_TURN_THREADS = 160
 # Registers a thread holds after setmaxnreg: the producer warpgroup gives its share to the consumers, by the
 # number of consumer warpgroups (24 x 128 + 240 x 256 and 24 x 128 + 160 x 384 fit the 64K-register file).
 PRODUCER_REGS = 24
@@ -169,17 +173,19 @@ class FlashAttentionForwardSm90:
         # wait) into the window of the two copies, at 3648 SASS instructions against 2664 and no spills
         # (CPU, ptxas 13, 2026-12-05).
         self.unroll = unroll
-        if tma_store and (varlen or head_dim > 128):
-            # varlen: a box overhanging a sequence would write the next one's rows (TMA clips only at the
-            # packed tensor's end); hd256: Q + two stages of K and V leave no room for a 64 KB O tile
-            raise ValueError(
-                f"tma_store is built for fixed-length head dims 64 and 128, got head_dim={head_dim}, varlen={varlen}"
-            )
+        if tma_store and varlen:
+            # a box overhanging a sequence would write the next one's rows (TMA clips only at the packed
+            # tensor's end)
+            raise ValueError("tma_store is built for fixed-length sequences, got varlen=True")
         # True (the interface's default at hd64/hd128): each consumer warpgroup puts its 64 x hd O tile in
         # shared memory by stmatrix and one lane of its first warp stores it with TMA, instead of one 16-bit
         # global store per value from registers (ncu, H100, 16k hd128: 66 STG a thread, 75 % of the
         # sectors excess, 2.9 % of the warp samples; 1.09x once replaced).
         self.tma_store = tma_store
+        # O tiles in shared memory: one per consumer warpgroup, except at hd256, where Q and two stages of
+        # K and V (192 KB) leave room for one 32 KB tile only: the two warpgroups take turns at it
+        # (hd256 tma_store is opt-in, not yet run on a GPU).
+        self.o_tiles = 1 if head_dim == 256 else consumer_wgs
         # False drops the named barriers that make the consumer warpgroups take turns at the tensor cores
         # (attn-bench's no_pingpong ablation: the schedule's measured worth).
         self.pingpong = pingpong
@@ -259,9 +265,9 @@ class FlashAttentionForwardSm90:
         sV_layout = sm90_utils.make_smem_layout_b(
             LayoutEnum.COL_MAJOR, (tile_m, hd, tile_n), self.dtype, self.kv_stages
         )
-        # O: one (64, hd) swizzled tile per consumer warpgroup, the "stage" mode indexing the warpgroup.
+        # O: (64, hd) swizzled tiles, the "stage" mode indexing the warpgroup (one shared tile at hd256).
         sO_layout = sm90_utils.make_smem_layout_a(
-            LayoutEnum.ROW_MAJOR, (64, tile_n, hd), self.dtype, self.num_consumer_wgs
+            LayoutEnum.ROW_MAJOR, (64, tile_n, hd), self.dtype, self.o_tiles
         )
         g2s = cpasync.CopyBulkTensorTileG2SOp()
         tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(
@@ -695,6 +701,13 @@ class FlashAttentionForwardSm90:
                 # The warpgroups' O tiles seen as one (tile_m, hd) tensor, rows (r % 64, r // 64), so that
                 # the MMA's own partition and stmatrix address them; the TMA reads each warpgroup's tile.
                 outer = cute.group_modes(cute.select(sO_layout.outer, [0, 2, 1]), 0, 2)
+                if const_expr(self.o_tiles == 1):
+                    # one tile for both: row r of the CTA tile goes to row r % 64 (stride 0 across warpgroups)
+                    o1 = sO_layout.outer
+                    outer = cute.make_layout(
+                        ((o1.shape[0], self.num_consumer_wgs), o1.shape[1]),
+                        stride=((o1.stride[0], 0), o1.stride[1]),
+                    )
                 sO_all = storage.sO.get_tensor(outer, swizzle=sO_layout.inner)
                 sO = storage.sO.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)
                 r2s_o = cute.make_tiled_copy_C(
@@ -702,7 +715,12 @@ class FlashAttentionForwardSm90:
                     tiled_mma_pv,
                 )
                 thr_r2s_o = r2s_o.get_slice(ctid)
-                epi = (r2s_o, thr_r2s_o, thr_r2s_o.partition_D(sO_all), sO[None, None, wg])
+                epi = (r2s_o, thr_r2s_o, thr_r2s_o.partition_D(sO_all), sO[None, None, wg % self.o_tiles])
+                if const_expr(self.o_tiles == 1):  # noqa: SIM102
+                    if warp_idx == 8:  # warpgroup 1's issuing warp: warpgroup 0 stores its first tile first
+                        cute.arch.barrier_arrive(
+                            barrier_id=_O_TURN_BARRIER, number_of_threads=_O_TURN_THREADS
+                        )
             n_rows = cute.size(s_rc, mode=[0])
             row_max = cute.make_rmem_tensor((n_rows,), Float32)
             row_sum = cute.make_rmem_tensor((n_rows,), Float32)
@@ -850,7 +868,10 @@ class FlashAttentionForwardSm90:
                         acc_O, tOcO, co_rc, lse, mO, mLSE, thr_pv, ctid, m_block, head, batch, off_q, seqlen_q
                     )
                     if const_expr(self.tma_store):
-                        self._store_o_tma(acc_O, epi, tma_atom_o, tma_o, m_block, head, batch, wg, warp_idx)
+                        last = tile + cute.arch.grid_dim()[0] >= num_tiles
+                        self._store_o_tma(
+                            acc_O, epi, tma_atom_o, tma_o, m_block, head, batch, wg, warp_idx, last
+                        )
                 tile += cute.arch.grid_dim()[0]
             if const_expr(self.tma_store):  # noqa: SIM102
                 # shared memory must outlive the last store's reads
@@ -977,18 +998,24 @@ class FlashAttentionForwardSm90:
         batch: Int32,
         wg: Int32,
         warp_idx: Int32,
+        last,
     ):
         """This warpgroup's 64 rows of O: registers -> shared memory by stmatrix, then one TMA store issued
-        by its first warp (TMA clips the rows past seqlen_q). Only the warpgroup's 128 threads sync."""
+        by its first warp (TMA clips the rows past seqlen_q). Only the warpgroup's 128 threads sync; with one
+        shared tile (hd256) the warpgroups also take turns: 0, 1, 0, 1, ... (``last``: this CTA's last tile)."""
         # --8<-- [start:epilogue-tma]
         r2s_o, thr_r2s_o, tOsO, sO_wg = epi
         issuer = warp_idx == 4 * (wg + 1)
         bar = _EPILOGUE_BARRIER + wg
-        if issuer:
-            # bulk groups belong to the thread that committed them: the same elected lane waits on them
-            with cute.arch.elect_one():
-                cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last tile's store has read sO
-        cute.arch.barrier(barrier_id=bar, number_of_threads=128)
+        if const_expr(self.o_tiles == 1):
+            # the other warpgroup's store has read the shared tile (its issuing warp arrives after the wait)
+            cute.arch.barrier(barrier_id=_O_TURN_BARRIER + wg, number_of_threads=_O_TURN_THREADS)
+        else:
+            if issuer:
+                # bulk groups belong to the thread that committed them: the same elected lane waits on them
+                with cute.arch.elect_one():
+                    cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last tile's store has read sO
+            cute.arch.barrier(barrier_id=bar, number_of_threads=128)
         rO = cute.make_rmem_tensor_like(acc_O, self.dtype)
         rO.store(acc_O.load().to(self.dtype))
         cute.copy(r2s_o, thr_r2s_o.retile(rO), tOsO)
@@ -1003,6 +1030,14 @@ class FlashAttentionForwardSm90:
             with cute.arch.elect_one():
                 cute.copy(tma_atom_o, tOsO_t, tOgO_t[None, m_block * self.num_consumer_wgs + wg])
                 cute.arch.cp_async_bulk_commit_group()
+                if const_expr(self.o_tiles == 1):
+                    cute.arch.cp_async_bulk_wait_group(0, read=True)
+            if const_expr(self.o_tiles == 1):  # noqa: SIM102
+                # hand the tile over; warpgroup 1's last hand-over would have no one waiting for it
+                if wg == 0 or not last:
+                    cute.arch.barrier_arrive(
+                        barrier_id=_O_TURN_BARRIER + 1 - wg, number_of_threads=_O_TURN_THREADS
+                    )
         # --8<-- [end:epilogue-tma]
 
 
