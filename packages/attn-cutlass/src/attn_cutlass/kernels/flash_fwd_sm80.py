@@ -36,6 +36,7 @@ from .softmax import (
     online_softmax_step,
     rescale_rows,
     rowcol_layout,
+    store_rows,
 )
 
 HEAD_DIMS = (64, 128)
@@ -316,12 +317,7 @@ class FlashAttentionForwardSm80:
 
             # ---- epilogue
             finalize(o_rc, row_max, row_sum, lse, scale_log2)
-            tOgO = thr_mma.partition_C(tO)
-            rO = cute.make_rmem_tensor_like(acc_O, self.dtype)
-            rO.store(acc_O.load().to(self.dtype))
-            for i in cutlass.range_constexpr(cute.size(rO)):
-                if row0 + tOcO[i][0] < seqlen_q:
-                    tOgO[i] = rO[i]
+            store_rows(acc_O, thr_mma.partition_C(tO), tOcO, row0, seqlen_q, self.dtype)
             if tidx % 4 == 0:  # after the quad reduction every thread of a quad holds the row's lse
                 for r in cutlass.range_constexpr(cute.size(lse)):
                     row = row0 + co_rc[r, 0][0]

@@ -53,6 +53,7 @@ from .softmax import (
     rescale_rows,
     rescale_rows_if_moved,
     rowcol_layout,
+    store_rows,
 )
 
 # Named barrier ids (0 is __syncthreads): consumer warpgroup w waits on 1 + w before issuing its GEMMs.
@@ -973,12 +974,7 @@ class FlashAttentionForwardSm90:
         row0 = m_block * self.tile_m
         if const_expr(not self.tma_store):
             gO = cute.local_tile(gO, (self.tile_m, self.head_dim), (m_block, 0))
-            tOgO = thr_pv.partition_C(gO)
-            rO = cute.make_rmem_tensor_like(acc_O, self.dtype)
-            rO.store(acc_O.load().to(self.dtype))
-            for i in cutlass.range_constexpr(cute.size(rO)):
-                if row0 + tOcO[i][0] < seqlen_q:
-                    tOgO[i] = rO[i]
+            store_rows(acc_O, thr_pv.partition_C(gO), tOcO, row0, seqlen_q, self.dtype)
         # One thread of each quad owns the row's statistics after the quad reduction.
         if ctid % 4 == 0:
             for r in cutlass.range_constexpr(cute.size(lse)):

@@ -1,4 +1,5 @@
-"""Pieces shared by the attention kernels: accumulator views, masking and the online softmax.
+"""Pieces shared by the attention kernels: accumulator views, masking, the online softmax and the
+register store of the output.
 
 Both tensor-core generations hand each thread an accumulator *fragment*. Its layout is the MMA's, not a
 matrix's, so the softmax first looks at it through a ``(rows, cols)`` view:
@@ -232,3 +233,15 @@ def finalize(
             lse[r] = (row_max[r] * scale_log2 + cute.math.log2(total, fastmath=True)) * LN_2
         for c in cutlass.range_constexpr(cute.size(o_rc, mode=[1])):
             o_rc[r, c] = o_rc[r, c] * inv
+
+
+@cute.jit
+def store_rows(acc: cute.Tensor, tOgO: cute.Tensor, tOcO: cute.Tensor, row0: Int32, seqlen_q: Int32, dtype):
+    """Registers -> global memory, one value at a time: ``acc`` converted to ``dtype`` into ``tOgO`` (this
+    thread's slice of the output tile), skipping the rows at or past ``seqlen_q`` (``tOcO``: each value's
+    (row, col) in the tile, whose first row is ``row0``)."""
+    rO = cute.make_rmem_tensor_like(acc, dtype)
+    rO.store(acc.load().to(dtype))
+    for i in cutlass.range_constexpr(cute.size(rO)):
+        if row0 + tOcO[i][0] < seqlen_q:
+            tOgO[i] = rO[i]
