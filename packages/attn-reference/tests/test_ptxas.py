@@ -1,5 +1,7 @@
 """The ptxas helper the kernel packages' CPU tiers use: it must catch spills and serialised wgmma."""
 
+import re
+
 import pytest
 
 from attn_reference.testing import ptxas
@@ -51,6 +53,20 @@ def test_a_clean_kernel_passes(tmp_path):
 def test_a_spilling_kernel_is_caught(tmp_path):
     with pytest.raises(AssertionError, match="spills"):
         ptxas.assert_no_spills_or_serialised_wgmma(SPILLING, tmp_path)
+
+
+@needs_ptxas
+def test_a_spill_budget_accepts_what_it_names_and_no_more(tmp_path):
+    report = ptxas.assemble(SPILLING, tmp_path)
+    worst = max(
+        int(n)
+        for pair in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
+        for n in pair
+    )
+    assert worst > 0
+    ptxas.assert_no_spills_or_serialised_wgmma(SPILLING, tmp_path, max_spill_bytes=worst)
+    with pytest.raises(AssertionError, match=f"at most {worst - 1} allowed"):
+        ptxas.assert_no_spills_or_serialised_wgmma(SPILLING, tmp_path, max_spill_bytes=worst - 1)
 
 
 @needs_ptxas

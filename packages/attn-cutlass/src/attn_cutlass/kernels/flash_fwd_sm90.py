@@ -47,6 +47,7 @@ from .softmax import (
     acc_as_operand_a_layout,
     apply_mask,
     apply_softcap,
+    convert_pinned,
     finalize,
     online_softmax_step,
     online_softmax_step_lazy,
@@ -118,18 +119,16 @@ def tile_config(head_dim: int, consumer_wgs: int = 2) -> tuple[int, int, int]:
     """(tile_m, tile_n, kv_stages) per head dim: Q tile + stages x (K + V) tiles must fit 227 KiB, and
     tile_m is 64 rows per consumer warpgroup.
 
-    Three consumer warpgroups (head dim 64 only) get 160 registers a thread instead of 240: S, P and O of
-    a 64 x 64 block fit them in every build without spills and without ptxas fencing an in-flight wgmma
-    (C7519); at 80 and 96 keys it fences twelve to fifteen (96 also spills 4 bytes in fp16 causal builds),
-    at 128 it spills about 1 KB (688 bytes in the bf16 build, and ptxas serialises its wgmma, C7512),
-    though it needs no more than that: given 200 registers ptxas assembles it in 152 without spills
-    (CPU, 2026-12-05), so the cap, not the live set, is what breaks; FA4 runs 192 x 128 in 160. Four
-    stages: the blocks are small, the ring is cheap.
+    Three consumer warpgroups (head dim 64 only) get 160 registers a thread instead of 240: S (64), O (32)
+    and P (32) of a 64 x 128 block fit them with no spill and no wgmma serialised, once P's conversion is
+    pinned (:func:`softmax.convert_pinned`). With ``.to()`` LLVM carried the fp32 scores round the loop
+    instead of P, and ptxas spilled O (688 bytes) and serialised every wgmma (C7512), so this build ran
+    64-key blocks, twice the barriers and pipeline steps per key (CPU, ptxas 13, 2026-12-06).
     """
     if consumer_wgs == 3:
         if head_dim != 64:
             raise ValueError(f"three consumer warpgroups are built for head dim 64 only, got {head_dim}")
-        return 192, 64, 4
+        return 192, 128, 2
     if consumer_wgs != 2:
         raise ValueError(f"consumer_wgs must be 2 or 3, got {consumer_wgs}")
     if head_dim <= 64:
@@ -513,7 +512,7 @@ class FlashAttentionForwardSm90:
         warpgroup.wait_group(0)
         pipe_v.consumer_release(st_v)
         st_v.advance()
-        rP.store(acc_S.load().to(self.dtype))
+        convert_pinned(acc_S, rP)
         return st_k, st_v
 
     @cute.jit
@@ -800,7 +799,7 @@ class FlashAttentionForwardSm90:
                             softcap,
                             None,
                         )
-                        rP.store(acc_S.load().to(self.dtype))
+                        convert_pinned(acc_S, rP)
                         # --8<-- [start:consumer-mainloop]
                         # The remaining key blocks [n_min, n_max - 1), right to left, in three phases so
                         # that only blocks crossing a boundary carry the mask code: [b1, hi) cross the

@@ -20,6 +20,8 @@ import math
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
 
 LOG2_E = math.log2(math.e)
 LN_2 = math.log(2.0)
@@ -245,3 +247,38 @@ def store_rows(acc: cute.Tensor, tOgO: cute.Tensor, tOcO: cute.Tensor, row0: Int
     for i in cutlass.range_constexpr(cute.size(rO)):
         if row0 + tOcO[i][0] < seqlen_q:
             tOgO[i] = rO[i]
+
+
+@dsl_user_op
+def _pack_f32x2(lo: Float32, hi: Float32, to_bf16: cutlass.Constexpr, *, loc=None, ip=None) -> Int32:
+    """``cvt.rn.{bf16x2,f16x2}.f32``: two fp32 values as one 32-bit register of two 16-bit ones (``lo`` in
+    the low half). Inline PTX on purpose, see :func:`convert_pinned`."""
+    kind = "bf16x2" if to_bf16 else "f16x2"
+    return Int32(
+        llvm.inline_asm(
+            T.i32(),
+            [Float32(lo).ir_value(loc=loc, ip=ip), Float32(hi).ir_value(loc=loc, ip=ip)],
+            f"cvt.rn.{kind}.f32 $0, $2, $1;",  # PTX takes the high half first
+            "=r,f,f",
+            has_side_effects=False,
+            loc=loc,
+            ip=ip,
+        )
+    )
+
+
+@cute.jit
+def convert_pinned(src: cute.Tensor, dst: cute.Tensor):
+    """``dst.store(src.load().to(dst.element_type))`` for fp32 -> fp16/bf16 register tensors, as inline PTX.
+
+    Why not ``.to()``: where P is loop-carried (written at the end of one key block, read by the next block's
+    P V wgmma), LLVM folds the phi of the two conversions into one conversion after the phi, so the loop
+    carries the 32-bit scores instead of the 16-bit P: twice the registers. At 64 x 128 blocks with 160
+    registers a thread that is what made ptxas spill O and serialise every wgmma (C7512). LLVM cannot look
+    into inline assembly, so the conversion stays where it is written."""
+    # both in storage order: pairs of neighbouring registers, whatever the (identical) layouts say
+    n = cute.cosize(src.layout)
+    flat = cute.make_tensor(src.iterator, cute.make_layout(n))
+    out = cute.recast_tensor(cute.make_tensor(dst.iterator, cute.make_layout(n)), Int32)
+    for i in cutlass.range_constexpr(n // 2):
+        out[i] = _pack_f32x2(flat[2 * i], flat[2 * i + 1], dst.element_type is cutlass.BFloat16)

@@ -54,15 +54,21 @@ def assemble(ptx: str, workdir: Path, arch: str = "sm_90a") -> str:
 
 
 def assert_no_spills_or_serialised_wgmma(
-    ptx: str, workdir: Path, arch: str = "sm_90a", allow: tuple[str, ...] = ()
+    ptx: str,
+    workdir: Path,
+    arch: str = "sm_90a",
+    allow: tuple[str, ...] = (),
+    max_spill_bytes: int = 0,
 ) -> None:
     """Every function of ``ptx`` assembles with no spill and with no wgmma serialised, for any reason:
     C7519 (its registers touched while in flight), C7512 (insufficient register resources), C7510 (a
-    function call inside the pipeline), ... ``allow`` names warning codes a caller accepts on purpose."""
+    function call inside the pipeline), ... ``allow`` names warning codes a caller accepts on purpose, and
+    ``max_spill_bytes`` the spill stores (and loads) it accepts per function."""
     report = assemble(ptx, workdir, arch)
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
     assert spills, f"ptxas reported no resource usage:\n{report[-2000:]}"
-    assert all(s == ("0", "0") for s in spills), f"spills {spills}:\n{report[-2000:]}"
+    worst = max(max(int(st), int(ld)) for st, ld in spills)
+    assert worst <= max_spill_bytes, f"spills {spills} (at most {max_spill_bytes} allowed):\n{report[-2000:]}"
     # C7519 words it as an injected warpgroup.arrive; the other codes as "instructions are serialized".
     serialised = [
         line
