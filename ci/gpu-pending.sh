@@ -269,14 +269,18 @@ queue_y() {  # attn-cutlass's opt-in TMA store at hd256 (2026-12-06, third sessi
 queue_z() {  # attn-cutlass's three consumer warpgroups at hd64 on 192 x 128 tiles (2026-12-06, fourth session, CPU
     # lead: P's conversion pinned as inline PTX, so the build fits 160 registers with no spill where it used
     # to spill 688 bytes and serialise every wgmma): the candidate tilings checked and timed beside FA4, the
-    # three-warpgroup suite, then the default forward suite (every build's PTX changed with the conversion)
+    # three-warpgroup suite (queue z2: the default forward suite, whose builds' PTX all changed)
     export CUDA_VISIBLE_DEVICES=0
     OUT=$out step tile-ab-hd64 200 python3 packages/attn-cutlass/tools/tile_ab.py \
         64:128x128x3 64:192x128x2 64:192x128x3 64:192x64x4
     step cutlass-three 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "ThreeConsumers or pingpong"
+}
+
+queue_z2() {  # the default forward suite after the pinned conversion (every sm90 forward build's PTX changed)
+    export CUDA_VISIBLE_DEVICES=0
     step cutlass-fwd-defaults 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py \
-        --tier sm90 -q -k "TestCutlassConformanceSm90"
+        --tier sm90 -q -k "TestCutlassConformanceSm90 or changes_the"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
