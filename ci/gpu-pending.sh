@@ -271,8 +271,9 @@ queue_z() {  # attn-cutlass's three consumer warpgroups at hd64 on 192 x 128 til
     # to spill 688 bytes and serialise every wgmma): the candidate tilings checked and timed beside FA4, the
     # three-warpgroup suite (queue z2: the default forward suite, whose builds' PTX all changed)
     export CUDA_VISIBLE_DEVICES=0
-    OUT=$out step tile-ab-hd64 200 python3 packages/attn-cutlass/tools/tile_ab.py \
-        64:128x128x3 64:192x128x2 64:192x128x3 64:192x64x4
+    # and hd256 with 80 keys a block (FA4's width there; 224 KB of shared memory, no spill on the CPU)
+    OUT=$out step tile-ab 280 python3 packages/attn-cutlass/tools/tile_ab.py \
+        64:128x128x3 64:192x128x2 64:192x128x3 64:192x64x4 256:128x64x2 256:128x80x2
     step cutlass-three 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "ThreeConsumers or pingpong"
 }
