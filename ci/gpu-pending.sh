@@ -7,9 +7,9 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue y (attn-cutlass's opt-in TMA store at hd256; wheels), attn-cutlass's whole sm90 tier with the TMA store the default (queue e; its
-# forward half passed), attn-triton's and attn-flashmla's tiers (unchanged since they last passed), queue q
-# (three consumer warpgroups at head dim 64, opt-in; wheels; its ablation timed 0.96x on 2026-12-04).
+# Owed, most telling first: queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
+# session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
+# 86 %, 1012 passed, no failure), attn-triton's and attn-flashmla's tiers (unchanged since they last passed).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -162,11 +162,12 @@ queue_p() {  # attn-cuda's whole sm90 tier with the tiled backward the default (
         --peer sdpa-flash --where seqlen_q=16384 --where head_dim=128 --time-budget 100 -o "$out/cuda-bwd-fa4.json"
 }
 
-queue_q() {  # attn-cutlass's opt-in three consumer warpgroups at head dim 64 (2026-12-04, fifth session):
+queue_q() {  # attn-cutlass's three consumer warpgroups at head dim 64 (2026-12-04, fifth session; the default since
+    # 2026-12-06, see queue z; the suite step now runs the two-warpgroup class):
     # the forward suite under it (the suite's default head dim is 64), then its ablation rows beside the default
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-three 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "ThreeConsumers or pingpong"
+        -k "TwoConsumers or pingpong"
     step cutlass-three-bench 200 python3 -m attn_bench run --preset ablations -s attention-fwd -b cutlass \
         --where head_dim=64 --time-budget 170 -o "$out/cutlass-three.json"
     # its key-block width (64, the default of the option; 80, twelve wgmma fenced by ptxas) beside the default
@@ -256,17 +257,19 @@ queue_x() {  # attn-cutlass's TMA store of O (the default since 2026-12-06, thir
         -b cutlass --peer fa4 --time-budget 220 -o "$out/fwd-tma-store.json"
 }
 
-queue_y() {  # attn-cutlass's opt-in TMA store at hd256 (2026-12-06, third session, CPU only): one shared O tile
+queue_y() {  # attn-cutlass's TMA store at hd256 (2026-12-06, third session; done, the default since; the suite step now
+    # runs the register-store class): one shared O tile
     # the two consumer warpgroups take turns at (named barriers 6 and 7, 160 threads). Its suite and the
     # bit-equality test against the register store, then the ablation rows beside FA4 (wheels needed)
     export CUDA_VISIBLE_DEVICES=0
     step hd256-store-suite 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
-        -q -k "TestCutlassHd256TmaStoreSm90 or tma_store_changes"
+        -q -k "TestCutlassRegisterStoreSm90 or tma_store_changes"
     step hd256-store-bench 240 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
         -b cutlass --peer fa4 --time-budget 220 -o "$out/fwd-hd256-tma-store.json"
 }
 
-queue_z() {  # attn-cutlass's three consumer warpgroups at hd64 on 192 x 128 tiles (2026-12-06, fourth session, CPU
+queue_z() {  # attn-cutlass's three consumer warpgroups at hd64 on 192 x 128 tiles (2026-12-06, fourth session; done,
+    # the default since; the suite step now runs the two-warpgroup class. CPU
     # lead: P's conversion pinned as inline PTX, so the build fits 160 registers with no spill where it used
     # to spill 688 bytes and serialise every wgmma): the candidate tilings checked and timed beside FA4, the
     # three-warpgroup suite (queue z2: the default forward suite, whose builds' PTX all changed)
@@ -275,7 +278,7 @@ queue_z() {  # attn-cutlass's three consumer warpgroups at hd64 on 192 x 128 til
     OUT=$out step tile-ab 280 python3 packages/attn-cutlass/tools/tile_ab.py \
         64:128x128x3 64:192x128x2 64:192x128x3 64:192x64x4 256:128x64x2 256:128x80x2
     step cutlass-three 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "ThreeConsumers or pingpong"
+        -k "TwoConsumers or pingpong"
 }
 
 queue_z2() {  # the default forward suite after the pinned conversion (every sm90 forward build's PTX changed)

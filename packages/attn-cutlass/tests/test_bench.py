@@ -15,11 +15,10 @@ def test_ablation_tables():
             "causal_sections": bench._causal_sections,
             "no_pingpong": bench._no_pingpong,
             "always_rescale": bench._always_rescale,
-            "three_consumers": bench._three_consumers,
+            "two_consumers": bench._two_consumers,
             "unroll2": bench._unroll2,
             "rolled": bench._rolled,
             "register_store": bench._register_store,
-            "hd256_tma_store": bench._hd256_tma_store,
         },
         "attention_bwd": {"dq_atomic": bench._dq_atomic, "serial": bench._bwd_serial},
         "matmul": {
@@ -145,30 +144,23 @@ def test_causal_sections_declines_non_causal_shapes(monkeypatch):
     )
 
 
-def test_register_store_declines_head_dim_256(monkeypatch):
-    """hd256's default already stores from registers: its "before" row would time the same kernel."""
+def test_register_store_runs_at_every_head_dim(monkeypatch):
+    """Every fixed-length head dim stores O by TMA by default, so each has a "before" row."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
     shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=16, heads_k=16, causal=False)
-    for head_dim in (64, 128):
+    for head_dim in (64, 128, 256):
         assert (
             bench._supports("attention_fwd", "register_store", {**shape, "head_dim": head_dim}, "cuda")
             is None
         )
-    assert "by default" in bench._supports(
-        "attention_fwd", "register_store", {**shape, "head_dim": 256}, "cuda"
-    )
-    assert bench._supports("attention_fwd", "hd256_tma_store", {**shape, "head_dim": 256}, "cuda") is None
-    assert "already" in bench._supports(
-        "attention_fwd", "hd256_tma_store", {**shape, "head_dim": 128}, "cuda"
-    )
 
 
-def test_three_consumers_declines_other_head_dims(monkeypatch):
+def test_two_consumers_declines_other_head_dims(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
     shape = dict(batch=1, seqlen_q=16384, seqlen_k=16384, heads_q=32, heads_k=32, causal=False)
-    assert bench._supports("attention_fwd", "three_consumers", {**shape, "head_dim": 64}, "cuda") is None
+    assert bench._supports("attention_fwd", "two_consumers", {**shape, "head_dim": 64}, "cuda") is None
     assert "head dim 64 only" in bench._supports(
-        "attention_fwd", "three_consumers", {**shape, "head_dim": 128}, "cuda"
+        "attention_fwd", "two_consumers", {**shape, "head_dim": 128}, "cuda"
     )
 
 
@@ -177,11 +169,11 @@ def test_three_consumers_declines_other_head_dims(monkeypatch):
     [
         ("ATTN_CUTLASS_PINGPONG", "fwd_pingpong", (), "_no_pingpong", True, False),
         ("ATTN_CUTLASS_RESCALE", "fwd_rescale", (), "_always_rescale", "lazy", "always"),
-        ("ATTN_CUTLASS_HD64_CONSUMERS", "fwd_consumer_wgs", (64,), "_three_consumers", 2, 3),
+        ("ATTN_CUTLASS_HD64_CONSUMERS", "fwd_consumer_wgs", (64,), "_two_consumers", 3, 2),
         ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16, 64), "_unroll2", 1, 2),
         ("ATTN_CUTLASS_FWD_UNROLL", "fwd_unroll", (torch.bfloat16, 128), "_rolled", 2, 1),
         ("ATTN_CUTLASS_FWD_STORE", "fwd_tma_store", (128, False), "_register_store", True, False),
-        ("ATTN_CUTLASS_HD256_STORE", "fwd_tma_store", (256, False), "_hd256_tma_store", False, True),
+        ("ATTN_CUTLASS_FWD_STORE", "fwd_tma_store", (256, False), "_register_store", True, False),
     ],
 )
 def test_forward_switches_are_set_around_the_forward_only(

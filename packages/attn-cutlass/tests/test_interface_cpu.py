@@ -196,13 +196,13 @@ def test_fwd_store_switch(monkeypatch):
 
     monkeypatch.delenv("ATTN_CUTLASS_FWD_STORE", raising=False)
     monkeypatch.delenv("ATTN_CUTLASS_HD256_STORE", raising=False)
-    # TMA by default where the build has it: fixed-length head dims 64 and 128; varlen and hd256 keep
-    # the register store
-    assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, False]
-    assert not fwd_tma_store(128, True)
-    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "tma")  # hd256's opt-in: one tile, taken in turns
+    # TMA by default wherever the build has it: every fixed-length head dim (hd256 through one tile the two
+    # warpgroups take turns at); varlen keeps the register store
     assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, True]
-    assert not fwd_tma_store(256, True)
+    assert not any(fwd_tma_store(d, True) for d in (64, 128, 256))
+    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "registers")  # hd256 alone back on the register store
+    assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, False]
+    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "tma")
     monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")  # registers everywhere, whatever hd256 asks
     assert not any(fwd_tma_store(d, False) for d in (64, 128, 256))
     monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "smem")
@@ -218,10 +218,10 @@ def test_hd64_consumers_switch(monkeypatch):
     from attn_cutlass.kernels.flash_fwd_sm90 import tile_config
 
     monkeypatch.delenv("ATTN_CUTLASS_HD64_CONSUMERS", raising=False)
-    assert [fwd_consumer_wgs(d) for d in (64, 128, 256)] == [2, 2, 2]
-    monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", "3")
     assert [fwd_consumer_wgs(d) for d in (64, 128, 256)] == [3, 2, 2]  # only head dim 64 has the build
-    assert tile_config(64, 3)[0] == 3 * 64
+    assert tile_config(64, 3) == (3 * 64, 128, 2)
+    monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", "2")
+    assert [fwd_consumer_wgs(d) for d in (64, 128, 256)] == [2, 2, 2]
     monkeypatch.setenv("ATTN_CUTLASS_HD64_CONSUMERS", "4")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_HD64_CONSUMERS"):
         fwd_consumer_wgs(64)

@@ -14,15 +14,14 @@ whole problem with odd rounds reversed; causal shapes only, and ``attention_fwd/
 consumer warpgroups without the named barriers that make them take turns at the tensor cores
 (``ATTN_CUTLASS_PINGPONG=0``), and ``attention_fwd/always_rescale``, the sm90 forward rescaling the output
 at every key block (``ATTN_CUTLASS_RESCALE=always``) instead of the default's lazy rescale, and
-``attention_fwd/three_consumers``, the head dim 64 forward with three consumer warpgroups
-(``ATTN_CUTLASS_HD64_CONSUMERS=3``, opt-in: the candidate beside the two-warpgroup default), and
+``attention_fwd/two_consumers``, the head dim 64 forward with two consumer warpgroups
+(``ATTN_CUTLASS_HD64_CONSUMERS=2``) instead of the default's three, and
 ``attention_fwd/unroll2``, the sm90 forward's unmasked key-block loop unrolled by two at every head dim
 (``ATTN_CUTLASS_FWD_UNROLL=2``; the default unrolls bf16 at head dim 128 only), and ``attention_fwd/rolled``,
 the loop rolled at every head dim (``ATTN_CUTLASS_FWD_UNROLL=1``, the default's "before" at head dim 128),
 and ``attention_fwd/register_store``, the sm90 forward storing O from registers, one value at a time
-(``ATTN_CUTLASS_FWD_STORE=registers``) instead of the default's TMA store (head dims 64 and 128), and
-``attention_fwd/hd256_tma_store``, the hd256 forward storing O by TMA through one tile the two consumer
-warpgroups take turns at (``ATTN_CUTLASS_HD256_STORE=tma``, opt-in: the candidate beside the register store).
+(``ATTN_CUTLASS_FWD_STORE=registers``) instead of the default's TMA store (at hd256 through one tile the
+two consumer warpgroups take turns at).
 """
 
 from __future__ import annotations
@@ -109,11 +108,10 @@ def _fwd_under(values: dict[str, str]):
 _no_pingpong = _fwd_under({"ATTN_CUTLASS_PINGPONG": "0"})
 _causal_sections = _fwd_under({"ATTN_CUTLASS_CAUSAL_SCHEDULE": "sections"})
 _always_rescale = _fwd_under({"ATTN_CUTLASS_RESCALE": "always"})
-_three_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "3"})
+_two_consumers = _fwd_under({"ATTN_CUTLASS_HD64_CONSUMERS": "2"})
 _unroll2 = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "2"})
 _rolled = _fwd_under({"ATTN_CUTLASS_FWD_UNROLL": "1"})
 _register_store = _fwd_under({"ATTN_CUTLASS_FWD_STORE": "registers"})
-_hd256_tma_store = _fwd_under({"ATTN_CUTLASS_HD256_STORE": "tma"})
 
 
 def _matmul(a, b):
@@ -148,12 +146,8 @@ def _supports(op, variant, shape, device):
         return f"the sm90 backward covers head dims 64 and 128, not {head_dim}"
     if op.startswith("attention") and head_dim is not None and head_dim not in (64, 128, 256):
         return f"head dim {head_dim} not compiled (64, 128, 256)"
-    if variant == "three_consumers" and head_dim != 64:
-        return "three consumer warpgroups are built for head dim 64 only"
-    if variant == "register_store" and head_dim not in (64, 128):
-        return "hd256 stores O from registers by default (its TMA store is the opt-in hd256_tma_store)"
-    if variant == "hd256_tma_store" and head_dim != 256:
-        return "head dims 64 and 128 store O by TMA already"
+    if variant == "two_consumers" and head_dim != 64:
+        return "head dim 64 only: the others run two consumer warpgroups already"
     if variant == "causal_sections" and not shape.get("causal"):
         return "the causal tile schedule: non-causal tiles are dealt in one fixed order"
     if (
@@ -176,11 +170,10 @@ def backend():
                 "causal_sections": _causal_sections,
                 "no_pingpong": _no_pingpong,
                 "always_rescale": _always_rescale,
-                "three_consumers": _three_consumers,
+                "two_consumers": _two_consumers,
                 "unroll2": _unroll2,
                 "rolled": _rolled,
                 "register_store": _register_store,
-                "hd256_tma_store": _hd256_tma_store,
             },
             "attention_bwd": {"dq_atomic": _dq_atomic, "serial": _bwd_serial},
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},

@@ -172,15 +172,18 @@ def fwd_rescale() -> str:
 
 
 def fwd_consumer_wgs(head_dim: int) -> int:
-    """Consumer warpgroups of the sm90 forward: 3 where ``ATTN_CUTLASS_HD64_CONSUMERS=3`` (read per call)
-    asks for them and the head dim is 64, else 2 (the default).
+    """Consumer warpgroups of the sm90 forward: 3 at head dim 64 (the default; ``ATTN_CUTLASS_HD64_CONSUMERS=2``,
+    read per call, asks for two), else 2.
 
-    Three warpgroups of 64 rows (192-row tiles, 64-key blocks, 160 registers a thread) take turns at the
-    tensor cores, so two of them can issue GEMMs while the third does its softmax: FA3's choice at head
-    dim 64. Opt-in until it has passed the GPU tier and been timed (``ci/gpu-pending.sh`` queue q).
+    Three warpgroups of 64 rows (192 x 128 tiles, 160 registers a thread) take turns at the tensor cores, so
+    two of them can issue GEMMs while the third does its softmax: at hd64 a block's GEMMs are half as long as
+    at hd128 while its softmax is as long, and two warpgroups leave the tensor cores waiting. FA3's and FA4's
+    choice there. Measured on the H200 (2026-12-06, bf16, 16k, attn-bench ablations, same run): 512 against
+    458 TFLOP/s (1.12x); beside FA4 (tools/tile_ab.py, same process) 488 against 416 non-causal and 460
+    against 372 causal, after its conformance class had passed (86 passed, 21 skipped).
     """
-    wanted = _env_choice("ATTN_CUTLASS_HD64_CONSUMERS", ("2", "3"), "2") == "3"
-    return 3 if wanted and head_dim == 64 else 2
+    three = _env_choice("ATTN_CUTLASS_HD64_CONSUMERS", ("2", "3"), "3") == "3"
+    return 3 if three and head_dim == 64 else 2
 
 
 #: Head dims whose bf16 sm90 forward unrolls its unmasked key-block loop by two by default. Measured on
@@ -206,22 +209,22 @@ def fwd_unroll(dtype: torch.dtype, head_dim: int) -> int:
 
 #: How the sm90 forward writes O (``ATTN_CUTLASS_FWD_STORE``, read per call): ``tma`` (the default): each
 #: consumer warpgroup puts its 64 rows in shared memory by stmatrix and stores them with one TMA copy
-#: (fixed-length head dims 64 and 128; varlen keeps the register store, and hd256 too unless
-#: ``ATTN_CUTLASS_HD256_STORE=tma``, see :func:`fwd_tma_store`); ``registers``: every
-#: thread stores its accumulator values to global memory itself. Measured on the H100 (2026-12-06, bf16,
-#: 16k, attn-bench ablations, same run): hd128 690 against 634 TFLOP/s (1.09x), hd128 causal 647 against
-#: 600 (1.08x), hd64 470 against 459 (1.02x), after the forward suite had passed under it.
+#: (fixed-length builds; varlen keeps the register store); ``registers``: every thread stores its
+#: accumulator values to global memory itself. Measured on the H100 (2026-12-06, bf16, 16k, attn-bench
+#: ablations, same run): hd128 690 against 634 TFLOP/s (1.09x), hd128 causal 647 against 600 (1.08x), hd64
+#: 470 against 459 (1.02x), after the forward suite had passed under it; hd256, whose two warpgroups take
+#: turns at one shared O tile, on the H200 (same day): causal 715 against 687 (1.04x).
 STORE_MODES = ("tma", "registers")
 DEFAULT_STORE = "tma"
 
 
 def fwd_tma_store(head_dim: int, varlen: bool) -> bool:
     """Whether the sm90 forward stores O by TMA: ``$ATTN_CUTLASS_FWD_STORE`` (else :data:`DEFAULT_STORE`)
-    is ``tma`` and the build supports it (not varlen); at head dim 256 only where
-    ``ATTN_CUTLASS_HD256_STORE=tma`` (read per call) also asks for it: there the two consumer warpgroups
-    take turns at one shared tile, an opt-in not yet run on a GPU. The results are the same either way."""
+    is ``tma`` and the build supports it (not varlen). At head dim 256 the two consumer warpgroups take turns
+    at one shared O tile (shared memory has room for one); ``ATTN_CUTLASS_HD256_STORE=registers`` (read per
+    call) keeps the register store there alone. The results are the same either way."""
     mode = _env_choice("ATTN_CUTLASS_FWD_STORE", STORE_MODES, DEFAULT_STORE)
-    hd256 = _env_choice("ATTN_CUTLASS_HD256_STORE", ("registers", "tma"), "registers")
+    hd256 = _env_choice("ATTN_CUTLASS_HD256_STORE", ("registers", "tma"), "tma")
     if mode != "tma" or varlen:
         return False
     return head_dim <= 128 or hd256 == "tma"
