@@ -9,7 +9,8 @@
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
 # Owed, most telling first: queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
-# 86 %, 1012 passed, no failure), attn-triton's and attn-flashmla's tiers (unchanged since they last passed).
+# 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
+# candidate), attn-triton's and attn-flashmla's tiers (unchanged since they last passed).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -285,6 +286,16 @@ queue_z2() {  # the default forward suite after the pinned conversion (every sm9
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-fwd-defaults 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py \
         --tier sm90 -q -k "TestCutlassConformanceSm90 or changes_the"
+}
+
+queue_ab() {  # hd64's ablations now that three consumer warpgroups are its default (2026-12-06, fourth session):
+    # unroll by two (builds clean in 160 registers on the CPU, causal or not), no ping-pong, two warpgroups;
+    # the unroll class runs hd64 (the suite's default head dim) unrolled under three warpgroups
+    export CUDA_VISIBLE_DEVICES=0
+    step hd64-unroll-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 \
+        -q -k "Unroll2"
+    step hd64-ablations 200 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
+        --where head_dim=64 -b cutlass --time-budget 180 -o "$out/fwd-hd64-three-ablations.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
