@@ -195,22 +195,17 @@ def test_fwd_store_switch(monkeypatch):
     from attn_cutlass.interface import fwd_tma_store
 
     monkeypatch.delenv("ATTN_CUTLASS_FWD_STORE", raising=False)
-    monkeypatch.delenv("ATTN_CUTLASS_HD256_STORE", raising=False)
-    # TMA by default wherever the build has it: every fixed-length head dim (hd256 through one tile the two
+    # TMA by default wherever the build has it: every fixed-length build (hd256 through one tile the two
     # warpgroups take turns at); varlen keeps the register store
-    assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, True]
-    assert not any(fwd_tma_store(d, True) for d in (64, 128, 256))
-    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "registers")  # hd256 alone back on the register store
-    assert [fwd_tma_store(d, False) for d in (64, 128, 256)] == [True, True, False]
-    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "tma")
-    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")  # registers everywhere, whatever hd256 asks
-    assert not any(fwd_tma_store(d, False) for d in (64, 128, 256))
-    monkeypatch.setenv("ATTN_CUTLASS_HD256_STORE", "smem")
-    with pytest.raises(ValueError, match="ATTN_CUTLASS_HD256_STORE"):
-        fwd_tma_store(256, False)
+    assert fwd_tma_store(False)
+    assert not fwd_tma_store(True)
+    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "registers")
+    assert not fwd_tma_store(False) and not fwd_tma_store(True)
+    monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "tma")
+    assert fwd_tma_store(False) and not fwd_tma_store(True)
     monkeypatch.setenv("ATTN_CUTLASS_FWD_STORE", "smem")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_FWD_STORE"):
-        fwd_tma_store(128, False)
+        fwd_tma_store(False)
 
 
 def test_hd64_consumers_switch(monkeypatch):

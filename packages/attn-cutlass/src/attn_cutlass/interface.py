@@ -218,16 +218,11 @@ STORE_MODES = ("tma", "registers")
 DEFAULT_STORE = "tma"
 
 
-def fwd_tma_store(head_dim: int, varlen: bool) -> bool:
+def fwd_tma_store(varlen: bool) -> bool:
     """Whether the sm90 forward stores O by TMA: ``$ATTN_CUTLASS_FWD_STORE`` (else :data:`DEFAULT_STORE`)
     is ``tma`` and the build supports it (not varlen). At head dim 256 the two consumer warpgroups take turns
-    at one shared O tile (shared memory has room for one); ``ATTN_CUTLASS_HD256_STORE=registers`` (read per
-    call) keeps the register store there alone. The results are the same either way."""
-    mode = _env_choice("ATTN_CUTLASS_FWD_STORE", STORE_MODES, DEFAULT_STORE)
-    hd256 = _env_choice("ATTN_CUTLASS_HD256_STORE", ("registers", "tma"), "tma")
-    if mode != "tma" or varlen:
-        return False
-    return head_dim <= 128 or hd256 == "tma"
+    at one shared O tile (shared memory has room for one). The results are the same either way."""
+    return _env_choice("ATTN_CUTLASS_FWD_STORE", STORE_MODES, DEFAULT_STORE) == "tma" and not varlen
 
 
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
@@ -295,7 +290,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     lazy = fwd_rescale() == "lazy"
     wgs = fwd_consumer_wgs(head_dim)
     unroll = fwd_unroll(q.dtype, head_dim)
-    tma_store = fwd_tma_store(head_dim, varlen)
+    tma_store = fwd_tma_store(varlen)
     key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs, unroll, tma_store)
     tile_m = tile_config(head_dim, wgs)[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
