@@ -298,6 +298,33 @@ queue_ab() {  # hd64's ablations now that three consumer warpgroups are its defa
         --where head_dim=64 -b cutlass --time-budget 180 -o "$out/fwd-hd64-three-ablations.json"
 }
 
+queue_bn() {  # where the sm90 backward's time goes, beside FA4's (2026-12-06, fifth session): ncu of one warm
+    # 16k hd128 non-causal backward each (the main kernel only), stall reasons and the launch's resources
+    export CUDA_VISIBLE_DEVICES=0
+    local run='import sys, torch
+q, k, v, g = (torch.randn(1, 16384, 16, 128, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+for t in (q, k, v): t.requires_grad_(True)
+if sys.argv[1] == "fa4":
+    from flash_attn.cute import flash_attn_func
+else:
+    from attn_cutlass import flash_attn_func
+for _ in range(3):
+    o = flash_attn_func(q, k, v)
+    o = o[0] if isinstance(o, tuple) else o
+    o.backward(g)
+torch.cuda.synchronize()'
+    for impl in cutlass fa4; do
+        step "ncu-bwd-$impl" 150 ncu --launch-skip 2 --launch-count 1 --kernel-name regex:'BackwardSm90' \
+            --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+            --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+            --section SourceCounters -o "$out/ncu-bwd-$impl" -f python3 -c "$run" "$impl"
+        ncu -i "$out/ncu-bwd-$impl.ncu-rep" --page details >"$out/ncu-bwd-$impl-details.txt" 2>&1
+        ncu -i "$out/ncu-bwd-$impl.ncu-rep" --page source --print-source sass --csv 2>&1 \
+            | gzip >"$out/ncu-bwd-$impl-sass.csv.gz"
+        rm -f "$out/ncu-bwd-$impl.ncu-rep"
+    done
+}
+
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
     export CUDA_VISIBLE_DEVICES=0
     step cutlass-sm90 580 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests --tier sm90 -q
