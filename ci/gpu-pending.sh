@@ -298,6 +298,15 @@ queue_ab() {  # hd64's ablations now that three consumer warpgroups are its defa
         --where head_dim=64 -b cutlass --time-budget 180 -o "$out/fwd-hd64-three-ablations.json"
 }
 
+queue_bq() {  # the sm90 backward's dQ tile stored conflict-free (2026-12-06, fifth session): its classes, then the
+    # 16k rows beside FA4 (the overlap run of 2026-12-06: hd128 438 TFLOP/s, FA4 610 on 2026-12-04)
+    export CUDA_VISIBLE_DEVICES=0
+    step bwd-suite 260 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+        -k "ackward"
+    step bench-bwd16k 220 python3 -m attn_bench run --preset deliverable -s attention-bwd --where seqlen_k=16384 \
+        -b cutlass --peer fa4 --time-budget 200 -o "$out/bwd16k-dq-smem.json"
+}
+
 queue_bn() {  # where the sm90 backward's time goes, beside FA4's (2026-12-06, fifth session): ncu of one warm
     # 16k hd128 non-causal backward each (the main kernel only), stall reasons and the launch's resources
     export CUDA_VISIBLE_DEVICES=0

@@ -14,9 +14,9 @@ MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are alre
   transposed view of the same shared memory);
 * ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
   through a transposed view; the two warpgroups split the head dim), added into an fp32 dQ accumulator
-  that the host scales and converts afterwards: by one TMA reduce-add of the tile per query block
-  (``dq_reduce="tma"``, FA3's way; the interface's default) or by per-thread ``red.global.add.f32``
-  (``"atomic"``; varlen always).
+  that the host scales and converts afterwards: by TMA reduce-adds of the tile per query block, from a
+  shared-memory tile stored without bank conflicts (``dq_reduce="tma"``, FA3's way; the interface's
+  default), or by per-thread ``red.global.add.f32`` (``"atomic"``; varlen always).
 
 Two orders of that work (``schedule``), both GPU-validated. ``"overlap"`` (the default, FA3/FA4's order):
 P^T is computed while dP^T is in flight, dS^T while dV is, dQ's epilogue while dK is; dS^T leaves by
@@ -185,22 +185,24 @@ class FlashAttentionBackwardSm90:
         tma_atom_v, tma_v = cpasync.make_tiled_tma_atom(g2s, v, kv_smem, (tn, hd))
         tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(g2s, q, q_smem, (tm, hd))
         tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
-        # dQ tile in shared memory (fp32, row-major), the source of the TMA reduce-add ("tma" only; the
-        # atomic build passes Q's descriptor in its place and never uses it).
-        # "overlap": each warpgroup's half of the head dim is a (tm, hd/2) row-major tile of its own, added
-        # by a TMA reduce-add of its own; the layout below is both halves side by side, as (tm, hd).
-        sdQ_layout = cute.make_layout((tm, hd), stride=(hd, 1))
-        dq_box = (tm, hd)
-        if const_expr(self.overlap):
-            sdQ_layout = cute.make_layout((tm, (hd // 2, 2)), stride=(hd // 2, (1, tm * hd // 2)))
-            dq_box = (tm, hd // 2)
+        # dQ tile in shared memory (fp32), the source of the TMA reduce-add ("tma" only; the atomic build
+        # passes Q's descriptor in its place and never uses it): two (tm, hd/2) halves, one per consumer
+        # warpgroup (the two split dQ's head dim), each added by reduce-adds of its own. Each half is
+        # stored as columns of 8 values (32 bytes a row), one column block after another: a warp's 64-bit
+        # stores then cover 256 contiguous bytes, where in a row-major tile its eight rows would sit a
+        # multiple of 128 bytes apart in the same banks (a 4-way conflict on each of the 16 stores per
+        # thread and query block, in a loop whose wgmma operands keep shared memory busy already). A
+        # 128-byte swizzle is conflict-free as well, but it makes every store's address a register of
+        # its own (8 a thread), and ptxas then spills in the causal and serial builds. The TMA box is
+        # then 8 columns wide: hd/16 reduce-adds per half.
+        sdQ_layout = cute.make_layout((tm, (8, hd // 16), 2), stride=(8, (1, 8 * tm), tm * hd // 2))
         tma_atom_dq, tma_dq = tma_atom_q, tma_q
         if const_expr(self.dq_tma):
             tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
                 cpasync.CopyReduceBulkTensorTileS2GOp(),
                 dqacc,
-                cute.make_layout(dq_box, stride=(dq_box[1], 1)),
-                dq_box,
+                cute.select(sdQ_layout, mode=[0, 1]),
+                (tm, hd // 2),
             )
         self.shared_storage = self._shared_storage(sK_layout, sQ_layout, sdS_layout, cute.cosize(sdQ_layout))
         self.kernel(
@@ -518,25 +520,23 @@ class FlashAttentionBackwardSm90:
                 gdQ = mdQacc[None, None, head, batch]
 
             if const_expr(self.dq_tma):
-                sdQ = storage.sdQ.get_tensor(sdQ_layout)
-                tdQsdQ_thr = thr_dq.partition_C(sdQ)  # where this thread's dQ values go
-                if const_expr(self.overlap):
-                    # this warpgroup's half: its own tile in shared memory, columns [wg, wg + 1) * hd/2
-                    wg = wg_idx - 1
-                    half = (tm, hd // 2)
-                    sdQ_src = cute.make_tensor(
-                        storage.sdQ.data_ptr() + wg * (tm * hd // 2),
-                        cute.make_layout(half, stride=(hd // 2, 1)),
-                    )
-                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], half, (None, wg))  # (tm, d/2, m)
-                else:
-                    sdQ_src = sdQ
-                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], (tm, hd), (None, 0))  # (tm, d, m)
-                tdQsdQ, tdQgdQ = cpasync.tma_partition(
+                # this thread's dQ values go to shared memory by 64-bit stores (the pairs of columns the
+                # accumulator holds), into the (tm, hd) tile that the two halves make side by side
+                sdQ_halves = storage.sdQ.get_tensor(sdQ_layout)  # (tm, d/2, 2)
+                sdQ = storage.sdQ.get_tensor(cute.group_modes(sdQ_layout, 1, 3))
+                r2s_dQ = cute.make_tiled_copy_C(
+                    cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), Float32, num_bits_per_copy=64), mma_dq
+                )
+                thr_r2s_dQ = r2s_dQ.get_slice(ctid)
+                dq_r2s = (r2s_dQ, thr_r2s_dQ.retile(acc_dQ), thr_r2s_dQ.partition_D(sdQ))
+                gdQt = cute.local_tile(
+                    tma_dq[None, None, head, batch], (tm, hd // 2), (None, None)
+                )  # (tm, d/2, m, 2)
+                tdQsdQ, tdQgdQ = cpasync.tma_partition(  # (TMA, half), (TMA, m, half)
                     tma_atom_dq,
                     0,
                     cute.make_layout(1),
-                    cute.group_modes(sdQ_src, 0, 2),
+                    cute.group_modes(sdQ_halves, 0, 2),
                     cute.group_modes(gdQt, 0, 2),
                 )
             if active and m_max > m_min:
@@ -607,7 +607,7 @@ class FlashAttentionBackwardSm90:
                         warpgroup.wait_group(1)  # dV and dQ are in, dK still in flight
                         if const_expr(self.dq_tma):
                             self._dq_tma_add_own_half(
-                                acc_dQ, tdQsdQ_thr, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
+                                dq_r2s, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
                             )
                         else:
                             self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
@@ -644,13 +644,13 @@ class FlashAttentionBackwardSm90:
                         # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
                         cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
                         if const_expr(self.dq_tma):
-                            for i in cutlass.range_constexpr(cute.size(acc_dQ)):
-                                tdQsdQ_thr[i] = acc_dQ[i]
+                            cute.copy(*dq_r2s)
                             cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
                             cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
                             # A whole warp issues (the TMA copy elects its lane over the full warp).
                             if warp_idx == 4:
-                                cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+                                for h in cutlass.range_constexpr(2):
+                                    cute.copy(tma_atom_dq, tdQsdQ[None, h], tdQgdQ[None, m_block, h])
                                 cute.arch.cp_async_bulk_commit_group()
                         else:
                             self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
@@ -754,8 +754,7 @@ class FlashAttentionBackwardSm90:
     @cute.jit
     def _dq_tma_add_own_half(
         self,
-        acc_dQ: cute.Tensor,
-        tdQsdQ_thr: cute.Tensor,
+        dq_r2s: tuple,
         tdQsdQ: cute.Tensor,
         tdQgdQ: cute.Tensor,
         tma_atom_dq: cute.CopyAtom,
@@ -765,18 +764,17 @@ class FlashAttentionBackwardSm90:
     ):
         """The "overlap" schedule's dQ out: this warpgroup's half of the tile through its own shared-memory
         tile and its own TMA reduce-add; only its 128 threads sync (named barrier 2 + its index), while the
-        other warpgroup runs on."""
+        other warpgroup runs on. ``dq_r2s``: (tiled copy, this thread's dQ values, where they go)."""
         issuer = warp_idx == 4 * wg_idx  # its first warp: the one that waits on its bulk group
         bar = _DQ_WG_BARRIER + wg_idx - 1
         if issuer:
             cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last reduce-add has read the tile
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
-        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
-            tdQsdQ_thr[i] = acc_dQ[i]
+        cute.copy(*dq_r2s)
         cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
         if issuer:
-            cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+            cute.copy(tma_atom_dq, tdQsdQ[None, wg_idx - 1], tdQgdQ[None, m_block, wg_idx - 1])
             cute.arch.cp_async_bulk_commit_group()
 
     @cute.jit
