@@ -779,10 +779,23 @@ class FlashAttentionBackwardSm90:
 
     @cute.jit
     def _per_query(self, g: cute.Tensor, c_rc: cute.Tensor, m_block: Int32) -> cute.Tensor:
-        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold."""
-        vals = cute.make_rmem_tensor((cute.size(c_rc, mode=[1]),), Float32)
-        for c in cutlass.range_constexpr(cute.size(c_rc, mode=[1])):
-            vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
+        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold.
+
+        Those are pairs of neighbouring queries, 8 apart (the accumulator's column c is query
+        ``q0 + c % 2 + 8 (c // 2)``). Not varlen, every row of ``g`` starts 256-byte aligned (padded to
+        the query tile) and q0 is even, so each pair is one 64-bit load: half the load instructions,
+        which share the data path that the loop's wgmma operands keep busy. Varlen sequences start
+        anywhere: one load a value."""
+        n = cute.size(c_rc, mode=[1])
+        vals = cute.make_rmem_tensor((n,), Float32)
+        if const_expr(self.varlen):
+            for c in cutlass.range_constexpr(n):
+                vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
+        else:
+            first = g.iterator + (m_block * self.tile_m + c_rc[0, 0][1])
+            pairs = cute.make_ptr(Float32, first.toint(), cute.AddressSpace.gmem, assumed_align=8)
+            src = cute.make_tensor(pairs, cute.make_layout((2, n // 2), stride=(1, 8)))
+            cute.autovec_copy(src, cute.make_tensor(vals.iterator, cute.make_layout((2, n // 2))))
         return vals
 
     @cute.jit
