@@ -483,8 +483,9 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
         d_buf[..., :seqlen_q] = delta.transpose(1, 2)
         dq_acc = torch.zeros((batch, pad, hq, head_dim), dtype=torch.float32, device=dev)
         seqlen_k_grid = k.shape[1]
-    dk_full = torch.zeros((*k.shape[:-2], hq, head_dim), dtype=q.dtype, device=dev)
-    dv_full = torch.zeros_like(dk_full)
+    # every row of dK and dV is written, zeros for keys no query sees
+    dk_full = torch.empty((*k.shape[:-2], hq, head_dim), dtype=q.dtype, device=dev)
+    dv_full = torch.empty_like(dk_full)
 
     from cutlass import BFloat16, Float16
 
@@ -532,7 +533,7 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     total = q.shape[0] if varlen else None
-    dq = (dq_acc[:total] if varlen else dq_acc[:, : q.shape[1]]) * scale
+    dq = dq_acc[:total] if varlen else dq_acc[:, : q.shape[1]]  # already scaled by the kernel
     if group > 1:  # GQA/MQA: each KV head's gradient is the sum over its query heads
         dk_full = dk_full.float().unflatten(-2, (hk, group)).sum(-2)
         dv_full = dv_full.float().unflatten(-2, (hk, group)).sum(-2)

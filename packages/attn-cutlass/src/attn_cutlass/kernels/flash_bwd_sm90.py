@@ -25,7 +25,8 @@ half of dQ to the TMA unit behind a barrier of its own. ``"serial"``: both GEMMs
 waited for before P^T and dS^T, dV/dK/dQ before dQ leaves, and the warpgroups meet at three barriers a
 step (1.04-1.13x slower on the H200, 2026-12-06).
 
-dK is scaled by the softmax scale at the end (the host scales dQ). K/V rows are indexed by the KV head
+dK is scaled by the softmax scale at the end, each query block's dQ before it is added (the host only
+converts the fp32 dQ accumulator). K/V rows are indexed by the KV head
 (GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
 seqlen edges (varlen: neighbouring sequences), flash-attn's bottom-right convention, applied only to the
 (query block, key block) pairs that cross a boundary. Head dims 64 and 128.
@@ -122,7 +123,7 @@ class FlashAttentionBackwardSm90:
         mdO: cute.Tensor,  # like mQ
         mLSE: cute.Tensor,  # (b, h, s_q_pad) fp32, LSE * log2(e), +inf past the end; varlen (h, total_pad)
         mD: cute.Tensor,  # like mLSE: rowsum(dO * O), 0 past the end
-        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros; varlen (total_pad, h, d)
+        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros; varlen (total_pad, h, d); gets scaled dQ
         mdK: cute.Tensor,  # (b, s_k, h, d) per query head; varlen (total_k, h, d)
         mdV: cute.Tensor,
         mCuSeqlensQ: cute.Tensor,
@@ -605,6 +606,7 @@ class FlashAttentionBackwardSm90:
                         self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
                         warpgroup.commit_group()
                         warpgroup.wait_group(1)  # dV and dQ are in, dK still in flight
+                        acc_dQ.store(acc_dQ.load() * softmax_scale)  # the host then only converts
                         if const_expr(self.dq_tma):
                             self._dq_tma_add_own_half(
                                 dq_r2s, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
@@ -643,6 +645,7 @@ class FlashAttentionBackwardSm90:
                                 cute.arch.cp_async_bulk_wait_group(0, read=True)
                         # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
                         cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
+                        acc_dQ.store(acc_dQ.load() * softmax_scale)
                         if const_expr(self.dq_tma):
                             cute.copy(*dq_r2s)
                             cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
