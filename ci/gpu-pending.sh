@@ -303,7 +303,7 @@ queue_bq() {  # the sm90 backward's dQ tile stored conflict-free, LSE/D as 64-bi
     # 16k rows beside FA4 (the overlap run of 2026-12-06: hd128 438 TFLOP/s, FA4 610 on 2026-12-04)
     export CUDA_VISIBLE_DEVICES=0
     step bwd-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
-        -k "Backward and (test_backward or test_varlen or rising) or schedules_agree or at_2k or statistics"
+        -k "${BQ_K:-Backward and (test_backward or test_varlen or rising) or schedules_agree or at_2k or statistics}"
     step bench-bwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-bwd --where seqlen_k=16384 \
         --where head_dim=128 -b cutlass --peer fa4 --time-budget 170 -o "$out/bwd16k-dq-smem.json"
 }
