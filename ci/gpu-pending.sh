@@ -7,7 +7,8 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
+# Owed, most telling first: queue bq (the backward's changes of 2026-12-06's fifth session, not yet run), queue bn,
+# then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
 # 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
 # candidate), attn-triton's and attn-flashmla's tiers (unchanged since they last passed).
