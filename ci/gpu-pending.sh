@@ -7,7 +7,8 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue bq (the backward's changes of 2026-12-06's fifth session, not yet run), queue bn,
+# Owed, most telling first: queue bq on the branch bwd-smem (the backward's changes of 2026-12-06's fifth session,
+# not yet run: `git checkout bwd-smem` first; merge it once they pass), queue bn,
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
 # 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
@@ -299,7 +300,7 @@ queue_ab() {  # hd64's ablations now that three consumer warpgroups are its defa
         --where head_dim=64 -b cutlass --time-budget 180 -o "$out/fwd-hd64-three-ablations.json"
 }
 
-queue_bq() {  # the sm90 backward's dQ tile stored conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the
+queue_bq() {  # (on the branch bwd-smem) the sm90 backward's dQ tile stored conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the
     # preprocess kernel for D and LSE (2026-12-06, fifth session): the backward classes' gradient tests, then the
     # 16k rows beside FA4 (the overlap run of 2026-12-06: hd128 438 TFLOP/s, FA4 610 on 2026-12-04)
     export CUDA_VISIBLE_DEVICES=0

@@ -9,7 +9,6 @@ import re
 import pytest
 
 from attn_cutlass.compile import (
-    compile_flash_bwd_preprocess,
     compile_flash_bwd_sm90,
     compile_flash_fwd_sm80,
     compile_flash_fwd_sm90,
@@ -264,7 +263,7 @@ def test_flash_bwd_sm90_assembles_without_spills_or_serialised_wgmma(name, sched
 
 
 def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
-    """The default dQ path (not varlen): TMA reduce-adds of the fp32 tile per query block instead of per-thread red."""
+    """The default dQ path (not varlen): one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
     res = compile_flash_bwd_sm90(
         keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma", schedule="serial"
     )
@@ -276,28 +275,6 @@ def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
     assert len(re.findall(r"cp\.async\.bulk\.wait_group\.read\s+0;", res.ptx)) == 2
     with pytest.raises(ValueError, match="dq_reduce"):
         compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, varlen=True, dq_reduce="tma")
-
-
-def test_flash_bwd_sm90_stores_dq_conflict_free():
-    """dQ's shared tile: each thread's 16 64-bit stores off one address register (8-column blocks)."""
-    ptx = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=128, dq_reduce="tma").ptx
-    stores = re.findall(r"st\.shared\.v2\.b32\s+\[(%r\d+)\+(\d+)\]", ptx)
-    assert len(stores) == 16
-    assert len({reg for reg, _ in stores}) == 1, stores
-    first = min(int(off) for _, off in stores)
-    # rows 8 apart: 256 bytes; column blocks: 64 rows x 32 bytes
-    assert {(int(off) - first) % 2048 for _, off in stores} == {0, 256}
-
-
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
-@pytest.mark.parametrize("head_dim", [64, 128])
-def test_flash_bwd_preprocess_compiles_with_128_bit_loads(arch, head_dim):
-    ptx = compile_flash_bwd_preprocess("bfloat16", head_dim, keep_ptx=True, arch=arch).ptx
-    # O and dO: one 128-bit load a thread per pass over the tile's 64 rows (128 threads, hd/8 a row)
-    assert len(re.findall(r"ld\.global\.v4\.b32", ptx)) == 2 * 64 * (head_dim // 8) // 128
-    assert "shfl.sync.bfly" in ptx
-    with pytest.raises(ValueError, match="head_dim"):
-        compile_flash_bwd_preprocess("bfloat16", 96, arch=arch)
 
 
 @pytest.mark.parametrize("cluster_m", [1, 2])

@@ -190,16 +190,3 @@ def compile_flash_fwd_sm80(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
     args = fake_attention_args(dtype, head_dim, varlen=flags.get("varlen", False))
     scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1)
     return compile_kernel(kernel, *args, *scalars, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)
-
-
-def compile_flash_bwd_preprocess(dtype="bfloat16", head_dim=128, *, keep_ptx=False, arch="sm_90a"):
-    """Compile the backward's preprocess (D and LSE in base 2) against fake tensors."""
-    from cutlass.cute.runtime import make_fake_stream
-
-    from .kernels.flash_bwd_preprocess import FlashAttentionBackwardPreprocess
-
-    kernel = FlashAttentionBackwardPreprocess(_cutlass_dtype(dtype), head_dim)
-    out, dout, _, _, lse, _, _ = fake_attention_args(dtype, head_dim)
-    _, _, _, _, d, _, _ = fake_attention_args(dtype, head_dim)
-    _, _, _, _, lse2, _, _ = fake_attention_args(dtype, head_dim)
-    return compile_kernel(kernel, out, dout, lse, d, lse2, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)

@@ -14,9 +14,9 @@ MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are alre
   transposed view of the same shared memory);
 * ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
   through a transposed view; the two warpgroups split the head dim), added into an fp32 dQ accumulator
-  that the host scales and converts afterwards: by TMA reduce-adds of the tile per query block, from a
-  shared-memory tile stored without bank conflicts (``dq_reduce="tma"``, FA3's way; the interface's
-  default), or by per-thread ``red.global.add.f32`` (``"atomic"``; varlen always).
+  that the host scales and converts afterwards: by one TMA reduce-add of the tile per query block
+  (``dq_reduce="tma"``, FA3's way; the interface's default) or by per-thread ``red.global.add.f32``
+  (``"atomic"``; varlen always).
 
 Two orders of that work (``schedule``), both GPU-validated. ``"overlap"`` (the default, FA3/FA4's order):
 P^T is computed while dP^T is in flight, dS^T while dV is, dQ's epilogue while dK is; dS^T leaves by
@@ -25,8 +25,7 @@ half of dQ to the TMA unit behind a barrier of its own. ``"serial"``: both GEMMs
 waited for before P^T and dS^T, dV/dK/dQ before dQ leaves, and the warpgroups meet at three barriers a
 step (1.04-1.13x slower on the H200, 2026-12-06).
 
-dK is scaled by the softmax scale at the end, each query block's dQ before it is added (the host only
-converts the fp32 dQ accumulator). K/V rows are indexed by the KV head
+dK is scaled by the softmax scale at the end (the host scales dQ). K/V rows are indexed by the KV head
 (GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
 seqlen edges (varlen: neighbouring sequences), flash-attn's bottom-right convention, applied only to the
 (query block, key block) pairs that cross a boundary. Head dims 64 and 128.
@@ -123,7 +122,7 @@ class FlashAttentionBackwardSm90:
         mdO: cute.Tensor,  # like mQ
         mLSE: cute.Tensor,  # (b, h, s_q_pad) fp32, LSE * log2(e), +inf past the end; varlen (h, total_pad)
         mD: cute.Tensor,  # like mLSE: rowsum(dO * O), 0 past the end
-        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros; varlen (total_pad, h, d); gets scaled dQ
+        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros; varlen (total_pad, h, d)
         mdK: cute.Tensor,  # (b, s_k, h, d) per query head; varlen (total_k, h, d)
         mdV: cute.Tensor,
         mCuSeqlensQ: cute.Tensor,
@@ -186,24 +185,22 @@ class FlashAttentionBackwardSm90:
         tma_atom_v, tma_v = cpasync.make_tiled_tma_atom(g2s, v, kv_smem, (tn, hd))
         tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(g2s, q, q_smem, (tm, hd))
         tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
-        # dQ tile in shared memory (fp32), the source of the TMA reduce-add ("tma" only; the atomic build
-        # passes Q's descriptor in its place and never uses it): two (tm, hd/2) halves, one per consumer
-        # warpgroup (the two split dQ's head dim), each added by reduce-adds of its own. Each half is
-        # stored as columns of 8 values (32 bytes a row), one column block after another: a warp's 64-bit
-        # stores then cover 256 contiguous bytes, where in a row-major tile its eight rows would sit a
-        # multiple of 128 bytes apart in the same banks (a 4-way conflict on each of the 16 stores per
-        # thread and query block, in a loop whose wgmma operands keep shared memory busy already). A
-        # 128-byte swizzle is conflict-free as well, but it makes every store's address a register of
-        # its own (8 a thread), and ptxas then spills in the causal and serial builds. The TMA box is
-        # then 8 columns wide: hd/16 reduce-adds per half.
-        sdQ_layout = cute.make_layout((tm, (8, hd // 16), 2), stride=(8, (1, 8 * tm), tm * hd // 2))
+        # dQ tile in shared memory (fp32, row-major), the source of the TMA reduce-add ("tma" only; the
+        # atomic build passes Q's descriptor in its place and never uses it).
+        # "overlap": each warpgroup's half of the head dim is a (tm, hd/2) row-major tile of its own, added
+        # by a TMA reduce-add of its own; the layout below is both halves side by side, as (tm, hd).
+        sdQ_layout = cute.make_layout((tm, hd), stride=(hd, 1))
+        dq_box = (tm, hd)
+        if const_expr(self.overlap):
+            sdQ_layout = cute.make_layout((tm, (hd // 2, 2)), stride=(hd // 2, (1, tm * hd // 2)))
+            dq_box = (tm, hd // 2)
         tma_atom_dq, tma_dq = tma_atom_q, tma_q
         if const_expr(self.dq_tma):
             tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
                 cpasync.CopyReduceBulkTensorTileS2GOp(),
                 dqacc,
-                cute.select(sdQ_layout, mode=[0, 1]),
-                (tm, hd // 2),
+                cute.make_layout(dq_box, stride=(dq_box[1], 1)),
+                dq_box,
             )
         self.shared_storage = self._shared_storage(sK_layout, sQ_layout, sdS_layout, cute.cosize(sdQ_layout))
         self.kernel(
@@ -521,23 +518,25 @@ class FlashAttentionBackwardSm90:
                 gdQ = mdQacc[None, None, head, batch]
 
             if const_expr(self.dq_tma):
-                # this thread's dQ values go to shared memory by 64-bit stores (the pairs of columns the
-                # accumulator holds), into the (tm, hd) tile that the two halves make side by side
-                sdQ_halves = storage.sdQ.get_tensor(sdQ_layout)  # (tm, d/2, 2)
-                sdQ = storage.sdQ.get_tensor(cute.group_modes(sdQ_layout, 1, 3))
-                r2s_dQ = cute.make_tiled_copy_C(
-                    cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), Float32, num_bits_per_copy=64), mma_dq
-                )
-                thr_r2s_dQ = r2s_dQ.get_slice(ctid)
-                dq_r2s = (r2s_dQ, thr_r2s_dQ.retile(acc_dQ), thr_r2s_dQ.partition_D(sdQ))
-                gdQt = cute.local_tile(
-                    tma_dq[None, None, head, batch], (tm, hd // 2), (None, None)
-                )  # (tm, d/2, m, 2)
-                tdQsdQ, tdQgdQ = cpasync.tma_partition(  # (TMA, half), (TMA, m, half)
+                sdQ = storage.sdQ.get_tensor(sdQ_layout)
+                tdQsdQ_thr = thr_dq.partition_C(sdQ)  # where this thread's dQ values go
+                if const_expr(self.overlap):
+                    # this warpgroup's half: its own tile in shared memory, columns [wg, wg + 1) * hd/2
+                    wg = wg_idx - 1
+                    half = (tm, hd // 2)
+                    sdQ_src = cute.make_tensor(
+                        storage.sdQ.data_ptr() + wg * (tm * hd // 2),
+                        cute.make_layout(half, stride=(hd // 2, 1)),
+                    )
+                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], half, (None, wg))  # (tm, d/2, m)
+                else:
+                    sdQ_src = sdQ
+                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], (tm, hd), (None, 0))  # (tm, d, m)
+                tdQsdQ, tdQgdQ = cpasync.tma_partition(
                     tma_atom_dq,
                     0,
                     cute.make_layout(1),
-                    cute.group_modes(sdQ_halves, 0, 2),
+                    cute.group_modes(sdQ_src, 0, 2),
                     cute.group_modes(gdQt, 0, 2),
                 )
             if active and m_max > m_min:
@@ -606,10 +605,9 @@ class FlashAttentionBackwardSm90:
                         self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
                         warpgroup.commit_group()
                         warpgroup.wait_group(1)  # dV and dQ are in, dK still in flight
-                        acc_dQ.store(acc_dQ.load() * softmax_scale)  # the host then only converts
                         if const_expr(self.dq_tma):
                             self._dq_tma_add_own_half(
-                                dq_r2s, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
+                                acc_dQ, tdQsdQ_thr, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
                             )
                         else:
                             self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
@@ -645,15 +643,14 @@ class FlashAttentionBackwardSm90:
                                 cute.arch.cp_async_bulk_wait_group(0, read=True)
                         # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
                         cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
-                        acc_dQ.store(acc_dQ.load() * softmax_scale)
                         if const_expr(self.dq_tma):
-                            cute.copy(*dq_r2s)
+                            for i in cutlass.range_constexpr(cute.size(acc_dQ)):
+                                tdQsdQ_thr[i] = acc_dQ[i]
                             cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
                             cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
                             # A whole warp issues (the TMA copy elects its lane over the full warp).
                             if warp_idx == 4:
-                                for h in cutlass.range_constexpr(2):
-                                    cute.copy(tma_atom_dq, tdQsdQ[None, h], tdQgdQ[None, m_block, h])
+                                cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
                                 cute.arch.cp_async_bulk_commit_group()
                         else:
                             self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
@@ -757,7 +754,8 @@ class FlashAttentionBackwardSm90:
     @cute.jit
     def _dq_tma_add_own_half(
         self,
-        dq_r2s: tuple,
+        acc_dQ: cute.Tensor,
+        tdQsdQ_thr: cute.Tensor,
         tdQsdQ: cute.Tensor,
         tdQgdQ: cute.Tensor,
         tma_atom_dq: cute.CopyAtom,
@@ -767,38 +765,26 @@ class FlashAttentionBackwardSm90:
     ):
         """The "overlap" schedule's dQ out: this warpgroup's half of the tile through its own shared-memory
         tile and its own TMA reduce-add; only its 128 threads sync (named barrier 2 + its index), while the
-        other warpgroup runs on. ``dq_r2s``: (tiled copy, this thread's dQ values, where they go)."""
+        other warpgroup runs on."""
         issuer = warp_idx == 4 * wg_idx  # its first warp: the one that waits on its bulk group
         bar = _DQ_WG_BARRIER + wg_idx - 1
         if issuer:
             cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last reduce-add has read the tile
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
-        cute.copy(*dq_r2s)
+        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
+            tdQsdQ_thr[i] = acc_dQ[i]
         cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
         if issuer:
-            cute.copy(tma_atom_dq, tdQsdQ[None, wg_idx - 1], tdQgdQ[None, m_block, wg_idx - 1])
+            cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
             cute.arch.cp_async_bulk_commit_group()
 
     @cute.jit
     def _per_query(self, g: cute.Tensor, c_rc: cute.Tensor, m_block: Int32) -> cute.Tensor:
-        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold.
-
-        Those are pairs of neighbouring queries, 8 apart (the accumulator's column c is query
-        ``q0 + c % 2 + 8 (c // 2)``). Not varlen, every row of ``g`` starts 256-byte aligned (padded to
-        the query tile) and q0 is even, so each pair is one 64-bit load: half the load instructions,
-        which share the data path that the loop's wgmma operands keep busy. Varlen sequences start
-        anywhere: one load a value."""
-        n = cute.size(c_rc, mode=[1])
-        vals = cute.make_rmem_tensor((n,), Float32)
-        if const_expr(self.varlen):
-            for c in cutlass.range_constexpr(n):
-                vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
-        else:
-            first = g.iterator + (m_block * self.tile_m + c_rc[0, 0][1])
-            pairs = cute.make_ptr(Float32, first.toint(), cute.AddressSpace.gmem, assumed_align=8)
-            src = cute.make_tensor(pairs, cute.make_layout((2, n // 2), stride=(1, 8)))
-            cute.autovec_copy(src, cute.make_tensor(vals.iterator, cute.make_layout((2, n // 2))))
+        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold."""
+        vals = cute.make_rmem_tensor((cute.size(c_rc, mode=[1]),), Float32)
+        for c in cutlass.range_constexpr(cute.size(c_rc, mode=[1])):
+            vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
         return vals
 
     @cute.jit
