@@ -300,9 +300,10 @@ queue_ab() {  # hd64's ablations now that three consumer warpgroups are its defa
         --where head_dim=64 -b cutlass --time-budget 180 -o "$out/fwd-hd64-three-ablations.json"
 }
 
-queue_bq() {  # (on the branch bwd-smem) the sm90 backward's dQ tile stored conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the
-    # preprocess kernel for D and LSE (2026-12-06, fifth session): the backward classes' gradient tests, then the
-    # 16k rows beside FA4 (the overlap run of 2026-12-06: hd128 438 TFLOP/s, FA4 610 on 2026-12-04)
+queue_bq() {  # (on the branch bwd-smem, 2026-12-06, fifth session) the sm90 backward's dQ tile stored
+    # conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the preprocess kernel for D and LSE:
+    # the backward classes' gradient tests, then the 16k rows beside FA4 (the overlap run of 2026-12-06:
+    # hd128 438 TFLOP/s; FA4 610 on 2026-12-04)
     export CUDA_VISIBLE_DEVICES=0
     step bwd-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "${BQ_K:-Backward and (test_backward or test_varlen or rising) or schedules_agree or at_2k or statistics}"
