@@ -566,6 +566,7 @@ class FlashAttentionBackwardSm90:
                         softcap_pre,
                         softcap,
                     )
+                    # --8<-- [start:bwd-overlap]
                     if const_expr(self.overlap):
                         # FA3's order: P^T while dP^T is in flight, dS^T while dV is, one barrier a step.
                         pds = m_block % 2  # the dS^T buffer of this step (the other is the last step's)
@@ -614,6 +615,7 @@ class FlashAttentionBackwardSm90:
                         warpgroup.wait_group(0)
                         pipe_q.consumer_release(st)
                         st.advance()
+                    # --8<-- [end:bwd-overlap]
                     else:
                         warpgroup.wait_group(0)
                         self._p_and_ds(s_rc, dp_rc, c_rc, gLSE, gD, step, "both")

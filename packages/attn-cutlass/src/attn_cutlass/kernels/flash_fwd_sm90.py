@@ -469,6 +469,7 @@ class FlashAttentionForwardSm90:
         softmax while P V is still in flight.
         """
         nthr = _TURN_THREADS
+        # --8<-- [start:consumer-mainloop]
         if self.lazy_rescale:
             # Lazily, before S_j is issued: a branch that straddles an in-flight wgmma makes ptxas serialise
             # the wgmma (C7512 at hd128), and the rescale now runs in few blocks, so overlap matters little.
@@ -513,6 +514,7 @@ class FlashAttentionForwardSm90:
         pipe_v.consumer_release(st_v)
         st_v.advance()
         convert_pinned(acc_S, rP)
+        # --8<-- [end:consumer-mainloop]
         return st_k, st_v
 
     @cute.jit
@@ -800,7 +802,6 @@ class FlashAttentionForwardSm90:
                             None,
                         )
                         convert_pinned(acc_S, rP)
-                        # --8<-- [start:consumer-mainloop]
                         # The remaining key blocks [n_min, n_max - 1), right to left, in three phases so
                         # that only blocks crossing a boundary carry the mask code: [b1, hi) cross the
                         # right bound (causal diagonal, right window, seqlen_k edge), [b2, b1) need no
