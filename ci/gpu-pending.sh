@@ -7,8 +7,7 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue bq on the branch bwd-smem (the backward's changes of 2026-12-06's fifth session,
-# not yet run: `git checkout bwd-smem` first; merge it once they pass), queue bn,
+# Owed, most telling first: queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
 # 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
@@ -301,14 +300,34 @@ queue_ab() {  # hd64's ablations now that three consumer warpgroups are its defa
 }
 
 queue_bq() {  # (on the branch bwd-smem, 2026-12-06, fifth session) the sm90 backward's dQ tile stored
-    # conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the preprocess kernel for D and LSE:
+    # conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the preprocess kernel for D and LSE;
+    # (branch bwd-bulk, 2026-12-07) dQ's accumulator tile by tile with one bulk reduce-add (BulkDq class), the
+    # next block's LSE/D prefetched into L1:
     # the backward classes' gradient tests, then the 16k rows beside FA4 (the overlap run of 2026-12-06:
-    # hd128 438 TFLOP/s; FA4 610 on 2026-12-04)
+    # hd128 438 TFLOP/s; FA4 610 on 2026-12-04); queue bb then runs their ablations
     export CUDA_VISIBLE_DEVICES=0
-    step bwd-suite 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+    step bwd-suite 300 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
         -k "${BQ_K:-Backward and (test_backward or test_varlen or rising) or schedules_agree or at_2k or statistics}"
     step bench-bwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-bwd --where seqlen_k=16384 \
         --where head_dim=128 -b cutlass --peer fa4 --time-budget 170 -o "$out/bwd16k-dq-smem.json"
+}
+
+queue_bb() {  # after queue bq: the backward's dQ paths (tma, bulk, atomic) and the LSE/D prefetch side by side
+    export CUDA_VISIBLE_DEVICES=0
+    step bench-bwd16k-dq 200 python3 -m attn_bench run --preset ablations -s attention-bwd --where seqlen_k=16384 \
+        --where head_dim=128 --where causal=False -b cutlass --time-budget 170 -o "$out/bwd16k-dq-ablations.json"
+    # the host's pass of each dQ path at 16k x 16 heads x hd128: the bulk un-permute beside the row-major cast
+    step dq-copy 60 python3 -c 'import torch
+from attn_cutlass.kernels.flash_bwd_sm90 import dq_accum_copy_rows, dq_accum_shape
+b, s, h, d = 1, 16384, 16, 128
+acc = torch.randn(dq_accum_shape(b, h, s, d), device="cuda"); rows = torch.randn(b, s, h, d, device="cuda")
+out = torch.empty(b, s, h, d, device="cuda", dtype=torch.bfloat16)
+for name, fn in (("bulk", lambda: dq_accum_copy_rows(acc, out, 0.088)), ("rows", lambda: rows.to(torch.bfloat16))):
+    for _ in range(3): fn()
+    e = [torch.cuda.Event(enable_timing=True) for _ in range(2)]; e[0].record()
+    for _ in range(20): fn()
+    e[1].record(); torch.cuda.synchronize(); ms = e[0].elapsed_time(e[1]) / 20
+    print(f"{name}: {ms:.3f} ms, {acc.numel() * 6 / ms / 1e9:.0f} GB/s")'
 }
 
 queue_bn() {  # where the sm90 backward's time goes, beside FA4's (2026-12-06, fifth session): ncu of one warm

@@ -20,7 +20,13 @@ def test_ablation_tables():
             "rolled": bench._rolled,
             "register_store": bench._register_store,
         },
-        "attention_bwd": {"dq_atomic": bench._dq_atomic, "serial": bench._bwd_serial},
+        "attention_bwd": {
+            "dq_atomic": bench._dq_atomic,
+            "dq_tma": bench._dq_tma,
+            "dq_bulk": bench._dq_bulk,
+            "prefetch": bench._bwd_prefetch,
+            "serial": bench._bwd_serial,
+        },
         "matmul": {
             "one_cta_per_tile": bench._matmul_one_cta_per_tile,
             "no_multicast": bench._matmul_no_multicast,
@@ -39,7 +45,7 @@ def fake_kernels(monkeypatch):
         return q * 1.0, torch.zeros(b, h, s)
 
     def backward(dout, q, k, v, *args):
-        calls.append(("bwd", interface.bwd_dq_reduce(), interface.bwd_schedule()))
+        calls.append(("bwd", interface.bwd_dq_reduce(q.shape[-1]), interface.bwd_schedule()))
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
 
     monkeypatch.setattr(interface, "_forward", forward)

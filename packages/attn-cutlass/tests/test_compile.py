@@ -9,6 +9,7 @@ import re
 import pytest
 
 from attn_cutlass.compile import (
+    compile_flash_bwd_preprocess,
     compile_flash_bwd_sm90,
     compile_flash_fwd_sm80,
     compile_flash_fwd_sm90,
@@ -263,7 +264,7 @@ def test_flash_bwd_sm90_assembles_without_spills_or_serialised_wgmma(name, sched
 
 
 def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
-    """The default dQ path (not varlen): one TMA reduce-add of the fp32 tile per query block instead of per-thread red."""
+    """The default dQ path (not varlen): TMA reduce-adds of the fp32 tile per query block instead of per-thread red."""
     res = compile_flash_bwd_sm90(
         keep_ptx=True, dtype="bfloat16", head_dim=128, causal=True, dq_reduce="tma", schedule="serial"
     )
@@ -275,6 +276,68 @@ def test_flash_bwd_sm90_with_tma_dq_reduction_compiles():
     assert len(re.findall(r"cp\.async\.bulk\.wait_group\.read\s+0;", res.ptx)) == 2
     with pytest.raises(ValueError, match="dq_reduce"):
         compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, varlen=True, dq_reduce="tma")
+
+
+def test_flash_bwd_sm90_stores_dq_conflict_free():
+    """dQ's shared tile: each thread's 16 64-bit stores off one address register (8-column blocks)."""
+    ptx = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=128, dq_reduce="tma").ptx
+    stores = re.findall(r"st\.shared\.v2\.b32\s+\[(%r\d+)\+(\d+)\]", ptx)
+    assert len(stores) == 16
+    assert len({reg for reg, _ in stores}) == 1, stores
+    first = min(int(off) for _, off in stores)
+    # rows 8 apart: 256 bytes; column blocks: 64 rows x 32 bytes
+    assert {(int(off) - first) % 2048 for _, off in stores} == {0, 256}
+
+
+@pytest.mark.parametrize(
+    "flags, prefetches",
+    [
+        ({}, 0),
+        (dict(stats_ahead=True), 2),
+        (dict(stats_ahead=True, has_softcap=True), 0),
+        (dict(stats_ahead=True, schedule="serial"), 0),
+    ],
+)
+def test_flash_bwd_sm90_prefetches_the_next_blocks_statistics_into_l1(flags, prefetches):
+    """With ``stats_ahead`` (opt-in), overlap, no softcap: the next query block's LSE and D lines are
+    prefetched into L1 (one instruction each, by lanes 0-5); otherwise they are loaded where they are used."""
+    ptx = compile_flash_bwd_sm90(keep_ptx=True, dtype="bfloat16", head_dim=64, dq_reduce="tma", **flags).ptx
+    assert len(re.findall(r"prefetch\.global\.L1\s", ptx)) == prefetches
+
+
+@pytest.mark.parametrize("schedule", ["overlap", "serial"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_flash_bwd_sm90_bulk_dq_stores_128_bits_and_adds_each_half_once(schedule, head_dim, tmp_path):
+    """dq_reduce="bulk": a thread's hd/4 dQ values leave by hd/16 128-bit stores off one register, 2 KB apart
+    (a warp's store: 512 contiguous bytes), and each half tile by one contiguous reduce-add."""
+    ptx = compile_flash_bwd_sm90(
+        keep_ptx=True, dtype="bfloat16", head_dim=head_dim, causal=True, dq_reduce="bulk", schedule=schedule
+    ).ptx
+    stores = re.findall(r"st\.shared\.v4\.b32\s+\[(%r\d+)\+(\d+)\]", ptx)
+    assert len(stores) == head_dim // 16
+    assert len({reg for reg, _ in stores}) == 1, stores
+    first = min(int(off) for _, off in stores)
+    assert sorted(int(off) - first for _, off in stores) == [2048 * j for j in range(head_dim // 16)]
+    adds = re.findall(r"cp\.reduce\.async\.bulk\.global\.shared::cta\.bulk_group\.add\.f32", ptx)
+    assert len(adds) == (1 if schedule == "overlap" else 2)  # overlap: each warpgroup its own half
+    assert "cp.reduce.async.bulk.tensor" not in ptx and "red.relaxed.gpu.global.add.f32" not in ptx
+    assert len(re.findall(r"cp\.async\.bulk\.wait_group\.read\s+0;", ptx)) == 2
+    # the serial schedule is an ablation: at hd128 its bulk build spills (68 bytes, causal)
+    if ptxas.find_ptxas() is not None and schedule == "overlap":
+        ptxas.assert_no_spills_or_serialised_wgmma(ptx, tmp_path)
+    with pytest.raises(ValueError, match="dq_reduce"):
+        compile_flash_bwd_sm90(dtype="bfloat16", head_dim=head_dim, varlen=True, dq_reduce="bulk")
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_flash_bwd_preprocess_compiles_with_128_bit_loads(arch, head_dim):
+    ptx = compile_flash_bwd_preprocess("bfloat16", head_dim, keep_ptx=True, arch=arch).ptx
+    # O and dO: one 128-bit load a thread per pass over the tile's 64 rows (128 threads, hd/8 a row)
+    assert len(re.findall(r"ld\.global\.v4\.b32", ptx)) == 2 * 64 * (head_dim // 8) // 128
+    assert "shfl.sync.bfly" in ptx
+    with pytest.raises(ValueError, match="head_dim"):
+        compile_flash_bwd_preprocess("bfloat16", 96, arch=arch)
 
 
 @pytest.mark.parametrize("cluster_m", [1, 2])

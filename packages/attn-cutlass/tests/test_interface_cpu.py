@@ -154,12 +154,54 @@ def test_bwd_dq_reduce_switch(monkeypatch):
     from attn_cutlass.interface import bwd_dq_reduce
 
     monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
-    assert bwd_dq_reduce() == "tma"  # the default since the H200 run of 2026-11-22
+    assert bwd_dq_reduce() == "tma"  # hd64's default (measured faster than bulk there, 2026-12-07)
+    assert bwd_dq_reduce(128) == "bulk"  # hd128's (1.22x tma's backward on an H100, 2026-12-07)
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "atomic")
     assert bwd_dq_reduce() == "atomic"
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "bulk")
+    assert bwd_dq_reduce() == "bulk"
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "tma")
+    assert bwd_dq_reduce(128) == "tma"
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "vector")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_DQ"):
         bwd_dq_reduce()
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_bulk_dq_accumulator_unpermutes_to_rows(head_dim):
+    """dq_accum_copy_rows against the kernel's store order written out value by value: consumer thread
+    t = 32 w + 4 a + c of warpgroup g puts value v = i + 2 r + 4 j (wgmma's row 16 w + 8 r + a, column
+    hd/2 g + 8 j + 2 c + i) at 512 j + 4 t + i + 2 r of its half tile (flash_bwd_sm90.py)."""
+    from attn_cutlass.kernels.flash_bwd_sm90 import dq_accum_copy_rows, dq_accum_shape
+
+    batch, heads, seqlen = 2, 3, 113
+    shape = dq_accum_shape(batch, heads, seqlen, head_dim)
+    m = shape[2]
+    rows = torch.randn(batch, m * 64, heads, head_dim)
+    g, t, v = torch.meshgrid(torch.arange(2), torch.arange(128), torch.arange(head_dim // 4), indexing="ij")
+    w, a, c = t // 32, (t % 32) // 4, t % 4
+    i, r, j = v % 2, (v // 2) % 2, v // 4
+    row = 16 * w + 8 * r + a
+    col = head_dim // 2 * g + 8 * j + 2 * c + i
+    pos = 32 * head_dim * g + 512 * j + 4 * t + i + 2 * r
+    assert sorted(pos.flatten().tolist()) == list(range(64 * head_dim))  # a permutation of the tile
+    tiles = rows.view(batch, m, 64, heads, head_dim).permute(0, 3, 1, 2, 4)  # (b, h, m, row, col)
+    acc = torch.zeros(shape)
+    acc[..., pos.flatten()] = tiles[..., row.flatten(), col.flatten()]
+    out = dq_accum_copy_rows(acc, torch.empty(batch, m * 64, heads, head_dim, dtype=torch.bfloat16), 0.5)
+    assert torch.equal(out, (rows * 0.5).to(torch.bfloat16))
+
+
+def test_bwd_prefetch_switch(monkeypatch):
+    from attn_cutlass.interface import bwd_prefetch_stats
+
+    monkeypatch.delenv("ATTN_CUTLASS_BWD_PREFETCH", raising=False)
+    assert bwd_prefetch_stats() is False
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_PREFETCH", "1")
+    assert bwd_prefetch_stats() is True
+    monkeypatch.setenv("ATTN_CUTLASS_BWD_PREFETCH", "yes")
+    with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_PREFETCH"):
+        bwd_prefetch_stats()
 
 
 def test_bwd_schedule_switch(monkeypatch):

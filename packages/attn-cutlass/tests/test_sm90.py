@@ -73,12 +73,23 @@ class TestCutlassBackwardConformanceSm90(AttentionConformance):
 @pytest.mark.sm90
 class TestCutlassBackwardAtomicDqSm90(TestCutlassBackwardConformanceSm90):
     """The same suite with dQ added by per-thread fp32 atomics (``ATTN_CUTLASS_BWD_DQ=atomic``; the default
-    is one TMA reduce-add per tile, and varlen always takes the atomics), set for the whole of each test so
+    is the bulk reduce-add at hd128 and TMA reduce-adds at hd64, and varlen always takes the atomics), set for the whole of each test so
     the backward runs under it."""
 
     @pytest.fixture(autouse=True)
     def _atomic_dq(self, monkeypatch):
         monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "atomic")
+
+
+@pytest.mark.sm90
+class TestCutlassBackwardBulkDqSm90(TestCutlassBackwardConformanceSm90):
+    """The same suite with dQ added tile by tile in the MMA's order, one contiguous reduce-add per
+    warpgroup and block (``ATTN_CUTLASS_BWD_DQ=bulk``, FA3's layout, hd128's default; forced here at hd64 too; varlen keeps the
+    atomics)."""
+
+    @pytest.fixture(autouse=True)
+    def _bulk_dq(self, monkeypatch):
+        monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "bulk")
 
 
 @pytest.mark.sm90
@@ -92,7 +103,7 @@ class TestCutlassBackwardSerialSm90(TestCutlassBackwardConformanceSm90):
 
 
 @pytest.mark.sm90
-@pytest.mark.parametrize("dq", ["atomic", "tma"])
+@pytest.mark.parametrize("dq", ["atomic", "tma", "bulk"])
 @pytest.mark.parametrize(
     "batch, seqlen, heads, head_dim, causal, softcap",
     [
@@ -288,6 +299,31 @@ def test_gemm_sm90_matches_torch(dtype, mnk, b_major, cluster, monkeypatch):
 
 
 @pytest.mark.sm90
+@pytest.mark.parametrize("varlen", [False, True])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_backward_statistics_match_torch(head_dim, varlen):
+    """The preprocess kernel's D = rowsum(dO * O) and LSE * log2(e), padded with 0 and +inf."""
+    import math
+
+    from attn_cutlass.interface import backward_statistics
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    shape = (203, 3, head_dim) if varlen else (2, 113, 3, head_dim)
+    out, dout = (torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(2))
+    lse_shape = (3, 203) if varlen else (2, 3, 113)
+    lse = torch.randn(lse_shape, device="cuda", generator=g)
+    lse[..., 5] = float("inf")  # a row that saw no key
+    d, lse2 = backward_statistics(out, dout, lse, varlen)
+    want_d = (dout.float() * out.float()).sum(-1)
+    want_d = want_d.t() if varlen else want_d.transpose(1, 2)
+    s = want_d.shape[-1]
+    assert d.shape[-1] == (s + 64 if varlen else 128) and lse2.shape == d.shape
+    torch.testing.assert_close(d[..., :s], want_d, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(lse2[..., :s], lse * math.log2(math.e))
+    assert (d[..., s:] == 0).all() and (lse2[..., s:] == float("inf")).all()
+
+
+@pytest.mark.sm90
 def test_backward_of_head_dim_256_is_refused():
     q, k, v = (
         torch.randn(1, 128, 2, 256, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
@@ -299,7 +335,7 @@ def test_backward_of_head_dim_256_is_refused():
 
 @pytest.mark.sm90
 @pytest.mark.parametrize("schedule", ["serial", "overlap"])
-@pytest.mark.parametrize("dq", ["atomic", "tma"])
+@pytest.mark.parametrize("dq", ["atomic", "tma", "bulk"])
 @pytest.mark.parametrize("causal", [False, True])
 def test_backward_matches_reference_at_2k(causal, dq, schedule, monkeypatch):
     """One longer sequence than the suite's (many query blocks per key block, dQ added from 32 CTAs)."""

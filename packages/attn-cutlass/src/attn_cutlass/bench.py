@@ -3,8 +3,12 @@
 Ablation variants (attn-bench's ``ablations`` preset only, beside the default): ``matmul/one_cta_per_tile``,
 the persistent sm90 GEMM launched with one CTA per output tile (its tile loop then runs once), and
 ``matmul/no_multicast``, the same GEMM without CTA pairs sharing B tiles by TMA multicast, and
-``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics instead of the default TMA
-reduce-add (``ATTN_CUTLASS_BWD_DQ``, read when the backward runs, so set around the backward only), and
+``attention_bwd/dq_atomic``, the sm90 backward adding dQ with fp32 atomics (``ATTN_CUTLASS_BWD_DQ``, read
+when the backward runs, so set around the backward only), ``attention_bwd/dq_tma``, by TMA reduce-adds into
+a row-major accumulator (hd64's default), and ``attention_bwd/dq_bulk``, dQ's accumulator stored tile by
+tile in the MMA's order and added by one contiguous reduce-add per warpgroup and block (hd128's default),
+and ``attention_bwd/prefetch``, the sm90 backward prefetching the next query block's LSE and D into L1
+(``ATTN_CUTLASS_BWD_PREFETCH=1``), and
 ``attention_bwd/serial``, the sm90 backward waiting for every GEMM before its next phase
 (``ATTN_CUTLASS_BWD_SCHEDULE=serial``) instead of the default's FA4 order of work, set around the backward
 only, and
@@ -92,6 +96,9 @@ def _bwd_under(values: dict[str, str]):
 
 
 _dq_atomic = _bwd_under({"ATTN_CUTLASS_BWD_DQ": "atomic"})
+_dq_tma = _bwd_under({"ATTN_CUTLASS_BWD_DQ": "tma"})
+_dq_bulk = _bwd_under({"ATTN_CUTLASS_BWD_DQ": "bulk"})
+_bwd_prefetch = _bwd_under({"ATTN_CUTLASS_BWD_PREFETCH": "1"})
 _bwd_serial = _bwd_under({"ATTN_CUTLASS_BWD_SCHEDULE": "serial"})
 
 
@@ -175,7 +182,13 @@ def backend():
                 "rolled": _rolled,
                 "register_store": _register_store,
             },
-            "attention_bwd": {"dq_atomic": _dq_atomic, "serial": _bwd_serial},
+            "attention_bwd": {
+                "dq_atomic": _dq_atomic,
+                "dq_tma": _dq_tma,
+                "dq_bulk": _dq_bulk,
+                "prefetch": _bwd_prefetch,
+                "serial": _bwd_serial,
+            },
             "matmul": {"one_cta_per_tile": _matmul_one_cta_per_tile, "no_multicast": _matmul_no_multicast},
         },
         "supports": _supports,

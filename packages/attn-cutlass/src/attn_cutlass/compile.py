@@ -134,9 +134,11 @@ def compile_flash_bwd_sm90(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
     _, _, _, _, d, _, _ = fake_attention_args(dtype, head_dim, varlen=varlen)
     rank = 3 if varlen else 4
     sym = cute.sym_int
+    # "bulk": (b, h, m, tile_m * head_dim), tile by tile; otherwise rows of head_dim
+    row = kernel.tile_m * head_dim if flags.get("dq_reduce") == "bulk" else head_dim
     dqacc = make_fake_tensor(
         cutlass.Float32,
-        (*tuple(sym() for _ in range(rank - 1)), head_dim),
+        (*tuple(sym() for _ in range(rank - 1)), row),
         stride=(*tuple(sym() for _ in range(rank - 1)), 1),
         assumed_align=16,
     )
@@ -190,3 +192,16 @@ def compile_flash_fwd_sm80(dtype="bfloat16", head_dim=128, *, keep_ptx=False, ar
     args = fake_attention_args(dtype, head_dim, varlen=flags.get("varlen", False))
     scalars = (1.0, 0.0, 0.0, 0, 0, 1, 1, 1, 1)
     return compile_kernel(kernel, *args, *scalars, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)
+
+
+def compile_flash_bwd_preprocess(dtype="bfloat16", head_dim=128, *, keep_ptx=False, arch="sm_90a"):
+    """Compile the backward's preprocess (D and LSE in base 2) against fake tensors."""
+    from cutlass.cute.runtime import make_fake_stream
+
+    from .kernels.flash_bwd_preprocess import FlashAttentionBackwardPreprocess
+
+    kernel = FlashAttentionBackwardPreprocess(_cutlass_dtype(dtype), head_dim)
+    out, dout, _, _, lse, _, _ = fake_attention_args(dtype, head_dim)
+    _, _, _, _, d, _, _ = fake_attention_args(dtype, head_dim)
+    _, _, _, _, lse2, _, _ = fake_attention_args(dtype, head_dim)
+    return compile_kernel(kernel, out, dout, lse, d, lse2, make_fake_stream(), arch=arch, keep_ptx=keep_ptx)

@@ -33,7 +33,6 @@ DTYPES = (torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 128, 256)
 SM80_HEAD_DIMS = (64, 128)  # the sm80 forward (kernels/flash_fwd_sm80.py)
 BWD_HEAD_DIMS = (64, 128)  # the sm90 backward; others raise UnsupportedFeatureError in backward
-LOG2_E = math.log2(math.e)
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
@@ -68,12 +67,17 @@ def _env_choice(name: str, allowed: tuple[str, ...], default: str) -> str:
     return value
 
 
-def bwd_dq_reduce() -> str:
-    """``ATTN_CUTLASS_BWD_DQ``: how the sm90 backward adds dQ, ``tma`` (the default: one TMA reduce-add of
-    the fp32 tile per query block, FA3's scheme; varlen keeps the atomics) or ``atomic`` (fp32 ``red`` per
-    thread). Both passed the sm90 backward suite on the H200 (2026-11-22); hd128 16k fwd+bwd 420.5 TFLOP/s
-    with ``tma`` against 319 with ``atomic`` (different runs: the ablation preset of attn-bench pairs them)."""
-    return _env_choice("ATTN_CUTLASS_BWD_DQ", ("atomic", "tma"), "tma")
+def bwd_dq_reduce(head_dim: int = 64) -> str:
+    """``ATTN_CUTLASS_BWD_DQ``: how the sm90 backward adds dQ. Unset: ``bulk`` at head dim 128, ``tma``
+    otherwise (varlen always takes ``atomic``). ``bulk`` (FA3/FA4's scheme) stores the fp32 accumulator
+    tile by tile in the MMA's order and adds it by one contiguous reduce-add per warpgroup and block;
+    ``tma`` adds each tile by TMA reduce-adds into a row-major accumulator; ``atomic`` by fp32 ``red`` per
+    thread. All three passed the sm90 backward suite on an H100 (2026-12-07). Same run, 16k tokens,
+    backward alone: hd128 ``bulk`` 515 TFLOP/s against ``tma`` 422 (1.22x) and ``atomic`` 280; hd64
+    ``bulk`` 347 against ``tma`` 374 (0.93x), hence the split by head dim."""
+    from .kernels.flash_bwd_sm90 import BWD_DQ_REDUCES
+
+    return _env_choice("ATTN_CUTLASS_BWD_DQ", BWD_DQ_REDUCES, "bulk" if head_dim == 128 else "tma")
 
 
 def bwd_schedule() -> str:
@@ -85,6 +89,14 @@ def bwd_schedule() -> str:
     from .kernels.flash_bwd_sm90 import BWD_SCHEDULES
 
     return _env_choice("ATTN_CUTLASS_BWD_SCHEDULE", BWD_SCHEDULES, "overlap")
+
+
+def bwd_prefetch_stats() -> bool:
+    """``ATTN_CUTLASS_BWD_PREFETCH``: ``1`` has the sm90 backward's overlap schedule prefetch the next query
+    block's LSE and D into L1 during the current one; ``0`` (the default) leaves them to their loads a
+    phase before use. Measured on an H100 (2026-12-07, 16k tokens, backward alone): no gain at hd128
+    (bulk dQ: 513 TFLOP/s with it, 508 without), a loss at hd64 (374 with it, 390 without)."""
+    return _env_choice("ATTN_CUTLASS_BWD_PREFETCH", ("0", "1"), "0") == "1"
 
 
 def _arch_of(device: torch.device) -> str:
@@ -104,6 +116,12 @@ def _to_cute(t: torch.Tensor, align: int = 16):
     from cutlass.cute.runtime import from_dlpack
 
     return from_dlpack(t.detach(), assumed_align=align).mark_layout_dynamic(leading_dim=t.dim() - 1)
+
+
+def _cute_dtype(dtype: torch.dtype):
+    from cutlass import BFloat16, Float16
+
+    return {torch.float16: Float16, torch.bfloat16: BFloat16}[dtype]
 
 
 def _ensure_tma_strides(t: torch.Tensor) -> torch.Tensor:
@@ -281,11 +299,9 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
             q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal, left, right, softcap
         )
 
-    from cutlass import BFloat16, Float16
-
     from .kernels.flash_fwd_sm90 import FlashAttentionForwardSm90, softmax_scale_args, tile_config
 
-    dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+    dt = _cute_dtype(q.dtype)
     flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
     lazy = fwd_rescale() == "lazy"
     wgs = fwd_consumer_wgs(head_dim)
@@ -344,7 +360,6 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
 def _forward_sm80(q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal, left, right, softcap):
     """The FlashAttention-2 forward with warp MMA (kernels/flash_fwd_sm80.py): one CTA per 64 queries."""
     import cuda.bindings.driver as cuda
-    from cutlass import BFloat16, Float16
 
     from .kernels.flash_fwd_sm80 import FlashAttentionForwardSm80
     from .kernels.flash_fwd_sm90 import softmax_scale_args
@@ -379,7 +394,7 @@ def _forward_sm80(q, k, v, out, lse, cu_q, cu_k, seqlen_q, batch, scale, causal,
     key = ("fwd_sm80", q.dtype, head_dim, *flags.values())
 
     def make_kernel():
-        dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+        dt = _cute_dtype(q.dtype)
         return FlashAttentionForwardSm80(dt, head_dim, **flags)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
@@ -439,11 +454,40 @@ def _(
     return out, lse
 
 
+def backward_statistics(out, dout, lse, varlen: bool, tile_m: int = 64):
+    """``(D, LSE * log2(e))`` per query for the backward, by kernels/flash_bwd_preprocess.py.
+
+    ``D = rowsum(dO * O)`` (fp32). Both are ``(b, h, s_pad)`` (varlen: ``(h, total + tile_m)``, by
+    packed row), padded to whole query tiles with ``D = 0`` and ``LSE = +inf``: the backward's last
+    query block reads them past the end without a bounds test.
+    """
+    import cuda.bindings.driver as cuda
+
+    from .kernels.flash_bwd_preprocess import FlashAttentionBackwardPreprocess
+
+    out, dout = (_ensure_tma_strides(t) for t in (out, dout))  # rows 16-byte aligned: 128-bit loads
+    if varlen:
+        out, dout, lse = out.unsqueeze(0), dout.unsqueeze(0), lse.unsqueeze(0)
+        pad = out.shape[1] + tile_m
+    else:
+        pad = -(-out.shape[1] // tile_m) * tile_m
+    stats = torch.empty((2, out.shape[0], out.shape[2], pad), dtype=torch.float32, device=out.device)
+    args = [_to_cute(t) for t in (out, dout)] + [_to_cute(t, 4) for t in (lse, stats[0], stats[1])]
+    stream = cuda.CUstream(torch.cuda.current_stream(out.device).cuda_stream)
+    head_dim = out.shape[-1]
+    key = ("bwd_preprocess", out.dtype, head_dim, tile_m)
+    dt = _cute_dtype(out.dtype)
+    _compiled(key, lambda: FlashAttentionBackwardPreprocess(dt, head_dim, tile_m), *args, stream)(
+        *args, stream
+    )
+    return (stats[0, 0], stats[1, 0]) if varlen else (stats[0], stats[1])
+
+
 def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, left, right, softcap):
     """dq, dk, dv by the sm90 backward kernel (see kernels/flash_bwd_sm90.py)."""
     import cuda.bindings.driver as cuda
 
-    from .kernels.flash_bwd_sm90 import BWD_HEAD_DIMS
+    from .kernels.flash_bwd_sm90 import BWD_HEAD_DIMS, dq_accum_copy_rows, dq_accum_shape
 
     varlen = cu_q is not None
     arch = _arch_of(q.device)
@@ -461,37 +505,31 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
     dout = dout.contiguous()  # autograd may hand a stride-0 expanded gradient (TMA needs real strides)
     q, k, v = (_ensure_tma_strides(t) for t in (q, k, v))
     tile_m = 64
-    lse_log2 = lse * LOG2_E  # +inf rows (no key seen) stay +inf: P = exp2(-inf) = 0
-    delta = (dout.float() * out.float()).sum(-1)  # D = rowsum(dO * O): (b, s, h) or (total, h)
     dev = q.device
+    d_buf, lse_buf = backward_statistics(out, dout, lse, varlen, tile_m)
+    pad = d_buf.shape[-1]
+    dq_reduce = "atomic" if varlen else bwd_dq_reduce(head_dim)
     if varlen:
-        total_q = q.shape[0]
-        pad = total_q + tile_m  # the last query block may overhang; padded rows only ever get 0
-        lse_buf = torch.full((hq, pad), float("inf"), dtype=torch.float32, device=dev)
-        lse_buf[:, :total_q] = lse_log2
-        d_buf = torch.zeros((hq, pad), dtype=torch.float32, device=dev)
-        d_buf[:, :total_q] = delta.t()
         dq_acc = torch.zeros((pad, hq, head_dim), dtype=torch.float32, device=dev)
         batch = cu_q.numel() - 1
         seqlen_k_grid = max_seqlen_k
     else:
-        batch, seqlen_q = q.shape[0], q.shape[1]
-        pad = -(-seqlen_q // tile_m) * tile_m
-        lse_buf = torch.full((batch, hq, pad), float("inf"), dtype=torch.float32, device=dev)
-        lse_buf[..., :seqlen_q] = lse_log2
-        d_buf = torch.zeros((batch, hq, pad), dtype=torch.float32, device=dev)
-        d_buf[..., :seqlen_q] = delta.transpose(1, 2)
-        dq_acc = torch.zeros((batch, pad, hq, head_dim), dtype=torch.float32, device=dev)
+        batch = q.shape[0]
+        if dq_reduce == "bulk":
+            dq_acc = torch.zeros(
+                dq_accum_shape(batch, hq, pad, head_dim, tile_m), dtype=torch.float32, device=dev
+            )
+        else:
+            dq_acc = torch.zeros((batch, pad, hq, head_dim), dtype=torch.float32, device=dev)
         seqlen_k_grid = k.shape[1]
-    dk_full = torch.zeros((*k.shape[:-2], hq, head_dim), dtype=q.dtype, device=dev)
-    dv_full = torch.zeros_like(dk_full)
-
-    from cutlass import BFloat16, Float16
+    # every row of dK and dV is written, zeros for keys no query sees
+    dk_full = torch.empty((*k.shape[:-2], hq, head_dim), dtype=q.dtype, device=dev)
+    dv_full = torch.empty_like(dk_full)
 
     from .kernels.flash_bwd_sm90 import FlashAttentionBackwardSm90
     from .kernels.flash_fwd_sm90 import softmax_scale_args
 
-    dt = {torch.float16: Float16, torch.bfloat16: BFloat16}[q.dtype]
+    dt = _cute_dtype(q.dtype)
     index = dev.index if dev.index is not None else torch.cuda.current_device()
     dummy = _dummy_cu_seqlens(index)
     scale_log2, softcap_pre, softcap_val = softmax_scale_args(scale, softcap)
@@ -522,21 +560,29 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
         batch,
     )
     stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
-    dq_reduce = "atomic" if varlen else bwd_dq_reduce()
     schedule = bwd_schedule()
+    prefetch = bwd_prefetch_stats()
     flags = _mask_flags(causal, left, right, softcap, varlen)
-    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), dq_reduce, schedule)
+    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), dq_reduce, schedule, prefetch)
 
     def make_kernel():
-        return FlashAttentionBackwardSm90(dt, head_dim, **flags, dq_reduce=dq_reduce, schedule=schedule)
+        return FlashAttentionBackwardSm90(
+            dt, head_dim, **flags, dq_reduce=dq_reduce, schedule=schedule, stats_ahead=prefetch
+        )
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
-    total = q.shape[0] if varlen else None
-    dq = (dq_acc[:total] if varlen else dq_acc[:, : q.shape[1]]) * scale
+    # dQ arrives scaled by the kernel ("bulk": scaled by the un-permuting pass)
+    if varlen:
+        dq = dq_acc[: q.shape[0]].to(q.dtype)
+    elif dq_reduce == "bulk":
+        dq = dq_accum_copy_rows(dq_acc, q.new_empty((batch, pad, hq, head_dim)), scale)
+        dq = dq[:, : q.shape[1]].contiguous()
+    else:
+        dq = dq_acc[:, : q.shape[1]].to(q.dtype)
     if group > 1:  # GQA/MQA: each KV head's gradient is the sum over its query heads
         dk_full = dk_full.float().unflatten(-2, (hk, group)).sum(-2)
         dv_full = dv_full.float().unflatten(-2, (hk, group)).sum(-2)
-    return dq.to(q.dtype), dk_full.to(k.dtype), dv_full.to(v.dtype)
+    return dq, dk_full.to(k.dtype), dv_full.to(v.dtype)
 
 
 class _FlashAttnFunc(torch.autograd.Function):

@@ -14,8 +14,10 @@ MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are alre
   transposed view of the same shared memory);
 * ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
   through a transposed view; the two warpgroups split the head dim), added into an fp32 dQ accumulator
-  that the host scales and converts afterwards: by one TMA reduce-add of the tile per query block
-  (``dq_reduce="tma"``, FA3's way; the interface's default) or by per-thread ``red.global.add.f32``
+  that the host converts afterwards: by TMA reduce-adds of the tile per query block from a shared-memory
+  tile stored without bank conflicts (``dq_reduce="tma"``, the interface's default: tensor-map boxes into
+  a row-major accumulator; ``"bulk"``, FA3's layout: the accumulator stored tile by tile in the MMA's
+  order, one contiguous reduce-add per warpgroup), or by per-thread ``red.global.add.f32``
   (``"atomic"``; varlen always).
 
 Two orders of that work (``schedule``), both GPU-validated. ``"overlap"`` (the default, FA3/FA4's order):
@@ -25,8 +27,12 @@ half of dQ to the TMA unit behind a barrier of its own. ``"serial"``: both GEMMs
 waited for before P^T and dS^T, dV/dK/dQ before dQ leaves, and the warpgroups meet at three barriers a
 step (1.04-1.13x slower on the H200, 2026-12-06).
 
-dK is scaled by the softmax scale at the end (the host scales dQ). K/V rows are indexed by the KV head
-(GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
+LSE and D come from global memory (L2). With ``stats_ahead`` (opt-in: no gain measured on an H100,
+2026-12-07) "overlap" prefetches the next query block's lines into L1 during the current block.
+
+dK is scaled by the softmax scale at the end, each query block's dQ before it is added (the host only
+converts the fp32 dQ accumulator; with "bulk" the host's un-permuting pass scales it instead). K/V rows
+are indexed by the KV head (GQA); dK/dV are written per *query* head and the host sums each group. Masks: causal, sliding window,
 seqlen edges (varlen: neighbouring sequences), flash-attn's bottom-right convention, applied only to the
 (query block, key block) pairs that cross a boundary. Head dims 64 and 128.
 """
@@ -39,7 +45,9 @@ import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32, const_expr
+from cutlass._mlir.dialects import llvm
 from cutlass.cute.nvgpu import cpasync, warp, warpgroup
+from cutlass.cutlass_dsl import dsl_user_op
 from cutlass.memory import SmemAllocator
 from cutlass.tensor_utils import LayoutEnum
 
@@ -50,6 +58,52 @@ _DQ_WG_BARRIER = 2  # "overlap": 2 + warpgroup, a consumer warpgroup's own barri
 
 BWD_HEAD_DIMS = (64, 128)
 BWD_SCHEDULES = ("serial", "overlap")
+BWD_DQ_REDUCES = ("atomic", "tma", "bulk")
+
+
+def dq_accum_shape(batch: int, heads: int, seqlen_q: int, head_dim: int, tile_m: int = 64) -> tuple:
+    """The fp32 dQ accumulator of ``dq_reduce="bulk"``: ``(batch, heads, query tiles, tile_m * head_dim)``,
+    each tile stored as its two head-dim halves, each half in the order of the dQ GEMM's accumulator
+    (see :func:`dq_accum_copy_rows`)."""
+    return (batch, heads, -(-seqlen_q // tile_m), tile_m * head_dim)
+
+
+def dq_accum_copy_rows(acc, out, scale: float = 1.0):
+    """``out`` (``(b, m * 64, h, d)``, any float dtype) <- ``scale`` times the ``dq_reduce="bulk"``
+    accumulator ``acc`` (``(b, h, m, 64 * d)`` fp32), in one elementwise pass. The kernel leaves the
+    softmax scale to this pass, where it costs nothing.
+
+    Within a head-dim half (warpgroup g), the consumer thread ``t = 32 w + 4 a + c`` (warp w, lane 4a + c)
+    stores its d/4 values ``v = i + 2 r + 4 j`` (i, r in {0, 1}, j < d/16) 128 bits at a time at
+    ``512 j + 4 t + (i + 2 r)``: that is wgmma's accumulator, row ``16 w + 8 r + a``, column
+    ``d/2 g + 8 j + 2 c + i``. So the flat index splits into (g, j, w, a, c, r, i)."""
+    import torch
+
+    b, h, m, tile = acc.shape
+    d = tile // 64
+    parts = acc.view(b, h, m, 2, d // 16, 4, 8, 4, 2, 2)  # (b, h, m, g, j, w, a, c, r, i)
+    rows = out.view(b, m, 4, 2, 8, h, 2, d // 16, 4, 2)  # (b, m, w, r, a, h, g, j, c, i)
+    torch.mul(parts.permute(0, 2, 5, 8, 6, 1, 3, 4, 7, 9), scale, out=rows)
+    return out
+
+
+@dsl_user_op
+def _bulk_reduce_add_f32(gmem: cute.Pointer, smem: cute.Pointer, nbytes: int, *, loc=None, ip=None):
+    """``cp.reduce.async.bulk ... add.f32``: ``nbytes`` of fp32 in shared memory added into global memory
+    by the TMA unit, as one contiguous run (no tensor map), completed by the thread's bulk group."""
+    llvm.inline_asm(
+        None,
+        [
+            gmem.llvm_ptr,
+            smem.toint(loc=loc, ip=ip).ir_value(loc=loc, ip=ip),
+            Int32(nbytes).ir_value(loc=loc, ip=ip),
+        ],
+        "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [$0], [$1], $2;",
+        "l,r,r",
+        has_side_effects=True,
+        loc=loc,
+        ip=ip,
+    )
 
 
 def _permute(t: cute.Tensor, order) -> cute.Tensor:
@@ -83,11 +137,12 @@ class FlashAttentionBackwardSm90:
         varlen: bool = False,
         dq_reduce: str = "atomic",
         schedule: str = "overlap",
+        stats_ahead: bool = False,
     ):
         if head_dim not in BWD_HEAD_DIMS:
             raise ValueError(f"the sm90 backward supports head dims {BWD_HEAD_DIMS}, got {head_dim}")
-        if dq_reduce not in ("atomic", "tma") or (dq_reduce == "tma" and varlen):
-            raise ValueError(f"dq_reduce must be 'atomic' or (not varlen) 'tma', got {dq_reduce!r}")
+        if dq_reduce not in BWD_DQ_REDUCES or (dq_reduce != "atomic" and varlen):
+            raise ValueError(f"dq_reduce must be 'atomic' or (not varlen) 'tma' or 'bulk', got {dq_reduce!r}")
         if schedule not in BWD_SCHEDULES:
             raise ValueError(f"schedule must be one of {BWD_SCHEDULES}, got {schedule!r}")
         self.dtype = dtype
@@ -99,9 +154,13 @@ class FlashAttentionBackwardSm90:
         self.has_left = has_left_window
         self.has_softcap = has_softcap
         self.varlen = varlen
-        # dQ: "atomic" (each consumer thread adds its 32 fp32 values with red.global) or "tma" (FA3's way:
-        # the tile goes through shared memory and one TMA reduce-add per query block adds it in L2).
+        # dQ: "atomic" (each consumer thread adds its 32 fp32 values with red.global), or through shared
+        # memory and the TMA unit's reduce-adds in L2: "tma" into the row-major (b, s, h, d) accumulator by
+        # tensor-map boxes, "bulk" (FA3's layout) into an accumulator stored tile by tile in the
+        # accumulator's own order (dq_accum_copy_rows), one contiguous reduce-add per warpgroup and block.
+        self.dq_smem = dq_reduce != "atomic"
         self.dq_tma = dq_reduce == "tma"
+        self.dq_bulk = dq_reduce == "bulk"
         # "serial": each step waits for all its GEMMs before the next stage of work, and the two warpgroups
         # meet at three barriers a step. "overlap" (FA3's order, the default): P^T is
         # computed while dP^T is in flight and dS^T while dV is; dS^T has two shared-memory buffers, so one
@@ -110,6 +169,10 @@ class FlashAttentionBackwardSm90:
         # the in-place P^T overwrote), after both GEMMs.
         self.overlap = schedule == "overlap"
         self.split_softmax = self.overlap and not has_softcap
+        # split_softmax: the L1 lines of the next query block's LSE and D are prefetched during this one.
+        # The statistics come from L2, and the S^T GEMM's ~500 cycles between an LSE load and its use may
+        # not cover that latency; registers to hold them a whole step ahead there are none (hd128 spills).
+        self.stats_ahead = stats_ahead
         self.ds_stages = 2 if self.overlap else 1
 
     # ---------------------------------------------------------------------------------------- host
@@ -122,7 +185,7 @@ class FlashAttentionBackwardSm90:
         mdO: cute.Tensor,  # like mQ
         mLSE: cute.Tensor,  # (b, h, s_q_pad) fp32, LSE * log2(e), +inf past the end; varlen (h, total_pad)
         mD: cute.Tensor,  # like mLSE: rowsum(dO * O), 0 past the end
-        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros; varlen (total_pad, h, d)
+        mdQacc: cute.Tensor,  # (b, s_q_pad, h, d) fp32 zeros, "bulk" dq_accum_shape(); varlen (total_pad, h, d)
         mdK: cute.Tensor,  # (b, s_k, h, d) per query head; varlen (total_k, h, d)
         mdV: cute.Tensor,
         mCuSeqlensQ: cute.Tensor,
@@ -146,6 +209,8 @@ class FlashAttentionBackwardSm90:
         else:
             q, k, v, do = (_permute(t, (1, 3, 2, 0)) for t in (mQ, mK, mV, mdO))  # (s, d, h, b)
             dqacc, dk, dv = (_permute(t, (1, 3, 2, 0)) for t in (mdQacc, mdK, mdV))
+            if const_expr(self.dq_bulk):
+                dqacc = _permute(mdQacc, (3, 2, 1, 0))  # (tm * d, m, h, b)
             lse, dd = (_permute(t, (2, 1, 0)) for t in (mLSE, mD))  # (s, h, b)
 
         tm, tn, hd = self.tile_m, self.tile_n, self.head_dim
@@ -185,22 +250,24 @@ class FlashAttentionBackwardSm90:
         tma_atom_v, tma_v = cpasync.make_tiled_tma_atom(g2s, v, kv_smem, (tn, hd))
         tma_atom_q, tma_q = cpasync.make_tiled_tma_atom(g2s, q, q_smem, (tm, hd))
         tma_atom_do, tma_do = cpasync.make_tiled_tma_atom(g2s, do, q_smem, (tm, hd))
-        # dQ tile in shared memory (fp32, row-major), the source of the TMA reduce-add ("tma" only; the
-        # atomic build passes Q's descriptor in its place and never uses it).
-        # "overlap": each warpgroup's half of the head dim is a (tm, hd/2) row-major tile of its own, added
-        # by a TMA reduce-add of its own; the layout below is both halves side by side, as (tm, hd).
-        sdQ_layout = cute.make_layout((tm, hd), stride=(hd, 1))
-        dq_box = (tm, hd)
-        if const_expr(self.overlap):
-            sdQ_layout = cute.make_layout((tm, (hd // 2, 2)), stride=(hd // 2, (1, tm * hd // 2)))
-            dq_box = (tm, hd // 2)
+        # dQ tile in shared memory (fp32), the source of the TMA reduce-add ("tma" only; the atomic build
+        # passes Q's descriptor in its place and never uses it): two (tm, hd/2) halves, one per consumer
+        # warpgroup (the two split dQ's head dim), each added by reduce-adds of its own. Each half is
+        # stored as columns of 8 values (32 bytes a row), one column block after another: a warp's 64-bit
+        # stores then cover 256 contiguous bytes, where in a row-major tile its eight rows would sit a
+        # multiple of 128 bytes apart in the same banks (a 4-way conflict on each of the 16 stores per
+        # thread and query block, in a loop whose wgmma operands keep shared memory busy already). A
+        # 128-byte swizzle is conflict-free as well, but it makes every store's address a register of
+        # its own (8 a thread), and ptxas then spills in the causal and serial builds. The TMA box is
+        # then 8 columns wide: hd/16 reduce-adds per half.
+        sdQ_layout = cute.make_layout((tm, (8, hd // 16), 2), stride=(8, (1, 8 * tm), tm * hd // 2))
         tma_atom_dq, tma_dq = tma_atom_q, tma_q
         if const_expr(self.dq_tma):
             tma_atom_dq, tma_dq = cpasync.make_tiled_tma_atom(
                 cpasync.CopyReduceBulkTensorTileS2GOp(),
                 dqacc,
-                cute.make_layout(dq_box, stride=(dq_box[1], 1)),
-                dq_box,
+                cute.select(sdQ_layout, mode=[0, 1]),
+                (tm, hd // 2),
             )
         self.shared_storage = self._shared_storage(sK_layout, sQ_layout, sdS_layout, cute.cosize(sdQ_layout))
         self.kernel(
@@ -258,7 +325,7 @@ class FlashAttentionBackwardSm90:
             "sdO": buf(self.dtype, cute.cosize(sQ_layout)),
             "sdS": buf(self.dtype, cute.cosize(sdS_layout)),
         }
-        if self.dq_tma:
+        if self.dq_smem:
             fields["sdQ"] = buf(Float32, sdQ_cosize)
         return cute.struct(type("SharedStorage", (), {"__annotations__": fields}))
 
@@ -518,26 +585,39 @@ class FlashAttentionBackwardSm90:
                 gdQ = mdQacc[None, None, head, batch]
 
             if const_expr(self.dq_tma):
-                sdQ = storage.sdQ.get_tensor(sdQ_layout)
-                tdQsdQ_thr = thr_dq.partition_C(sdQ)  # where this thread's dQ values go
-                if const_expr(self.overlap):
-                    # this warpgroup's half: its own tile in shared memory, columns [wg, wg + 1) * hd/2
-                    wg = wg_idx - 1
-                    half = (tm, hd // 2)
-                    sdQ_src = cute.make_tensor(
-                        storage.sdQ.data_ptr() + wg * (tm * hd // 2),
-                        cute.make_layout(half, stride=(hd // 2, 1)),
-                    )
-                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], half, (None, wg))  # (tm, d/2, m)
-                else:
-                    sdQ_src = sdQ
-                    gdQt = cute.local_tile(tma_dq[None, None, head, batch], (tm, hd), (None, 0))  # (tm, d, m)
-                tdQsdQ, tdQgdQ = cpasync.tma_partition(
+                # this thread's dQ values go to shared memory by 64-bit stores (the pairs of columns the
+                # accumulator holds), into the (tm, hd) tile that the two halves make side by side
+                sdQ_halves = storage.sdQ.get_tensor(sdQ_layout)  # (tm, d/2, 2)
+                sdQ = storage.sdQ.get_tensor(cute.group_modes(sdQ_layout, 1, 3))
+                r2s_dQ = cute.make_tiled_copy_C(
+                    cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), Float32, num_bits_per_copy=64), mma_dq
+                )
+                thr_r2s_dQ = r2s_dQ.get_slice(ctid)
+                dq_r2s = (r2s_dQ, thr_r2s_dQ.retile(acc_dQ), thr_r2s_dQ.partition_D(sdQ))
+                gdQt = cute.local_tile(
+                    tma_dq[None, None, head, batch], (tm, hd // 2), (None, None)
+                )  # (tm, d/2, m, 2)
+                tdQsdQ, tdQgdQ = cpasync.tma_partition(  # (TMA, half), (TMA, m, half)
                     tma_atom_dq,
                     0,
                     cute.make_layout(1),
-                    cute.group_modes(sdQ_src, 0, 2),
+                    cute.group_modes(sdQ_halves, 0, 2),
                     cute.group_modes(gdQt, 0, 2),
+                )
+            if const_expr(self.dq_bulk):
+                # This thread's dQ values go 128 bits at a time into its warpgroup's half of the tile, at
+                # 512 j + 4 t (t: the thread in the warpgroup): each store of a warp covers 512 contiguous
+                # bytes, no bank conflict. The half is then one contiguous run, stored in the global
+                # accumulator the same way (dq_accum_copy_rows), so one reduce-add moves it.
+                half = tm * hd // 2
+                tdQsdQ = storage.sdQ.get_tensor(cute.make_layout((half, 2)))  # (tile half, half)
+                tdQgdQ = gdQ  # (tm * d, m)
+                mine = tdQsdQ[None, wg_idx - 1].iterator + 4 * (ctid % 128)
+                mine = cute.make_ptr(Float32, mine.toint(), cute.AddressSpace.smem, assumed_align=16)
+                chunks = cute.make_layout((4, half // 512), stride=(1, 512))
+                dq_r2s = (
+                    cute.make_tensor(acc_dQ.iterator, cute.make_layout((4, half // 512))),
+                    cute.make_tensor(mine, chunks),
                 )
             if active and m_max > m_min:
                 st_kv = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
@@ -571,6 +651,8 @@ class FlashAttentionBackwardSm90:
                         # FA3's order: P^T while dP^T is in flight, dS^T while dV is, one barrier a step.
                         pds = m_block % 2  # the dS^T buffer of this step (the other is the last step's)
                         if const_expr(self.split_softmax):
+                            if const_expr(self.stats_ahead):
+                                self._prefetch_stats(gLSE, gD, cutlass.min(m_block + 1, m_max - 1))
                             # each statistic is loaded a phase before it is used, beside a GEMM in flight
                             rLSE = self._per_query(gLSE, c_rc, m_block)
                             warpgroup.wait_group(1)  # S^T is in, dP^T still in flight
@@ -606,9 +688,11 @@ class FlashAttentionBackwardSm90:
                         self._gemm(mma_dkv, acc_dK, tKVrdS, tKVrQt[None, None, None, st.index], False)
                         warpgroup.commit_group()
                         warpgroup.wait_group(1)  # dV and dQ are in, dK still in flight
-                        if const_expr(self.dq_tma):
-                            self._dq_tma_add_own_half(
-                                acc_dQ, tdQsdQ_thr, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
+                        if const_expr(not self.dq_bulk):  # "bulk": the host's un-permuting pass scales
+                            acc_dQ.store(acc_dQ.load() * softmax_scale)
+                        if const_expr(self.dq_smem):
+                            self._dq_add_own_half(
+                                dq_r2s, tdQsdQ, tdQgdQ, tma_atom_dq, m_block, warp_idx, wg_idx
                             )
                         else:
                             self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
@@ -638,25 +722,27 @@ class FlashAttentionBackwardSm90:
                         warpgroup.wait_group(0)
                         pipe_q.consumer_release(st)
                         st.advance()
-                        if const_expr(self.dq_tma):  # noqa: SIM102
+                        if const_expr(self.dq_smem):  # noqa: SIM102
                             # The previous block's reduce-add has finished reading sdQ (the issuing warp
                             # waits on its bulk group), announced by the barrier below.
                             if warp_idx == 4:
                                 cute.arch.cp_async_bulk_wait_group(0, read=True)
                         # Every warpgroup's dQ GEMM has read sdS before anyone overwrites it.
                         cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
-                        if const_expr(self.dq_tma):
-                            for i in cutlass.range_constexpr(cute.size(acc_dQ)):
-                                tdQsdQ_thr[i] = acc_dQ[i]
+                        if const_expr(not self.dq_bulk):
+                            acc_dQ.store(acc_dQ.load() * softmax_scale)
+                        if const_expr(self.dq_smem):
+                            self._dq_to_smem(dq_r2s)
                             cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
                             cute.arch.barrier(barrier_id=_DQ_BARRIER, number_of_threads=nthr)
                             # A whole warp issues (the TMA copy elects its lane over the full warp).
                             if warp_idx == 4:
-                                cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+                                for h in cutlass.range_constexpr(2):
+                                    self._dq_issue(tma_atom_dq, tdQsdQ, tdQgdQ, m_block, h)
                                 cute.arch.cp_async_bulk_commit_group()
                         else:
                             self._dq_atomic_add(acc_dQ, thr_dq, gdQ, m_block)
-                if const_expr(self.dq_tma):  # noqa: SIM102
+                if const_expr(self.dq_smem):  # noqa: SIM102
                     # shared memory must outlive the last reduce-add's reads (overlap: each warpgroup's own)
                     if warp_idx == (4 * wg_idx if const_expr(self.overlap) else 4):
                         cute.arch.cp_async_bulk_wait_group(0, read=True)
@@ -754,10 +840,9 @@ class FlashAttentionBackwardSm90:
                         dp_rc[r, c] = p * (dp_rc[r, c] - d) * dfac
 
     @cute.jit
-    def _dq_tma_add_own_half(
+    def _dq_add_own_half(
         self,
-        acc_dQ: cute.Tensor,
-        tdQsdQ_thr: cute.Tensor,
+        dq_r2s: tuple,
         tdQsdQ: cute.Tensor,
         tdQgdQ: cute.Tensor,
         tma_atom_dq: cute.CopyAtom,
@@ -767,26 +852,72 @@ class FlashAttentionBackwardSm90:
     ):
         """The "overlap" schedule's dQ out: this warpgroup's half of the tile through its own shared-memory
         tile and its own TMA reduce-add; only its 128 threads sync (named barrier 2 + its index), while the
-        other warpgroup runs on."""
+        other warpgroup runs on. ``dq_r2s``: (tiled copy, this thread's dQ values, where they go)."""
         issuer = warp_idx == 4 * wg_idx  # its first warp: the one that waits on its bulk group
         bar = _DQ_WG_BARRIER + wg_idx - 1
         if issuer:
             cute.arch.cp_async_bulk_wait_group(0, read=True)  # the last reduce-add has read the tile
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
-        for i in cutlass.range_constexpr(cute.size(acc_dQ)):
-            tdQsdQ_thr[i] = acc_dQ[i]
+        self._dq_to_smem(dq_r2s)
         cute.arch.fence_view_async_shared()  # generic-proxy writes -> the TMA unit
         cute.arch.barrier(barrier_id=bar, number_of_threads=128)
         if issuer:
-            cute.copy(tma_atom_dq, tdQsdQ, tdQgdQ[None, m_block])
+            self._dq_issue(tma_atom_dq, tdQsdQ, tdQgdQ, m_block, wg_idx - 1)
             cute.arch.cp_async_bulk_commit_group()
 
     @cute.jit
+    def _dq_to_smem(self, dq_r2s: tuple):
+        """This thread's dQ values into the shared tile: ``dq_r2s`` is (tiled copy, source, destination),
+        "bulk" (source, destination) of plain 128-bit stores."""
+        if const_expr(self.dq_bulk):
+            cute.autovec_copy(*dq_r2s)
+        else:
+            cute.copy(*dq_r2s)
+
+    @cute.jit
+    def _dq_issue(
+        self, tma_atom_dq: cute.CopyAtom, tdQsdQ: cute.Tensor, tdQgdQ: cute.Tensor, m_block: Int32, h
+    ):
+        """Half ``h`` of the shared dQ tile added into the global accumulator, by the calling warp: "tma" by
+        its tensor-map boxes (the copy elects a lane), "bulk" by one reduce-add of the contiguous half."""
+        if const_expr(self.dq_bulk):
+            half = cute.size(tdQsdQ, mode=[0])
+            with cute.arch.elect_one():
+                dst = tdQgdQ[None, m_block].iterator + h * half
+                _bulk_reduce_add_f32(dst, tdQsdQ[None, h].iterator, half * 4)
+        else:
+            cute.copy(tma_atom_dq, tdQsdQ[None, h], tdQgdQ[None, m_block, h])
+
+    @cute.jit
+    def _prefetch_stats(self, gLSE: cute.Tensor, gD: cute.Tensor, m_block: Int32):
+        """Query block ``m_block``'s rows of LSE and D (256 bytes each, at most 3 cache lines each) into L1,
+        one lane a line: the first, the 33rd and the last query's address cover every line they touch."""
+        lane = cute.arch.lane_idx()
+        q = m_block * self.tile_m + cutlass.min((lane % 3) * 32, self.tile_m - 1)
+        if lane < 3:
+            cute.arch.prefetch((gLSE.iterator + q).llvm_ptr, cache_level="L1")
+        elif lane < 6:
+            cute.arch.prefetch((gD.iterator + q).llvm_ptr, cache_level="L1")
+
+    @cute.jit
     def _per_query(self, g: cute.Tensor, c_rc: cute.Tensor, m_block: Int32) -> cute.Tensor:
-        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold."""
-        vals = cute.make_rmem_tensor((cute.size(c_rc, mode=[1]),), Float32)
-        for c in cutlass.range_constexpr(cute.size(c_rc, mode=[1])):
-            vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
+        """``g`` (a row statistic in global memory: LSE or D) at each query this thread's S^T columns hold.
+
+        Those are pairs of neighbouring queries, 8 apart (the accumulator's column c is query
+        ``q0 + c % 2 + 8 (c // 2)``). Not varlen, every row of ``g`` starts 256-byte aligned (padded to
+        the query tile) and q0 is even, so each pair is one 64-bit load: half the load instructions,
+        which share the data path that the loop's wgmma operands keep busy. Varlen sequences start
+        anywhere: one load a value."""
+        n = cute.size(c_rc, mode=[1])
+        vals = cute.make_rmem_tensor((n,), Float32)
+        if const_expr(self.varlen):
+            for c in cutlass.range_constexpr(n):
+                vals[c] = g[m_block * self.tile_m + c_rc[0, c][1]]
+        else:
+            first = g.iterator + (m_block * self.tile_m + c_rc[0, 0][1])
+            pairs = cute.make_ptr(Float32, first.toint(), cute.AddressSpace.gmem, assumed_align=8)
+            src = cute.make_tensor(pairs, cute.make_layout((2, n // 2), stride=(1, 8)))
+            cute.autovec_copy(src, cute.make_tensor(vals.iterator, cute.make_layout((2, n // 2))))
         return vals
 
     @cute.jit
