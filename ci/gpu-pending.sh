@@ -299,7 +299,7 @@ queue_ab() {  # hd64's ablations now that three consumer warpgroups are its defa
         --where head_dim=64 -b cutlass --time-budget 180 -o "$out/fwd-hd64-three-ablations.json"
 }
 
-queue_bq() {  # (on the branch bwd-smem, 2026-12-06, fifth session) the sm90 backward's dQ tile stored
+queue_bq() {  # (ran on an H100 2026-12-07, seventh session; now on main) the sm90 backward's dQ tile stored
     # conflict-free, LSE/D as 64-bit loads, dQ scaled in the kernel, the preprocess kernel for D and LSE;
     # (branch bwd-bulk, 2026-12-07) dQ's accumulator tile by tile with one bulk reduce-add (BulkDq class), the
     # next block's LSE/D prefetched into L1:
