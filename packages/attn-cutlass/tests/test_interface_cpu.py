@@ -154,17 +154,17 @@ def test_bwd_dq_reduce_switch(monkeypatch):
     from attn_cutlass.interface import bwd_dq_reduce
 
     monkeypatch.delenv("ATTN_CUTLASS_BWD_DQ", raising=False)
-    assert bwd_dq_reduce() == "tma"  # hd64's default (measured faster than bulk there, 2026-12-07)
+    assert bwd_dq_reduce(64) == "tma"  # hd64's default (measured faster than bulk there, 2026-12-07)
     assert bwd_dq_reduce(128) == "bulk"  # hd128's (1.22x tma's backward on an H100, 2026-12-07)
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "atomic")
-    assert bwd_dq_reduce() == "atomic"
+    assert bwd_dq_reduce(64) == "atomic"
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "bulk")
-    assert bwd_dq_reduce() == "bulk"
+    assert bwd_dq_reduce(64) == "bulk"
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "tma")
     assert bwd_dq_reduce(128) == "tma"
     monkeypatch.setenv("ATTN_CUTLASS_BWD_DQ", "vector")
     with pytest.raises(ValueError, match="ATTN_CUTLASS_BWD_DQ"):
-        bwd_dq_reduce()
+        bwd_dq_reduce(64)
 
 
 @pytest.mark.parametrize("head_dim", [64, 128])

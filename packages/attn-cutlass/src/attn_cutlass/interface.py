@@ -67,7 +67,7 @@ def _env_choice(name: str, allowed: tuple[str, ...], default: str) -> str:
     return value
 
 
-def bwd_dq_reduce(head_dim: int = 64) -> str:
+def bwd_dq_reduce(head_dim: int) -> str:
     """``ATTN_CUTLASS_BWD_DQ``: how the sm90 backward adds dQ. Unset: ``bulk`` at head dim 128, ``tma``
     otherwise (varlen always takes ``atomic``). ``bulk`` (FA3/FA4's scheme) stores the fp32 accumulator
     tile by tile in the MMA's order and adds it by one contiguous reduce-add per warpgroup and block;

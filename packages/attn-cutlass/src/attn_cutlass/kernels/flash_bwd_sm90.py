@@ -15,9 +15,10 @@ MMA's M, FA3's "SdP swapAB"), so that the 16-bit copies of P^T and dS^T are alre
 * ``dQ_partial = dS K`` (dS^T written to shared memory, read back as the MN-major A operand; B = K^T
   through a transposed view; the two warpgroups split the head dim), added into an fp32 dQ accumulator
   that the host converts afterwards: by TMA reduce-adds of the tile per query block from a shared-memory
-  tile stored without bank conflicts (``dq_reduce="tma"``, the interface's default: tensor-map boxes into
-  a row-major accumulator; ``"bulk"``, FA3's layout: the accumulator stored tile by tile in the MMA's
-  order, one contiguous reduce-add per warpgroup), or by per-thread ``red.global.add.f32``
+  tile stored without bank conflicts (``dq_reduce="tma"``, the interface's default at hd64: tensor-map
+  boxes into a row-major accumulator; ``"bulk"``, FA3's layout and the default at hd128: the accumulator
+  stored tile by tile in the MMA's order, one contiguous reduce-add per warpgroup), or by per-thread
+  ``red.global.add.f32``
   (``"atomic"``; varlen always).
 
 Two orders of that work (``schedule``), both GPU-validated. ``"overlap"`` (the default, FA3/FA4's order):
