@@ -21,6 +21,7 @@ def test_ablation_table():
     abl = desc["ablations"]
     assert set(abl) == {"attention_fwd", "attention_bwd", "decode_kvcache"}
     assert set(abl["attention_fwd"]) == {
+        "tiles", "pingpong", "gluon_stages_3",
         "pointer_loads", "all_heads_order", "unfolded_scale", "stages_3", "stages_2", "stages_1"
     }  # fmt: skip
     assert abl["attention_bwd"] == {
@@ -28,10 +29,19 @@ def test_ablation_table():
         "pointer_loads": abl["attention_bwd"]["pointer_loads"],
     }
     assert abl["decode_kvcache"] == {"one_split": bench._decode_one_split}
-    # the deeper pipelines are measured against the 3-stage forced tile, which against the default
-    assert [getattr(abl["attention_fwd"][f"stages_{n}"], "baseline", None) for n in (1, 2, 3)] == [
-        "stages_3", "stages_3", "default"
-    ]  # fmt: skip
+    # the deeper pipelines are measured against the 3-stage forced tile, which against the tile-level
+    # kernel's default, which against the default (the Gluon kernel on Hopper)
+    fwd = abl["attention_fwd"]
+    assert [getattr(fwd[f"stages_{n}"], "baseline", None) for n in (1, 2, 3)] == [
+        "stages_3",
+        "stages_3",
+        "tiles",
+    ]
+    assert fwd["tiles"].baseline == "default"
+    for name in ("pointer_loads", "all_heads_order", "unfolded_scale"):
+        assert fwd[name].baseline == "tiles", name
+    for name in bench.GLUON_VARIANTS:
+        assert getattr(fwd[name], "baseline", "default") == "default", name
     assert set(desc["ops"]["attention_bwd"]) == {"default", "deterministic"}
 
 
@@ -41,6 +51,11 @@ def test_variants_decline_what_they_do_not_change():
     assert "causal" in bench.supports("attention_fwd", "all_heads_order", {**causal, "causal": False}, "cuda")
     assert "shared memory" in bench.supports("attention_fwd", "stages_1", causal, "cuda")
     assert bench.supports("attention_fwd", "stages_1", {**causal, "head_dim": 128}, "cuda") is None
+    for name in bench.GLUON_VARIANTS:
+        assert "Gluon" in bench.supports("attention_fwd", name, causal, "cuda")  # head dim 256
+        tiny = {**causal, "head_dim": 64, "seqlen_q": 40, "seqlen_k": 40}
+        assert "Gluon" in bench.supports("attention_fwd", name, tiny, "cpu")
+        assert bench.supports("attention_fwd", name, {**causal, "head_dim": 128}, "cuda") is None
 
 
 @interp
@@ -69,6 +84,8 @@ def test_forward_variants_match_the_default(causal):
     before = _runtime.knobs()
     want = bench._fwd(q, k, v, causal=causal, softmax_scale=0.2)
     for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
+        if name in bench.GLUON_VARIANTS:
+            continue  # Hopper only (test_flash_fwd_sm90 checks the Gluon kernel's configs there)
         got = fn(q, k, v, causal=causal, softmax_scale=0.2)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
     assert _runtime.knobs() is before

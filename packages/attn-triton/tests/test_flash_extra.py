@@ -78,7 +78,7 @@ def test_tma_path_backward_under_interpreter(profile):
 
 
 @interp
-@pytest.mark.parametrize("name", ["v1", "v1b", "v1c", "v2"])
+@pytest.mark.parametrize("name", ["v1", "v1b", "v1c", "v1d", "v2"])
 def test_profile_forward_backward(profile, name):
     """Every performance profile (v1c the default, v2 the newer choices) computes the right thing."""
     profile(name)

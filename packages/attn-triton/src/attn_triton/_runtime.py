@@ -54,6 +54,9 @@ class Knobs:
     at import, :func:`set_profile` at run time.
     """
 
+    #: Hopper forward: the Gluon kernel (:mod:`attn_triton.flash_fwd_sm90`: warp-specialised, asynchronous
+    #: wgmma, FA3's schedule) for the calls it supports, instead of the tile-level Triton kernel
+    fwd_gluon: bool = True
     #: forward autotune list: "v1" (first list) or "v2" (per-head-dim lists, warp-specialised candidates)
     fwd_configs: str = "v2"
     #: forward: scores stay unscaled; the row max is scaled once per row and ``exp2(qk * c - m)`` is one FMA
@@ -83,6 +86,7 @@ class Knobs:
 
 PROFILES = {
     "v1": Knobs(
+        fwd_gluon=False,
         fwd_configs="v1",
         fwd_fold_scale=False,
         fwd_heavy_first=False,
@@ -105,7 +109,9 @@ PROFILES["v1b"] = dataclasses.replace(PROFILES["v1"], bwd_dq="auto")
 PROFILES["v1c"] = dataclasses.replace(
     PROFILES["v1b"], fwd_configs="v2", fwd_fold_scale=True, fwd_heavy_first=False
 )
-DEFAULT_PROFILE = "v1c"
+# v1c with the Gluon forward on Hopper (flash_fwd_sm90) where it applies.
+PROFILES["v1d"] = dataclasses.replace(PROFILES["v1c"], fwd_gluon=True)
+DEFAULT_PROFILE = "v1d"
 
 
 def _profile_from_env() -> Knobs:
@@ -146,6 +152,16 @@ def robust_bench(kernel_call, quantiles):
         if "CUDA error" in str(e) or "illegal" in str(e).lower():
             raise  # a broken context is not a slow config
         return [float("inf")] * len(quantiles)
+
+
+@functools.cache
+def gluon_available() -> bool:
+    """Gluon (``triton.experimental.gluon``, with its Hopper wgmma and TMA ops) ships with Triton 3.5 and newer."""
+    try:
+        from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma_wait  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def check_device(fn: str, *tensors: torch.Tensor) -> None:

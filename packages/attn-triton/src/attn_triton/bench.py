@@ -6,6 +6,12 @@ atomic-free backward (dQ in its own kernel).
 
 Ablation variants (attn-bench's ``ablations`` preset only), each one choice of the default taken back:
 
+* ``attention_fwd/tiles``: the tile-level Triton forward (``Knobs.fwd_gluon=False``, the default before the
+  Gluon kernel) against the default, which on Hopper is the Gluon kernel where it applies (dense, head dim
+  64 or 128, causal or none); the variants below that name ``tiles`` as their baseline tune that kernel;
+* ``attention_fwd/pingpong``, ``gluon_stages_3``: the Gluon kernel with its consumers taking turns at the
+  tensor cores (FA3's ping-pong; measured slower, see ``flash_fwd_sm90.Config``), and with three K/V
+  stages (Hopper, head dims 64 and 128 only);
 * ``attention_fwd/pointer_loads``: the pointer path (masked ``tl.load``, pipelined by Triton with
   ``cp.async``; the sm80 path) forced on Hopper, against the default's tensor descriptors (TMA);
 * ``attention_fwd/all_heads_order``: causal programs launched with the longest program of every head
@@ -137,6 +143,40 @@ def _stages(n: int, baseline: str):
     return run
 
 
+def _against(run, baseline: str):
+    run.baseline = baseline
+    return run
+
+
+def _tiles(baseline: str = "tiles", **knobs):
+    """The tile-level Triton forward (``Knobs.fwd_gluon=False``) with ``knobs``, against ``baseline``."""
+    return _against(_forward_with(knobs=dict(fwd_gluon=False, **knobs)), baseline)
+
+
+def _gluon_config(**changes):
+    """The Gluon forward (:mod:`attn_triton.flash_fwd_sm90`) with its config for the head dim changed."""
+
+    def run(q, k, v, *, causal, softmax_scale):
+        import dataclasses
+
+        import torch
+
+        from attn_triton import _runtime, flash_fwd_sm90
+
+        (left, right), softcap, scale = _checked(q, k, v, causal, softmax_scale)
+        if not flash_fwd_sm90.supports(q, k, v, left=left, right=right, softcap=softcap, varlen=False):
+            raise ValueError("the Gluon forward does not take this call")
+        cfg = dataclasses.replace(flash_fwd_sm90.CONFIGS[q.shape[-1]], **changes)
+        b, sq, h, _ = q.shape
+        out, lse = torch.empty_like(q), q.new_empty((b, h, sq), dtype=torch.float32)
+        _runtime.ensure_allocator("sm90")
+        return flash_fwd_sm90.flash_fwd_sm90(
+            q, k, v, out, lse, softmax_scale=scale, causal=right == 0, config=cfg
+        )[0]
+
+    return run
+
+
 def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None, num_splits=0):
     """Split-KV decoding; ``num_splits`` 0 lets the kernel choose (the default), 1 is no split."""
     from attn_triton import flash_attn_with_kvcache
@@ -174,6 +214,10 @@ def _matmul(a, b):
     return matmul(a, b)
 
 
+#: Ablations of the Gluon kernel's config (Hopper only).
+GLUON_VARIANTS = ("pingpong", "gluon_stages_3")
+
+
 def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
     d = shape.get("head_dim")
     attention = op in ("attention_fwd", "attention_bwd", "decode_kvcache")
@@ -185,6 +229,8 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return "the causal launch order: non-causal programs all cost the same"
     if variant.startswith("stages_") and d is not None and d > 128:
         return f"the forced 128 x 128 tile's K/V stages do not fit shared memory at head dim {d}"
+    if variant in GLUON_VARIANTS and (device != "cuda" or d not in (64, 128)):
+        return "the Gluon forward: Hopper, head dims 64 and 128"
     if variant == "pointer_loads" and device == "cuda":
         import torch
 
@@ -209,10 +255,13 @@ def backend() -> dict:
         },
         "ablations": {
             "attention_fwd": {
-                "pointer_loads": _forward_with(force_path="sm80"),
-                "all_heads_order": _forward_with(knobs=dict(fwd_heavy_first=True)),
-                "unfolded_scale": _forward_with(knobs=dict(fwd_fold_scale=False)),
-                "stages_3": _stages(3, baseline="default"),
+                "tiles": _tiles(baseline="default"),
+                "pingpong": _gluon_config(pingpong=True),
+                "gluon_stages_3": _gluon_config(stages=3),
+                "pointer_loads": _against(_forward_with(force_path="sm80"), "tiles"),
+                "all_heads_order": _tiles(fwd_heavy_first=True),
+                "unfolded_scale": _tiles(fwd_fold_scale=False),
+                "stages_3": _stages(3, baseline="tiles"),
                 "stages_2": _stages(2, baseline="stages_3"),
                 "stages_1": _stages(1, baseline="stages_3"),
             },

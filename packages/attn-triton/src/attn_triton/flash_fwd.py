@@ -33,7 +33,15 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_triton._runtime import ensure_allocator, interpreting, knobs, path_for, robust_bench, tuning_budget
+from attn_triton._runtime import (
+    ensure_allocator,
+    gluon_available,
+    interpreting,
+    knobs,
+    path_for,
+    robust_bench,
+    tuning_budget,
+)
 from attn_triton.flash_common import (
     LN2,
     LOG2E,
@@ -513,6 +521,14 @@ def flash_fwd(
         lse.fill_(float("inf"))
         return out, lse
     path = force_path or path_for(q.device)
+    if path == "sm90" and q.is_cuda and config is None and knobs().fwd_gluon and gluon_available():
+        from attn_triton import flash_fwd_sm90
+
+        if flash_fwd_sm90.supports(q, k, v, left=left, right=right, softcap=softcap, varlen=varlen):
+            ensure_allocator(path)
+            return flash_fwd_sm90.flash_fwd_sm90(
+                q, k, v, out, lse, softmax_scale=softmax_scale, causal=right == 0
+            )
     # Head dims 96 and 192 would need TMA boxes wider than the tensor; keep them on pointer loads.
     use_tma = path == "sm90" and pad == head_dim and tma_compatible(q, k, v, out)
     if use_tma and q.is_cuda:
@@ -568,7 +584,7 @@ def flash_fwd(
     if interpreting() or config is not None:
         cfg = dict(config or {**INTERPRET_BLOCKS, "WARP_SPEC": False})
         cfg.setdefault("WARP_SPEC", False)
-        launch = {k_: cfg.pop(k_) for k_ in ("num_warps", "num_stages") if k_ in cfg}
+        launch = {k_: cfg.pop(k_) for k_ in ("num_warps", "num_stages", "maxnreg") if k_ in cfg}
         _fwd_kernel[grid({**cfg})](*args, **meta, **cfg, **launch)
     else:
         _kernel_for(path, kn.fwd_configs)[grid](*args, **meta)
