@@ -10,7 +10,7 @@ Ablation variants (attn-bench's ``ablations`` preset only), each one choice of t
   Gluon kernel) against the default, which on Hopper is the Gluon kernel where it applies (dense, head dim
   64 or 128, causal or none); the variants below that name ``tiles`` as their baseline tune that kernel;
 * ``attention_fwd/pingpong``, ``gluon_stages_3``: the Gluon kernel with its consumers taking turns at the
-  tensor cores (FA3's ping-pong; measured slower, see ``flash_fwd_sm90.Config``), and with three K/V
+  tensor cores (FA3's ping-pong; within noise of the default so far, see ``flash_fwd_sm90``), and with three K/V
   stages (Hopper, head dims 64 and 128 only);
 * ``attention_fwd/pointer_loads``: the pointer path (masked ``tl.load``, pipelined by Triton with
   ``cp.async``; the sm80 path) forced on Hopper, against the default's tensor descriptors (TMA);

@@ -12,7 +12,11 @@ Hopper unit (``triton.experimental.gluon``, shipped with Triton):
 * asynchronous wgmma inside each consumer (``warpgroup_mma(..., is_async=True)``): iteration ``j`` issues
   ``S_j = Q K_j^T`` and then ``O += P_{j-1} V_{j-1}``, waits for ``S_j`` only, and computes the softmax of
   ``S_j`` while the tensor cores still run ``P_{j-1} V_{j-1}`` (FA3's intra-warpgroup overlap); the two
-  consumers' phases interleave on the tensor cores;
+  consumers interleave on the tensor cores by themselves (making them take turns, FA3's ping-pong, is
+  ``Config.pingpong``: on two H100s 630 against 644 TFLOP/s without at hd128 16k, then 624 against 592;
+  within run-to-run noise, so off until a run settles it);
+* registers: the producer's warpgroup gives its registers back (``setmaxnreg``, 24), the consumers run
+  with 240.
 * P stays in registers: the S accumulator's layout is the A-operand layout of the PV wgmma, so the
   probabilities never touch shared memory.
 
