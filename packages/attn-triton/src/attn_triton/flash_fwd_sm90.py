@@ -58,6 +58,7 @@ def _producer(
     for c in gl.static_range(NUM_CONSUMERS):
         mbarrier.expect(q_bar.index(c), q_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(q_desc, [m0 + c * ROWS, 0], q_bar.index(c), q_smem.index(c))
+    # --8<-- [start:gluon-producer]
     for i in range(gl.cdiv(n_hi, BLOCK_N)):
         n0 = i * BLOCK_N
         slot = i % STAGES
@@ -69,6 +70,7 @@ def _producer(
         mbarrier.wait(v_empty.index(slot), phase)
         mbarrier.expect(v_full.index(slot), v_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(v_desc, [n0, 0], v_full.index(slot), v_smem.index(slot))
+    # --8<-- [end:gluon-producer]
 
 
 @gluon.jit
@@ -142,6 +144,7 @@ def _consumer(c, o_desc, q_smem, k_smem, v_smem, q_bar, k_full, v_full, k_empty,
     p_op = gl.convert_layout(p.to(dtype), p_layout)
     acc = gl.zeros([ROWS, HEAD_DIM], gl.float32, layout=o_layout)
 
+    # --8<-- [start:gluon-loop]
     for j in range(1, n_blocks):
         slot = j % STAGES
         prev = (j - 1) % STAGES
@@ -160,6 +163,7 @@ def _consumer(c, o_desc, q_smem, k_smem, v_smem, q_bar, k_full, v_full, k_empty,
         mbarrier.arrive(v_empty.index(prev), count=1)
         acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
+    # --8<-- [end:gluon-loop]
 
     last = (n_blocks - 1) % STAGES
     mbarrier.wait(v_full.index(last), ((n_blocks - 1) // STAGES) & 1)
@@ -195,6 +199,8 @@ def _fwd_kernel(Q, K, V, O, LSE,
     h = pid_bh % nheads
     kv_h = h // group
     m0 = pid_m * BLOCK_M
+    # n_hi >= 1 always (supports(): seqlen_k >= 1, and causal only with seqlen_q <= seqlen_k): with no key
+    # block the consumers would wait for K forever.
     if CAUSAL:
         diag = seqlen_k - seqlen_q  # bottom-right: row i sees keys j <= i + diag
         n_hi = gl.minimum(seqlen_k, m0 + BLOCK_M + diag)
