@@ -46,10 +46,11 @@ class Knobs:
     Every field is a speed choice only: both settings compute the same result. ``PROFILES["v1"]`` is the
     first GPU run's code: the sm90 conformance suite passed with it on the H200. ``"v1b"`` is v1 with
     ``bwd_dq="auto"``: the attn-bench run of 2026-11-22 on the H200 measured the separate dQ kernel (the
-    deterministic path, in the same suite) faster than atomics at head dims 64 and 256. The default,
-    ``"v1c"``, is v1b with v2's forward configs and folded scale, which passed the sm90 forward, varlen,
-    head-dim and lse conformance tests on the H200 (50 passed; the skips are fp32, not run on GPU tiers),
-    and v1's causal launch order (per head; see ``fwd_heavy_first``). ``"v2"`` holds
+    deterministic path, in the same suite) faster than atomics at head dims 64 and 256. ``"v1c"`` is v1b
+    with v2's forward configs and folded scale, which passed the sm90 forward, varlen, head-dim and lse
+    conformance tests on the H200 (50 passed; the skips are fp32, not run on GPU tiers), and v1's causal
+    launch order (per head; see ``fwd_heavy_first``). The default, ``"v1d"``, is v1c with the Gluon forward
+    on Hopper (``fwd_gluon``; the whole sm90 tier passed with it on an H100, 2026-12-07). ``"v2"`` holds
     every newer choice; its decoding measured slower than v1's. ``ATTN_TRITON_PROFILE`` picks the profile
     at import, :func:`set_profile` at run time.
     """
@@ -156,7 +157,16 @@ def robust_bench(kernel_call, quantiles):
 
 @functools.cache
 def gluon_available() -> bool:
-    """Gluon (``triton.experimental.gluon``, with its Hopper wgmma and TMA ops) ships with Triton 3.5 and newer."""
+    """Whether Gluon (``triton.experimental.gluon``) is there as :mod:`attn_triton.flash_fwd_sm90` uses it.
+
+    Gluon is experimental and its API moves between releases; the kernel is written and tested against
+    Triton 3.6, so older Tritons take the tile-level kernel instead.
+    """
+    import triton
+
+    major, minor = (int(x) for x in triton.__version__.split(".")[:2])
+    if (major, minor) < (3, 6):
+        return False
     try:
         from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma_wait  # noqa: F401
     except ImportError:
