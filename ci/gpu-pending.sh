@@ -7,7 +7,7 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
+# Owed, most telling first: queue tg (attn-triton's Gluon forward on an H200), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
 # 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
@@ -355,6 +355,19 @@ torch.cuda.synchronize()'
             | gzip >"$out/ncu-bwd-$impl-sass.csv.gz"
         rm -f "$out/ncu-bwd-$impl.ncu-rep"
     done
+}
+
+queue_tg() {  # attn-triton's Gluon forward (the default on Hopper since 2026-12-07, eighth session; its tier
+    # and 16k rows ran on H100s): the 16k rows beside FA4 and the SDPAs on an H200 (the issue's machine),
+    # then the Gluon ablations (ping-pong, three stages) with FA4 in the same run, which the two H100 runs left
+    # within noise
+    export CUDA_VISIBLE_DEVICES=$gpu_b
+    step triton-fwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \
+        -b triton --peer fa4 --peer sdpa-flash --peer sdpa-cudnn --time-budget 170 -o "$out/triton-fwd16k.json"
+    step triton-bwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-bwd --where seqlen_k=16384 \
+        --where head_dim=128 -b triton --peer fa4 --peer sdpa-flash --time-budget 170 -o "$out/triton-bwd16k.json"
+    step triton-gluon-abl 200 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
+        --where head_dim=128 -b triton --peer fa4 --time-budget 170 -o "$out/triton-gluon-abl.json"
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
