@@ -155,7 +155,7 @@ def test_ablations_preset_selects_the_guide_pairs():
         "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
         "cuda/wide48", "cuda/wide48c", "cuda/wide64c", "cuda/causal_per_head", "cuda/always_rescale", "cutlass", "cutlass/causal_sections",
         "cutlass/no_pingpong", "cutlass/always_rescale", "cutlass/two_consumers", "cutlass/unroll2", "cutlass/rolled", "cutlass/register_store",
-        "triton", "triton/tiles", "triton/pingpong", "triton/gluon_stages_3",
+        "triton", "triton/tiles", "triton/pingpong", "triton/gluon_stages_3", "triton/gluon_hd256",
         "triton/pointer_loads", "triton/all_heads_order", "triton/unfolded_scale",
         "triton/stages_3", "triton/stages_2", "triton/stages_1",
     }  # fmt: skip

@@ -21,7 +21,7 @@ def test_ablation_table():
     abl = desc["ablations"]
     assert set(abl) == {"attention_fwd", "attention_bwd", "decode_kvcache"}
     assert set(abl["attention_fwd"]) == {
-        "tiles", "pingpong", "gluon_stages_3",
+        "tiles", "pingpong", "gluon_stages_3", "gluon_hd256",
         "pointer_loads", "all_heads_order", "unfolded_scale", "stages_3", "stages_2", "stages_1"
     }  # fmt: skip
     assert abl["attention_bwd"] == {
@@ -51,11 +51,15 @@ def test_variants_decline_what_they_do_not_change():
     assert "causal" in bench.supports("attention_fwd", "all_heads_order", {**causal, "causal": False}, "cuda")
     assert "shared memory" in bench.supports("attention_fwd", "stages_1", causal, "cuda")
     assert bench.supports("attention_fwd", "stages_1", {**causal, "head_dim": 128}, "cuda") is None
+    tiny = {**causal, "head_dim": 64, "seqlen_q": 40, "seqlen_k": 40}
     for name in bench.GLUON_VARIANTS:
-        assert "Gluon" in bench.supports("attention_fwd", name, causal, "cuda")  # head dim 256
-        tiny = {**causal, "head_dim": 64, "seqlen_q": 40, "seqlen_k": 40}
         assert "Gluon" in bench.supports("attention_fwd", name, tiny, "cpu")
-        assert bench.supports("attention_fwd", name, {**causal, "head_dim": 128}, "cuda") is None
+        at_256 = bench.supports("attention_fwd", name, causal, "cuda")
+        at_128 = bench.supports("attention_fwd", name, {**causal, "head_dim": 128}, "cuda")
+        if name == "gluon_hd256":
+            assert at_256 is None and "Gluon" in at_128
+        else:
+            assert "Gluon" in at_256 and at_128 is None
 
 
 @interp

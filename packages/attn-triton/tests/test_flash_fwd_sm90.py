@@ -42,6 +42,9 @@ def test_supports_only_what_the_kernel_computes():
     assert not supports(*(t.float() for t in (q, k, v)), **full)
     assert not supports(*(t[..., :96] for t in (q, k, v)), **full)  # head dim 96 (and the last stride)
     assert not supports(q, k[:, :0], v[:, :0], **full)
+    wide = _qkv(1, 64, 64, 2, 2, 256)
+    assert not supports(*wide, **full)  # a candidate head dim: never dispatched to
+    assert supports(*wide, **full, head_dims={256: None})
 
 
 _SM90_COMPILE = """
@@ -51,8 +54,8 @@ from triton.experimental.gluon._runtime import GluonASTSource
 from attn_triton import flash_fwd_sm90 as m
 
 fn, results = m._fwd_kernel, {}
-for d, causal, dt in ((128, False, "bf16"), (64, True, "fp16")):
-    c = m.CONFIGS[d]
+for d, causal, dt in ((128, False, "bf16"), (64, True, "fp16"), (256, True, "bf16")):
+    c = {**m.CONFIGS, **m.CANDIDATES}[d]
     consts = dict(HEAD_DIM=d, BLOCK_N=c.block_n, NUM_CONSUMERS=c.consumers, STAGES=c.stages, CAUSAL=causal,
                   PINGPONG=c.pingpong)
     sig = {n: "constexpr" if n in consts else "*" + dt if n in "QKVO" else "*fp32" if n == "LSE"
@@ -72,7 +75,8 @@ print(json.dumps(results))
 
 @needs_gluon
 def test_kernel_compiles_for_sm90_to_the_overlapped_schedule(tmp_path):
-    """Compiled for sm_90a on the CPU: TMA loads and store, twelve warps (two consumer warpgroups and the
+    """Compiled for sm_90a on the CPU (the default configs and the head-dim-256 candidate): TMA loads and
+    store, twelve warps (two consumer warpgroups and the
     producer's), the K/V ring within 227 KB, a ``wgmma.wait_group 1`` (S_j retired while P_{j-1} V_{j-1}
     still runs: the overlap) and, where ptxas is at hand, no register spills and no wgmma that ptxas serialised. About 10 s."""
     import json
@@ -106,6 +110,24 @@ CASES = [  # (b, sq, sk, hq, hk, d, causal)
     (1, 300, 300, 2, 1, 128, True),
     (1, 1000, 3000, 2, 2, 64, True),
 ]
+
+
+@pytest.mark.sm90
+@gpu_tier
+@needs_gluon
+@pytest.mark.parametrize("causal", [False, True])
+def test_head_dim_256_candidate_matches_the_reference(causal):
+    """The candidate config at head dim 256, launched directly (the dispatch does not take it yet)."""
+    from attn_triton import flash_fwd_sm90
+
+    _runtime.ensure_allocator("sm90")
+    q, k, v = _qkv(2, 203, 331, 4, 2, 256, torch.bfloat16, device="cuda", seed=5)
+    out, lse = torch.empty_like(q), q.new_empty((2, 4, 203), dtype=torch.float32)
+    config = flash_fwd_sm90.CANDIDATES[256]
+    flash_fwd_sm90.flash_fwd_sm90(q, k, v, out, lse, softmax_scale=256**-0.5, causal=causal, config=config)
+    ref, ref_lse = attention_naive(q.float(), k.float(), v.float(), causal=causal, return_lse=True)
+    assert_attention_close(out, ref, attention_naive(q, k, v, causal=causal))
+    torch.testing.assert_close(lse, ref_lse, atol=2e-3, rtol=1e-3)
 
 
 @pytest.mark.sm90

@@ -11,7 +11,8 @@ Ablation variants (attn-bench's ``ablations`` preset only), each one choice of t
   64 or 128, causal or none); the variants below that name ``tiles`` as their baseline tune that kernel;
 * ``attention_fwd/pingpong``, ``gluon_stages_3``: the Gluon kernel with its consumers taking turns at the
   tensor cores (FA3's ping-pong; within noise of the default so far, see ``flash_fwd_sm90``), and with three K/V
-  stages (Hopper, head dims 64 and 128 only);
+  stages (Hopper, head dims 64 and 128 only); ``attention_fwd/gluon_hd256``: the Gluon kernel at head dim
+  256 (``flash_fwd_sm90.CANDIDATES``: compiled, not yet run on a GPU) against the tile-level default there;
 * ``attention_fwd/pointer_loads``: the pointer path (masked ``tl.load``, pipelined by Triton with
   ``cp.async``; the sm80 path) forced on Hopper, against the default's tensor descriptors (TMA);
 * ``attention_fwd/all_heads_order``: causal programs launched with the longest program of every head
@@ -154,7 +155,8 @@ def _tiles(baseline: str = "tiles", **knobs):
 
 
 def _gluon_config(**changes):
-    """The Gluon forward (:mod:`attn_triton.flash_fwd_sm90`) with its config for the head dim changed."""
+    """The Gluon forward (:mod:`attn_triton.flash_fwd_sm90`) with its config for the head dim changed; at a
+    head dim of ``flash_fwd_sm90.CANDIDATES`` (not yet dispatched to) with that candidate's config."""
 
     def run(q, k, v, *, causal, softmax_scale):
         import dataclasses
@@ -164,9 +166,13 @@ def _gluon_config(**changes):
         from attn_triton import _runtime, flash_fwd_sm90
 
         (left, right), softcap, scale = _checked(q, k, v, causal, softmax_scale)
-        if not flash_fwd_sm90.supports(q, k, v, left=left, right=right, softcap=softcap, varlen=False):
+        configs = {**flash_fwd_sm90.CONFIGS, **flash_fwd_sm90.CANDIDATES}
+        ok = flash_fwd_sm90.supports(
+            q, k, v, left=left, right=right, softcap=softcap, varlen=False, head_dims=configs
+        )
+        if not ok:
             raise ValueError("the Gluon forward does not take this call")
-        cfg = dataclasses.replace(flash_fwd_sm90.CONFIGS[q.shape[-1]], **changes)
+        cfg = dataclasses.replace(configs[q.shape[-1]], **changes)
         b, sq, h, _ = q.shape
         out, lse = torch.empty_like(q), q.new_empty((b, h, sq), dtype=torch.float32)
         _runtime.ensure_allocator("sm90")
@@ -215,7 +221,7 @@ def _matmul(a, b):
 
 
 #: Ablations of the Gluon kernel's config (Hopper only).
-GLUON_VARIANTS = ("pingpong", "gluon_stages_3")
+GLUON_VARIANTS = ("pingpong", "gluon_stages_3", "gluon_hd256")
 
 
 def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
@@ -229,7 +235,9 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return "the causal launch order: non-causal programs all cost the same"
     if variant.startswith("stages_") and d is not None and d > 128:
         return f"the forced 128 x 128 tile's K/V stages do not fit shared memory at head dim {d}"
-    if variant in GLUON_VARIANTS and (device != "cuda" or d not in (64, 128)):
+    if variant == "gluon_hd256" and (device != "cuda" or d != 256):
+        return "the Gluon forward's head-dim-256 candidate: Hopper, head dim 256"
+    if variant in GLUON_VARIANTS and variant != "gluon_hd256" and (device != "cuda" or d not in (64, 128)):
         return "the Gluon forward: Hopper, head dims 64 and 128"
     if variant == "pointer_loads" and device == "cuda":
         import torch
@@ -258,6 +266,7 @@ def backend() -> dict:
                 "tiles": _tiles(baseline="default"),
                 "pingpong": _gluon_config(pingpong=True),
                 "gluon_stages_3": _gluon_config(stages=3),
+                "gluon_hd256": _gluon_config(),
                 "pointer_loads": _against(_forward_with(force_path="sm80"), "tiles"),
                 "all_heads_order": _tiles(fwd_heavy_first=True),
                 "unfolded_scale": _tiles(fwd_fold_scale=False),

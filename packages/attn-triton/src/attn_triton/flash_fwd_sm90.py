@@ -279,13 +279,18 @@ class Config:
 #: Per head dim: 128 x 128 query/key tiles (two consumer warpgroups); the shared memory holds Q and two K/V
 #: stages (160 KiB at d = 128).
 CONFIGS = {64: Config(), 128: Config()}
+#: Head dims that compile but have not run on a GPU yet: reachable only by passing their config (attn-bench's
+#: ``attention_fwd/gluon_hd256``, the sm90 tests), never by the dispatch. At d = 256 the tile is 128 x 64
+#: (the output accumulator is 128 registers a thread): 197 KB of shared memory, no spill (ptxas, sm_90a).
+CANDIDATES = {256: Config(block_n=64)}
 
 
-def supports(q, k, v, *, left, right, softcap, varlen) -> bool:
-    """Whether this kernel computes the call (else :mod:`attn_triton.flash_fwd` does)."""
+def supports(q, k, v, *, left, right, softcap, varlen, head_dims=CONFIGS) -> bool:
+    """Whether this kernel computes the call (else :mod:`attn_triton.flash_fwd` does); ``head_dims``: the
+    head dims to accept (the dispatch passes the validated ones, :data:`CONFIGS`)."""
     if varlen or softcap > 0 or left >= 0 or right > 0:
         return False
-    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in CONFIGS:
+    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in head_dims:
         return False
     sq, sk = q.shape[1], k.shape[1]
     if sk == 0 or sq == 0 or (right == 0 and sq > sk):
@@ -298,7 +303,7 @@ def flash_fwd_sm90(q, k, v, out, lse, *, softmax_scale, causal, config=None):
     """Launch on dense q (b, sq, hq, d), k/v (b, sk, hk, d); writes out (like q) and lse (b, hq, sq)."""
     batch, sq, nheads, d = q.shape
     sk, kheads = k.shape[1], k.shape[2]
-    cfg = config or CONFIGS[d]
+    cfg = config or CONFIGS[d]  # a CANDIDATES head dim needs its config passed
     grid = (triton.cdiv(sq, ROWS * cfg.consumers), batch * nheads)
     _fwd_kernel[grid](
         q, k, v, out, lse,
