@@ -359,15 +359,17 @@ torch.cuda.synchronize()'
 
 queue_tg() {  # attn-triton's Gluon forward (the default on Hopper since 2026-12-07, eighth session; its tier
     # and 16k rows ran on H100s): the 16k rows beside FA4 and the SDPAs on an H200 (the issue's machine),
-    # then the Gluon ablations (ping-pong, three stages) with FA4 in the same run, which the two H100 runs left
-    # within noise
+    # its tests (the head-dim-256 candidate's first run), then the Gluon ablations (ping-pong, three stages,
+    # hd256) with FA4 in the same run (the two H100 runs left ping-pong and three stages within noise)
     export CUDA_VISIBLE_DEVICES=$gpu_b
     step triton-fwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-fwd --where seqlen_k=16384 \
         -b triton --peer fa4 --peer sdpa-flash --peer sdpa-cudnn --time-budget 170 -o "$out/triton-fwd16k.json"
     step triton-bwd16k 200 python3 -m attn_bench run --preset deliverable -s attention-bwd --where seqlen_k=16384 \
         --where head_dim=128 -b triton --peer fa4 --peer sdpa-flash --time-budget 170 -o "$out/triton-bwd16k.json"
-    step triton-gluon-abl 200 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
-        --where head_dim=128 -b triton --peer fa4 --time-budget 170 -o "$out/triton-gluon-abl.json"
+    step triton-gluon-tests 150 python3 -m pytest "${xdist[@]}" packages/attn-triton/tests/test_flash_fwd_sm90.py \
+        --tier sm90 -q  # includes the head-dim-256 candidate, never run before
+    step triton-gluon-abl 230 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
+        -b triton --peer fa4 --time-budget 200 -o "$out/triton-gluon-abl.json"  # gluon_hd256 at hd256 causal
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
