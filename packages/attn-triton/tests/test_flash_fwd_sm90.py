@@ -28,8 +28,18 @@ def _qkv(b, sq, sk, hq, hk, d, dtype=torch.bfloat16, device="cpu", seed=0):
 
 
 @needs_gluon
+def test_forcing_the_gluon_kernel_where_it_cannot_run_raises():
+    from attn_reference.errors import UnsupportedFeatureError
+    from attn_triton.flash_fwd import flash_fwd
+
+    q, k, v = _qkv(1, 40, 40, 2, 2, 64, torch.float16)
+    with pytest.raises(UnsupportedFeatureError, match="gluon="):
+        flash_fwd(q, k, v, softmax_scale=0.125, left=-1, right=-1, softcap=0.0, gluon={})  # the CPU
+
+
+@needs_gluon
 def test_supports_only_what_the_kernel_computes():
-    from attn_triton.flash_fwd_sm90 import supports
+    from attn_triton.flash_fwd_sm90 import CANDIDATES, CONFIGS, config_for, supports
 
     q, k, v = _qkv(2, 113, 203, 4, 2, 128)
     full = dict(left=-1, right=-1, softcap=0.0, varlen=False)
@@ -43,8 +53,10 @@ def test_supports_only_what_the_kernel_computes():
     assert not supports(*(t[..., :96] for t in (q, k, v)), **full)  # head dim 96 (and the last stride)
     assert not supports(q, k[:, :0], v[:, :0], **full)
     wide = _qkv(1, 64, 64, 2, 2, 256)
-    assert not supports(*wide, **full)  # a candidate head dim: never dispatched to
-    assert supports(*wide, **full, head_dims={256: None})
+    assert supports(*wide, **full)
+    assert config_for(256) is None  # a candidate head dim: never dispatched to
+    assert config_for(256, {}) == CANDIDATES[256] and config_for(128) == CONFIGS[128]
+    assert config_for(128, {"pingpong": True}).pingpong and config_for(96, {}) is None
 
 
 _SM90_COMPILE = """
@@ -117,14 +129,12 @@ CASES = [  # (b, sq, sk, hq, hk, d, causal)
 @needs_gluon
 @pytest.mark.parametrize("causal", [False, True])
 def test_head_dim_256_candidate_matches_the_reference(causal):
-    """The candidate config at head dim 256, launched directly (the dispatch does not take it yet)."""
-    from attn_triton import flash_fwd_sm90
+    """The candidate config at head dim 256, forced (the dispatch does not take it yet)."""
+    from attn_triton.flash_fwd import flash_fwd
 
-    _runtime.ensure_allocator("sm90")
     q, k, v = _qkv(2, 203, 331, 4, 2, 256, torch.bfloat16, device="cuda", seed=5)
-    out, lse = torch.empty_like(q), q.new_empty((2, 4, 203), dtype=torch.float32)
-    config = flash_fwd_sm90.CANDIDATES[256]
-    flash_fwd_sm90.flash_fwd_sm90(q, k, v, out, lse, softmax_scale=256**-0.5, causal=causal, config=config)
+    right = 0 if causal else -1
+    out, lse = flash_fwd(q, k, v, softmax_scale=256**-0.5, left=-1, right=right, softcap=0.0, gluon={})
     ref, ref_lse = attention_naive(q.float(), k.float(), v.float(), causal=causal, return_lse=True)
     assert_attention_close(out, ref, attention_naive(q, k, v, causal=causal))
     torch.testing.assert_close(lse, ref_lse, atol=2e-3, rtol=1e-3)

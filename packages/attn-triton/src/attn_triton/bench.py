@@ -155,32 +155,9 @@ def _tiles(baseline: str = "tiles", **knobs):
 
 
 def _gluon_config(**changes):
-    """The Gluon forward (:mod:`attn_triton.flash_fwd_sm90`) with its config for the head dim changed; at a
-    head dim of ``flash_fwd_sm90.CANDIDATES`` (not yet dispatched to) with that candidate's config."""
-
-    def run(q, k, v, *, causal, softmax_scale):
-        import dataclasses
-
-        import torch
-
-        from attn_triton import _runtime, flash_fwd_sm90
-
-        (left, right), softcap, scale = _checked(q, k, v, causal, softmax_scale)
-        configs = {**flash_fwd_sm90.CONFIGS, **flash_fwd_sm90.CANDIDATES}
-        ok = flash_fwd_sm90.supports(
-            q, k, v, left=left, right=right, softcap=softcap, varlen=False, head_dims=configs
-        )
-        if not ok:
-            raise ValueError("the Gluon forward does not take this call")
-        cfg = dataclasses.replace(configs[q.shape[-1]], **changes)
-        b, sq, h, _ = q.shape
-        out, lse = torch.empty_like(q), q.new_empty((b, h, sq), dtype=torch.float32)
-        _runtime.ensure_allocator("sm90")
-        return flash_fwd_sm90.flash_fwd_sm90(
-            q, k, v, out, lse, softmax_scale=scale, causal=right == 0, config=cfg
-        )[0]
-
-    return run
+    """The Gluon forward (:mod:`attn_triton.flash_fwd_sm90`) forced, with its config for the head dim changed
+    by ``changes`` (at a ``CANDIDATES`` head dim, not yet dispatched to, that candidate's config)."""
+    return _forward_with(gluon=changes)
 
 
 def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale, block_table=None, num_splits=0):
@@ -220,8 +197,8 @@ def _matmul(a, b):
     return matmul(a, b)
 
 
-#: Ablations of the Gluon kernel's config (Hopper only).
-GLUON_VARIANTS = ("pingpong", "gluon_stages_3", "gluon_hd256")
+#: Ablations of the Gluon kernel's config (Hopper only) and the head dims each runs at.
+GLUON_VARIANTS = {"pingpong": (64, 128), "gluon_stages_3": (64, 128), "gluon_hd256": (256,)}
 
 
 def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
@@ -235,10 +212,8 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return "the causal launch order: non-causal programs all cost the same"
     if variant.startswith("stages_") and d is not None and d > 128:
         return f"the forced 128 x 128 tile's K/V stages do not fit shared memory at head dim {d}"
-    if variant == "gluon_hd256" and (device != "cuda" or d != 256):
-        return "the Gluon forward's head-dim-256 candidate: Hopper, head dim 256"
-    if variant in GLUON_VARIANTS and variant != "gluon_hd256" and (device != "cuda" or d not in (64, 128)):
-        return "the Gluon forward: Hopper, head dims 64 and 128"
+    if variant in GLUON_VARIANTS and (device != "cuda" or d not in GLUON_VARIANTS[variant]):
+        return f"the Gluon forward's {variant}: Hopper, head dims {GLUON_VARIANTS[variant]}"
     if variant == "pointer_loads" and device == "cuda":
         import torch
 

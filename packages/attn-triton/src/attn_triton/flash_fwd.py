@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_reference.errors import UnsupportedFeatureError
 from attn_triton._runtime import (
     ensure_allocator,
     gluon_available,
@@ -490,11 +491,15 @@ def flash_fwd(
     max_seqlen_k=None,
     force_path=None,
     config=None,
+    gluon=None,
 ):
     """Launch the forward. Dense: q (b, sq, hq, d); varlen: q (total_q, hq, d) with cu_seqlens.
 
     ``left``/``right`` are the window bounds with -1 for unbounded (causal already folded into right = 0).
-    Returns (out, lse): lse (b, hq, sq) or, varlen, (hq, total_q), float32, natural log.
+    Returns (out, lse): lse (b, hq, sq) or, varlen, (hq, total_q), float32, natural log. On Hopper the
+    Gluon kernel (:mod:`attn_triton.flash_fwd_sm90`) takes the calls it supports while ``Knobs.fwd_gluon``
+    is on; ``gluon``, a dict of ``flash_fwd_sm90.Config`` field changes ({} for none), forces it (candidate
+    head dims included) and raises if it cannot take the call. ``config`` forces a tile-level config.
     """
     varlen = cu_seqlens_q is not None
     head_dim = q.shape[-1]
@@ -521,13 +526,22 @@ def flash_fwd(
         lse.fill_(float("inf"))
         return out, lse
     path = force_path or path_for(q.device)
-    if path == "sm90" and q.is_cuda and config is None and knobs().fwd_gluon and gluon_available():
+    hopper = path == "sm90" and q.is_cuda and config is None
+    if gluon is not None or (hopper and knobs().fwd_gluon and gluon_available()):
         from attn_triton import flash_fwd_sm90
 
-        if flash_fwd_sm90.supports(q, k, v, left=left, right=right, softcap=softcap, varlen=varlen):
+        cfg = flash_fwd_sm90.config_for(head_dim, gluon)
+        supported = flash_fwd_sm90.supports(q, k, v, left=left, right=right, softcap=softcap, varlen=varlen)
+        if hopper and cfg is not None and supported:
             ensure_allocator(path)
             return flash_fwd_sm90.flash_fwd_sm90(
-                q, k, v, out, lse, softmax_scale=softmax_scale, causal=right == 0
+                q, k, v, out, lse, softmax_scale=softmax_scale, causal=right == 0, config=cfg
+            )
+        if gluon is not None:
+            raise UnsupportedFeatureError(
+                f"flash_fwd: gluon={gluon} asks for the Gluon forward, which does not take this call (path "
+                f"{path}, head dim {head_dim}, {q.dtype}, window ({left}, {right}), softcap {softcap}, "
+                f"varlen {varlen}, config {config})"
             )
     # Head dims 96 and 192 would need TMA boxes wider than the tensor; keep them on pointer loads.
     use_tma = path == "sm90" and pad == head_dim and tma_compatible(q, k, v, out)

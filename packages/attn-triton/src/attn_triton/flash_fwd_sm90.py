@@ -43,6 +43,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from attn_triton.flash_common import LOG2E
+from attn_triton.flash_fwd import tma_compatible
 
 ROWS = gl.constexpr(64)  # query rows per consumer warpgroup: the M of one wgmma
 
@@ -279,31 +280,41 @@ class Config:
 #: Per head dim: 128 x 128 query/key tiles (two consumer warpgroups); the shared memory holds Q and two K/V
 #: stages (160 KiB at d = 128).
 CONFIGS = {64: Config(), 128: Config()}
-#: Head dims that compile but have not run on a GPU yet: reachable only by passing their config (attn-bench's
-#: ``attention_fwd/gluon_hd256``, the sm90 tests), never by the dispatch. At d = 256 the tile is 128 x 64
+#: Head dims that compile but have not run on a GPU yet: reachable only through ``flash_fwd(..., gluon={...})``
+#: (attn-bench's ``attention_fwd/gluon_hd256``) or a config passed to the launch (the sm90 tests), never by
+#: the dispatch. At d = 256 the tile is 128 x 64
 #: (the output accumulator is 128 registers a thread): 197 KB of shared memory, no spill (ptxas, sm_90a).
 CANDIDATES = {256: Config(block_n=64)}
 
 
-def supports(q, k, v, *, left, right, softcap, varlen, head_dims=CONFIGS) -> bool:
-    """Whether this kernel computes the call (else :mod:`attn_triton.flash_fwd` does); ``head_dims``: the
-    head dims to accept (the dispatch passes the validated ones, :data:`CONFIGS`)."""
+def config_for(head_dim: int, changes: dict | None = None) -> Config | None:
+    """The launch config at ``head_dim``: with ``changes`` None the validated one (:data:`CONFIGS`) or None;
+    with a dict of field changes (attn-bench's ablations, the tests) that of :data:`CONFIGS` or
+    :data:`CANDIDATES`, changed so."""
+    if changes is None:
+        return CONFIGS.get(head_dim)
+    base = CONFIGS.get(head_dim) or CANDIDATES.get(head_dim)
+    return None if base is None else dataclasses.replace(base, **changes)
+
+
+def supports(q, k, v, *, left, right, softcap, varlen) -> bool:
+    """Whether this kernel can compute the call (else :mod:`attn_triton.flash_fwd` does); which head dims it
+    is launched at is :func:`config_for`'s choice."""
     if varlen or softcap > 0 or left >= 0 or right > 0:
         return False
-    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in head_dims:
+    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in {**CONFIGS, **CANDIDATES}:
         return False
     sq, sk = q.shape[1], k.shape[1]
     if sk == 0 or sq == 0 or (right == 0 and sq > sk):
         return False  # rows with no visible key take the general kernel's path
-    return all(t.stride(-1) == 1 and t.data_ptr() % 16 == 0 and all((s * 2) % 16 == 0 for s in t.stride()[:-1])
-               for t in (q, k, v))  # fmt: skip
+    return tma_compatible(q, k, v)
 
 
-def flash_fwd_sm90(q, k, v, out, lse, *, softmax_scale, causal, config=None):
+def flash_fwd_sm90(q, k, v, out, lse, *, softmax_scale, causal, config: Config):
     """Launch on dense q (b, sq, hq, d), k/v (b, sk, hk, d); writes out (like q) and lse (b, hq, sq)."""
     batch, sq, nheads, d = q.shape
     sk, kheads = k.shape[1], k.shape[2]
-    cfg = config or CONFIGS[d]  # a CANDIDATES head dim needs its config passed
+    cfg = config
     grid = (triton.cdiv(sq, ROWS * cfg.consumers), batch * nheads)
     _fwd_kernel[grid](
         q, k, v, out, lse,
