@@ -33,21 +33,22 @@ FLASHMLA_BACKEND = MLABackend(
 
 
 @contextlib.contextmanager
-def _forced_path(path: str):
-    old = os.environ.get("ATTN_FLASHMLA_PATH")
-    os.environ["ATTN_FLASHMLA_PATH"] = path
+def _environ(**values: str):
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if old is None:
-            del os.environ["ATTN_FLASHMLA_PATH"]
-        else:
-            os.environ["ATTN_FLASHMLA_PATH"] = old
+        for key, value in old.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
 
 
-def _on_path(path: str, fn):
+def _on_path(path: str, fn, **switches: str):
     def call(*args, **kwargs):
-        with _forced_path(path):
+        with _environ(ATTN_FLASHMLA_PATH=path, **switches):
             return fn(*args, **kwargs)
 
     return call
@@ -67,12 +68,31 @@ class TestFlashMLAInterpreter(MLAConformance):
 
 @pytest.mark.sm90
 class TestFlashMLATritonSm90(MLAConformance):
-    """The Triton path on Hopper, FlashMLA's grid and tolerances."""
+    """The Triton path's tile-level kernel on Hopper (tuned, the Gluon kernel switched off), FlashMLA's grid
+    and tolerances."""
 
     backend = dataclasses.replace(
         FLASHMLA_BACKEND,
         name="attn-flashmla/triton",
-        flash_mla_with_kvcache=_on_path("triton", flash_mla.flash_mla_with_kvcache),
+        flash_mla_with_kvcache=_on_path(
+            "triton", flash_mla.flash_mla_with_kvcache, ATTN_FLASHMLA_TRITON_GLUON="0"
+        ),
+    )
+    device = "cuda"
+    size = "full"
+
+
+@pytest.mark.sm90
+class TestFlashMLAGluonSm90(MLAConformance):
+    """The Triton path untuned on Hopper: its first candidate, the Gluon kernel from 33 query rows per KV
+    head (page sizes that are multiples of 64), the tile-level kernel elsewhere."""
+
+    backend = dataclasses.replace(
+        FLASHMLA_BACKEND,
+        name="attn-flashmla/gluon",
+        flash_mla_with_kvcache=_on_path(
+            "triton", flash_mla.flash_mla_with_kvcache, ATTN_FLASHMLA_AUTOTUNE="0"
+        ),
     )
     device = "cuda"
     size = "full"

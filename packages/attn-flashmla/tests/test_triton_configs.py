@@ -58,12 +58,18 @@ def test_candidate_configs_cover_the_compute_bound_designs():
     assert any(c["DV_SPLIT"] == 2 for c in big)
     assert all(set(c) == set(decode_fwd.CONFIG_FIELDS) for rows in (1, 16, 30, 64, 128) for c in
                decode_fwd.candidate_configs(rows))  # fmt: skip
+    # From 33 rows the untuned default is the Gluon kernel's tile; the switch takes it out.
+    assert (
+        decode_fwd.candidate_configs(256)[0] == decode_fwd.candidate_configs(64)[0] == decode_fwd.GLUON_CONFIG
+    )
+    assert not any(c["GLUON"] for c in decode_fwd.candidate_configs(32))
     # The memory-bound default stays the measured best (16 rows, 64 tokens, 4 warps, 2 stages, 2 CTAs/SM, TMA).
-    assert decode_fwd.candidate_configs(16)[0] == dict(zip(decode_fwd.CONFIG_FIELDS, (16, 64, 4, 2, 2, 1, 1)))
+    assert decode_fwd.candidate_configs(16)[0] == decode_fwd._cfg(16, 64, 4, 2, 2, 1, 1)
 
 
 def test_tuner_keeps_the_fastest_and_skips_configs_that_fail(monkeypatch):
-    times = iter([3.0, 1.0, 2.0, 0.5, 4.0])
+    n = len(decode_fwd.candidate_configs(256))
+    times = iter([3.0, 1.0, 2.0, 0.5] + [4.0] * (n - 5))  # one config fails: n - 1 timings
     monkeypatch.setattr(decode_fwd.triton.testing, "do_bench", lambda fn, **kw: next(times))
     monkeypatch.setattr(decode_fwd, "TUNED", {})
     monkeypatch.setattr(decode_fwd, "TUNE_LOG", {})
@@ -78,11 +84,19 @@ def test_tuner_keeps_the_fastest_and_skips_configs_that_fail(monkeypatch):
     chosen = decode_fwd.tune_config("key", 256, run_with)
     assert chosen == decode_fwd.candidate_configs(256)[4]  # the 0.5 ms one; the failing one skipped
     assert len(decode_fwd.TUNE_LOG["key"]) == len(decode_fwd.candidate_configs(256))
-    assert decode_fwd.tune_config("key", 256, run_with) is chosen and len(calls) == 6  # cached
+    assert decode_fwd.tune_config("key", 256, run_with) is chosen and len(calls) == n  # cached
+
+
+def test_the_gluon_switch_takes_the_gluon_config_out(monkeypatch):
+    monkeypatch.setenv(decode_fwd.GLUON_ENV, "0")
+    assert not any(c["GLUON"] for rows in (64, 256) for c in decode_fwd.candidate_configs(rows))
+    monkeypatch.delenv(decode_fwd.GLUON_ENV)
+    monkeypatch.setenv(decode_fwd.TMA_ENV, "0")  # the Gluon kernel copies by TMA only
+    assert not decode_fwd.gluon_switch()
 
 
 def test_config_override_parses_five_or_six_fields(monkeypatch):
     monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", "0,64,8,2,1")
     assert decode_fwd.config_override()["DV_SPLIT"] == 1
     monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", "64,64,4,2,1,2")
-    assert decode_fwd.config_override() == dict(zip(decode_fwd.CONFIG_FIELDS, (64, 64, 4, 2, 1, 2, 0)))
+    assert decode_fwd.config_override() == decode_fwd._cfg(64, 64, 4, 2, 1, 2, 0)

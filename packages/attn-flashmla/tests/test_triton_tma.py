@@ -165,11 +165,18 @@ def test_tma_dispatch_decision():
 
 def test_config_override_accepts_an_optional_tma_field(monkeypatch):
     monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", "0,64,8,2,1,1,1")
-    assert decode_fwd.config_override() == dict(zip(decode_fwd.CONFIG_FIELDS, (0, 64, 8, 2, 1, 1, 1)))
+    assert decode_fwd.config_override() == decode_fwd._cfg(0, 64, 8, 2, 1, 1, 1)
     for five_or_six in ("0,64,8,2,1", "0,64,8,2,1,2"):
         monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", five_or_six)
         assert decode_fwd.config_override()["TMA"] == 0
-    for bad in ("0,64,8,2,1,1,1,1", "0,64,8,2", "0,64,8,2,1,1,2", "0,64,8,2,1,3", "0,64,x,2,1"):
+    for bad in (
+        "0,64,8,2,1,1,1,1,1",
+        "0,64,8,2",
+        "0,64,8,2,1,1,2",
+        "0,64,8,2,1,3",
+        "0,64,x,2,1",
+        "0,64,8,2,1,1,1,2",
+    ):
         monkeypatch.setenv("ATTN_FLASHMLA_TRITON_CONFIG", bad)
         with pytest.raises(ValueError, match="ATTN_FLASHMLA_TRITON_CONFIG"):
             decode_fwd.config_override()
@@ -186,6 +193,9 @@ def test_tma_switch_picks_the_candidates(monkeypatch):
             monkeypatch.setenv(decode_fwd.TMA_ENV, on_value)
         for rows, configs in off.items():
             on = decode_fwd.candidate_configs(rows)
+            # From 33 rows the Gluon kernel's config comes first (it needs TMA: absent when TMA is off).
+            assert [c for c in on if c["GLUON"]] == ([decode_fwd.GLUON_CONFIG] if rows > 32 else [])
+            on = [c for c in on if not c["GLUON"]]
             # The TMA version of each gather config, in the same order (the first is the untuned default),
             # then (memory-bound) deeper TMA-only pipelines.
             n = len(configs)

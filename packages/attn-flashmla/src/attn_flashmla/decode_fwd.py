@@ -292,13 +292,18 @@ def _dense_decode_kernel(
 
 #: Config fields: tile rows, tile tokens, warps, pipeline stages, CTAs per SM the scheduler plans for,
 #: DV_SPLIT (1: one program owns all 512 output channels; 2: two programs own 256 each, both computing S),
-#: and TMA (1: full K tiles by tensor descriptor where :func:`tma_unsupported` allows; 0: gather only).
-CONFIG_FIELDS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT", "TMA")
+#: TMA (1: full K tiles by tensor descriptor where :func:`tma_unsupported` allows; 0: gather only) and
+#: GLUON (1: the Gluon Hopper kernel :mod:`attn_flashmla.decode_fwd_sm90_gluon` where it can run, this
+#: kernel with the other fields where it cannot).
+CONFIG_FIELDS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "ctas_per_sm", "DV_SPLIT", "TMA", "GLUON")
 #: Values of the trailing fields a config may leave out (configs written before the field existed).
-_FIELD_DEFAULTS = {"DV_SPLIT": 1, "TMA": 0}
+_FIELD_DEFAULTS = {"DV_SPLIT": 1, "TMA": 0, "GLUON": 0}
 #: Switch (default on): the candidates are the TMA versions of the configs (and, under the interpreter,
 #: the default config is a TMA one); ``ATTN_FLASHMLA_TRITON_TMA=0`` gives the gather-only kernel.
 TMA_ENV = "ATTN_FLASHMLA_TRITON_TMA"
+#: Switch (default on): from 33 query rows per KV head the first candidate is the Gluon kernel's;
+#: ``ATTN_FLASHMLA_TRITON_GLUON=0`` leaves the tile-level kernel alone (attn-bench's ``triton_tiles``).
+GLUON_ENV = "ATTN_FLASHMLA_TRITON_GLUON"
 
 
 def _cfg(*values) -> dict:
@@ -319,6 +324,17 @@ def tma_switch() -> bool:
     return os.environ.get(TMA_ENV, "1").strip() not in ("", "0")
 
 
+def gluon_switch() -> bool:
+    """Whether the compute-bound candidates start with the Gluon kernel: yes unless
+    ``ATTN_FLASHMLA_TRITON_GLUON=0`` (or the TMA switch is off: the Gluon kernel is all TMA)."""
+    return tma_switch() and os.environ.get(GLUON_ENV, "1").strip() not in ("", "0")
+
+
+#: The Gluon kernel's config: its tile (64 rows, 64 tokens, one CTA per SM, all 512 output channels) is
+#: what the scheduler plans for; the other fields are the tile-level kernel's where Gluon cannot run.
+GLUON_CONFIG = _cfg(64, 64, 8, 2, 1, 1, 1, 1)
+
+
 def row_bucket(rows: int) -> int:
     """Query rows per KV head, bucketed as the configs are: 16, 32, 64, or 128 (anything larger)."""
     return 16 if rows <= 16 else 32 if rows <= 32 else 64 if rows <= 64 else 128
@@ -334,6 +350,8 @@ def candidate_configs(rows: int) -> list[dict]:
     (half the accumulator per program, S computed twice). Configs that do not fit shared memory or
     registers fail to compile and are skipped. By default each config is its ``TMA`` 1 version, followed
     (16 rows) by two deeper-pipelined TMA-only configs; ``ATTN_FLASHMLA_TRITON_TMA=0`` gives the gather list.
+    From 33 rows the list starts with :data:`GLUON_CONFIG` (the Gluon Hopper kernel, the default where the
+    tuner is off) unless ``ATTN_FLASHMLA_TRITON_GLUON=0``.
     """
     bucket = row_bucket(rows)
     if bucket == 16:
@@ -349,7 +367,7 @@ def candidate_configs(rows: int) -> list[dict]:
             # (32 tokens, two CTAs per SM fit) and 168 KB (64 tokens).
             extra=[_cfg(16, 32, 4, 5, 2, 1, 1), _cfg(16, 64, 4, 5, 1, 1, 1)],
         )
-    if bucket in (32, 64):
+    if bucket == 32:
         return _with_tma(
             [
                 _cfg(bucket, 64, 8, 2, 1, 1),
@@ -358,7 +376,17 @@ def candidate_configs(rows: int) -> list[dict]:
                 _cfg(bucket, 64, 4, 2, 1, 2),
             ]
         )
-    return _with_tma(
+    gluon = [GLUON_CONFIG] if gluon_switch() else []
+    if bucket == 64:
+        return gluon + _with_tma(
+            [
+                _cfg(64, 64, 8, 2, 1, 1),
+                _cfg(64, 64, 4, 2, 2, 1),
+                _cfg(64, 32, 4, 3, 1, 1),
+                _cfg(64, 64, 4, 2, 1, 2),
+            ]
+        )
+    return gluon + _with_tma(
         [
             _cfg(64, 64, 8, 2, 1, 1),
             _cfg(64, 64, 4, 2, 1, 2),
@@ -380,7 +408,7 @@ def _with_tma(configs: list[dict], extra: list[dict] = ()) -> list[dict]:
 
 
 def config_override() -> dict | None:
-    """``ATTN_FLASHMLA_TRITON_CONFIG=BLOCK_M,BLOCK_N,num_warps,num_stages,ctas_per_sm[,DV_SPLIT[,TMA]]``
+    """``ATTN_FLASHMLA_TRITON_CONFIG=BLOCK_M,BLOCK_N,num_warps,num_stages,ctas_per_sm[,DV_SPLIT[,TMA[,GLUON]]]``
     (BLOCK_M 0 = the row bucket's), used as is instead of tuning."""
     override = os.environ.get("ATTN_FLASHMLA_TRITON_CONFIG", "").strip()
     if not override:
@@ -395,9 +423,9 @@ def config_override() -> dict | None:
             f"got {override!r}"
         )
     config = _cfg(*values)
-    if config["DV_SPLIT"] not in (1, 2) or config["TMA"] not in (0, 1):
+    if config["DV_SPLIT"] not in (1, 2) or config["TMA"] not in (0, 1) or config["GLUON"] not in (0, 1):
         raise ValueError(
-            f"ATTN_FLASHMLA_TRITON_CONFIG: DV_SPLIT must be 1 or 2 and TMA 0 or 1, got {override!r}"
+            f"ATTN_FLASHMLA_TRITON_CONFIG: DV_SPLIT must be 1 or 2, TMA and GLUON 0 or 1, got {override!r}"
         )
     return config
 
@@ -530,6 +558,20 @@ def uses_tma(k_cache: torch.Tensor, config: dict) -> bool:
     return bool(config.get("TMA", 0)) and tma_unsupported(k_cache, config["BLOCK_N"]) is None
 
 
+def uses_gluon(q: torch.Tensor, k_cache: torch.Tensor, config: dict) -> bool:
+    """Whether ``config`` runs the Gluon Hopper kernel on this call (it asks for it and the call allows it)."""
+    if not config.get("GLUON", 0):
+        return False
+    from attn_flashmla.decode_fwd_sm90_gluon import BLOCK_N, ROWS, gluon_unsupported
+
+    if (config["BLOCK_M"], config["BLOCK_N"], config.get("DV_SPLIT", 1)) != (ROWS, BLOCK_N, 1):
+        raise ValueError(
+            f"a GLUON config needs BLOCK_M {ROWS}, BLOCK_N {BLOCK_N} and DV_SPLIT 1 (its schedule's tile), "
+            f"got {config}"
+        )
+    return gluon_unsupported(q, k_cache) is None
+
+
 def dense_decode_triton(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -546,6 +588,13 @@ def dense_decode_triton(
     """Launch the split kernel, then the combine; returns ``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q)."""
     from attn_flashmla.combine import combine_splits
 
+    if uses_gluon(q, k_cache, config):
+        from attn_flashmla.decode_fwd_sm90_gluon import dense_decode_gluon
+
+        return dense_decode_gluon(
+            q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, max_splits, softmax_scale,
+            causal,
+        )  # fmt: skip
     b, s_q, h_q, d = q.shape
     h_kv = k_cache.shape[2]
     group = h_q // h_kv

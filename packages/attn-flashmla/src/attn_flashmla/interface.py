@@ -95,13 +95,14 @@ def _dense_decode_op(
     num_stages: int,
     dv_split: int,
     tma: int,
+    gluon: int,
     total_splits: int,
     max_splits: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     with device_guard(q):
         config = {
             "BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": num_warps, "num_stages": num_stages,
-            "DV_SPLIT": dv_split, "TMA": tma,
+            "DV_SPLIT": dv_split, "TMA": tma, "GLUON": gluon,
         }  # fmt: skip
         if path == "cute":
             from attn_flashmla.decode_fwd_sm90 import dense_decode_cute
@@ -354,6 +355,7 @@ def flash_mla_with_kvcache(
         kc["num_stages"],
         kc.get("DV_SPLIT", 1),
         kc.get("TMA", 0),
+        kc.get("GLUON", 0),
         sched.total_splits,
         sched.max_splits,
     )
