@@ -168,7 +168,7 @@ def test_ablations_preset_selects_the_guide_pairs():
     assert impls["decode-kvcache"] == {"triton", "triton/one_split"}
     assert impls["mla-decode"] == {
         "flashmla", "flashmla/triton", "flashmla/cute",
-        "flashmla/triton_gather", "flashmla/cute_split_s", "flashmla/cute_single_cta",
+        "flashmla/triton_gather", "flashmla/triton_tiles", "flashmla/cute_split_s", "flashmla/cute_single_cta",
     }  # fmt: skip
     assert impls["basics"] == {
         "cuda/mma", "cuda/regblock", "cuda/tiled", "cuda/naive", "cuda/mma_128x128_grouped",

@@ -127,7 +127,7 @@ def test_fake_implementations_give_the_shapes():
         out, lse = torch.ops.attn_flashmla.dense_decode(
             q, torch.empty(4, 64, 1, 576, dtype=torch.bfloat16), torch.empty(2, 2, dtype=torch.int32),
             torch.empty(2, dtype=torch.int32), torch.empty(4, 5, dtype=torch.int32),
-            torch.empty(3, dtype=torch.int32), 0.1, True, "triton", 64, 64, 8, 2, 1, 0, 4, 2,
+            torch.empty(3, dtype=torch.int32), 0.1, True, "triton", 64, 64, 8, 2, 1, 0, 0, 4, 2,
         )  # fmt: skip
         assert out.shape == (2, 3, 8, 512) and lse.shape == (2, 8, 3) and lse.dtype == torch.float32
         qs = torch.empty(5, 16, 576, dtype=torch.bfloat16)

@@ -62,6 +62,7 @@ def test_supports_refuses_dtypes_the_kernels_do_not_take():
 SWITCHES = (
     "ATTN_FLASHMLA_PATH",
     "ATTN_FLASHMLA_TRITON_TMA",
+    "ATTN_FLASHMLA_TRITON_GLUON",
     "ATTN_FLASHMLA_CUTE_SEESAW",
     "ATTN_FLASHMLA_CUTE_CLUSTER",
 )
@@ -71,6 +72,7 @@ def test_ablation_variants_and_their_baselines():
     abl = backend()["ablations"]["mla_decode"]
     assert {name: fn.baseline for name, fn in abl.items()} == {
         "triton_gather": "triton",
+        "triton_tiles": "triton",
         "cute_split_s": "cute",
         "cute_single_cta": "cute",
     }

@@ -10,7 +10,8 @@ Two ops, in FlashMLA's conventions (see ``attn_bench.backend``):
 
 Ablation variants of ``mla_decode`` (attn-bench's ``ablations`` preset only), each measured against the
 forced path it changes: ``triton_gather`` (``ATTN_FLASHMLA_TRITON_TMA=0``: K tiles gathered token by token,
-against ``triton``'s TMA tiles), ``cute_split_s`` (``ATTN_FLASHMLA_CUTE_SEESAW=0``: the first CuTe kernel,
+against ``triton``'s TMA tiles), ``triton_tiles`` (``ATTN_FLASHMLA_TRITON_GLUON=0``: the tile-level kernel where
+``triton`` runs the Gluon Hopper kernel, from 33 query rows per KV head), ``cute_split_s`` (``ATTN_FLASHMLA_CUTE_SEESAW=0``: the first CuTe kernel,
 two warpgroups splitting each tile's ``S``) and ``cute_single_cta`` (``ATTN_FLASHMLA_CUTE_CLUSTER=1``: the
 seesaw kernel without its CTA pairs), both against ``cute``. Sparse prefill has none: the split of the index
 lists (``ATTN_FLASHMLA_SPARSE_SPLITS``) is sparse *decoding*'s, which no attn-bench op runs.
@@ -143,6 +144,9 @@ def backend() -> dict:
             "mla_decode": {
                 "triton_gather": _Decode(
                     baseline="triton", ATTN_FLASHMLA_PATH="triton", ATTN_FLASHMLA_TRITON_TMA="0"
+                ),
+                "triton_tiles": _Decode(
+                    baseline="triton", ATTN_FLASHMLA_PATH="triton", ATTN_FLASHMLA_TRITON_GLUON="0"
                 ),
                 "cute_split_s": _Decode(
                     every_call=True,
