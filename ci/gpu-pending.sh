@@ -7,11 +7,12 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue tg (attn-triton's Gluon forward on an H200), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
+# Owed, most telling first: queue tg (attn-triton's Gluon forward on an H200; its tests passed on an H100,
+# 2026-12-07, ninth session), queue mg (attn-flashmla's Gluon kernel on an H200 beside the CuTe path), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
 # 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
-# candidate), attn-triton's and attn-flashmla's tiers (unchanged since they last passed).
+# candidate), attn-triton's tier (unchanged since it last passed), attn-flashmla's (queue mg runs it).
 # Carrying the wheels: with the tree at ~7 MB, ../shared/device/prepare's .device/a (61 MB) is over the
 # 64 MiB a call may carry; move its small wheels (nox, virtualenv, distlib, filelock, platformdirs,
 # colorlog, argcomplete, dependency_groups, torch_c_dlpack_ext) to .device/b, whose install takes both.
@@ -370,6 +371,16 @@ queue_tg() {  # attn-triton's Gluon forward (the default on Hopper since 2026-12
         --tier sm90 -q  # includes the head-dim-256 candidate, never run before
     step triton-gluon-abl 230 python3 -m attn_bench run --preset ablations -s attention-fwd --where seqlen_k=16384 \
         -b triton --peer fa4 --time-budget 200 -o "$out/triton-gluon-abl.json"  # gluon_hd256 at hd256 causal
+}
+
+queue_mg() {  # attn-flashmla's Gluon kernel, the Triton path's first candidate from 33 rows since 2026-12-07
+    # (ninth session; its tests, the Gluon conformance class and the h_q 128 rows ran on an H100 without the
+    # CuTe DSL): the mla-decode rows on an H200 beside the CuTe default (FlashMLA's figures are H200 ones),
+    # then the whole attn-flashmla sm90 tier (the CuTe default class with the wheel brought)
+    export CUDA_VISIBLE_DEVICES=0
+    step mla-decode 240 python3 -m attn_bench run --preset deliverable -s mla-decode -b flashmla --no-peers \
+        --time-budget 210 -o "$out/mla-decode.json"
+    step flashmla-sm90 330 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests --tier sm90 -q
 }
 
 queue_e() {  # attn-cutlass's whole sm90 tier (about 930 tests; 69 % took 300 s with 12 workers): a call of its own
