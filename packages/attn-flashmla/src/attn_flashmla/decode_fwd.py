@@ -572,6 +572,20 @@ def uses_gluon(q: torch.Tensor, k_cache: torch.Tensor, config: dict) -> bool:
     return gluon_unsupported(q, k_cache) is None
 
 
+def decode_buffers(q: torch.Tensor, h_kv: int, total_splits: int, max_splits: int, out_dtype: torch.dtype):
+    """``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q) and the split partials' scratch ``o_acc`` (splits,
+    h_kv, rows, 512), ``lse_acc`` (splits, h_kv, rows): empty when no sequence is split, since sequences in one
+    part write ``out`` and ``lse`` directly."""
+    b, s_q, h_q, _ = q.shape
+    rows = s_q * h_q // h_kv
+    out = torch.empty(b, s_q, h_q, D_MAIN, dtype=out_dtype, device=q.device)
+    lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
+    n_scratch = total_splits if max_splits > 1 else 0
+    o_acc = torch.empty(n_scratch, h_kv, rows, D_MAIN, dtype=torch.float32, device=q.device)
+    lse_acc = torch.empty(n_scratch, h_kv, rows, dtype=torch.float32, device=q.device)
+    return out, lse, o_acc, lse_acc
+
+
 def dense_decode_triton(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -595,19 +609,14 @@ def dense_decode_triton(
             q, k_cache, block_table, cache_seqlens, parts, split_offsets, total_splits, max_splits, softmax_scale,
             causal,
         )  # fmt: skip
-    b, s_q, h_q, d = q.shape
+    _, s_q, h_q, d = q.shape
     h_kv = k_cache.shape[2]
     group = h_q // h_kv
     rows = s_q * group
     # The interpreter casts fp32 -> bf16 by truncation, not rounding: there the kernel writes fp32 and
     # torch rounds afterwards, so CPU tests see the rounding a GPU does.
     out_dtype = torch.float32 if interpreting() else q.dtype
-    out = torch.empty(b, s_q, h_q, D_MAIN, dtype=out_dtype, device=q.device)
-    lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
-    # Scratch for split sequences only (sequences in one part write out/lse directly).
-    n_scratch = total_splits if max_splits > 1 else 0
-    o_acc = torch.empty(n_scratch, h_kv, rows, D_MAIN, dtype=torch.float32, device=q.device)
-    lse_acc = torch.empty(n_scratch, h_kv, rows, dtype=torch.float32, device=q.device)
+    out, lse, o_acc, lse_acc = decode_buffers(q, h_kv, total_splits, max_splits, out_dtype)
     if q.stride(-1) != 1:
         q = q.contiguous()
     dv_split = config.get("DV_SPLIT", 1)

@@ -176,6 +176,13 @@ def _kernel(causal: bool, has_rope: bool):
         buf.store(gl.load(ptrs, mask=ok, other=0.0))
 
     @gluon.jit
+    def _split_slot(split_offsets_ptr, req, split, h_kv, hk):
+        """(number of splits of sequence ``req``, this piece's first scratch slot divided by ``rows``)."""
+        split_base = gl.load(split_offsets_ptr + req)
+        n_splits = gl.load(split_offsets_ptr + req + 1) - split_base
+        return n_splits, (split_base + split) * h_kv + hk
+
+    @gluon.jit
     def _write(acc, inv_l, out_ptr, o_acc_ptr, req, s_idx, head, row, row_ok, col0, stride_ob, stride_os,
                stride_oh, n_splits, slot_base, rows):  # fmt: skip
         """Normalised output channels ``col0 ..`` of this CTA's rows: to ``out``, or as a split's partial."""
@@ -326,9 +333,7 @@ def _kernel(causal: bool, has_rope: bool):
             _hand_over(p_smem, scale_smem, p_full, p_empty, p_smem, inv_l, h, False)
             h += 1
 
-            split_base = gl.load(split_offsets_ptr + req)
-            n_splits = gl.load(split_offsets_ptr + req + 1) - split_base
-            slot_base = (split_base + split) * h_kv + hk
+            n_splits, slot_base = _split_slot(split_offsets_ptr, req, split, h_kv, hk)
             row, row_ok, s_idx, head = _rows(row_block, hk, group, rows, row_l)
             _write(acc, inv_l, out_ptr, o_acc_ptr, req, s_idx, head, row, row_ok, 0, stride_ob, stride_os,
                    stride_oh, n_splits, slot_base, rows)  # fmt: skip
@@ -376,9 +381,7 @@ def _kernel(causal: bool, has_rope: bool):
             gl.thread_barrier()  # every thread has read 1/l before the slot is handed back
             mbarrier.arrive(p_empty.index(0), count=1)
             h += 1
-            split_base = gl.load(split_offsets_ptr + req)
-            n_splits = gl.load(split_offsets_ptr + req + 1) - split_base
-            slot_base = (split_base + split) * h_kv + hk
+            n_splits, slot_base = _split_slot(split_offsets_ptr, req, split, h_kv, hk)
             row, row_ok, s_idx, head = _rows(row_block, hk, group, rows, row_l)
             _write(acc, inv_l, out_ptr, o_acc_ptr, req, s_idx, head, row, row_ok, 256, stride_ob, stride_os,
                    stride_oh, n_splits, slot_base, rows)  # fmt: skip
@@ -449,17 +452,13 @@ def dense_decode_gluon(
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
     from attn_flashmla.combine import combine_splits
-    from attn_flashmla.decode_fwd import _cache_rows_view
+    from attn_flashmla.decode_fwd import _cache_rows_view, decode_buffers
 
-    b, s_q, h_q, d = q.shape
+    _, s_q, h_q, d = q.shape
     h_kv = k_cache.shape[2]
     group = h_q // h_kv
     rows = s_q * group
-    out = torch.empty(b, s_q, h_q, D_MAIN, dtype=q.dtype, device=q.device)
-    lse = torch.empty(b, h_q, s_q, dtype=torch.float32, device=q.device)
-    n_scratch = total_splits if max_splits > 1 else 0
-    o_acc = torch.empty(n_scratch, h_kv, rows, D_MAIN, dtype=torch.float32, device=q.device)
-    lse_acc = torch.empty(n_scratch, h_kv, rows, dtype=torch.float32, device=q.device)
+    out, lse, o_acc, lse_acc = decode_buffers(q, h_kv, total_splits, max_splits, q.dtype)
     if q.stride(-1) != 1:
         q = q.contiguous()
     gl_dtype = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
