@@ -19,11 +19,7 @@ needs_interpreter = pytest.mark.skipif(not INTERPRET, reason="CPU kernels need T
 
 
 def _call(inputs, meta, **changes):
-    kw = {**inputs.kwargs(), **changes}
-    return flash_mla.flash_mla_with_kvcache(
-        kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
-        meta, None, **kw,
-    )  # fmt: skip
+    return inputs.call(flash_mla.flash_mla_with_kvcache, meta, **changes)
 
 
 def test_public_names_match_flash_mla():
@@ -75,18 +71,10 @@ def test_schedule_is_made_once_and_reuse_with_other_shapes_is_refused():
 
 def test_num_splits_must_be_none_and_metadata_must_be_ours():
     inputs = mla_decode_inputs(1, 1, 2, 1, 20, dtype=torch.float16)
-    kw = inputs.kwargs()
-    args = (
-        kw.pop("q"),
-        kw.pop("k_cache"),
-        kw.pop("block_table"),
-        kw.pop("cache_seqlens"),
-        kw.pop("head_dim_v"),
-    )
     with pytest.raises(AttentionArgumentError, match="num_splits"):
-        flash_mla.flash_mla_with_kvcache(*args, flash_mla.get_mla_metadata()[0], torch.ones(2), **kw)
+        inputs.call(flash_mla.flash_mla_with_kvcache, flash_mla.get_mla_metadata()[0], torch.ones(2))
     with pytest.raises(AttentionArgumentError, match="FlashMLASchedMeta"):
-        flash_mla.flash_mla_with_kvcache(*args, object(), None, **kw)
+        inputs.call(flash_mla.flash_mla_with_kvcache, object())
 
 
 def test_validation_comes_from_the_reference():

@@ -4,8 +4,6 @@ the CPU (sm_90a), and on Hopper (sm90 tier) against the reference through the pu
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -34,12 +32,13 @@ def test_the_gluon_kernel_does_not_run_off_hopper():
 
 
 _SM90_COMPILE = """
-import json, re, torch, triton
+import json, torch, triton
 from triton.backends.compiler import GPUTarget
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon._runtime import GluonASTSource
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from triton.runtime.jit import mangle_type
+from attn_reference.testing.ptxas import summarise_compiled
 from attn_flashmla import decode_fwd_sm90_gluon as m
 
 results = {}
@@ -60,12 +59,7 @@ for dt, name, rope, causal in ((torch.bfloat16, "bf16", True, False), (torch.flo
                   else "fp32" if n == "scale_log2" else "i32")
     src = GluonASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index("STAGES"),): 2})
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4))
-    ptx = kernel.asm["ptx"]
-    results[f"{name}-rope{rope}"] = dict(
-        shared=kernel.metadata.shared, warps=kernel.metadata.num_warps, ptx=ptx,
-        waits=sorted(set(map(int, re.findall(r"wgmma.wait_group.sync.aligned (\\d+)", ptx)))),
-        tma_loads=len(re.findall(r"cp.async.bulk.tensor.2d.shared::cluster.global", ptx)),
-    )
+    results[f"{name}-rope{rope}"] = summarise_compiled(kernel)
 print(json.dumps(results))
 """
 
@@ -77,20 +71,11 @@ def test_kernel_compiles_for_sm90_to_the_overlapped_schedule(tmp_path):
     ``wgmma.wait_group 1`` (S_t retired while P_{t-1} V_{t-1} still runs) and, where ptxas is at hand, no
     wgmma that ptxas serialised and at most a few hundred bytes of spills (the kernel arguments, reloaded
     on the mbarrier wait loops' slow path). About 20 s."""
-    import json
+    from attn_reference.testing.ptxas import assert_overlapped_hopper_kernel, compile_in_subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", _SM90_COMPILE], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    from attn_reference.testing.ptxas import assert_no_spills_or_serialised_wgmma, find_ptxas
-
-    for name, got in json.loads(result.stdout.splitlines()[-1]).items():
-        assert got["warps"] == 12, name
-        assert got["shared"] <= 227 * 1024, name
+    for name, got in compile_in_subprocess(_SM90_COMPILE).items():
         assert got["tma_loads"] >= (3 if "ropeTrue" in name else 2), name
-        assert 1 in got["waits"], f"{name}: no wgmma.wait_group 1, the softmax no longer overlaps P V"
-        if find_ptxas():
-            assert_no_spills_or_serialised_wgmma(got["ptx"], tmp_path, max_spill_bytes=600)
+        assert_overlapped_hopper_kernel(name, got, tmp_path, max_spill_bytes=600)
 
 
 # --- Hopper ------------------------------------------------------------------------------------------------
@@ -154,11 +139,7 @@ def test_the_api_runs_the_gluon_kernel_by_default_on_the_triton_path(monkeypatch
         causal=True,
     )  # fmt: skip
     meta, _ = flash_mla.get_mla_metadata()
-    kw = inputs.kwargs()
-    out, lse = flash_mla.flash_mla_with_kvcache(
-        kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
-        meta, None, **kw,
-    )  # fmt: skip
+    out, lse = inputs.call(flash_mla.flash_mla_with_kvcache, meta)
     assert meta.kernel_config == decode_fwd.GLUON_CONFIG
     assert decode_fwd.uses_gluon(inputs.q, inputs.k_cache, meta.kernel_config)
     ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())

@@ -58,11 +58,7 @@ def test_env_switch_is_auto_by_default(monkeypatch):
 
 
 def _decode(inputs):
-    kw = inputs.kwargs()
-    return flash_mla.flash_mla_with_kvcache(
-        kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
-        None, None, **kw,
-    )  # fmt: skip
+    return inputs.call(flash_mla.flash_mla_with_kvcache)
 
 
 def _inputs(name: str):

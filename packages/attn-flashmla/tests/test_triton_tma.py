@@ -226,11 +226,7 @@ def test_the_api_runs_the_tma_path_when_switched_on(monkeypatch):
         causal=True,
     )  # fmt: skip
     meta, _ = flash_mla.get_mla_metadata()
-    kw = inputs.kwargs()
-    out, lse = flash_mla.flash_mla_with_kvcache(
-        kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
-        meta, None, **kw,
-    )  # fmt: skip
+    out, lse = inputs.call(flash_mla.flash_mla_with_kvcache, meta)
     assert meta.kernel_config["TMA"] == 1 and decode_fwd.uses_tma(inputs.k_cache, meta.kernel_config)
     _assert_matches_reference(inputs, out, lse)
 

@@ -102,12 +102,8 @@ def env(**values):
 def decode(inputs, path, extra_env=None):
     """One call on ``path``; returns ((out, lse), the path that ran, the kernel config it ran)."""
     meta, _ = attn_flashmla.get_mla_metadata()
-    kw = inputs.kwargs()
     with env(ATTN_FLASHMLA_PATH=path, **(extra_env or {})):
-        out = attn_flashmla.flash_mla_with_kvcache(
-            kw.pop("q"), kw.pop("k_cache"), kw.pop("block_table"), kw.pop("cache_seqlens"), kw.pop("head_dim_v"),
-            meta, None, **kw,
-        )  # fmt: skip
+        out = inputs.call(attn_flashmla.flash_mla_with_kvcache, meta)
     return out, meta.path, meta.kernel_config
 
 

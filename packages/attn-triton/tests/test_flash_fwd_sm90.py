@@ -4,9 +4,6 @@ and, on a Hopper GPU, its results against the reference through the public API."
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -60,9 +57,10 @@ def test_supports_only_what_the_kernel_computes():
 
 
 _SM90_COMPILE = """
-import json, re, triton
+import json, triton
 from triton.backends.compiler import GPUTarget
 from triton.experimental.gluon._runtime import GluonASTSource
+from attn_reference.testing.ptxas import summarise_compiled
 from attn_triton import flash_fwd_sm90 as m
 
 fn, results = m._fwd_kernel, {}
@@ -74,13 +72,7 @@ for d, causal, dt in ((128, False, "bf16"), (64, True, "fp16"), (256, True, "bf1
            else "fp32" if n == "qk_scale2" else "i32" for n in fn.arg_names}
     src = GluonASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4))
-    ptx = kernel.asm["ptx"]
-    results[f"{d}-{causal}"] = dict(
-        shared=kernel.metadata.shared, warps=kernel.metadata.num_warps, ptx=ptx,
-        waits=sorted(set(map(int, re.findall(r"wgmma.wait_group.sync.aligned (\\d+)", ptx)))),
-        tma_loads=len(re.findall(r"cp.async.bulk.tensor.2d.shared::cluster.global", ptx)),
-        tma_stores=len(re.findall(r"cp.async.bulk.tensor.2d.global.shared::cta", ptx)),
-    )
+    results[f"{d}-{causal}"] = summarise_compiled(kernel)
 print(json.dumps(results))
 """
 
@@ -91,22 +83,11 @@ def test_kernel_compiles_for_sm90_to_the_overlapped_schedule(tmp_path):
     store, twelve warps (two consumer warpgroups and the
     producer's), the K/V ring within 227 KB, a ``wgmma.wait_group 1`` (S_j retired while P_{j-1} V_{j-1}
     still runs: the overlap) and, where ptxas is at hand, no register spills and no wgmma that ptxas serialised. About 10 s."""
-    import json
+    from attn_reference.testing.ptxas import assert_overlapped_hopper_kernel, compile_in_subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", _SM90_COMPILE], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    from attn_reference.testing.ptxas import assert_no_spills_or_serialised_wgmma, find_ptxas
-
-    for name, got in json.loads(result.stdout.splitlines()[-1]).items():
-        assert got["warps"] == 12, name
-        assert got["shared"] <= 227 * 1024, name
+    for name, got in compile_in_subprocess(_SM90_COMPILE).items():
         assert got["tma_loads"] >= 3 and got["tma_stores"] >= 1, name
-        assert 1 in got["waits"], (
-            f"{name}: no wgmma.wait_group 1, the softmax no longer overlaps the PV wgmma"
-        )
-        if find_ptxas():
-            assert_no_spills_or_serialised_wgmma(got["ptx"], tmp_path)
+        assert_overlapped_hopper_kernel(name, got, tmp_path)
 
 
 # --- Hopper ------------------------------------------------------------------------------------------------

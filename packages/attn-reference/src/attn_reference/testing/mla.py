@@ -189,6 +189,13 @@ class MLADecodeInputs:
         """The ``flash_mla_with_kvcache`` arguments by name (the scheduler metadata left out)."""
         return {name: getattr(self, name) for name in self._CALL_ARGS}
 
+    def call(self, fn, tile_scheduler_metadata=None, num_splits=None, **changes):
+        """``fn(q, k_cache, block_table, cache_seqlens, head_dim_v, tile_scheduler_metadata, num_splits,
+        **rest)``, FlashMLA's positional form, with ``changes`` replacing arguments of these inputs."""
+        kw = {**self.kwargs(), **changes}
+        head = [kw.pop(name) for name in ("q", "k_cache", "block_table", "cache_seqlens", "head_dim_v")]
+        return fn(*head, tile_scheduler_metadata, num_splits, **kw)
+
     def to(self, device) -> MLADecodeInputs:
         moved = {
             f.name: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -801,17 +808,7 @@ class MLAConformance:
             metadata = self.backend.get_mla_metadata(
                 seqlens, q.shape[1] * q.shape[2] // h_kv, h_kv, q.shape[2], inputs.is_fp8_kvcache, topk
             )
-        kw = inputs.kwargs()
-        return self.backend.flash_mla_with_kvcache(
-            kw.pop("q"),
-            kw.pop("k_cache"),
-            kw.pop("block_table"),
-            kw.pop("cache_seqlens"),
-            kw.pop("head_dim_v"),
-            metadata[0],
-            metadata[1],
-            **kw,
-        )
+        return inputs.call(self.backend.flash_mla_with_kvcache, *metadata)
 
     def _inputs(self, case: DenseCase | SparseCase | PrefillCase, seed: int = 0, **kw):
         """The seeded inputs of ``case``: its fields are its generator's arguments (``page`` its page size)."""

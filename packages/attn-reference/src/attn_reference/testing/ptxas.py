@@ -77,3 +77,47 @@ def assert_no_spills_or_serialised_wgmma(
         and not any(f"({code})" in line for code in allow)
     ]
     assert not serialised, "ptxas serialised a wgmma:\n" + "\n".join(serialised)[-2000:]
+
+
+# --- Triton/Gluon kernels compiled for sm_90a on the CPU ----------------------------------------------------
+
+
+def summarise_compiled(kernel) -> dict:
+    """What the Hopper checks read of a ``triton.compile(...)`` result, as JSON-ready values: shared memory
+    bytes, warps, the PTX, the ``wgmma.wait_group`` depths and the TMA load and store counts."""
+    ptx = kernel.asm["ptx"]
+    return dict(
+        shared=kernel.metadata.shared,
+        warps=kernel.metadata.num_warps,
+        ptx=ptx,
+        waits=sorted({int(n) for n in re.findall(r"wgmma\.wait_group\.sync\.aligned (\d+)", ptx)}),
+        tma_loads=len(re.findall(r"cp\.async\.bulk\.tensor\.\dd\.shared::cluster\.global", ptx)),
+        tma_stores=len(re.findall(r"cp\.async\.bulk\.tensor\.\dd\.global\.shared::cta", ptx)),
+    )
+
+
+def compile_in_subprocess(script: str) -> dict:
+    """Run ``script`` in a fresh Python without ``TRITON_INTERPRET`` (the interpreter would stand in for the
+    compiler) and return the JSON object it prints last (by convention, name -> :func:`summarise_compiled`)."""
+    import json
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def assert_overlapped_hopper_kernel(
+    name: str, got: dict, workdir: Path, *, warps: int = 12, max_spill_bytes: int = 0
+) -> None:
+    """A warp-specialised Hopper kernel as :func:`summarise_compiled` saw it: ``warps`` warps, within the
+    227 KB of shared memory an sm_90 CTA may have, a ``wgmma.wait_group 1`` (a GEMM retired while the next
+    one still runs: the softmax overlaps it) and, where a CUDA 13 ptxas is at hand, no wgmma serialised and
+    at most ``max_spill_bytes`` of spills."""
+    assert got["warps"] == warps, f"{name}: {got['warps']} warps, expected {warps}"
+    assert got["shared"] <= 227 * 1024, f"{name}: {got['shared']} bytes of shared memory"
+    assert 1 in got["waits"], f"{name}: no wgmma.wait_group 1, the softmax no longer overlaps a wgmma"
+    if find_ptxas():
+        assert_no_spills_or_serialised_wgmma(got["ptx"], workdir, max_spill_bytes=max_spill_bytes)
