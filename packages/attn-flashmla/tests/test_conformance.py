@@ -115,7 +115,8 @@ class TestFlashMLADefaultSm90(MLAConformance):
 @pytest.mark.sm90
 class TestFlashMLACuteEarlySm90(MLAConformance):
     """The default dispatch with the seesaw kernel's opt-in schedule: L's next S beside its P1 V1_L
-    (``ATTN_FLASHMLA_CUTE_EARLY_S``) and one "full" barrier per K box (``ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS``)."""
+    (``ATTN_FLASHMLA_CUTE_EARLY_S``), one "full" barrier per K box (``ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS``) and
+    a loading warp per stage (``ATTN_FLASHMLA_CUTE_STAGE_WARPS``)."""
 
     backend = dataclasses.replace(
         FLASHMLA_BACKEND,
@@ -124,6 +125,7 @@ class TestFlashMLACuteEarlySm90(MLAConformance):
             flash_mla.flash_mla_with_kvcache,
             ATTN_FLASHMLA_CUTE_EARLY_S="1",
             ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS="1",
+            ATTN_FLASHMLA_CUTE_STAGE_WARPS="1",
         ),
     )
     device = "cuda"

@@ -15,19 +15,63 @@ import torch
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
 # name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first,
-#        chunk_barriers, early_s)
+#        chunk_barriers, early_s, stage_warps)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False, 16, False, False, False),
-    "causal": (True, False, 1, False, False, 16, False, False, False),
-    "watchdog": (False, True, 1, False, False, 16, False, False, False),
-    "two_warpgroups": (True, False, 2, False, False, 16, False, False, False),
-    "split_s": (True, False, 2, True, False, 16, False, False, False),
-    "seesaw": (False, False, 3, False, True, 16, False, False, False),
-    "seesaw_causal": (True, False, 3, False, True, 16, False, False, False),
-    "seesaw_pairs": (False, False, 3, False, True, 128, False, False, False),  # two row blocks: two CTAs
-    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True, False, False),  # R's cross first
-    "seesaw_early": (False, False, 3, False, True, 16, False, False, True),  # L's next S beside P1 V1_L
-    "seesaw_pairs_early_chunks": (True, False, 3, False, True, 128, False, True, True),  # and box barriers
+    "noncausal": (False, False, 1, False, False, 16, False, False, False, False),
+    "causal": (True, False, 1, False, False, 16, False, False, False, False),
+    "watchdog": (False, True, 1, False, False, 16, False, False, False, False),
+    "two_warpgroups": (True, False, 2, False, False, 16, False, False, False, False),
+    "split_s": (True, False, 2, True, False, 16, False, False, False, False),
+    "seesaw": (False, False, 3, False, True, 16, False, False, False, False),
+    "seesaw_causal": (True, False, 3, False, True, 16, False, False, False, False),
+    "seesaw_pairs": (
+        False,
+        False,
+        3,
+        False,
+        True,
+        128,
+        False,
+        False,
+        False,
+        False,
+    ),  # two row blocks: two CTAs
+    "seesaw_pairs_cross_first": (
+        True,
+        False,
+        3,
+        False,
+        True,
+        128,
+        True,
+        False,
+        False,
+        False,
+    ),  # R's cross first
+    "seesaw_early": (
+        False,
+        False,
+        3,
+        False,
+        True,
+        16,
+        False,
+        False,
+        True,
+        False,
+    ),  # L's next S beside P1 V1_L
+    "seesaw_pairs_all_options": (
+        True,
+        False,
+        3,
+        False,
+        True,
+        128,
+        False,
+        True,
+        True,
+        True,
+    ),  # box barriers, stage warps
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -41,13 +85,15 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::10] for i in range(2, 12)]
-    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, chunks, early in zip(*args):
+    args = [sys.argv[i::11] for i in range(2, 13)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, chunks, early, warps in zip(*args):
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        options = dict(cross_first=cross == "1", chunk_barriers=chunks == "1", early_s=early == "1")
+        options = dict(
+            cross_first=cross == "1", chunk_barriers=chunks == "1", early_s=early == "1", stage_warps=warps == "1"
+        )
         m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), **options)
         key = m.kernel_key(
             torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), **options

@@ -151,6 +151,12 @@ def early_s() -> bool:
     return os.environ.get("ATTN_FLASHMLA_CUTE_EARLY_S", "0") not in ("", "0")
 
 
+def stage_warps() -> bool:
+    """``ATTN_FLASHMLA_CUTE_STAGE_WARPS=1`` (opt-in): the seesaw kernel loads each K stage from a warp of its
+    own, so a stage's refill never waits behind the other stage's "empty" barrier."""
+    return os.environ.get("ATTN_FLASHMLA_CUTE_STAGE_WARPS", "0") not in ("", "0")
+
+
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
     # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
@@ -751,6 +757,7 @@ class KernelKey(NamedTuple):
     cross_first: bool  # the seesaw kernel's opt-in PV order (cross_first)
     chunk_barriers: bool = False  # the seesaw kernel's opt-in per-box "full" barriers
     early_s: bool = False  # the seesaw kernel's opt-in early S (early_s)
+    stage_warps: bool = False  # the seesaw kernel's opt-in loading warp per stage (stage_warps)
 
 
 def kernel_key(
@@ -764,13 +771,14 @@ def kernel_key(
     cross_first: bool = False,
     chunk_barriers: bool = False,
     early_s: bool = False,
+    stage_warps: bool = False,
 ) -> KernelKey:
     """The :class:`KernelKey` of a kernel: the seesaw kernel has no watchdog build, no split S and three
     warpgroups; the first kernel none of the seesaw kernel's options."""
     if seesaw:
         return KernelKey(
             dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first), bool(chunk_barriers),
-            bool(early_s),
+            bool(early_s), bool(stage_warps),
         )  # fmt: skip
     return KernelKey(dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False, 1, False)
 
@@ -791,7 +799,7 @@ def _compile(key: KernelKey, args: tuple):
 
         kernel = kernel_class()(
             dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first,
-            chunk_barriers=key.chunk_barriers, early_s=key.early_s,
+            chunk_barriers=key.chunk_barriers, early_s=key.early_s, stage_warps=key.stage_warps,
         )  # fmt: skip
     else:
         kernel = kernel_cls(dtype, key.causal, key.watchdog, key.warpgroups, key.split_s)
@@ -891,7 +899,7 @@ def dense_decode_cute(
         cluster = seesaw_cluster(-(-s_q * group // BLOCK_M))
         key = kernel_key(
             q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first(),
-            chunk_barriers=chunk_barriers(), early_s=early_s(),
+            chunk_barriers=chunk_barriers(), early_s=early_s(), stage_warps=stage_warps(),
         )  # fmt: skip
     else:
         key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
@@ -935,6 +943,7 @@ def compile_for_sm90(
     cross_first: bool = False,
     chunk_barriers: bool = False,
     early_s: bool = False,
+    stage_warps: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -946,7 +955,17 @@ def compile_for_sm90(
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
     cluster = seesaw_cluster(-(-h_q // BLOCK_M))
     key = kernel_key(
-        dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first, chunk_barriers, early_s
+        dtype,
+        causal,
+        watchdog,
+        warpgroups,
+        split_s,
+        seesaw,
+        cluster,
+        cross_first,
+        chunk_barriers,
+        early_s,
+        stage_warps,
     )
     return compiled_kernel(key, tensors + scalars)
 

@@ -131,6 +131,7 @@ def kernel_class():
             cross_first: bool = False,
             chunk_barriers: bool = False,
             early_s: bool = False,
+            stage_warps: bool = False,
         ):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
@@ -147,6 +148,8 @@ def kernel_class():
             self.chunk_barriers = chunk_barriers
             # L issues the next pair's S beside its P1 V1_L (module docstring, "Early S").
             self.early_s = early_s
+            # Two loading warps, one per stage (module docstring, "Loads").
+            self.stage_warps = stage_warps
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -293,7 +296,8 @@ def kernel_class():
             if wg == 0:
                 # ------------------------------------------------------------------ producer warpgroup
                 cute.arch.setmaxregister_decrease(PRODUCER_REGS)
-                if warp_idx == 0:
+                # One loading warp, or with ``stage_warps`` one per stage (warp 0 also loads Q).
+                if warp_idx < (STAGES if self.stage_warps else 1):
                     gQ = cute.flat_divide(mQ, (BLOCK_M, HEAD_DIM))  # (64, 576, row blocks, 1)
                     tQsQ, tQgQ = cpasync.tma_partition(
                         tma_q, 0, cute.make_layout(1), cute.group_modes(sQ, 0, 2), cute.group_modes(gQ, 0, 2)
@@ -321,26 +325,35 @@ def kernel_class():
                         t_begin, t_end = self.tile_range(
                             req, mSeqlens, begin_req, end_req, begin_tile, end_tile
                         )
-                        cute.arch.mbarrier_wait(bars + Q_EMPTY, (q_uses % 2) ^ 1)
-                        with cute.arch.elect_one():
-                            cute.arch.mbarrier_arrive_and_expect_tx(bars + Q_FULL, q_bytes)
-                        q_block = (req * h_kv + hk) * m_blocks + mb
-                        cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + Q_FULL)
-                        q_uses = q_uses + 1
+                        if warp_idx == 0:
+                            cute.arch.mbarrier_wait(bars + Q_EMPTY, (q_uses % 2) ^ 1)
+                            with cute.arch.elect_one():
+                                cute.arch.mbarrier_arrive_and_expect_tx(bars + Q_FULL, q_bytes)
+                            q_block = (req * h_kv + hk) * m_blocks + mb
+                            cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + Q_FULL)
+                            q_uses = q_uses + 1
                         for t0 in cutlass.range(t_begin, t_end, STAGES, unroll=1):
                             has_b = t0 + 1 < t_end
                             blk0 = mBlockTable[req, t0]
                             blk1 = mBlockTable[req, cutlass.min(t0 + 1, t_end - 1)]
-                            for s, g in self.load_order:
-                                if cutlass.const_expr(s == 0):
-                                    self.load_group(
-                                        tma_k, tKgK, tKsK, bars, blk0, 0, g, uses0, box_bytes, mask
-                                    )
+                            k_args = (tma_k, tKgK, tKsK, bars)
+                            if cutlass.const_expr(self.stage_warps):
+                                # Each stage in the order its own readers free its groups, neither waiting
+                                # behind the other's.
+                                if warp_idx == 0:
+                                    for g in self.s_order[0]:
+                                        self.load_group(*k_args, blk0, 0, g, uses0, box_bytes, mask)
                                 else:
                                     if has_b:
-                                        self.load_group(
-                                            tma_k, tKgK, tKsK, bars, blk1, 1, g, uses1, box_bytes, mask
-                                        )
+                                        for g in self.s_order[1]:
+                                            self.load_group(*k_args, blk1, 1, g, uses1, box_bytes, mask)
+                            else:
+                                for s, g in self.load_order:
+                                    if cutlass.const_expr(s == 0):
+                                        self.load_group(*k_args, blk0, 0, g, uses0, box_bytes, mask)
+                                    else:
+                                        if has_b:
+                                            self.load_group(*k_args, blk1, 1, g, uses1, box_bytes, mask)
                             uses0 = uses0 + 1
                             if has_b:
                                 uses1 = uses1 + 1
