@@ -374,3 +374,37 @@ def test_seesaw_switch(monkeypatch):
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "yes")
     with pytest.raises(ValueError, match="ATTN_FLASHMLA_CUTE_SEESAW must be 0 or 1"):
         m.seesaw()
+
+
+@pytest.mark.parametrize(
+    ("b", "s_q", "h_q", "h_kv", "no_copy"),
+    [
+        (3, 1, 128, 1, True),
+        (2, 2, 64, 1, True),
+        (2, 1, 128, 2, True),
+        (2, 2, 128, 2, False),
+        (2, 1, 16, 1, False),
+    ],
+)
+def test_q_goes_to_the_kernel_without_a_copy_where_its_rows_already_are_blocks(
+    monkeypatch, b, s_q, h_q, h_kv, no_copy
+):
+    """The kernel reads q as (sequence, KV head, row) blocks of 64 rows. With one KV head, or one query
+    token, a contiguous q already is that (no copy); otherwise it is regrouped and zero-padded. Either way
+    the kernel sees the same rows."""
+    from attn_flashmla import decode_fwd_sm90 as m
+
+    monkeypatch.setattr(m, "_dyn", lambda t, leading_dim: t)
+    monkeypatch.setattr(m, "_stream", lambda device: None)
+    q, k, table, lens, parts, offsets, total, _ = m.example_inputs(torch.bfloat16, b, s_q, h_q, h_kv)
+    q = torch.randn_like(q, dtype=torch.float32).to(torch.bfloat16)
+    tensors, scalars, _, _ = m.prepare_inputs(q, k, table, lens, parts, offsets, total, 0.1)
+    packed = tensors[0]
+    assert (packed.data_ptr() == q.data_ptr()) == no_copy
+    group, rows_pad = h_q // h_kv, scalars[3]
+    rows = packed.view(b, h_kv, rows_pad, 576)
+    for hk in range(h_kv):
+        for s in range(s_q):
+            expect = q[:, s, hk * group : (hk + 1) * group]
+            assert torch.equal(rows[:, hk, s * group : (s + 1) * group], expect)
+    assert not rows[:, :, s_q * group :].any()  # the padding rows are zeros

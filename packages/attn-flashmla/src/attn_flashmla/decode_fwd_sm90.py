@@ -855,9 +855,13 @@ def prepare_inputs(
     group = h_q // h_kv
     rows = s_q * group
     rows_pad = -(-rows // BLOCK_M) * BLOCK_M
-    q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
-    q_packed = torch.zeros(b, h_kv, rows_pad, d, dtype=q.dtype, device=q.device)
-    q_packed[:, :, :rows] = q_rows
+    if q.is_contiguous() and (s_q == 1 or h_kv == 1) and rows == rows_pad:
+        # One (sequence, KV head)'s rows are already contiguous and whole blocks: q as it is, no copy.
+        q_packed = q.view(b, h_kv, rows, d)
+    else:
+        q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
+        q_packed = torch.zeros(b, h_kv, rows_pad, d, dtype=q.dtype, device=q.device)
+        q_packed[:, :, :rows] = q_rows
     k_view = k_cache.view(num_blocks * page, h_kv, d).permute(0, 2, 1)  # (tokens, d, h_kv)
     o_acc = torch.empty(total_splits * h_kv * rows_pad, HEAD_DIM_V, dtype=torch.float32, device=q.device)
     lse_acc = torch.empty(total_splits * h_kv * rows_pad, dtype=torch.float32, device=q.device)

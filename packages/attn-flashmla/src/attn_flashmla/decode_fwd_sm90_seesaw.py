@@ -638,9 +638,10 @@ def kernel_class():
                 self.pv(pv_mma, acc_o, r_p1, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 1))
                 if cutlass.const_expr(self.early_s):
                     if t0 + STAGES < t_end:
-                        # The next pair's S0 over the groups refilled earliest (rope, V_L: C and A) runs beside
-                        # P1 V1_L; the rest (V_R, refilled once R's P0' V0_R is done) after it.
-                        early, late = self.s_order[0][:2], self.s_order[0][2:]
+                        # The next pair's S0 over the group refilled first (the rope, C: free since this
+                        # pair's S0) runs beside P1 V1_L; V_L (A) and V_R (B) after it, so that waiting for
+                        # their refills never holds back V1_L's release, which R's next S1 waits for.
+                        early, late = self.s_order[0][:1], self.s_order[0][1:]
                         self.qk_steps(qk_mma, tSrQ, tSrK, acc_s, bars, 0, early, uses + 1, True)
                         warpgroup.wait_group(1)
                         self.release(bars, wg_tidx, rank, 1, "A")
