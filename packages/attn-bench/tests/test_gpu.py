@@ -25,3 +25,18 @@ def test_every_suite_runs_short_on_the_gpu(tmp_path):
     assert not ref_failures, [(r["case"], r["impl"], r["message"]) for r in ref_failures]
     memory = [r for r in doc["rows"] if r["suite"] == "memory" and r["status"] == "ok"]
     assert all(r["peak_memory_bytes"] > 0 for r in memory)
+
+
+def test_main_kernel_ms_picks_the_longest_kernel():
+    """Two kernels a call, a 4096^3 matmul and an in-place relu: the matmul is the main kernel, and its
+    median is shorter than the whole call's."""
+    import torch
+
+    from attn_bench import timing
+
+    a = torch.randn(4096, 4096, device="cuda")
+    call = lambda: (a @ a).relu_()
+    ms, name = timing.main_kernel_ms(call)
+    whole, _ = timing.time_gpu(call)
+    assert "relu" not in name.lower() and "elementwise" not in name.lower(), name
+    assert 0 < ms < whole

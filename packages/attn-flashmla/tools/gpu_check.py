@@ -40,7 +40,6 @@ import json
 import os
 import queue
 import random
-import statistics
 import subprocess
 import sys
 import threading
@@ -242,29 +241,6 @@ def time_call(fn):
     fn()
     torch.cuda.synchronize()
     return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")  # ms, L2 flushed
-
-
-def main_kernel_ms(fn, reps: int = 30) -> tuple[float, str, float]:
-    """The call's longest kernel as FlashMLA's figures count it (profiler kernel time, median over
-    ``reps`` calls), its name, and the median of all the call's kernels summed (ms). FlashMLA's own figures
-    (``FLASHMLA_H200``) are its main kernel's time only: this is the like-for-like figure of ours; whole
-    calls (``time_call``) add the q packing and the combine."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    by_name: dict[str, list[float]] = {}
-    for e in kernels:
-        by_name.setdefault(e.name, []).append(e.time_range.elapsed_us() / 1e3)
-    name = max(by_name, key=lambda n: sum(by_name[n]))
-    total = sum(sum(v) for v in by_name.values()) / reps
-    return statistics.median(by_name[name]), name, total
 
 
 def prepared(module, q, cache, table, seqlens, causal):

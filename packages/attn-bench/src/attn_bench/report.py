@@ -23,6 +23,18 @@ def _num(x: float | None, digits: int = 1) -> str:
     return f"{x:.{digits}f}" if abs(x) >= 1 else f"{x:.3g}"
 
 
+def _kernel_cell(row: dict[str, Any]) -> str:
+    """The main kernel's ms and the throughput of the row's roofline (``timing.main_kernel_ms``)."""
+    ms = row.get("kernel_ms")
+    if ms is None or ms <= 0:
+        return "-"
+    if row.get("bound") == "memory" and row.get("bytes"):
+        return f"{_num(ms, 3)} ms, {_num(row['bytes'] / ms / 1e6)} GB/s"
+    if row.get("flops"):
+        return f"{_num(ms, 3)} ms, {_num(row['flops'] / ms / 1e9)} TFLOP/s"
+    return f"{_num(ms, 3)} ms"
+
+
 def cells(row: dict[str, Any]) -> dict[str, str]:
     """The strings shown for one row, in the terminal and in markdown."""
     check = row.get("check") or {}
@@ -47,6 +59,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         "ratio": "-" if ratio is None else f"{ratio:.2f}x {row.get('best_peer')}",
         "baseline": "-" if own is None else f"{own:.2f}x {row.get('baseline')}",
         "memory": "-" if mem is None else f"{mem / 2**20:,.0f} MiB",
+        "kernel": _kernel_cell(row),
         "note": (row.get("message") or "")[:80],
     }
 
@@ -75,9 +88,12 @@ def columns(suite: str, rows: list[dict[str, Any]] = ()) -> list[tuple[str, str]
     """A suite's columns; "vs baseline" only where some row has a ratio to another variant of its own."""
     if suite == "memory":
         return MEMORY_COLUMNS
+    out = list(TIME_COLUMNS)
     if any(r.get("ratio_to_baseline") is not None for r in rows):
-        return [*TIME_COLUMNS[:-1], ("baseline", "vs baseline"), TIME_COLUMNS[-1]]
-    return TIME_COLUMNS
+        out.insert(-1, ("baseline", "vs baseline"))
+    if any(r.get("kernel_ms") is not None for r in rows):
+        out.insert(4, ("kernel", "main kernel"))
+    return out
 
 
 def machine_lines(doc: dict[str, Any]) -> list[str]:

@@ -86,6 +86,8 @@ ROW = {
     "ratio_to_baseline": (_OPT_NUM, False),
     "peak_memory_bytes": ((int, type(None)), False),
     "timer": (_OPT_STR, False),
+    "kernel_ms": (_OPT_NUM, False),
+    "kernel": (_OPT_STR, False),
     "message": ((str,), False),
 }
 CHECK = {"status": ((str,), True), "max_abs_err": (_OPT_NUM, False), "detail": ((str,), False)}

@@ -74,6 +74,8 @@ class Suite:
     description: str = ""
     #: what the rows report: "time" (ms and throughput) or "memory" (peak bytes)
     measure: str = "time"
+    #: time rows on a GPU also report their main kernel alone (``timing.main_kernel_ms``)
+    kernel_time: bool = False
 
     def cases(self, mode: str, quick: bool = False) -> list[Case]:
         raise NotImplementedError
@@ -301,6 +303,8 @@ class MLADecode(Suite):
     rule = "mla"
     name = "mla-decode"
     op = "mla_decode"
+    # FlashMLA's published figures count its main kernel only: every row reports its own beside the call.
+    kernel_time = True
     description = "DeepSeek MLA decoding (d 576, d_v 512, one latent KV head, paged by 64), varlen cache"
 
     def cases(self, mode, quick=False):

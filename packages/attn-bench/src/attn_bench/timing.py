@@ -60,6 +60,34 @@ def time_gpu(
     return float(ms), "do_bench"
 
 
+def main_kernel_ms(fn: Callable[[], object], reps: int = 20) -> tuple[float, str] | None:
+    """The call's main kernel (the one with the most device time) and its median ms per call, from the
+    profiler's kernel records over ``reps`` calls after a warm-up; ``None`` when no CUDA kernel ran.
+
+    Kernel time, not call time: no launch gaps and none of the call's other kernels. It is what FlashMLA's
+    own published figures count (its main kernel only), so MLA rows report both.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    if not torch.cuda.is_available():  # the profiler has no CUDA activity to record
+        return None
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    by_name: dict[str, list[float]] = {}
+    for event in prof.events():
+        if event.device_type == DeviceType.CUDA:
+            by_name.setdefault(event.name, []).append(event.time_range.elapsed_us() / 1e3)
+    if not by_name:
+        return None
+    name = max(by_name, key=lambda n: sum(by_name[n]))
+    return statistics.median(by_name[name]), name
+
+
 def _time_events(fn, grad_to_none, reps: int) -> float:
     flush = torch.empty(FLUSH_BYTES, dtype=torch.int8, device="cuda")
     _reset_grads(grad_to_none)
