@@ -67,16 +67,13 @@ def test_commands_refuse_invalid_files(tmp_path):
 
 def test_main_kernel_column_where_rows_have_one(fixture_results):
     """MLA rows carry their main kernel's time (what FlashMLA's figures count): the report shows it in a
-    column of its own, in the unit of the row's roofline, and only for suites where some row has one."""
+    column of its own, with both throughputs, and only for suites where some row has one."""
     doc = schema.load(fixture_results)
     row = next(r for r in doc["rows"] if r["status"] == "ok" and r.get("flops"))
     assert "main kernel" not in report.markdown(doc)
-    compute = {**row, "kernel_ms": row["ms"] / 2, "kernel": "main", "bound": "compute"}
-    assert report.cells(compute)["kernel"] == f"{report._num(row['ms'] / 2, 3)} ms, " + (
-        f"{report._num(row['flops'] / (row['ms'] / 2) / 1e9)} TFLOP/s"
-    )
-    memory = {**compute, "bound": "memory", "bytes": 2e9, "kernel_ms": 1.0}
-    assert report.cells(memory)["kernel"] == "1.000 ms, 2,000 GB/s"
+    compute = {**row, "kernel_ms": 1.0, "kernel": "main", "flops": 5e11, "bytes": 2e9}
+    assert report.cells(compute)["kernel"] == "1.000 ms, 500 TFLOP/s, 2,000 GB/s"
+    assert report.cells({**compute, "flops": 0})["kernel"] == "1.000 ms, 2,000 GB/s"
     assert report.cells(row)["kernel"] == "-"
     assert ("kernel", "main kernel") in report.columns(row["suite"], [compute])
     assert ("kernel", "main kernel") not in report.columns(row["suite"], [row])

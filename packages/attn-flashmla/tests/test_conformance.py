@@ -46,16 +46,12 @@ def _environ(**values: str):
                 os.environ[key] = value
 
 
-def _switched(fn, **switches: str):
+def _on_path(path: str, fn, **switches: str):
     def call(*args, **kwargs):
-        with _environ(**switches):
+        with _environ(ATTN_FLASHMLA_PATH=path, **switches):
             return fn(*args, **kwargs)
 
     return call
-
-
-def _on_path(path: str, fn, **switches: str):
-    return _switched(fn, ATTN_FLASHMLA_PATH=path, **switches)
 
 
 @pytest.mark.skipif(
@@ -108,26 +104,6 @@ class TestFlashMLADefaultSm90(MLAConformance):
     ``CUTE_MIN_ROWS`` query rows per KV head), Triton elsewhere."""
 
     backend = FLASHMLA_BACKEND
-    device = "cuda"
-    size = "full"
-
-
-@pytest.mark.sm90
-class TestFlashMLACuteEarlySm90(MLAConformance):
-    """The default dispatch with the seesaw kernel's opt-in schedule: L's next S beside its P1 V1_L
-    (``ATTN_FLASHMLA_CUTE_EARLY_S``), one "full" barrier per K box (``ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS``) and
-    a loading warp per stage (``ATTN_FLASHMLA_CUTE_STAGE_WARPS``)."""
-
-    backend = dataclasses.replace(
-        FLASHMLA_BACKEND,
-        name="attn-flashmla/cute-early",
-        flash_mla_with_kvcache=_switched(
-            flash_mla.flash_mla_with_kvcache,
-            ATTN_FLASHMLA_CUTE_EARLY_S="1",
-            ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS="1",
-            ATTN_FLASHMLA_CUTE_STAGE_WARPS="1",
-        ),
-    )
     device = "cuda"
     size = "full"
 

@@ -14,64 +14,17 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first,
-#        chunk_barriers, early_s, stage_warps)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False, 16, False, False, False, False),
-    "causal": (True, False, 1, False, False, 16, False, False, False, False),
-    "watchdog": (False, True, 1, False, False, 16, False, False, False, False),
-    "two_warpgroups": (True, False, 2, False, False, 16, False, False, False, False),
-    "split_s": (True, False, 2, True, False, 16, False, False, False, False),
-    "seesaw": (False, False, 3, False, True, 16, False, False, False, False),
-    "seesaw_causal": (True, False, 3, False, True, 16, False, False, False, False),
-    "seesaw_pairs": (
-        False,
-        False,
-        3,
-        False,
-        True,
-        128,
-        False,
-        False,
-        False,
-        False,
-    ),  # two row blocks: two CTAs
-    "seesaw_pairs_cross_first": (
-        True,
-        False,
-        3,
-        False,
-        True,
-        128,
-        True,
-        False,
-        False,
-        False,
-    ),  # R's cross first
-    "seesaw_early": (
-        False,
-        False,
-        3,
-        False,
-        True,
-        16,
-        False,
-        False,
-        True,
-        False,
-    ),  # L's next S beside P1 V1_L
-    "seesaw_pairs_all_options": (
-        True,
-        False,
-        3,
-        False,
-        True,
-        128,
-        False,
-        True,
-        True,
-        True,
-    ),  # box barriers, stage warps
+    "noncausal": (False, False, 1, False, False, 16, False),
+    "causal": (True, False, 1, False, False, 16, False),
+    "watchdog": (False, True, 1, False, False, 16, False),
+    "two_warpgroups": (True, False, 2, False, False, 16, False),
+    "split_s": (True, False, 2, True, False, 16, False),
+    "seesaw": (False, False, 3, False, True, 16, False),
+    "seesaw_causal": (True, False, 3, False, True, 16, False),
+    "seesaw_pairs": (False, False, 3, False, True, 128, False),  # two row blocks: a cluster of two CTAs
+    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True),  # R's cross product first
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -85,18 +38,15 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::11] for i in range(2, 13)]
-    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, chunks, early, warps in zip(*args):
+    args = [sys.argv[i::8] for i in range(2, 10)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q, cross in zip(*args):
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        options = dict(
-            cross_first=cross == "1", chunk_barriers=chunks == "1", early_s=early == "1", stage_warps=warps == "1"
-        )
-        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), **options)
+        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), cross_first=cross == "1")
         key = m.kernel_key(
-            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), **options
+            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1"
         )
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
@@ -165,7 +115,7 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 @pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split, *_ = VARIANTS[variant]
+    _, watchdog, wgs, split, _, _, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -191,22 +141,17 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize("variant", [name for name, v in VARIANTS.items() if v[4]])
+@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first"])
 def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
     """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
     m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
     one bar.arrive each, and gets its registers from the producer warpgroup by setmaxnreg. In pairs (two
-    row blocks) the K boxes are multicast into the cluster and released on both CTAs' barriers. With
-    ``early_s`` L's S is issued in two places (a piece's first, and the next pair's beside P1 V1_L, retired
-    by one more ``wait_group 1``); with ``chunk_barriers`` every box of a group is waited for on its own."""
+    row blocks) the K boxes are multicast into the cluster and released on both CTAs' barriers."""
     from attn_flashmla.decode_fwd_sm90_seesaw import GROUPS
 
     ptx = sm90a_ptx[variant]
-    early = VARIANTS[variant][8]
     assert ".target sm_90a" in ptx
-    assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == (3 if early else 2) * 36
-    waits_1 = len(re.findall(r"wgmma\.wait_group\.sync\.aligned\s+1;", ptx))
-    assert waits_1 == (2 if early else 1)
+    assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == 2 * 36
     assert "m64n32k16" not in ptx
     assert ptx.count("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") == 2 * 2 * 4
     assert len(re.findall(r"bar\.arrive\s+[123], 256;", ptx)) == 3

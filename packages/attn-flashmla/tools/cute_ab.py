@@ -35,16 +35,6 @@ FORMS = {
     "seesaw_cross_first": {
         "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "1",
     },
-    "seesaw_chunks": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS": "1"},
-    "seesaw_early": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_EARLY_S": "1"},
-    "seesaw_early_chunks": {
-        "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_EARLY_S": "1", "ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS": "1",
-    },
-    "seesaw_warps": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_STAGE_WARPS": "1"},
-    "seesaw_all": {
-        "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_EARLY_S": "1", "ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS": "1",
-        "ATTN_FLASHMLA_CUTE_STAGE_WARPS": "1",
-    },
 }  # fmt: skip
 CASES = [(128, 1, 8192), (128, 1, 32768), (128, 2, 8192), (128, 2, 32768)]
 

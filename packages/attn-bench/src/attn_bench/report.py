@@ -24,15 +24,16 @@ def _num(x: float | None, digits: int = 1) -> str:
 
 
 def _kernel_cell(row: dict[str, Any]) -> str:
-    """The main kernel's ms and the throughput of the row's roofline (``timing.main_kernel_ms``)."""
+    """The main kernel's ms, TFLOP/s and GB/s (``timing.main_kernel_ms``)."""
     ms = row.get("kernel_ms")
     if ms is None or ms <= 0:
         return "-"
-    if row.get("bound") == "memory" and row.get("bytes"):
-        return f"{_num(ms, 3)} ms, {_num(row['bytes'] / ms / 1e6)} GB/s"
+    parts = [f"{_num(ms, 3)} ms"]
     if row.get("flops"):
-        return f"{_num(ms, 3)} ms, {_num(row['flops'] / ms / 1e9)} TFLOP/s"
-    return f"{_num(ms, 3)} ms"
+        parts.append(f"{_num(row['flops'] / ms / 1e9)} TFLOP/s")
+    if row.get("bytes"):
+        parts.append(f"{_num(row['bytes'] / ms / 1e6)} GB/s")
+    return ", ".join(parts)
 
 
 def cells(row: dict[str, Any]) -> dict[str, str]:

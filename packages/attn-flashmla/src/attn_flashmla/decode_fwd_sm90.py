@@ -139,24 +139,6 @@ def cross_first() -> bool:
     return os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
 
 
-def chunk_barriers() -> bool:
-    """``ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS=1`` (opt-in): the seesaw kernel signals each 64-channel box of a
-    K tile on its own "full" mbarrier, so an ``S`` starts on a group's first box while the rest still load."""
-    return os.environ.get("ATTN_FLASHMLA_CUTE_CHUNK_BARRIERS", "0") not in ("", "0")
-
-
-def early_s() -> bool:
-    """``ATTN_FLASHMLA_CUTE_EARLY_S=1`` (opt-in): the seesaw kernel's L issues the next pair's ``S`` beside
-    its ``P1 V1_L`` instead of after it (see :mod:`attn_flashmla.decode_fwd_sm90_seesaw`)."""
-    return os.environ.get("ATTN_FLASHMLA_CUTE_EARLY_S", "0") not in ("", "0")
-
-
-def stage_warps() -> bool:
-    """``ATTN_FLASHMLA_CUTE_STAGE_WARPS=1`` (opt-in): the seesaw kernel loads each K stage from a warp of its
-    own, so a stage's refill never waits behind the other stage's "empty" barrier."""
-    return os.environ.get("ATTN_FLASHMLA_CUTE_STAGE_WARPS", "0") not in ("", "0")
-
-
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
     # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
@@ -755,9 +737,6 @@ class KernelKey(NamedTuple):
     seesaw: bool
     cluster: int  # the seesaw kernel's CTAs per cluster (seesaw_cluster)
     cross_first: bool  # the seesaw kernel's opt-in PV order (cross_first)
-    chunk_barriers: bool = False  # the seesaw kernel's opt-in per-box "full" barriers
-    early_s: bool = False  # the seesaw kernel's opt-in early S (early_s)
-    stage_warps: bool = False  # the seesaw kernel's opt-in loading warp per stage (stage_warps)
 
 
 def kernel_key(
@@ -769,17 +748,11 @@ def kernel_key(
     seesaw: bool = False,
     cluster: int = 1,
     cross_first: bool = False,
-    chunk_barriers: bool = False,
-    early_s: bool = False,
-    stage_warps: bool = False,
 ) -> KernelKey:
     """The :class:`KernelKey` of a kernel: the seesaw kernel has no watchdog build, no split S and three
-    warpgroups; the first kernel none of the seesaw kernel's options."""
+    warpgroups; the first kernel no cluster and no cross_first order."""
     if seesaw:
-        return KernelKey(
-            dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first), bool(chunk_barriers),
-            bool(early_s), bool(stage_warps),
-        )  # fmt: skip
+        return KernelKey(dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first))
     return KernelKey(dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False, 1, False)
 
 
@@ -797,10 +770,7 @@ def _compile(key: KernelKey, args: tuple):
     if key.seesaw:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        kernel = kernel_class()(
-            dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first,
-            chunk_barriers=key.chunk_barriers, early_s=key.early_s, stage_warps=key.stage_warps,
-        )  # fmt: skip
+        kernel = kernel_class()(dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first)
     else:
         kernel = kernel_cls(dtype, key.causal, key.watchdog, key.warpgroups, key.split_s)
     return cute.compile(kernel, *args)
@@ -901,10 +871,7 @@ def dense_decode_cute(
     )
     if seesaw():
         cluster = seesaw_cluster(-(-s_q * group // BLOCK_M))
-        key = kernel_key(
-            q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first(),
-            chunk_barriers=chunk_barriers(), early_s=early_s(), stage_warps=stage_warps(),
-        )  # fmt: skip
+        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first())
     else:
         key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
@@ -945,9 +912,6 @@ def compile_for_sm90(
     seesaw: bool = False,
     h_q: int = 16,
     cross_first: bool = False,
-    chunk_barriers: bool = False,
-    early_s: bool = False,
-    stage_warps: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -958,19 +922,7 @@ def compile_for_sm90(
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype, h_q=h_q)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
     cluster = seesaw_cluster(-(-h_q // BLOCK_M))
-    key = kernel_key(
-        dtype,
-        causal,
-        watchdog,
-        warpgroups,
-        split_s,
-        seesaw,
-        cluster,
-        cross_first,
-        chunk_barriers,
-        early_s,
-        stage_warps,
-    )
+    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first)
     return compiled_kernel(key, tensors + scalars)
 
 

@@ -90,18 +90,8 @@ BAR_M_A, BAR_P1, BAR_P0, BAR_CONSUMERS, BAR_OWN = 1, 2, 3, 4, 5
 PRODUCER_REGS, CONSUMER_REGS = 24, 240
 
 
-CHUNKS = sum(n for _, n in GROUPS.values())  # 64-channel boxes of a K tile (576 / 64)
-
-
 def _group_index(stage: int, group: str) -> int:
     return stage * len(GROUPS) + list(GROUPS).index(group)
-
-
-def _chunks(group: str, chunk_barriers: bool) -> tuple[tuple[int, int], ...]:
-    """The (first chunk, chunks) runs of ``group`` that complete on one "full" mbarrier each: the whole
-    group, or each of its boxes (``chunk_barriers``); a run's barrier is that of its first chunk."""
-    first, n = GROUPS[group]
-    return tuple((c, 1) for c in range(first, first + n)) if chunk_barriers else ((first, n),)
 
 
 @functools.cache
@@ -115,24 +105,14 @@ def kernel_class():
 
     Float32, Int32 = cutlass.Float32, cutlass.Int32
     helpers, operands = device_helpers(), launch_operands()
-    n_groups, n_chunks = STAGES * len(GROUPS), STAGES * CHUNKS
-    # mbarriers: full[stage, chunk] (a group's run of chunks uses its first chunk's), empty[stage, group],
-    # then Q's full and empty.
-    FULL, EMPTY, Q_FULL, Q_EMPTY = 0, n_chunks, n_chunks + n_groups, n_chunks + n_groups + 1
+    n_groups = STAGES * len(GROUPS)
+    # mbarriers: full[stage, group], empty[stage, group], then Q's full and empty.
+    FULL, EMPTY, Q_FULL, Q_EMPTY = 0, n_groups, 2 * n_groups, 2 * n_groups + 1
 
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(
-            self,
-            dtype,
-            causal: bool,
-            cluster: int = 1,
-            cross_first: bool = False,
-            chunk_barriers: bool = False,
-            early_s: bool = False,
-            stage_warps: bool = False,
-        ):
+        def __init__(self, dtype, causal: bool, cluster: int = 1, cross_first: bool = False):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
@@ -143,18 +123,11 @@ def kernel_class():
             self.cross_first = cross_first
             self.s_order = S_ORDER_CROSS_FIRST if cross_first else S_ORDER
             self.load_order = LOAD_ORDER_CROSS_FIRST if cross_first else LOAD_ORDER
-            # One "full" mbarrier per 64-channel box instead of per group: an S starts on a group's first
-            # box while its others are still on their way (module docstring, "Finer loads").
-            self.chunk_barriers = chunk_barriers
-            # L issues the next pair's S beside its P1 V1_L (module docstring, "Early S").
-            self.early_s = early_s
-            # Two loading warps, one per stage (module docstring, "Loads").
-            self.stage_warps = stage_warps
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
             fields = {
-                "bars": cute.struct.MemRange[cutlass.Int64, n_chunks + n_groups + 2],
+                "bars": cute.struct.MemRange[cutlass.Int64, 2 * n_groups + 2],
                 # per row: m_a (from L), m_b (from R), then each consumer's row sum at the piece's end
                 "sRow": cute.struct.MemRange[Float32, BLOCK_M * 4],
                 "sQ": cute.struct.Align[cute.struct.MemRange[dtype, cute.cosize(q_layout)], 1024],
@@ -186,8 +159,6 @@ def kernel_class():
             # memory): an MMA's accumulate flag is state, and a flag set inside one consumer's branch must
             # not be what the other's code starts from (MLIR dominance).
             mmas_l, mmas_r = operands.mmas(dtype), operands.mmas(dtype)
-            # L's first S of a piece with ``early_s``, issued under a branch of its own: its own MMA too.
-            qk_first = operands.mmas(dtype)[0]
             q_layout, k_layout, v_layout = operands.layouts(dtype)
             # One TMA box: 64 tokens x 64 channels, the layout of one chunk of a K stage.
             chunk_layout = sm90_utils.make_smem_layout_b(
@@ -213,7 +184,7 @@ def kernel_class():
             m_blocks = rows_pad // BLOCK_M
             self.kernel(
                 tma_q, tma_mQ, tma_k, tma_mK, mBlockTable, mSeqlens, mParts, mSplitOffsets, mOacc, mLSEacc,
-                *mmas_l, *mmas_r, qk_first, q_layout, k_layout, chunk_layout, v_layout, p_layout, scale_log2,
+                *mmas_l, *mmas_r, q_layout, k_layout, chunk_layout, v_layout, p_layout, scale_log2,
                 s_q, group, rows_pad, h_kv,
             ).launch(
                 grid=(mParts.shape[0], m_blocks, h_kv), block=(384, 1, 1), cluster=(1, self.cluster, 1),
@@ -239,7 +210,6 @@ def kernel_class():
             qk_mma_r: cute.TiledMma,
             pv_mma_r: cute.TiledMma,
             pv_ss_mma_r: cute.TiledMma,
-            qk_first: cute.TiledMma,
             q_layout: cute.ComposedLayout,
             k_layout: cute.ComposedLayout,
             chunk_layout: cute.ComposedLayout,
@@ -269,9 +239,8 @@ def kernel_class():
                 cpasync.prefetch_descriptor(tma_q)
                 cpasync.prefetch_descriptor(tma_k)
                 for s in cutlass.range_constexpr(STAGES):
-                    for c in cutlass.range_constexpr(CHUNKS):
-                        cute.arch.mbarrier_init(bars + FULL + s * CHUNKS + c, 1)
                     for g in GROUPS:
+                        cute.arch.mbarrier_init(bars + FULL + _group_index(s, g), 1)
                         # every consumer warp of the cluster releases each group: its boxes came from both CTAs
                         releasers = RELEASERS[(s, g)] * self.cluster
                         cute.arch.mbarrier_init(bars + EMPTY + _group_index(s, g), releasers)
@@ -296,8 +265,7 @@ def kernel_class():
             if wg == 0:
                 # ------------------------------------------------------------------ producer warpgroup
                 cute.arch.setmaxregister_decrease(PRODUCER_REGS)
-                # One loading warp, or with ``stage_warps`` one per stage (warp 0 also loads Q).
-                if warp_idx < (STAGES if self.stage_warps else 1):
+                if warp_idx == 0:
                     gQ = cute.flat_divide(mQ, (BLOCK_M, HEAD_DIM))  # (64, 576, row blocks, 1)
                     tQsQ, tQgQ = cpasync.tma_partition(
                         tma_q, 0, cute.make_layout(1), cute.group_modes(sQ, 0, 2), cute.group_modes(gQ, 0, 2)
@@ -325,35 +293,26 @@ def kernel_class():
                         t_begin, t_end = self.tile_range(
                             req, mSeqlens, begin_req, end_req, begin_tile, end_tile
                         )
-                        if warp_idx == 0:
-                            cute.arch.mbarrier_wait(bars + Q_EMPTY, (q_uses % 2) ^ 1)
-                            with cute.arch.elect_one():
-                                cute.arch.mbarrier_arrive_and_expect_tx(bars + Q_FULL, q_bytes)
-                            q_block = (req * h_kv + hk) * m_blocks + mb
-                            cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + Q_FULL)
-                            q_uses = q_uses + 1
+                        cute.arch.mbarrier_wait(bars + Q_EMPTY, (q_uses % 2) ^ 1)
+                        with cute.arch.elect_one():
+                            cute.arch.mbarrier_arrive_and_expect_tx(bars + Q_FULL, q_bytes)
+                        q_block = (req * h_kv + hk) * m_blocks + mb
+                        cute.copy(tma_q, tQgQ[None, q_block, 0], tQsQ[None, 0], tma_bar_ptr=bars + Q_FULL)
+                        q_uses = q_uses + 1
                         for t0 in cutlass.range(t_begin, t_end, STAGES, unroll=1):
                             has_b = t0 + 1 < t_end
                             blk0 = mBlockTable[req, t0]
                             blk1 = mBlockTable[req, cutlass.min(t0 + 1, t_end - 1)]
-                            k_args = (tma_k, tKgK, tKsK, bars)
-                            if cutlass.const_expr(self.stage_warps):
-                                # Each stage in the order its own readers free its groups, neither waiting
-                                # behind the other's.
-                                if warp_idx == 0:
-                                    for g in self.s_order[0]:
-                                        self.load_group(*k_args, blk0, 0, g, uses0, box_bytes, mask)
+                            for s, g in self.load_order:
+                                if cutlass.const_expr(s == 0):
+                                    self.load_group(
+                                        tma_k, tKgK, tKsK, bars, blk0, 0, g, uses0, box_bytes, mask
+                                    )
                                 else:
                                     if has_b:
-                                        for g in self.s_order[1]:
-                                            self.load_group(*k_args, blk1, 1, g, uses1, box_bytes, mask)
-                            else:
-                                for s, g in self.load_order:
-                                    if cutlass.const_expr(s == 0):
-                                        self.load_group(*k_args, blk0, 0, g, uses0, box_bytes, mask)
-                                    else:
-                                        if has_b:
-                                            self.load_group(*k_args, blk1, 1, g, uses1, box_bytes, mask)
+                                        self.load_group(
+                                            tma_k, tKgK, tKsK, bars, blk1, 1, g, uses1, box_bytes, mask
+                                        )
                             uses0 = uses0 + 1
                             if has_b:
                                 uses1 = uses1 + 1
@@ -365,9 +324,9 @@ def kernel_class():
                     begin_split, mSplitOffsets, mOacc, mLSEacc, scale_log2, s_q, group, rows_pad, h_kv, mb, hk,
                 )  # fmt: skip
                 if wg == 1:
-                    self.consume(0, tidx % 128, qk_mma_l, pv_mma_l, pv_ss_mma_l, qk_first, rank, *args)
+                    self.consume(0, tidx % 128, qk_mma_l, pv_mma_l, pv_ss_mma_l, rank, *args)
                 else:
-                    self.consume(1, tidx % 128, qk_mma_r, pv_mma_r, pv_ss_mma_r, qk_first, rank, *args)
+                    self.consume(1, tidx % 128, qk_mma_r, pv_mma_r, pv_ss_mma_r, rank, *args)
             if cutlass.const_expr(self.cluster > 1):
                 # No CTA may exit while its peer can still arrive on its barriers.
                 cute.arch.cluster_arrive()
@@ -396,23 +355,25 @@ def kernel_class():
             mask,
         ):
             """Wait until the group's last readers are done with it, then refill it from page block ``blk``
-            (one TMA box per 64 channels, each run of boxes completing on its "full" barrier). Whole warp."""
-            cute.arch.mbarrier_wait(bars + EMPTY + _group_index(stage, g), (uses % 2) ^ 1)
+            (one TMA box per 64 channels, all completing on the group's "full" barrier). Whole warp."""
+            first, n = GROUPS[g]
+            i = _group_index(stage, g)
+            cute.arch.mbarrier_wait(bars + EMPTY + i, (uses % 2) ^ 1)
+            with cute.arch.elect_one():
+                cute.arch.mbarrier_arrive_and_expect_tx(bars + FULL + i, n * box_bytes)
             multicast = {"mcast_mask": mask} if self.cluster > 1 else {}
-            for first, n in _chunks(g, self.chunk_barriers):
-                full = bars + FULL + stage * CHUNKS + first
-                with cute.arch.elect_one():
-                    cute.arch.mbarrier_arrive_and_expect_tx(full, n * box_bytes)
-                for c in cutlass.range_constexpr(first, first + n):
-                    cute.copy(
-                        tma_k, tKgK[None, blk, c], tKsK[None, 0, c, stage], tma_bar_ptr=full, **multicast
-                    )
+            for c in cutlass.range_constexpr(first, first + n):
+                cute.copy(
+                    tma_k,
+                    tKgK[None, blk, c],
+                    tKsK[None, 0, c, stage],
+                    tma_bar_ptr=bars + FULL + i,
+                    **multicast,
+                )
 
         @cute.jit
         def wait_full(self, bars, stage: cutlass.Constexpr, g: cutlass.Constexpr, uses):
-            """Wait for every box of group ``g`` of ``stage`` (its ``uses``-th filling)."""
-            for first, _ in _chunks(g, self.chunk_barriers):
-                cute.arch.mbarrier_wait(bars + FULL + stage * CHUNKS + first, uses % 2)
+            cute.arch.mbarrier_wait(bars + FULL + _group_index(stage, g), uses % 2)
 
         @cute.jit
         def release(self, bars, wg_tidx, rank, stage: cutlass.Constexpr, g: cutlass.Constexpr):
@@ -433,7 +394,7 @@ def kernel_class():
 
         @cute.jit
         def consume(
-            self, role: cutlass.Constexpr, wg_tidx, qk_mma, pv_mma, pv_ss_mma, qk_first, rank, sQ, sK, sP, sRow, v_layout,
+            self, role: cutlass.Constexpr, wg_tidx, qk_mma, pv_mma, pv_ss_mma, rank, sQ, sK, sP, sRow, v_layout,
             bars, mSeqlens, begin_req, end_req, begin_tile, end_tile, begin_split, mSplitOffsets, mOacc,
             mLSEacc, scale_log2, s_q, group, rows_pad, h_kv, mb, hk,
         ):  # fmt: skip
@@ -474,13 +435,6 @@ def kernel_class():
                 l0 = Float32(0.0)  # this consumer's row sums at that max
                 l1 = Float32(0.0)
                 acc_o.fill(0.0)
-                if cutlass.const_expr(role == 0):  # noqa: SIM102 (the DSL cannot `and` a Constexpr)
-                    if cutlass.const_expr(self.early_s):  # noqa: SIM102 (a Constexpr, then a runtime test)
-                        # The piece's first S; every later one is issued at the end of the pair before.
-                        if t_begin < t_end:
-                            self.qk_steps(qk_first, tSrQ, tSrK, acc_s, bars, 0, self.s_order[0], uses, True)
-                            warpgroup.wait_group(0)
-                            self.release_s0(bars, wg_tidx, rank)
                 for t0 in cutlass.range(t_begin, t_end, STAGES, unroll=1):
                     has_b = t0 + 1 < t_end
                     # Every fragment goes as its own argument: bundled in one object, the DSL's tracer
@@ -488,8 +442,8 @@ def kernel_class():
                     if cutlass.const_expr(role == 0):
                         m0, m1, l0, l1 = self.pair_left(
                             qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc,
-                            r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, t_end, has_b, seqlen, limit0,
-                            limit1, scale_log2, uses, uses1, m0, m1, l0, l1,
+                            r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1,
+                            scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     else:
                         m0, m1, l0, l1 = self.pair_right(
@@ -532,35 +486,22 @@ def kernel_class():
         ):  # fmt: skip
             """``S = Q K^T`` of one stage, group by group as each lands, then scaled to log2 units and
             masked; returns the two rows' maxima over this tile."""
-            self.qk_steps(qk_mma, tSrQ, tSrK, acc_s, bars, stage, self.s_order[stage], uses, True)
+            first_step = True
+            for g in self.s_order[stage]:
+                self.wait_full(bars, stage, g, uses)
+                # After the wait, not before: ptxas treats the wait's spin loop as code that may touch the
+                # accumulator and would otherwise insert its own fence there (C7519).
+                warpgroup.fence()
+                first, n = GROUPS[g]
+                for k in cutlass.range_constexpr(4 * first, 4 * (first + n)):
+                    qk_mma.set(warpgroup.Field.ACCUMULATE, not first_step)
+                    cute.gemm(qk_mma, acc_s, tSrQ[None, None, k, 0], tSrK[None, None, k, stage], acc_s)
+                    first_step = False
+            warpgroup.commit_group()
             warpgroup.wait_group(0)
-            return self.masked_max(acc_s, tScS, t, limit0, limit1, scale_log2)
-
-        @cute.jit
-        def masked_max(self, acc_s, tScS, t, limit0, limit1, scale_log2):
             return helpers.mask_rowmax(
                 acc_s, tScS, t * BLOCK_N, limit0, limit1, scale_log2, -Float32.inf, -Float32.inf
             )
-
-        @cute.jit
-        def qk_steps(
-            self, qk_mma, tSrQ, tSrK, acc_s, bars, stage: cutlass.Constexpr, groups: cutlass.Constexpr, uses,
-            first: cutlass.Constexpr,
-        ):  # fmt: skip
-            """Issue (one commit group, not waited for) the k-steps of ``S = Q K^T`` over ``groups`` of
-            ``stage``, each run of boxes after its "full" barrier; ``first``: the steps start ``S`` afresh."""
-            first_step = first
-            for g in groups:
-                for c0, n in _chunks(g, self.chunk_barriers):
-                    cute.arch.mbarrier_wait(bars + FULL + stage * CHUNKS + c0, uses % 2)
-                    # After the wait, not before: ptxas treats the wait's spin loop as code that may touch
-                    # the accumulator and would otherwise insert its own fence there (C7519).
-                    warpgroup.fence()
-                    for k in cutlass.range_constexpr(4 * c0, 4 * (c0 + n)):
-                        qk_mma.set(warpgroup.Field.ACCUMULATE, not first_step)
-                        cute.gemm(qk_mma, acc_s, tSrQ[None, None, k, 0], tSrK[None, None, k, stage], acc_s)
-                        first_step = False
-            warpgroup.commit_group()
 
         @cute.jit
         def pv(self, mma, acc_o, a, b):
@@ -573,20 +514,17 @@ def kernel_class():
         @cute.jit
         def pair_left(
             self, qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc, r_tmp,
-            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, t_end, has_b, seqlen, limit0, limit1, scale_log2,
-            uses, uses1, m0, m1, l0, l1,
+            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
+            uses1, m0, m1, l0, l1,
         ):  # fmt: skip
-            """Consumer L's half of a pair: tile 0's S and softmax, then both tiles' P times its V_L (with
-            ``early_s``, tile 0's S is already in ``acc_s`` and the next pair's is issued beside P1 V1_L)."""
+            """Consumer L's half of a pair: tile 0's S and softmax, then both tiles' P times its V_L."""
             dtype = self.dtype
             thr_pv = pv_mma.get_slice(wg_tidx)
-            if cutlass.const_expr(self.early_s):
-                max0, max1 = self.masked_max(acc_s, tScS, t0, limit0, limit1, scale_log2)
-            else:
-                max0, max1 = self.scores(
-                    qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 0, uses, t0, limit0, limit1, scale_log2
-                )
-                self.release_s0(bars, wg_tidx, rank)
+            max0, max1 = self.scores(
+                qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 0, uses, t0, limit0, limit1, scale_log2
+            )
+            self.release(bars, wg_tidx, rank, 0, "C")
+            self.release(bars, wg_tidx, rank, 0, "B")  # R still reads V0_R: the barrier waits for it too
             ma0 = cute.arch.fmax(m0, max0)
             ma1 = cute.arch.fmax(m1, max1)
             if wg_tidx % 4 == 0:
@@ -636,33 +574,10 @@ def kernel_class():
                 if valid < BLOCK_N:
                     self.zero_tail(sK, 1, 0, valid, wg_tidx)
                 self.pv(pv_mma, acc_o, r_p1, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 1))
-                if cutlass.const_expr(self.early_s):
-                    if t0 + STAGES < t_end:
-                        # The next pair's S0 over the group refilled first (the rope, C: free since this
-                        # pair's S0) runs beside P1 V1_L; V_L (A) and V_R (B) after it, so that waiting for
-                        # their refills never holds back V1_L's release, which R's next S1 waits for.
-                        early, late = self.s_order[0][:1], self.s_order[0][1:]
-                        self.qk_steps(qk_mma, tSrQ, tSrK, acc_s, bars, 0, early, uses + 1, True)
-                        warpgroup.wait_group(1)
-                        self.release(bars, wg_tidx, rank, 1, "A")
-                        self.qk_steps(qk_mma, tSrQ, tSrK, acc_s, bars, 0, late, uses + 1, False)
-                        warpgroup.wait_group(0)
-                        self.release_s0(bars, wg_tidx, rank)
-                    else:
-                        warpgroup.wait_group(0)
-                        self.release(bars, wg_tidx, rank, 1, "A")
-                else:
-                    warpgroup.wait_group(0)
-                    self.release(bars, wg_tidx, rank, 1, "A")
+                warpgroup.wait_group(0)
+                self.release(bars, wg_tidx, rank, 1, "A")
             # --8<-- [end:seesaw-left]
             return mb0, mb1, l0, l1
-
-        @cute.jit
-        def release_s0(self, bars, wg_tidx, rank):
-            """L's releases once tile 0's S is done: its rope (C) and, for its half, V_R (B: R still reads
-            V0_R, and the barrier waits for R's warps too)."""
-            self.release(bars, wg_tidx, rank, 0, "C")
-            self.release(bars, wg_tidx, rank, 0, "B")
 
         @cute.jit
         def pair_right(
