@@ -71,10 +71,11 @@ def test_main_kernel_column_where_rows_have_one(fixture_results):
     doc = schema.load(fixture_results)
     row = next(r for r in doc["rows"] if r["status"] == "ok" and r.get("flops"))
     assert "main kernel" not in report.markdown(doc)
-    compute = {**row, "kernel_ms": 1.0, "kernel": "main", "flops": 5e11, "bytes": 2e9}
+    compute = {**row, "ms": 1.2, "kernel_ms": 1.0, "kernel": "main", "flops": 5e11, "bytes": 2e9}
     assert report.cells(compute)["kernel"] == "1.000 ms, 500 TFLOP/s, 2,000 GB/s"
     assert report.cells({**compute, "flops": 0})["kernel"] == "1.000 ms, 2,000 GB/s"
     assert report.cells(row)["kernel"] == "-"
+    assert report.cells({**compute, "ms": 2.5})["kernel"] == "-"  # under half the call: not its bulk
     assert ("kernel", "main kernel") in report.columns(row["suite"], [compute])
     assert ("kernel", "main kernel") not in report.columns(row["suite"], [row])
     doc["rows"] = [compute if r is row else r for r in doc["rows"]]

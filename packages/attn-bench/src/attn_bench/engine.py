@@ -287,9 +287,7 @@ def run_case(
             kernel = timing.main_kernel_ms(runner.fn)
         except Exception:  # the profiler is a second opinion: the row stands without it
             kernel = None
-        # Only where one kernel is the bulk of the call: a composite op's (the reference's) longest
-        # kernel says nothing about it.
-        if kernel is not None and kernel[0] >= 0.5 * ms:
+        if kernel is not None:
             row.update(kernel_ms=kernel[0], kernel=kernel[1][:200])
     description = getattr(runner.fn, "description", None)  # what a prepared op chose (backend.py)
     if description:

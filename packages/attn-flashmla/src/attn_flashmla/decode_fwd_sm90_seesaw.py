@@ -57,6 +57,15 @@ pair ends. Tried and dropped: the L2 hint EVICT_FIRST on K (0.90-1.05x), L2 pref
 ``P1 V1_L`` (ptxas serialises the wgmma pipeline for want of registers, C7511). Opt-in
 (``ATTN_FLASHMLA_CUTE_CROSS_FIRST=1``, ``cross_first``): ``R`` multiplies ``P0' V0_R`` before ``P1 V1_R``,
 which frees tile 0's V_R earlier and tile 1's later; one call measured it 0.96-1.14x the default.
+
+Tried on an H100 (2026-12-07, tenth session; ``tools/cute_ab.py``, main-kernel time, the four h_q 128
+cases) and dropped, each within run-to-run noise of this kernel or worse: the next pair's ``S0`` issued
+beside ``P1 V1_L`` (FlashMLA's order; it compiled without spills or serialised wgmma once the loop was
+rotated so that no wgmma is in flight across the loop's back edge): over the rope and V_L groups 0.74-0.93x,
+since waiting for V_L's refill then held back the release of V1_L that R's next ``S1`` waits for; over the
+rope group only 0.95-1.01x. One "full" mbarrier per 64-channel box instead of per group: 0.96-1.01x. One
+loading warp per stage, so neither stage's refill waits behind the other's "empty" barrier: 0.99-1.03x;
+both: 0.97-1.01x.
 """
 
 # No `from __future__ import annotations`: the DSL evaluates the kernels' annotations when it compiles.
