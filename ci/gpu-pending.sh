@@ -8,7 +8,8 @@
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
 # Owed, most telling first: queue tg (attn-triton's Gluon forward on an H200; its tests passed on an H100,
-# 2026-12-07, ninth session), queue mg (attn-flashmla's Gluon kernel on an H200 beside the CuTe path), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
+# 2026-12-07, ninth session), queue mg (attn-flashmla's Gluon kernel on an H200 beside the CuTe path; its rows ran on an H100 in the tenth
+# session, the tier is owed), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
 # session: three consumer warpgroups at hd64, hd256's TMA store; under those settings as variables it ran to
 # 86 %, 1012 passed, no failure), queue ab (hd64's ablations under three warpgroups: unroll by two is the
