@@ -353,3 +353,8 @@ def test_q_goes_to_the_kernel_without_a_copy_where_its_rows_already_are_blocks(
             expect = q[:, s, hk * group : (hk + 1) * group]
             assert torch.equal(rows[:, hk, s * group : (s + 1) * group], expect)
     assert not rows[:, :, s_q * group :].any()  # the padding rows are zeros
+    # A contiguous view whose base is not 16-byte aligned (TMA's requirement) is copied.
+    flat = torch.zeros(q.numel() + 1, dtype=q.dtype)
+    shifted = flat[1:].view(q.shape)
+    tensors, _, _, _ = m.prepare_inputs(shifted, k, table, lens, parts, offsets, total, 0.1)
+    assert tensors[0].data_ptr() != shifted.data_ptr()

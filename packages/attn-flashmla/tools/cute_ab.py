@@ -7,8 +7,10 @@
 Forms are environment settings that the kernel reads per call (each compiles once, outside the timing):
 ``split_s`` (the first kernel, the default until 2026-12-04), the seesaw kernel with single CTAs
 (``seesaw_single``) and ``seesaw`` (the default: clusters of two CTAs where the row blocks pair up).
-Each row reports every form's max abs difference of ``out`` from the first form's on the same inputs (a
-sanity check; correctness against the reference is ``gpu_check.py``'s and the sm90 tier's). Inputs, FLOP
+Each form is timed twice: the whole call (``gpu_check.time_call``) and its main kernel alone
+(``attn_bench.timing.main_kernel_ms``, what FlashMLA's own figures count). Each row reports every form's
+max abs difference of ``out`` from the first form's on the same inputs (a sanity check; correctness against
+the reference is ``gpu_check.py``'s and the sm90 tier's). Inputs, FLOP
 formula, timing and FlashMLA's figures are gpu_check's (b 128, h_kv 1, varlen lengths ~ normal(s_k, s_k /
 2)).
 """

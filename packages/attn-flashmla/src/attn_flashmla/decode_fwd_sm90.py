@@ -825,8 +825,9 @@ def prepare_inputs(
     group = h_q // h_kv
     rows = s_q * group
     rows_pad = -(-rows // BLOCK_M) * BLOCK_M
-    if q.is_contiguous() and (s_q == 1 or h_kv == 1) and rows == rows_pad:
-        # One (sequence, KV head)'s rows are already contiguous and whole blocks: q as it is, no copy.
+    if q.is_contiguous() and (s_q == 1 or h_kv == 1) and rows == rows_pad and q.data_ptr() % 16 == 0:
+        # One (sequence, KV head)'s rows are already contiguous and whole blocks: q as it is, no copy
+        # (TMA wants a 16-byte aligned base, which a view at an odd offset would not have).
         q_packed = q.view(b, h_kv, rows, d)
     else:
         q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
