@@ -46,14 +46,6 @@ def _environ(**values: str):
                 os.environ[key] = value
 
 
-def _on_path(path: str, fn, **switches: str):
-    def call(*args, **kwargs):
-        with _environ(ATTN_FLASHMLA_PATH=path, **switches):
-            return fn(*args, **kwargs)
-
-    return call
-
-
 @pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), reason="the CPU run needs TRITON_INTERPRET=1"
 )
@@ -66,18 +58,22 @@ class TestFlashMLAInterpreter(MLAConformance):
     dtypes = (torch.float16, torch.bfloat16)
 
 
+def _triton_backend(name: str, **switches: str) -> MLABackend:
+    """attn-flashmla with dense decoding forced onto the Triton path, under ``switches``."""
+
+    def call(*args, **kwargs):
+        with _environ(ATTN_FLASHMLA_PATH="triton", **switches):
+            return flash_mla.flash_mla_with_kvcache(*args, **kwargs)
+
+    return dataclasses.replace(FLASHMLA_BACKEND, name=name, flash_mla_with_kvcache=call)
+
+
 @pytest.mark.sm90
 class TestFlashMLATritonSm90(MLAConformance):
     """The Triton path's tile-level kernel on Hopper (tuned, the Gluon kernel switched off), FlashMLA's grid
     and tolerances."""
 
-    backend = dataclasses.replace(
-        FLASHMLA_BACKEND,
-        name="attn-flashmla/triton",
-        flash_mla_with_kvcache=_on_path(
-            "triton", flash_mla.flash_mla_with_kvcache, ATTN_FLASHMLA_TRITON_GLUON="0"
-        ),
-    )
+    backend = _triton_backend("attn-flashmla/triton", ATTN_FLASHMLA_TRITON_GLUON="0")
     device = "cuda"
     size = "full"
 
@@ -87,13 +83,7 @@ class TestFlashMLAGluonSm90(MLAConformance):
     """The Triton path untuned on Hopper: its first candidate, the Gluon kernel from 33 query rows per KV
     head (page sizes that are multiples of 64), the tile-level kernel elsewhere."""
 
-    backend = dataclasses.replace(
-        FLASHMLA_BACKEND,
-        name="attn-flashmla/gluon",
-        flash_mla_with_kvcache=_on_path(
-            "triton", flash_mla.flash_mla_with_kvcache, ATTN_FLASHMLA_AUTOTUNE="0"
-        ),
-    )
+    backend = _triton_backend("attn-flashmla/gluon", ATTN_FLASHMLA_AUTOTUNE="0")
     device = "cuda"
     size = "full"
 

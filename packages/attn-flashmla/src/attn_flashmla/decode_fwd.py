@@ -512,6 +512,13 @@ def _cache_rows_view(k_cache: torch.Tensor) -> tuple[int, int] | None:
     return num_blocks * page, row_stride
 
 
+def cache_matrix(k_cache: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Shape and strides of the cache as the 2-D (num_blocks * page_size, h_kv * d) matrix that TMA
+    descriptors tile (the caller has checked that ``_cache_rows_view`` allows it)."""
+    n_rows, row_stride = _cache_rows_view(k_cache)
+    return [n_rows, k_cache.shape[2] * k_cache.shape[3]], [row_stride, 1]
+
+
 @functools.cache
 def _host_descriptors_available() -> bool:
     return importlib.util.find_spec("triton.tools.tensor_descriptor") is not None
@@ -546,8 +553,7 @@ def _k_descriptors(k_cache: torch.Tensor, block_n: int, dv: int, has_rope: bool)
     # Imported here: TensorDescriptor is Triton >= 3.4, and only the TMA configs need it.
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    n_rows, row_stride = _cache_rows_view(k_cache)
-    shape, strides = [n_rows, k_cache.shape[2] * k_cache.shape[3]], [row_stride, 1]
+    shape, strides = cache_matrix(k_cache)
     k_desc = TensorDescriptor(k_cache, shape, strides, [block_n, dv])
     kr_desc = TensorDescriptor(k_cache, shape, strides, [block_n, D_ROPE]) if has_rope else None
     return k_desc, kr_desc

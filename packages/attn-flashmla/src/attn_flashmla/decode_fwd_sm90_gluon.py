@@ -452,7 +452,7 @@ def dense_decode_gluon(
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
     from attn_flashmla.combine import combine_splits
-    from attn_flashmla.decode_fwd import _cache_rows_view, decode_buffers
+    from attn_flashmla.decode_fwd import cache_matrix, decode_buffers
 
     _, s_q, h_q, d = q.shape
     h_kv = k_cache.shape[2]
@@ -462,8 +462,7 @@ def dense_decode_gluon(
     if q.stride(-1) != 1:
         q = q.contiguous()
     gl_dtype = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
-    n_rows, row_stride = _cache_rows_view(k_cache)
-    shape, strides = [n_rows, h_kv * k_cache.shape[3]], [row_stride, 1]
+    shape, strides = cache_matrix(k_cache)
     wide = gl.NVMMASharedLayout.get_default_for([BLOCK_N, D_HALF], gl_dtype)
     narrow = gl.NVMMASharedLayout.get_default_for([BLOCK_N, D_ROPE], gl_dtype)
     k0 = TensorDescriptor(k_cache, shape, strides, [BLOCK_N, D_HALF], wide)
