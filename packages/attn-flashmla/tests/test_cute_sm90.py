@@ -14,20 +14,17 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first, v0r_first)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False, 16, False, False),
-    "causal": (True, False, 1, False, False, 16, False, False),
-    "watchdog": (False, True, 1, False, False, 16, False, False),
-    "two_warpgroups": (True, False, 2, False, False, 16, False, False),
-    "split_s": (True, False, 2, True, False, 16, False, False),
-    "seesaw": (False, False, 3, False, True, 16, False, False),
-    "seesaw_causal": (True, False, 3, False, True, 16, False, False),
-    # two row blocks: a cluster of two CTAs
-    "seesaw_pairs": (False, False, 3, False, True, 128, False, False),
-    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True, False),  # R's cross product first
-    # R issues P0' V0_R before L issues P1 V1_L
-    "seesaw_pairs_v0r_first": (False, False, 3, False, True, 128, False, True),
+    "noncausal": (False, False, 1, False, False, 16, False),
+    "causal": (True, False, 1, False, False, 16, False),
+    "watchdog": (False, True, 1, False, False, 16, False),
+    "two_warpgroups": (True, False, 2, False, False, 16, False),
+    "split_s": (True, False, 2, True, False, 16, False),
+    "seesaw": (False, False, 3, False, True, 16, False),
+    "seesaw_causal": (True, False, 3, False, True, 16, False),
+    "seesaw_pairs": (False, False, 3, False, True, 128, False),  # two row blocks: a cluster of two CTAs
+    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True),  # R's cross product first
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -41,15 +38,16 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::9] for i in range(2, 11)]
-    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, v0r in zip(*args):
+    args = [sys.argv[i::8] for i in range(2, 10)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q, cross in zip(*args):
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        orders = dict(cross_first=cross == "1", v0r_first=v0r == "1")
-        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), **orders)
-        key = m.kernel_key(torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), **orders)
+        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), cross_first=cross == "1")
+        key = m.kernel_key(
+            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1"
+        )
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
             ptx.rename(dump / name / ptx.name)
@@ -117,7 +115,7 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 @pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split, _, _, _, _ = VARIANTS[variant]
+    _, watchdog, wgs, split, _, _, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -143,10 +141,7 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize(
-    "variant",
-    ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first", "seesaw_pairs_v0r_first"],
-)
+@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first"])
 def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
     """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
     m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
@@ -160,8 +155,6 @@ def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], varia
     assert "m64n32k16" not in ptx
     assert ptx.count("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") == 2 * 2 * 4
     assert len(re.findall(r"bar\.arrive\s+[123], 256;", ptx)) == 3
-    # v0r_first: R tells L it has issued P0' V0_R (one more arrive, on barrier 7), L waits for it
-    assert len(re.findall(r"bar\.arrive\s+7, 256;", ptx)) == int(VARIANTS[variant][7])
     assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+24;", ptx)
     assert re.search(r"setmaxnreg\.inc\.sync\.aligned\.u32\s+240;", ptx)
     # Q in nine 64-channel boxes, and each of the two stages' groups box by box: 2 x 9 more.
@@ -323,9 +316,6 @@ def test_seesaw_switch(monkeypatch):
     )
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "1")
     assert m.cross_first()
-    assert not m.v0r_first()
-    monkeypatch.setenv("ATTN_FLASHMLA_CUTE_V0R_FIRST", "1")
-    assert m.v0r_first()
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_SEESAW", "yes")
     with pytest.raises(ValueError, match="ATTN_FLASHMLA_CUTE_SEESAW must be 0 or 1"):
         m.seesaw()

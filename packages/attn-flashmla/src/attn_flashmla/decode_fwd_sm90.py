@@ -139,13 +139,6 @@ def cross_first() -> bool:
     return os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
 
 
-def v0r_first() -> bool:
-    """``ATTN_FLASHMLA_CUTE_V0R_FIRST=1`` (opt-in, 2026-12-07): the seesaw kernel's L issues ``P1 V1_L`` only
-    once R has issued ``P0' V0_R``, and tile 0's V_R is refilled before tile 1's V_L (see
-    :mod:`attn_flashmla.decode_fwd_sm90_seesaw`, ``LOAD_ORDER_V0R_FIRST``)."""
-    return os.environ.get("ATTN_FLASHMLA_CUTE_V0R_FIRST", "0") not in ("", "0")
-
-
 def cute_config() -> dict:
     """Scheduling parameters of the CuTe kernel (what the scheduler needs to know)."""
     # One CTA per SM (216 KiB of shared memory); the scheduler plans parts so that all CTAs fit on the GPU
@@ -744,7 +737,6 @@ class KernelKey(NamedTuple):
     seesaw: bool
     cluster: int  # the seesaw kernel's CTAs per cluster (seesaw_cluster)
     cross_first: bool  # the seesaw kernel's opt-in PV order (cross_first)
-    v0r_first: bool = False  # the seesaw kernel's opt-in issue order of the two consumers (v0r_first)
 
 
 def kernel_key(
@@ -756,14 +748,11 @@ def kernel_key(
     seesaw: bool = False,
     cluster: int = 1,
     cross_first: bool = False,
-    v0r_first: bool = False,
 ) -> KernelKey:
     """The :class:`KernelKey` of a kernel: the seesaw kernel has no watchdog build, no split S and three
     warpgroups; the first kernel no cluster and no cross_first order."""
     if seesaw:
-        return KernelKey(
-            dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first), bool(v0r_first)
-        )
+        return KernelKey(dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first))
     return KernelKey(dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False, 1, False)
 
 
@@ -781,9 +770,7 @@ def _compile(key: KernelKey, args: tuple):
     if key.seesaw:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        kernel = kernel_class()(
-            dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first, v0r_first=key.v0r_first
-        )
+        kernel = kernel_class()(dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first)
     else:
         kernel = kernel_cls(dtype, key.causal, key.watchdog, key.warpgroups, key.split_s)
     return cute.compile(kernel, *args)
@@ -885,10 +872,7 @@ def dense_decode_cute(
     )
     if seesaw():
         cluster = seesaw_cluster(-(-s_q * group // BLOCK_M))
-        key = kernel_key(
-            q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first(),
-            v0r_first=v0r_first(),
-        )  # fmt: skip
+        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first())
     else:
         key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
@@ -929,7 +913,6 @@ def compile_for_sm90(
     seesaw: bool = False,
     h_q: int = 16,
     cross_first: bool = False,
-    v0r_first: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -940,7 +923,7 @@ def compile_for_sm90(
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype, h_q=h_q)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
     cluster = seesaw_cluster(-(-h_q // BLOCK_M))
-    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first, v0r_first)
+    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first)
     return compiled_kernel(key, tensors + scalars)
 
 

@@ -92,15 +92,10 @@ LOAD_ORDER = ((0, "C"), (1, "C"), (0, "A"), (1, "B"), (1, "A"), (0, "B"))
 #: tile 1, so the refill order and R's own S order change with it.
 S_ORDER_CROSS_FIRST = {0: ("C", "A", "B"), 1: ("C", "A", "B")}
 LOAD_ORDER_CROSS_FIRST = ((0, "C"), (1, "C"), (0, "A"), (0, "B"), (1, "A"), (1, "B"))
-#: L issues P1 V1_L only once R has issued P0' V0_R (``v0r_first``, FlashMLA's order on the tensor cores):
-#: tile 0's V_R then falls free before tile 1's V_L, so it is refilled first, and L's next S0 gets its last
-#: group before R's next S1 does: L's S0 finishes first, and its softmax runs beside R's S1.
-LOAD_ORDER_V0R_FIRST = ((0, "C"), (1, "C"), (0, "A"), (1, "B"), (0, "B"), (1, "A"))
 #: Consumer warps that release each (stage, group): 4 for one warpgroup, 8 for both.
 RELEASERS = {(0, "A"): 4, (0, "B"): 8, (0, "C"): 4, (1, "A"): 8, (1, "B"): 4, (1, "C"): 4}
 # Named barriers (0 is __syncthreads): the three seesaw hand-offs, both consumers, each consumer alone.
 BAR_M_A, BAR_P1, BAR_P0, BAR_CONSUMERS, BAR_OWN = 1, 2, 3, 4, 5
-BAR_V0R = 7  # R has issued P0' V0_R (v0r_first); 5 and 6 are BAR_OWN + role
 PRODUCER_REGS, CONSUMER_REGS = 24, 240
 
 
@@ -126,9 +121,7 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(
-            self, dtype, causal: bool, cluster: int = 1, cross_first: bool = False, v0r_first: bool = False
-        ):
+        def __init__(self, dtype, causal: bool, cluster: int = 1, cross_first: bool = False):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
@@ -139,9 +132,6 @@ def kernel_class():
             self.cross_first = cross_first
             self.s_order = S_ORDER_CROSS_FIRST if cross_first else S_ORDER
             self.load_order = LOAD_ORDER_CROSS_FIRST if cross_first else LOAD_ORDER
-            self.v0r_first = v0r_first
-            if v0r_first and not cross_first:
-                self.load_order = LOAD_ORDER_V0R_FIRST
 
         def shared_storage(self, q_layout, k_layout, p_layout):
             dtype = self.dtype
@@ -588,8 +578,6 @@ def kernel_class():
             self.release(bars, wg_tidx, rank, 0, "A")
             helpers.rescale(acc_o, sc0, sc1)
             if has_b:
-                if cutlass.const_expr(self.v0r_first):
-                    cute.arch.barrier(barrier_id=BAR_V0R, number_of_threads=256)
                 self.wait_full(bars, 1, "A", uses1)
                 valid = seqlen - (t0 + 1) * BLOCK_N
                 if valid < BLOCK_N:
@@ -642,9 +630,6 @@ def kernel_class():
                 self.pv_cross(
                     pv_ss_mma, thr_pv_ss, acc_o, tOrP_smem, v_layout, sK, bars, wg_tidx, seqlen, t0, uses
                 )
-                if cutlass.const_expr(self.v0r_first):  # noqa: SIM102 (the DSL cannot `and` a Constexpr)
-                    if has_b:
-                        cute.arch.barrier_arrive(barrier_id=BAR_V0R, number_of_threads=256)
                 if has_b:
                     self.pv_own(pv_mma, thr_pv, acc_o, r_p, v_layout, sK, wg_tidx, seqlen, t0)
                     warpgroup.wait_group(1)
@@ -660,9 +645,6 @@ def kernel_class():
                 self.pv_cross(
                     pv_ss_mma, thr_pv_ss, acc_o, tOrP_smem, v_layout, sK, bars, wg_tidx, seqlen, t0, uses
                 )
-                if cutlass.const_expr(self.v0r_first):  # noqa: SIM102 (the DSL cannot `and` a Constexpr)
-                    if has_b:
-                        cute.arch.barrier_arrive(barrier_id=BAR_V0R, number_of_threads=256)
                 if has_b:
                     warpgroup.wait_group(1)
                     self.release(bars, wg_tidx, rank, 1, "B")
