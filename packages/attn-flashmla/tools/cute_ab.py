@@ -6,7 +6,8 @@
 
 Forms are environment settings that the kernel reads per call (each compiles once, outside the timing):
 ``split_s`` (the first kernel, the default until 2026-12-04), the seesaw kernel with single CTAs
-(``seesaw_single``) and ``seesaw`` (the default: clusters of two CTAs where the row blocks pair up).
+(``seesaw_single``) and ``seesaw`` (the default: clusters of two CTAs where the row blocks pair up);
+``flash_mla`` is DeepSeek's FlashMLA itself where it is importable (built from source beside this run).
 Each form is timed twice: the whole call (``gpu_check.time_call``) and its main kernel alone
 (``attn_bench.timing.main_kernel_ms``, what FlashMLA's own figures count). Each row reports every form's
 max abs difference of ``out`` from the first form's on the same inputs (a sanity check; correctness against
@@ -18,6 +19,7 @@ formula, timing and FlashMLA's figures are gpu_check's (b 128, h_kv 1, varlen le
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -38,12 +40,15 @@ FORMS = {
         "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "1",
     },
 }  # fmt: skip
+#: DeepSeek's own package as a form, where it is importable (built from source; never a dependency): the
+#: same inputs, the same timing, in the same process.
+PEERS = {"flash_mla": "flash_mla"}
 CASES = [(128, 1, 8192), (128, 1, 32768), (128, 2, 8192), (128, 2, 32768)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--forms", default=",".join(FORMS))
+    parser.add_argument("--forms", default=",".join(FORMS), help=f"of {', '.join([*FORMS, *PEERS])}")
     parser.add_argument("--cases", default=";".join(",".join(map(str, c)) for c in CASES))
     parser.add_argument("--once", action="store_true", help="one call per form and case, no timing (ncu)")
     args = parser.parse_args()
@@ -57,8 +62,9 @@ def main() -> None:
         row = {"h_q": h_q, "s_q": s_q, "s_k": s_k}
         ref = None
         for form in forms:
-            with gpu_check.env(**FORMS[form]):
-                call, _ = gpu_check.prepared(attn_flashmla, q, cache, table, seqlens, s_q > 1)
+            module = importlib.import_module(PEERS[form]) if form in PEERS else attn_flashmla
+            with gpu_check.env(**FORMS.get(form, {})):
+                call, _ = gpu_check.prepared(module, q, cache, table, seqlens, s_q > 1)
                 out = call()[0].float()
                 if ref is None:
                     ref = out

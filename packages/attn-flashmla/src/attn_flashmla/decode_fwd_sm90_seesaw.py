@@ -65,7 +65,10 @@ rotated so that no wgmma is in flight across the loop's back edge): over the rop
 since waiting for V_L's refill then held back the release of V1_L that R's next ``S1`` waits for; over the
 rope group only 0.95-1.01x. One "full" mbarrier per 64-channel box instead of per group: 0.96-1.01x. One
 loading warp per stage, so neither stage's refill waits behind the other's "empty" barrier: 0.99-1.03x;
-both: 0.97-1.01x.
+both: 0.97-1.01x. Also dropped (2026-12-07, eleventh session, H100, beside FlashMLA's own kernel in the
+same call): L issuing ``P1 V1_L`` only once R has issued ``P0' V0_R``, with tile 0's V_R refilled before
+tile 1's V_L, 0.95-1.02x. Where the remaining difference lies, counted from both kernels' SASS under ncu, is
+in the package README ("Beside FlashMLA itself").
 """
 
 # No `from __future__ import annotations`: the DSL evaluates the kernels' annotations when it compiles.
