@@ -251,6 +251,9 @@ def test_cute_supports_states_its_limits():
     assert "page_block_size" in cute_supports(q, 16)
     assert "head dim" in cute_supports(q[..., :512], 64)
     assert "dtype" in cute_supports(q.float(), 64)
+    assert cute_supports(q, 64, 0.1) is None
+    for scale in (0.0, -0.1):  # row maxima of unscaled scores need a positive scale
+        assert "softmax_scale must be > 0" in cute_supports(q, 64, scale)
 
 
 def test_tma_copies_are_issued_by_a_whole_warp():
@@ -358,3 +361,64 @@ def test_q_goes_to_the_kernel_without_a_copy_where_its_rows_already_are_blocks(
     shifted = flat[1:].view(q.shape)
     tensors, _, _, _ = m.prepare_inputs(shifted, k, table, lens, parts, offsets, total, 0.1)
     assert tensors[0].data_ptr() != shifted.data_ptr()
+
+
+on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.sm90
+@on_gpu
+@needs_cute_dsl
+@pytest.mark.parametrize(
+    ("s_q", "h_q", "causal"), [(1, 128, False), (2, 128, True), (4, 64, True), (2, 64, False)]
+)
+def test_lengths_at_tile_edges_match_the_reference(monkeypatch, s_q, h_q, causal):
+    """The seesaw kernel masks only the tiles where some row's limit falls (the sequence end, or the causal
+    diagonal of the block's first query token): lengths one short of, at and one past a tile's end, for
+    each row block, against the reference."""
+    from attn_reference import mla
+    from attn_reference.testing.mla import assert_mla_close, assert_mla_lse_close, mla_decode_inputs
+
+    monkeypatch.setenv("ATTN_FLASHMLA_PATH", "cute")
+    lens = [1, 2, 3, 63, 64, 65, 66, 127, 128, 129, 130, 191, 192, 193, 255, 256, 257, 1000]
+    inputs = mla_decode_inputs(
+        len(lens), s_q, h_q, 1, max(lens), dtype=torch.bfloat16, device="cuda", causal=causal
+    )
+    inputs.cache_seqlens = torch.tensor([max(n, s_q) for n in lens], dtype=torch.int32, device="cuda")
+    import attn_flashmla as flash_mla
+
+    meta, _ = flash_mla.get_mla_metadata()
+    out, lse = inputs.call(flash_mla.flash_mla_with_kvcache, meta)
+    assert meta.path == "cute"
+    ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
+    assert_mla_close("out", out, ref_out)
+    assert_mla_lse_close("lse", lse, ref_lse)
+
+
+@pytest.mark.sm90
+@on_gpu
+@pytest.mark.parametrize("scale", [-0.05, 0.0])
+def test_a_scale_that_is_not_positive_runs_on_triton_and_forcing_cute_raises(monkeypatch, scale):
+    """The CuTe and Gluon kernels take row maxima of unscaled scores: a non-positive ``softmax_scale`` goes
+    to the Triton kernel (same answer), and ``ATTN_FLASHMLA_PATH=cute`` with one raises, naming it."""
+    import attn_flashmla as flash_mla
+    from attn_flashmla import decode_fwd
+    from attn_reference import mla
+    from attn_reference.errors import UnsupportedFeatureError
+    from attn_reference.testing.mla import assert_mla_close, assert_mla_lse_close, mla_decode_inputs
+
+    monkeypatch.delenv("ATTN_FLASHMLA_PATH", raising=False)
+    inputs = mla_decode_inputs(
+        3, 2, 128, 1, 300, dtype=torch.bfloat16, device="cuda", varlen=True, causal=True, softmax_scale=scale
+    )
+    meta, _ = flash_mla.get_mla_metadata()
+    out, lse = inputs.call(flash_mla.flash_mla_with_kvcache, meta)
+    assert meta.path == "triton"
+    assert not decode_fwd.uses_gluon(inputs.q, inputs.k_cache, meta.kernel_config, scale)
+    ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
+    assert_mla_close("out", out, ref_out)
+    assert_mla_lse_close("lse", lse, ref_lse)
+    if importlib.util.find_spec("cutlass") is not None:
+        monkeypatch.setenv("ATTN_FLASHMLA_PATH", "cute")
+        with pytest.raises(UnsupportedFeatureError, match="softmax_scale must be > 0"):
+            inputs.call(flash_mla.flash_mla_with_kvcache, flash_mla.get_mla_metadata()[0])

@@ -71,12 +71,15 @@ def cute_dsl_available() -> bool:
 CUTE_MIN_ROWS = 64
 
 
-def dense_path(q: torch.Tensor, page_block_size: int, h_kv: int = 1) -> str:
+def dense_path(
+    q: torch.Tensor, page_block_size: int, h_kv: int = 1, softmax_scale: float | None = None
+) -> str:
     """``"cute"``, ``"triton"`` or ``"interpret"`` for a dense decoding call on ``q``'s device.
 
-    On Hopper with the CuTe DSL installed: the CuTe kernel where it applies (page 64, head dim 576) and
-    there are at least :data:`CUTE_MIN_ROWS` query rows per KV head, else Triton. ``ATTN_FLASHMLA_PATH``
-    (``cute`` or ``triton``) forces one; forcing ``cute`` where it cannot run raises.
+    On Hopper with the CuTe DSL installed: the CuTe kernel where it applies (page 64, head dim 576, a
+    positive ``softmax_scale``) and there are at least :data:`CUTE_MIN_ROWS` query rows per KV head, else
+    Triton. ``ATTN_FLASHMLA_PATH`` (``cute`` or ``triton``) forces one; forcing ``cute`` where it cannot
+    run raises.
     """
     forced = os.environ.get("ATTN_FLASHMLA_PATH", "").strip().lower()
     if forced not in ("", "cute", "triton"):
@@ -90,10 +93,14 @@ def dense_path(q: torch.Tensor, page_block_size: int, h_kv: int = 1) -> str:
         raise UnsupportedFeatureError(f"attn-flashmla needs compute capability >= 8.0, got {cap}")
     from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-    fits = is_hopper(q.device) and cute_dsl_available() and cute_supports(q, page_block_size) is None
+    fits = (
+        is_hopper(q.device)
+        and cute_dsl_available()
+        and cute_supports(q, page_block_size, softmax_scale) is None
+    )
     if forced == "cute":
         if not fits:
-            why = cute_supports(q, page_block_size) if is_hopper(q.device) else "needs sm_90"
+            why = cute_supports(q, page_block_size, softmax_scale) if is_hopper(q.device) else "needs sm_90"
             if not cute_dsl_available():
                 why = "nvidia-cutlass-dsl is not installed (the sm90 extra)"
             raise UnsupportedFeatureError(

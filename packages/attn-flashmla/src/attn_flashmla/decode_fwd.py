@@ -564,9 +564,10 @@ def uses_tma(k_cache: torch.Tensor, config: dict) -> bool:
     return bool(config.get("TMA", 0)) and tma_unsupported(k_cache, config["BLOCK_N"]) is None
 
 
-def uses_gluon(q: torch.Tensor, k_cache: torch.Tensor, config: dict) -> bool:
-    """Whether ``config`` runs the Gluon Hopper kernel on this call (it asks for it and the call allows it)."""
-    if not config.get("GLUON", 0):
+def uses_gluon(q: torch.Tensor, k_cache: torch.Tensor, config: dict, softmax_scale: float = 1.0) -> bool:
+    """Whether ``config`` runs the Gluon Hopper kernel on this call (it asks for it and the call allows it:
+    the kernel takes row maxima of unscaled scores, so it needs ``softmax_scale > 0``)."""
+    if not config.get("GLUON", 0) or not softmax_scale > 0:
         return False
     from attn_flashmla.decode_fwd_sm90_gluon import BLOCK_N, ROWS, gluon_unsupported
 
@@ -608,7 +609,7 @@ def dense_decode_triton(
     """Launch the split kernel, then the combine; returns ``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q)."""
     from attn_flashmla.combine import combine_splits
 
-    if uses_gluon(q, k_cache, config):
+    if uses_gluon(q, k_cache, config, softmax_scale):
         from attn_flashmla.decode_fwd_sm90_gluon import dense_decode_gluon
 
         return dense_decode_gluon(

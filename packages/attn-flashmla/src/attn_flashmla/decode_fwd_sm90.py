@@ -60,6 +60,8 @@ from typing import NamedTuple
 
 import torch
 
+from attn_reference.errors import UnsupportedFeatureError
+
 BLOCK_M = 64  # query rows per CTA (one wgmma M)
 BLOCK_N = 64  # tokens per KV tile = page block size
 HEAD_DIM = 576
@@ -70,8 +72,12 @@ WATCHDOG_NS = 2_000_000_000  # watchdog build: a wait longer than this (2 s) is 
 LOG2E = math.log2(math.e)
 
 
-def cute_supports(q: torch.Tensor, page_block_size: int) -> str | None:
-    """Why the CuTe kernel cannot run this call (or ``None``): page 64, head dim 576, fp16/bf16."""
+def cute_supports(q: torch.Tensor, page_block_size: int, softmax_scale: float | None = None) -> str | None:
+    """Why the CuTe kernel cannot run this call (or ``None``): page 64, head dim 576, fp16/bf16, and a
+    positive ``softmax_scale`` (``None``: the default, d ** -0.5)."""
+    if softmax_scale is not None and not softmax_scale > 0:
+        # The seesaw kernel takes row maxima of the unscaled scores and scales them afterwards.
+        return f"softmax_scale must be > 0, got {softmax_scale!r}"
     if page_block_size != BLOCK_N:
         return f"page_block_size must be {BLOCK_N} (a TMA tile is one page block), got {page_block_size}"
     if q.shape[-1] != HEAD_DIM:
@@ -210,6 +216,59 @@ def device_helpers():
         return max0, max1
 
     @cute.jit
+    def block_limit(seqlen, s_q, group, mb, causal: cutlass.Constexpr):
+        """The lowest of the 64-row block's limits: tiles that end at or before it need no mask."""
+        limit = seqlen
+        if cutlass.const_expr(causal):
+            limit = seqlen - s_q + (mb * BLOCK_M) // group + 1
+        return limit
+
+    @cute.jit
+    def raw_rowmax(acc_s, tScS, tok0, limit0, limit1, whole):
+        """Each row's maximum of its unscaled scores, over the quad. Unless the tile is ``whole`` (every
+        row sees all its tokens: a runtime value, the same in the whole CTA), tokens at or past each row's
+        limit are first set to -inf (a select). The caller scales the maxima, so the scale must be > 0."""
+        max0 = -Float32.inf
+        max1 = -Float32.inf
+        if whole:
+            for i in cutlass.range_constexpr(cute.size(acc_s)):
+                if cutlass.const_expr((i // 2) % 2 == 0):
+                    max0 = cute.arch.fmax(max0, acc_s[i])
+                else:
+                    max1 = cute.arch.fmax(max1, acc_s[i])
+        else:
+            for i in cutlass.range_constexpr(cute.size(acc_s)):
+                tok = tok0 + tScS[i][1]
+                lim = limit0 if (i // 2) % 2 == 0 else limit1
+                s = acc_s[i] if tok < lim else -Float32.inf
+                acc_s[i] = s
+                if cutlass.const_expr((i // 2) % 2 == 0):
+                    max0 = cute.arch.fmax(max0, s)
+                else:
+                    max1 = cute.arch.fmax(max1, s)
+        max0 = cute.arch.warp_reduction_max(max0, threads_in_group=4)
+        max1 = cute.arch.warp_reduction_max(max1, threads_in_group=4)
+        return max0, max1
+
+    @cute.jit
+    def exponentiate_scaled(acc_s, scale_log2, shift0, shift1):
+        """``acc_s = exp2(acc_s * scale_log2 - shift)`` on unscaled scores (one FFMA and one MUFU each);
+        returns the two rows' sums over the quad."""
+        sum0 = Float32(0.0)
+        sum1 = Float32(0.0)
+        for i in cutlass.range_constexpr(cute.size(acc_s)):
+            shift = shift0 if (i // 2) % 2 == 0 else shift1
+            p = cute.math.exp2(acc_s[i] * scale_log2 - shift, fastmath=True)
+            if cutlass.const_expr((i // 2) % 2 == 0):
+                sum0 = sum0 + p
+            else:
+                sum1 = sum1 + p
+            acc_s[i] = p
+        sum0 = cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
+        sum1 = cute.arch.warp_reduction_sum(sum1, threads_in_group=4)
+        return sum0, sum1
+
+    @cute.jit
     def exponentiate(acc_s, shift0, shift1):
         """``acc_s = exp2(acc_s - shift)`` row by row; returns the two rows' sums over the quad."""
         sum0 = Float32(0.0)
@@ -252,8 +311,9 @@ def device_helpers():
         mLSEacc[slot_row + row0 + 8] = lse1
 
     return types.SimpleNamespace(
-        zero_tail=zero_tail, row_limits=row_limits, mask_rowmax=mask_rowmax, exponentiate=exponentiate, rescale=rescale,
-        write_out=write_out, write_lse=write_lse,
+        zero_tail=zero_tail, row_limits=row_limits, block_limit=block_limit, mask_rowmax=mask_rowmax,
+        raw_rowmax=raw_rowmax, exponentiate=exponentiate, exponentiate_scaled=exponentiate_scaled,
+        rescale=rescale, write_out=write_out, write_lse=write_lse,
     )  # fmt: skip
 
 
@@ -864,6 +924,10 @@ def dense_decode_cute(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the CuTe kernel then the combine; returns ``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q)."""
     from attn_flashmla.combine import combine_splits
+
+    why = cute_supports(q, k_cache.shape[1], softmax_scale)
+    if why is not None:  # e.g. a schedule made for a positive scale, called with another
+        raise UnsupportedFeatureError(f"the CuTe kernel cannot run this call: {why}")
 
     b, s_q, h_q, _ = q.shape
     group = h_q // k_cache.shape[2]

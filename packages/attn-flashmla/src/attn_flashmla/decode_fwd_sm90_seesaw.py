@@ -442,6 +442,7 @@ def kernel_class():
                 cute.arch.mbarrier_wait(bars + Q_FULL, q_uses % 2)
                 q_uses = q_uses + 1
                 limit0, limit1 = helpers.row_limits(seqlen, s_q, group, mb, row0, self.causal)
+                full_limit = helpers.block_limit(seqlen, s_q, group, mb, self.causal)
                 m0 = -Float32.inf  # running max of this thread's two rows (the same in both consumers)
                 m1 = -Float32.inf
                 l0 = Float32(0.0)  # this consumer's row sums at that max
@@ -455,13 +456,13 @@ def kernel_class():
                         m0, m1, l0, l1 = self.pair_left(
                             qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc,
                             r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1,
-                            scale_log2, uses, uses1, m0, m1, l0, l1,
+                            full_limit, scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     else:
                         m0, m1, l0, l1 = self.pair_right(
                             qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, tPsP, tOrP_smem, acc_s, acc_o, r_p,
                             r_p_acc, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0,
-                            limit1, scale_log2, uses, uses1, m0, m1, l0, l1,
+                            limit1, full_limit, scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     uses = uses + 1
                     if has_b:
@@ -494,10 +495,11 @@ def kernel_class():
         @cute.jit
         def scores(
             self, qk_mma, tSrQ, tSrK, tScS, acc_s, bars, stage: cutlass.Constexpr, uses, t, limit0, limit1,
-            scale_log2,
+            full_limit, scale_log2,
         ):  # fmt: skip
-            """``S = Q K^T`` of one stage, group by group as each lands, then scaled to log2 units and
-            masked; returns the two rows' maxima over this tile."""
+            """``S = Q K^T`` of one stage, group by group as each lands, masked only where a row's limit
+            falls inside the tile (``full_limit``: the block's lowest); returns the two rows' maxima over
+            this tile in log2 units. ``acc_s`` keeps the unscaled scores."""
             first_step = True
             for g in self.s_order[stage]:
                 self.wait_full(bars, stage, g, uses)
@@ -511,9 +513,11 @@ def kernel_class():
                     first_step = False
             warpgroup.commit_group()
             warpgroup.wait_group(0)
-            return helpers.mask_rowmax(
-                acc_s, tScS, t * BLOCK_N, limit0, limit1, scale_log2, -Float32.inf, -Float32.inf
+            # The maxima of the raw scores, then scaled: the scale and the shift meet in one FFMA later.
+            max0, max1 = helpers.raw_rowmax(
+                acc_s, tScS, t * BLOCK_N, limit0, limit1, (t + 1) * BLOCK_N <= full_limit
             )
+            return max0 * scale_log2, max1 * scale_log2
 
         @cute.jit
         def pv(self, mma, acc_o, a, b):
@@ -526,14 +530,14 @@ def kernel_class():
         @cute.jit
         def pair_left(
             self, qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc, r_tmp,
-            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
-            uses1, m0, m1, l0, l1,
+            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, full_limit,
+            scale_log2, uses, uses1, m0, m1, l0, l1,
         ):  # fmt: skip
             """Consumer L's half of a pair: tile 0's S and softmax, then both tiles' P times its V_L."""
             dtype = self.dtype
             thr_pv = pv_mma.get_slice(wg_tidx)
             max0, max1 = self.scores(
-                qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 0, uses, t0, limit0, limit1, scale_log2
+                qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 0, uses, t0, limit0, limit1, full_limit, scale_log2
             )
             self.release(bars, wg_tidx, rank, 0, "C")
             self.release(bars, wg_tidx, rank, 0, "B")  # R still reads V0_R: the barrier waits for it too
@@ -547,7 +551,7 @@ def kernel_class():
             shift1 = Float32(0.0) if ma1 == -Float32.inf else ma1
             sc0 = cute.math.exp2(m0 - shift0, fastmath=True)
             sc1 = cute.math.exp2(m1 - shift1, fastmath=True)
-            sum0, sum1 = helpers.exponentiate(acc_s, shift0, shift1)
+            sum0, sum1 = helpers.exponentiate_scaled(acc_s, scale_log2, shift0, shift1)
             l0 = l0 * sc0 + sum0
             l1 = l1 * sc1 + sum1
             helpers.rescale(acc_o, sc0, sc1)
@@ -594,8 +598,8 @@ def kernel_class():
         @cute.jit
         def pair_right(
             self, qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, tPsP, tOrP_smem, acc_s, acc_o, r_p, r_p_acc,
-            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, scale_log2, uses,
-            uses1, m0, m1, l0, l1,
+            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, full_limit,
+            scale_log2, uses, uses1, m0, m1, l0, l1,
         ):  # fmt: skip
             """Consumer R's half of a pair: tile 1's S and softmax, then both tiles' P times its V_R."""
             dtype = self.dtype
@@ -605,7 +609,19 @@ def kernel_class():
             max1 = -Float32.inf
             if has_b:
                 max0, max1 = self.scores(
-                    qk_mma, tSrQ, tSrK, tScS, acc_s, bars, 1, uses1, t0 + 1, limit0, limit1, scale_log2
+                    qk_mma,
+                    tSrQ,
+                    tSrK,
+                    tScS,
+                    acc_s,
+                    bars,
+                    1,
+                    uses1,
+                    t0 + 1,
+                    limit0,
+                    limit1,
+                    full_limit,
+                    scale_log2,
                 )
                 self.release(bars, wg_tidx, rank, 1, "C")
                 self.release(bars, wg_tidx, rank, 1, "A")  # L still reads V1_L: the barrier waits for it too
@@ -619,7 +635,7 @@ def kernel_class():
             l0 = l0 * sc0
             l1 = l1 * sc1
             if has_b:
-                sum0, sum1 = helpers.exponentiate(acc_s, shift0, shift1)
+                sum0, sum1 = helpers.exponentiate_scaled(acc_s, scale_log2, shift0, shift1)
                 l0 = l0 + sum0
                 l1 = l1 + sum1
                 r_p_acc.store(acc_s.load().to(dtype))

@@ -216,7 +216,7 @@ def _initialize_dense_schedule(
     page, h_kv = k_cache.shape[1], k_cache.shape[2]
     rows = s_q * h_q // h_kv
     seqlens_cpu = cache_seqlens.cpu()
-    path = _runtime.dense_path(q, page, h_kv)
+    path = _runtime.dense_path(q, page, h_kv, softmax_scale)
     if path == "cute":
         from attn_flashmla.decode_fwd_sm90 import cute_config
 
