@@ -113,7 +113,7 @@ def kernel_class():
     import cutlass.cute as cute
     import cutlass.utils as utils
     import cutlass.utils.hopper_helpers as sm90_utils
-    from cutlass.cute.nvgpu import cpasync, warpgroup
+    from cutlass.cute.nvgpu import cpasync, warp, warpgroup
 
     Float32, Int32 = cutlass.Float32, cutlass.Int32
     helpers, operands = device_helpers(), launch_operands()
@@ -418,7 +418,16 @@ def kernel_class():
             tSrK = qk_mma.make_fragment_B(thr_qk.partition_B(sK))  # (mma, n, 36 k-steps, stage)
             tScS = thr_qk.partition_C(cute.make_identity_tensor((BLOCK_M, BLOCK_N)))
             tOcO = thr_pv.partition_C(cute.make_identity_tensor((BLOCK_M, DV_PER_CTA)))
-            tPsP = thr_qk.partition_C(sP[None, None, 0])  # this thread's elements of P in shared memory
+            # P crosses between the consumers by stmatrix / ldmatrix (8 values per instruction and thread),
+            # in the accumulator's thread layout; P0' is read back by wgmma.
+            p_store = cute.make_tiled_copy_C(
+                cute.make_copy_atom(warp.StMatrix8x8x16bOp(transpose=False, num_matrices=4), dtype), qk_mma
+            )
+            p_load = cute.make_tiled_copy_C(
+                cute.make_copy_atom(warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=4), dtype), qk_mma
+            )
+            tPsP_st = p_store.get_slice(wg_tidx).partition_D(sP[None, None, 0])
+            tPsP_ld = p_load.get_slice(wg_tidx).partition_S(sP[None, None, 0])
             tOrP_smem = pv_ss_mma.make_fragment_A(thr_pv_ss.partition_A(sP[None, None, 0]))
             acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((BLOCK_M, BLOCK_N)), Float32)
             acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((BLOCK_M, DV_PER_CTA)), Float32)
@@ -454,14 +463,14 @@ def kernel_class():
                     # loses track of values made in one region and used in another (MLIR dominance).
                     if cutlass.const_expr(role == 0):
                         m0, m1, l0, l1 = self.pair_left(
-                            qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc,
-                            r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1,
-                            full_limit, scale_log2, uses, uses1, m0, m1, l0, l1,
+                            qk_mma, pv_mma, tSrQ, tSrK, tScS, p_store, tPsP_st, p_load, tPsP_ld, acc_s, acc_o, r_p,
+                            r_p_acc, r_p1, r_p1_acc, r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b,
+                            seqlen, limit0, limit1, full_limit, scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     else:
                         m0, m1, l0, l1 = self.pair_right(
-                            qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, tPsP, tOrP_smem, acc_s, acc_o, r_p,
-                            r_p_acc, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0,
+                            qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, p_store, tPsP_st, tOrP_smem, acc_s, acc_o,
+                            r_p, r_p_acc, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0,
                             limit1, full_limit, scale_log2, uses, uses1, m0, m1, l0, l1,
                         )  # fmt: skip
                     uses = uses + 1
@@ -529,9 +538,9 @@ def kernel_class():
 
         @cute.jit
         def pair_left(
-            self, qk_mma, pv_mma, tSrQ, tSrK, tScS, tPsP, acc_s, acc_o, r_p, r_p_acc, r_p1, r_p1_acc, r_tmp,
-            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, full_limit,
-            scale_log2, uses, uses1, m0, m1, l0, l1,
+            self, qk_mma, pv_mma, tSrQ, tSrK, tScS, p_store, tPsP_st, p_load, tPsP_ld, acc_s, acc_o, r_p, r_p_acc,
+            r_p1, r_p1_acc, r_tmp, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1,
+            full_limit, scale_log2, uses, uses1, m0, m1, l0, l1,
         ):  # fmt: skip
             """Consumer L's half of a pair: tile 0's S and softmax, then both tiles' P times its V_L."""
             dtype = self.dtype
@@ -567,7 +576,7 @@ def kernel_class():
             mb0 = sRow[row0, 1]
             mb1 = sRow[row0 + 8, 1]
             if has_b:
-                cute.autovec_copy(tPsP, r_p1_acc)
+                cute.copy(p_load, tPsP_ld, p_load.get_slice(wg_tidx).retile(r_p1_acc))
             shift0 = Float32(0.0) if mb0 == -Float32.inf else mb0
             shift1 = Float32(0.0) if mb1 == -Float32.inf else mb1
             sc0 = cute.math.exp2(ma0 - shift0, fastmath=True)
@@ -576,7 +585,7 @@ def kernel_class():
             for i in cutlass.range_constexpr(cute.size(acc_s)):
                 acc_s[i] = acc_s[i] * (sc0 if (i // 2) % 2 == 0 else sc1)
             r_tmp.store(acc_s.load().to(dtype))
-            cute.autovec_copy(r_tmp, tPsP)
+            cute.copy(p_store, p_store.get_slice(wg_tidx).retile(r_tmp), tPsP_st)
             cute.arch.fence_proxy("async.shared", space="cta")  # R reads P0' with wgmma (async proxy)
             cute.arch.barrier_arrive(barrier_id=BAR_P0, number_of_threads=256)
             l0 = l0 * sc0
@@ -597,8 +606,8 @@ def kernel_class():
 
         @cute.jit
         def pair_right(
-            self, qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, tPsP, tOrP_smem, acc_s, acc_o, r_p, r_p_acc,
-            v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, full_limit,
+            self, qk_mma, pv_mma, pv_ss_mma, tSrQ, tSrK, tScS, p_store, tPsP_st, tOrP_smem, acc_s, acc_o, r_p,
+            r_p_acc, v_layout, sK, sRow, bars, wg_tidx, rank, row0, t0, has_b, seqlen, limit0, limit1, full_limit,
             scale_log2, uses, uses1, m0, m1, l0, l1,
         ):  # fmt: skip
             """Consumer R's half of a pair: tile 1's S and softmax, then both tiles' P times its V_R."""
@@ -639,7 +648,7 @@ def kernel_class():
                 l0 = l0 + sum0
                 l1 = l1 + sum1
                 r_p_acc.store(acc_s.load().to(dtype))
-                cute.autovec_copy(r_p_acc, tPsP)
+                cute.copy(p_store, p_store.get_slice(wg_tidx).retile(r_p_acc), tPsP_st)
             if wg_tidx % 4 == 0:
                 sRow[row0, 1] = mb0
                 sRow[row0 + 8, 1] = mb1
