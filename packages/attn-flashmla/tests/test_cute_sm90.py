@@ -14,17 +14,27 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first, lean)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False, 16, False),
-    "causal": (True, False, 1, False, False, 16, False),
-    "watchdog": (False, True, 1, False, False, 16, False),
-    "two_warpgroups": (True, False, 2, False, False, 16, False),
-    "split_s": (True, False, 2, True, False, 16, False),
-    "seesaw": (False, False, 3, False, True, 16, False),
-    "seesaw_causal": (True, False, 3, False, True, 16, False),
-    "seesaw_pairs": (False, False, 3, False, True, 128, False),  # two row blocks: a cluster of two CTAs
-    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True),  # R's cross product first
+    "noncausal": (False, False, 1, False, False, 16, False, False),
+    "causal": (True, False, 1, False, False, 16, False, False),
+    "watchdog": (False, True, 1, False, False, 16, False, False),
+    "two_warpgroups": (True, False, 2, False, False, 16, False, False),
+    "split_s": (True, False, 2, True, False, 16, False, False),
+    "seesaw": (False, False, 3, False, True, 16, False, False),
+    "seesaw_causal": (True, False, 3, False, True, 16, False, False),
+    "seesaw_pairs": (
+        False,
+        False,
+        3,
+        False,
+        True,
+        128,
+        False,
+        False,
+    ),  # two row blocks: a cluster of two CTAs
+    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True, False),  # R's cross product first
+    "seesaw_pairs_lean": (True, False, 3, False, True, 128, False, True),  # the opt-in lean softmax
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -38,15 +48,16 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::8] for i in range(2, 10)]
-    for name, causal, watchdog, wgs, split, seesaw, h_q, cross in zip(*args):
+    args = [sys.argv[i::9] for i in range(2, 11)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, lean in zip(*args):
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), cross_first=cross == "1")
+        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), cross_first=cross == "1", lean=lean == "1")
         key = m.kernel_key(
-            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1"
+            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1",
+            lean=lean == "1",
         )
         (dump / name).mkdir()
         for ptx in dump.glob("*.ptx"):
@@ -115,7 +126,7 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 @pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split, _, _, _ = VARIANTS[variant]
+    _, watchdog, wgs, split, _, _, _, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -141,7 +152,9 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize("variant", ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first"])
+@pytest.mark.parametrize(
+    "variant", ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first", "seesaw_pairs_lean"]
+)
 def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
     """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
     m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
@@ -169,6 +182,10 @@ def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], varia
     assert ptx.count(k_loads) == 2 * boxes
     assert ("multicast::cluster" in ptx) == pairs
     assert ("barrier.cluster.wait" in ptx) == pairs
+    # P crosses by stmatrix/ldmatrix only in the lean softmax (P1 stored by R, loaded and P0' stored by L).
+    lean = VARIANTS[variant][7]
+    assert ptx.count("stmatrix.sync.aligned") == (8 if lean else 0)
+    assert ptx.count("ldmatrix.sync.aligned") == (4 if lean else 0)
     # A stage's group is released by one lane per consumer warp after its last read (plain arrives).
     assert any("mbarrier.arrive" in ln and "expect_tx" not in ln for ln in ptx.splitlines())
 

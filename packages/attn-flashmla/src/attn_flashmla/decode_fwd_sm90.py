@@ -76,7 +76,7 @@ def cute_supports(q: torch.Tensor, page_block_size: int, softmax_scale: float | 
     """Why the CuTe kernel cannot run this call (or ``None``): page 64, head dim 576, fp16/bf16, and a
     positive ``softmax_scale`` (``None``: the default, d ** -0.5)."""
     if softmax_scale is not None and not softmax_scale > 0:
-        # The seesaw kernel takes row maxima of the unscaled scores and scales them afterwards.
+        # The seesaw kernel's lean softmax takes row maxima of unscaled scores and scales them afterwards.
         return f"softmax_scale must be > 0, got {softmax_scale!r}"
     if page_block_size != BLOCK_N:
         return f"page_block_size must be {BLOCK_N} (a TMA tile is one page block), got {page_block_size}"
@@ -143,6 +143,14 @@ def cross_first() -> bool:
     H200 (2026-12-04, h_q 128, s_q 1-2, s_k 8k-32k) put it within 1 % of the plain order in most cells and
     up to 4 % either way in the rest, no consistent gain."""
     return os.environ.get("ATTN_FLASHMLA_CUTE_CROSS_FIRST", "0") not in ("", "0")
+
+
+def lean_softmax() -> bool:
+    """``ATTN_FLASHMLA_CUTE_LEAN=1`` (opt-in, not yet run on a GPU): the seesaw kernel masks only the
+    tiles where some row's limit falls, takes row maxima of unscaled scores so that the scale and the shift
+    meet in one FFMA per exponential, and hands P over by stmatrix/ldmatrix (see
+    :mod:`attn_flashmla.decode_fwd_sm90_seesaw`)."""
+    return os.environ.get("ATTN_FLASHMLA_CUTE_LEAN", "0") not in ("", "0")
 
 
 def cute_config() -> dict:
@@ -797,6 +805,7 @@ class KernelKey(NamedTuple):
     seesaw: bool
     cluster: int  # the seesaw kernel's CTAs per cluster (seesaw_cluster)
     cross_first: bool  # the seesaw kernel's opt-in PV order (cross_first)
+    lean: bool = False  # the seesaw kernel's opt-in lean softmax (lean_softmax)
 
 
 def kernel_key(
@@ -808,11 +817,14 @@ def kernel_key(
     seesaw: bool = False,
     cluster: int = 1,
     cross_first: bool = False,
+    lean: bool = False,
 ) -> KernelKey:
     """The :class:`KernelKey` of a kernel: the seesaw kernel has no watchdog build, no split S and three
-    warpgroups; the first kernel no cluster and no cross_first order."""
+    warpgroups; the first kernel no cluster, no cross_first order and no lean softmax."""
     if seesaw:
-        return KernelKey(dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first))
+        return KernelKey(
+            dtype, bool(causal), False, 3, False, True, int(cluster), bool(cross_first), bool(lean)
+        )
     return KernelKey(dtype, bool(causal), bool(watchdog), int(warpgroups), bool(split_s), False, 1, False)
 
 
@@ -830,7 +842,9 @@ def _compile(key: KernelKey, args: tuple):
     if key.seesaw:
         from attn_flashmla.decode_fwd_sm90_seesaw import kernel_class
 
-        kernel = kernel_class()(dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first)
+        kernel = kernel_class()(
+            dtype, key.causal, cluster=key.cluster, cross_first=key.cross_first, lean=key.lean
+        )
     else:
         kernel = kernel_cls(dtype, key.causal, key.watchdog, key.warpgroups, key.split_s)
     return cute.compile(kernel, *args)
@@ -936,7 +950,14 @@ def dense_decode_cute(
     )
     if seesaw():
         cluster = seesaw_cluster(-(-s_q * group // BLOCK_M))
-        key = kernel_key(q.dtype, causal and s_q > 1, seesaw=True, cluster=cluster, cross_first=cross_first())
+        key = kernel_key(
+            q.dtype,
+            causal and s_q > 1,
+            seesaw=True,
+            cluster=cluster,
+            cross_first=cross_first(),
+            lean=lean_softmax(),
+        )
     else:
         key = kernel_key(q.dtype, causal and s_q > 1, watchdog_enabled(), warpgroups(), split_s())
     kernel = compiled_kernel(key, tensors + scalars)
@@ -977,6 +998,7 @@ def compile_for_sm90(
     seesaw: bool = False,
     h_q: int = 16,
     cross_first: bool = False,
+    lean: bool = False,
 ):
     """Compile the kernel for sm_90a without a GPU (set ``CUTE_DSL_ARCH=sm_90a``); returns the compiled object.
 
@@ -987,7 +1009,7 @@ def compile_for_sm90(
     q, k_cache, table, seqlens, parts, offsets, total, _ = example_inputs(dtype, h_q=h_q)
     tensors, scalars, _, _ = prepare_inputs(q, k_cache, table, seqlens, parts, offsets, total, 0.1)
     cluster = seesaw_cluster(-(-h_q // BLOCK_M))
-    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first)
+    key = kernel_key(dtype, causal, watchdog, warpgroups, split_s, seesaw, cluster, cross_first, lean)
     return compiled_kernel(key, tensors + scalars)
 
 

@@ -124,7 +124,9 @@ def kernel_class():
     class MLADecodeSeesawSm90:
         """One CTA = one (part, row block, KV head): warpgroup 0 loads, 1 (``L``) and 2 (``R``) compute."""
 
-        def __init__(self, dtype, causal: bool, cluster: int = 1, cross_first: bool = False):
+        def __init__(
+            self, dtype, causal: bool, cluster: int = 1, cross_first: bool = False, lean: bool = False
+        ):
             if cluster not in (1, 2):
                 raise ValueError(f"cluster must be 1 or 2, got {cluster}")
             self.dtype = dtype
@@ -133,6 +135,9 @@ def kernel_class():
             # half of every K box and multicast it into both (module docstring, "Pairs").
             self.cluster = cluster
             self.cross_first = cross_first
+            # Opt-in (decode_fwd_sm90.lean_softmax): masks only where needed, scale folded into one FFMA,
+            # P by stmatrix/ldmatrix. Off, the kernel is the one that passed its GPU checks.
+            self.lean = lean
             self.s_order = S_ORDER_CROSS_FIRST if cross_first else S_ORDER
             self.load_order = LOAD_ORDER_CROSS_FIRST if cross_first else LOAD_ORDER
 
@@ -418,8 +423,8 @@ def kernel_class():
             tSrK = qk_mma.make_fragment_B(thr_qk.partition_B(sK))  # (mma, n, 36 k-steps, stage)
             tScS = thr_qk.partition_C(cute.make_identity_tensor((BLOCK_M, BLOCK_N)))
             tOcO = thr_pv.partition_C(cute.make_identity_tensor((BLOCK_M, DV_PER_CTA)))
-            # P crosses between the consumers by stmatrix / ldmatrix (8 values per instruction and thread),
-            # in the accumulator's thread layout; P0' is read back by wgmma.
+            # With ``lean`` P crosses between the consumers by stmatrix / ldmatrix (8 values per
+            # instruction and thread), in the accumulator's thread layout; P0' is read back by wgmma.
             p_store = cute.make_tiled_copy_C(
                 cute.make_copy_atom(warp.StMatrix8x8x16bOp(transpose=False, num_matrices=4), dtype), qk_mma
             )
@@ -428,6 +433,9 @@ def kernel_class():
             )
             tPsP_st = p_store.get_slice(wg_tidx).partition_D(sP[None, None, 0])
             tPsP_ld = p_load.get_slice(wg_tidx).partition_S(sP[None, None, 0])
+            if cutlass.const_expr(not self.lean):  # this thread's elements of P, by plain stores and loads
+                tPsP_st = thr_qk.partition_C(sP[None, None, 0])
+                tPsP_ld = tPsP_st
             tOrP_smem = pv_ss_mma.make_fragment_A(thr_pv_ss.partition_A(sP[None, None, 0]))
             acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((BLOCK_M, BLOCK_N)), Float32)
             acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((BLOCK_M, DV_PER_CTA)), Float32)
@@ -506,9 +514,9 @@ def kernel_class():
             self, qk_mma, tSrQ, tSrK, tScS, acc_s, bars, stage: cutlass.Constexpr, uses, t, limit0, limit1,
             full_limit, scale_log2,
         ):  # fmt: skip
-            """``S = Q K^T`` of one stage, group by group as each lands, masked only where a row's limit
-            falls inside the tile (``full_limit``: the block's lowest); returns the two rows' maxima over
-            this tile in log2 units. ``acc_s`` keeps the unscaled scores."""
+            """``S = Q K^T`` of one stage, group by group as each lands, then masked; returns the two rows'
+            maxima over this tile in log2 units. ``acc_s`` is left in log2 units, or with ``lean`` unscaled
+            and masked only where a row's limit falls inside the tile (``full_limit``: the block's lowest)."""
             first_step = True
             for g in self.s_order[stage]:
                 self.wait_full(bars, stage, g, uses)
@@ -522,11 +530,36 @@ def kernel_class():
                     first_step = False
             warpgroup.commit_group()
             warpgroup.wait_group(0)
-            # The maxima of the raw scores, then scaled: the scale and the shift meet in one FFMA later.
-            max0, max1 = helpers.raw_rowmax(
-                acc_s, tScS, t * BLOCK_N, limit0, limit1, (t + 1) * BLOCK_N <= full_limit
+            if cutlass.const_expr(self.lean):
+                # The maxima of the raw scores, then scaled: the scale and the shift meet in one FFMA later.
+                max0, max1 = helpers.raw_rowmax(
+                    acc_s, tScS, t * BLOCK_N, limit0, limit1, (t + 1) * BLOCK_N <= full_limit
+                )
+                return max0 * scale_log2, max1 * scale_log2
+            return helpers.mask_rowmax(
+                acc_s, tScS, t * BLOCK_N, limit0, limit1, scale_log2, -Float32.inf, -Float32.inf
             )
-            return max0 * scale_log2, max1 * scale_log2
+
+        @cute.jit
+        def exponentiate(self, acc_s, scale_log2, shift0, shift1):
+            if cutlass.const_expr(self.lean):
+                return helpers.exponentiate_scaled(acc_s, scale_log2, shift0, shift1)
+            return helpers.exponentiate(acc_s, shift0, shift1)
+
+        @cute.jit
+        def put_p(self, p_store, r_acc, tPsP, wg_tidx):
+            """P (16-bit, the accumulator's layout) into the shared P buffer."""
+            if cutlass.const_expr(self.lean):
+                cute.copy(p_store, p_store.get_slice(wg_tidx).retile(r_acc), tPsP)
+            else:
+                cute.autovec_copy(r_acc, tPsP)
+
+        @cute.jit
+        def get_p(self, p_load, tPsP, r_acc, wg_tidx):
+            if cutlass.const_expr(self.lean):
+                cute.copy(p_load, tPsP, p_load.get_slice(wg_tidx).retile(r_acc))
+            else:
+                cute.autovec_copy(tPsP, r_acc)
 
         @cute.jit
         def pv(self, mma, acc_o, a, b):
@@ -560,7 +593,7 @@ def kernel_class():
             shift1 = Float32(0.0) if ma1 == -Float32.inf else ma1
             sc0 = cute.math.exp2(m0 - shift0, fastmath=True)
             sc1 = cute.math.exp2(m1 - shift1, fastmath=True)
-            sum0, sum1 = helpers.exponentiate_scaled(acc_s, scale_log2, shift0, shift1)
+            sum0, sum1 = self.exponentiate(acc_s, scale_log2, shift0, shift1)
             l0 = l0 * sc0 + sum0
             l1 = l1 * sc1 + sum1
             helpers.rescale(acc_o, sc0, sc1)
@@ -576,7 +609,7 @@ def kernel_class():
             mb0 = sRow[row0, 1]
             mb1 = sRow[row0 + 8, 1]
             if has_b:
-                cute.copy(p_load, tPsP_ld, p_load.get_slice(wg_tidx).retile(r_p1_acc))
+                self.get_p(p_load, tPsP_ld, r_p1_acc, wg_tidx)
             shift0 = Float32(0.0) if mb0 == -Float32.inf else mb0
             shift1 = Float32(0.0) if mb1 == -Float32.inf else mb1
             sc0 = cute.math.exp2(ma0 - shift0, fastmath=True)
@@ -585,7 +618,7 @@ def kernel_class():
             for i in cutlass.range_constexpr(cute.size(acc_s)):
                 acc_s[i] = acc_s[i] * (sc0 if (i // 2) % 2 == 0 else sc1)
             r_tmp.store(acc_s.load().to(dtype))
-            cute.copy(p_store, p_store.get_slice(wg_tidx).retile(r_tmp), tPsP_st)
+            self.put_p(p_store, r_tmp, tPsP_st, wg_tidx)
             cute.arch.fence_proxy("async.shared", space="cta")  # R reads P0' with wgmma (async proxy)
             cute.arch.barrier_arrive(barrier_id=BAR_P0, number_of_threads=256)
             l0 = l0 * sc0
@@ -644,11 +677,11 @@ def kernel_class():
             l0 = l0 * sc0
             l1 = l1 * sc1
             if has_b:
-                sum0, sum1 = helpers.exponentiate_scaled(acc_s, scale_log2, shift0, shift1)
+                sum0, sum1 = self.exponentiate(acc_s, scale_log2, shift0, shift1)
                 l0 = l0 + sum0
                 l1 = l1 + sum1
                 r_p_acc.store(acc_s.load().to(dtype))
-                cute.copy(p_store, p_store.get_slice(wg_tidx).retile(r_p_acc), tPsP_st)
+                self.put_p(p_store, r_p_acc, tPsP_st, wg_tidx)
             if wg_tidx % 4 == 0:
                 sRow[row0, 1] = mb0
                 sRow[row0 + 8, 1] = mb1
