@@ -291,6 +291,15 @@ queue_z2() {  # the default forward suite after the pinned conversion (every sm9
         --tier sm90 -q -k "TestCutlassConformanceSm90 or changes_the"
 }
 
+queue_lean() {  # attn-flashmla's opt-in lean softmax (2026-12-07, twelfth session, never run on a GPU): its
+    # correctness, then the same-process A/B against the default (cute_ab forms seesaw / seesaw_lean)
+    export CUDA_VISIBLE_DEVICES=0
+    ATTN_FLASHMLA_CUTE_LEAN=1 step lean-check 150 python3 packages/attn-flashmla/tools/gpu_check.py --cute-only --correctness-only
+    ATTN_FLASHMLA_CUTE_LEAN=1 step lean-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests --tier sm90 -q \
+        -k "not TestFlashMLATritonSm90 and not TestFlashMLAGluonSm90"
+    step lean-ab 150 python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw,seesaw_lean
+}
+
 queue_ab() {  # hd64's ablations now that three consumer warpgroups are its default (2026-12-06, fourth session):
     # unroll by two (builds clean in 160 registers on the CPU, causal or not), no ping-pong, two warpgroups;
     # the unroll class runs hd64 (the suite's default head dim) unrolled under three warpgroups

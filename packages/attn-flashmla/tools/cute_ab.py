@@ -35,7 +35,11 @@ from attn_bench.timing import main_kernel_ms  # what FlashMLA's figures count: i
 FORMS = {
     "split_s": {"ATTN_FLASHMLA_CUTE_SEESAW": "0"},
     "seesaw_single": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "1"},
-    "seesaw": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "0"},
+    "seesaw": {
+        "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "0",
+        "ATTN_FLASHMLA_CUTE_LEAN": "0",
+    },
+    "seesaw_lean": {"ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_LEAN": "1"},
     "seesaw_cross_first": {
         "ATTN_FLASHMLA_CUTE_SEESAW": "1", "ATTN_FLASHMLA_CUTE_CLUSTER": "2", "ATTN_FLASHMLA_CUTE_CROSS_FIRST": "1",
     },
