@@ -234,8 +234,8 @@ def device_helpers():
     @cute.jit
     def raw_rowmax(acc_s, tScS, tok0, limit0, limit1, whole):
         """Each row's maximum of its unscaled scores, over the quad. Unless the tile is ``whole`` (every
-        row sees all its tokens: a runtime value, the same in the whole CTA), tokens at or past each row's
-        limit are first set to -inf (a select). The caller scales the maxima, so the scale must be > 0."""
+        row sees all its tokens: a runtime value, the same in the whole CTA), this is :func:`mask_rowmax` at
+        scale 1. The caller scales the maxima, so the scale must be > 0."""
         max0 = -Float32.inf
         max1 = -Float32.inf
         if whole:
@@ -244,49 +244,27 @@ def device_helpers():
                     max0 = cute.arch.fmax(max0, acc_s[i])
                 else:
                     max1 = cute.arch.fmax(max1, acc_s[i])
+            max0 = cute.arch.warp_reduction_max(max0, threads_in_group=4)
+            max1 = cute.arch.warp_reduction_max(max1, threads_in_group=4)
         else:
-            for i in cutlass.range_constexpr(cute.size(acc_s)):
-                tok = tok0 + tScS[i][1]
-                lim = limit0 if (i // 2) % 2 == 0 else limit1
-                s = acc_s[i] if tok < lim else -Float32.inf
-                acc_s[i] = s
-                if cutlass.const_expr((i // 2) % 2 == 0):
-                    max0 = cute.arch.fmax(max0, s)
-                else:
-                    max1 = cute.arch.fmax(max1, s)
-        max0 = cute.arch.warp_reduction_max(max0, threads_in_group=4)
-        max1 = cute.arch.warp_reduction_max(max1, threads_in_group=4)
+            max0, max1 = mask_rowmax(acc_s, tScS, tok0, limit0, limit1, Float32(1.0), max0, max1)
         return max0, max1
 
     @cute.jit
-    def exponentiate_scaled(acc_s, scale_log2, shift0, shift1):
-        """``acc_s = exp2(acc_s * scale_log2 - shift)`` on unscaled scores (one FFMA and one MUFU each);
-        returns the two rows' sums over the quad."""
+    def exponentiate(acc_s, shift0, shift1, scale_log2=None):
+        """``acc_s = exp2(acc_s - shift)`` row by row, or given ``scale_log2`` (unscaled scores)
+        ``exp2(acc_s * scale_log2 - shift)``, one FFMA each; returns the two rows' sums over the quad."""
         sum0 = Float32(0.0)
         sum1 = Float32(0.0)
         for i in cutlass.range_constexpr(cute.size(acc_s)):
-            shift = shift0 if (i // 2) % 2 == 0 else shift1
-            p = cute.math.exp2(acc_s[i] * scale_log2 - shift, fastmath=True)
+            x = acc_s[i]
+            if cutlass.const_expr(scale_log2 is not None):
+                x = x * scale_log2
             if cutlass.const_expr((i // 2) % 2 == 0):
+                p = cute.math.exp2(x - shift0, fastmath=True)
                 sum0 = sum0 + p
             else:
-                sum1 = sum1 + p
-            acc_s[i] = p
-        sum0 = cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
-        sum1 = cute.arch.warp_reduction_sum(sum1, threads_in_group=4)
-        return sum0, sum1
-
-    @cute.jit
-    def exponentiate(acc_s, shift0, shift1):
-        """``acc_s = exp2(acc_s - shift)`` row by row; returns the two rows' sums over the quad."""
-        sum0 = Float32(0.0)
-        sum1 = Float32(0.0)
-        for i in cutlass.range_constexpr(cute.size(acc_s)):
-            if cutlass.const_expr((i // 2) % 2 == 0):
-                p = cute.math.exp2(acc_s[i] - shift0, fastmath=True)
-                sum0 = sum0 + p
-            else:
-                p = cute.math.exp2(acc_s[i] - shift1, fastmath=True)
+                p = cute.math.exp2(x - shift1, fastmath=True)
                 sum1 = sum1 + p
             acc_s[i] = p
         sum0 = cute.arch.warp_reduction_sum(sum0, threads_in_group=4)
@@ -320,8 +298,7 @@ def device_helpers():
 
     return types.SimpleNamespace(
         zero_tail=zero_tail, row_limits=row_limits, block_limit=block_limit, mask_rowmax=mask_rowmax,
-        raw_rowmax=raw_rowmax, exponentiate=exponentiate, exponentiate_scaled=exponentiate_scaled,
-        rescale=rescale, write_out=write_out, write_lse=write_lse,
+        raw_rowmax=raw_rowmax, exponentiate=exponentiate, rescale=rescale, write_out=write_out, write_lse=write_lse,
     )  # fmt: skip
 
 
@@ -939,9 +916,8 @@ def dense_decode_cute(
     """Run the CuTe kernel then the combine; returns ``out`` (b, s_q, h_q, 512), ``lse`` (b, h_q, s_q)."""
     from attn_flashmla.combine import combine_splits
 
-    why = cute_supports(q, k_cache.shape[1], softmax_scale)
-    if why is not None:  # e.g. a schedule made for a positive scale, called with another
-        raise UnsupportedFeatureError(f"the CuTe kernel cannot run this call: {why}")
+    if not softmax_scale > 0:  # a schedule made for a positive scale, called with another
+        raise UnsupportedFeatureError(f"the CuTe kernel needs softmax_scale > 0, got {softmax_scale!r}")
 
     b, s_q, h_q, _ = q.shape
     group = h_q // k_cache.shape[2]

@@ -542,8 +542,9 @@ def kernel_class():
 
         @cute.jit
         def exponentiate(self, acc_s, scale_log2, shift0, shift1):
+            """P from this tile's scores: unscaled with ``lean`` (the scale goes into the FFMA), else scaled."""
             if cutlass.const_expr(self.lean):
-                return helpers.exponentiate_scaled(acc_s, scale_log2, shift0, shift1)
+                return helpers.exponentiate(acc_s, shift0, shift1, scale_log2)
             return helpers.exponentiate(acc_s, shift0, shift1)
 
         @cute.jit
