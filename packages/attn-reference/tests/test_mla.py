@@ -195,6 +195,17 @@ def test_nan_padding_never_leaks():
     assert torch.equal(out, out2) and torch.equal(lse, lse2)
 
 
+def test_given_seqlens_are_used_and_padded_with_nan():
+    lens = [1, 0, 9, 16]
+    inp = mla_decode_inputs(4, 1, 2, 1, 999, page_block_size=8, seqlens=lens, seed=4)
+    assert inp.cache_seqlens.tolist() == lens
+    # Only the blocks the lengths need are real: block 0 of sequence 2 full, block 1 one token, then NaN.
+    assert not torch.isnan(inp.k_cache[inp.block_table[2, 1], 0]).any()
+    assert torch.isnan(inp.k_cache[inp.block_table[2, 1], 1:]).all()
+    with pytest.raises(ValueError, match="seqlens"):
+        mla_decode_inputs(2, 1, 2, 1, 9, seqlens=[3])
+
+
 def test_softmax_scale_dtypes_and_ignored_scheduler_args():
     inp = mla_decode_inputs(2, 2, 4, 2, 15, page_block_size=4, varlen=True, causal=True, seed=2)
     kw = inp.kwargs()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import torch
 
 from attn_reference.testing.mla import REFERENCE_MLA_BACKEND, MLAConformance
 
@@ -12,9 +13,13 @@ pytest_plugins = ["pytester"]
 
 
 class TestReferenceMLAConformance(MLAConformance):
+    """The reference (fp32) against itself in fp64. Its semantics are checked independently, by plain
+    loops over tokens and heads, in test_mla.py."""
+
     backend = REFERENCE_MLA_BACKEND
     device = "cpu"
     size = "tiny"
+    oracle_accum_dtype = torch.float64
 
 
 @pytest.mark.gpu
@@ -24,6 +29,7 @@ class TestReferenceMLAConformanceGPU(MLAConformance):
     backend = REFERENCE_MLA_BACKEND
     device = "cuda"
     size = "full"
+    oracle_accum_dtype = torch.float64
 
 
 BROKEN_BACKENDS = textwrap.dedent(

@@ -35,13 +35,14 @@ def _decode(q, k_cache, v_cache, *, cache_seqlens, softmax_scale):
 
 
 def _mla_decode(q, k_cache, block_table, cache_seqlens, head_dim_v, *, softmax_scale, causal):
+    # (out, lse), as FlashMLA returns them: attn-bench checks both
     return mla.flash_mla_with_kvcache(
         q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale=softmax_scale, causal=causal
-    )[0]
+    )
 
 
 def _mla_sparse(q, kv, indices, sm_scale, d_v):
-    return mla.flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v)[0]
+    return mla.flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v)  # (out, max_logits, lse)
 
 
 def supports(op: str, variant: str, shape: dict, device: str) -> str | None:

@@ -107,9 +107,10 @@ class Case:
 PROFILES = {
     "tiny": {
         "batch": 2,
-        "seqlens": {"q<k": (45, 113), "q>k": (113, 45), "square": (59, 59), "one": (1, 1), "decode": (1, 77)},
+        "seqlens": {"q<k": (45, 203), "q>k": (113, 45), "square": (59, 59), "one": (1, 1), "decode": (1, 77)},
         "heads": {"mha": (2, 2), "gqa": (4, 2), "mqa": (3, 1)},
-        "varlen": ([17, 0, 45, 1], [45, 13, 17, 1]),
+        # a sequence with no queries (13 keys), and one with 9 queries and no key (out 0, lse +inf)
+        "varlen": ([17, 0, 45, 1, 9], [45, 13, 17, 1, 0]),
         "cache_seqlens": [45, 0, 77, 1],
     },
     "full": {
@@ -122,7 +123,7 @@ PROFILES = {
             "decode": (1, 1027),
         },
         "heads": {"mha": (4, 4), "gqa": (8, 2), "mqa": (6, 1)},
-        "varlen": ([113, 0, 203, 1, 511], [203, 7, 113, 1, 1024]),
+        "varlen": ([113, 0, 203, 1, 511, 37], [203, 7, 113, 1, 1024, 0]),
         "cache_seqlens": [1023, 0, 4099, 1, 515],
     },
 }
@@ -382,9 +383,15 @@ class AttentionConformance:
         for _ in range(2):
             q, k, v = self._inputs(case, self.dtypes[0], requires_grad=True, seed=3)
             out = self.backend.flash_attn_func(q, k, v, causal=case.causal, deterministic=True)
-            grads.append(torch.autograd.grad(out, (q, k, v), torch.ones_like(out)))
+            dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(4)).to(out)
+            grads.append(torch.autograd.grad(out, (q, k, v), dout))
         for name, a, b in zip(("dq", "dk", "dv"), *grads):
             assert torch.equal(a, b), f"{name} differs between two deterministic runs"
+        # Equal runs prove nothing on their own (a sequential interpreter always repeats itself): the
+        # deterministic gradients must also be the reference's.
+        (_, _, ref_g), (_, _, low_g) = self._references(q, k, v, case, backward_of=dout)
+        for name, g, r, lw in zip(("dq", "dk", "dv"), grads[0], ref_g, low_g):
+            _tol_check(g, r, lw, f"{name} (deterministic)")
 
     # -- varlen --------------------------------------------------------------------------------------------
     @pytest.mark.parametrize("case", list(VARLEN_CASES))
@@ -533,7 +540,7 @@ class AttentionConformance:
         q, k, v = attention_inputs(2, 9, 11, 2, 2, d, dtype=dtype, device=self.device)
         with pytest.raises(ValueError, match=r"\bv\b|seqlen"):
             f(q, k, v[:, :5])
-        with pytest.raises(ValueError, match=r"rank|dim"):
+        with pytest.raises(ValueError, match=r"\bq\b.*\b(rank|dims?|ndim)\b"):
             f(q[0], k[0], v[0])
         other = torch.float16 if dtype != torch.float16 else torch.bfloat16
         with pytest.raises(ValueError, match="dtype"):

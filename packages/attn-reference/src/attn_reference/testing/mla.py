@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -255,11 +255,13 @@ def mla_decode_inputs(
     garbage_block_table: bool = True,
     spare_blocks: int = 1,
     seed: int = 0,
+    seqlens: Sequence[int] | None = None,
 ) -> MLADecodeInputs:
     """Seeded inputs for dense MLA decoding, drawn as FlashMLA's tests draw them.
 
     ``cache_seqlens`` is ``s_k`` for all, or with ``varlen`` normal(s_k, s_k / 2) clipped below at s_q;
-    ``zero_lengths`` zeroes about half of them (always the first, never the last when b >= 2). Blocks are
+    ``zero_lengths`` zeroes about half of them (always the first, never the last when b >= 2); or it is
+    ``seqlens`` as given (b lengths; ``s_k``, ``varlen`` and ``zero_lengths`` are then unused). Blocks are
     handed out in a random permutation; every unused slot of a used block and every block no sequence
     uses is NaN (``nan_padding``), and block-table entries past a sequence's end hold a huge number
     (``garbage_block_table``), so a kernel that reads past a sequence shows it. q and K are
@@ -267,7 +269,12 @@ def mla_decode_inputs(
     """
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    lens = _draw_seqlens(rng, b, s_k, s_q, varlen, zero_lengths)
+    if seqlens is None:
+        lens = _draw_seqlens(rng, b, s_k, s_q, varlen, zero_lengths)
+    elif len(seqlens) != b or any(n < 0 for n in seqlens):
+        raise ValueError(f"seqlens: expected {b} lengths >= 0, got {list(seqlens)}")
+    else:
+        lens = [int(n) for n in seqlens]
     q = (torch.randn(b, s_q, h_q, head_dim, generator=gen) / 10).clamp(-1, 1)
     cache, table = _paged_cache(
         gen, rng, lens, page_block_size, h_kv, head_dim, spare_blocks, nan_padding, garbage_block_table
@@ -705,13 +712,16 @@ class MLAConformance:
 
     Set ``backend`` (an :class:`MLABackend`), ``device``, ``dtypes`` (those to test; each must be declared
     in ``backend.features.dtypes`` to be compared, the undeclared ones are checked to raise) and ``size``
-    (``"tiny"`` for CPU, ``"full"`` for a GPU).
+    (``"tiny"`` for CPU, ``"full"`` for a GPU). ``oracle_accum_dtype`` is what the reference accumulates
+    in when it gives the expected values: the reference's own suite sets float64, so that its fp32
+    default is compared with something other than itself.
     """
 
     backend: ClassVar[MLABackend]
     device: ClassVar[str] = "cuda"
     dtypes: ClassVar[tuple[torch.dtype, ...]] = (torch.bfloat16, torch.float16)
     size: ClassVar[str] = "tiny"
+    oracle_accum_dtype: ClassVar[torch.dtype] = torch.float32
 
     # -- parametrization (pytest calls this hook on test classes too) --------------------------------------
 
@@ -749,8 +759,10 @@ class MLAConformance:
             if case.head_dim not in feats.head_dims or not dtypes:
                 continue
             case = dataclasses.replace(case, page=pages[i % len(pages)])
-            # Every dtype for the first cases, then one dtype a case: all dtypes meet every feature.
-            for dtype in dtypes if i < 2 else [dtypes[i % len(dtypes)]]:
+            # Every dtype for the first cases, then one dtype a case: all dtypes meet every feature. The
+            # dtype steps once per round of page sizes, so that every (page size, dtype) pair comes up
+            # (stepping both with i would pair page 64 only with the first dtype).
+            for dtype in dtypes if i < 2 else [dtypes[(i // len(pages)) % len(dtypes)]]:
                 yield case, dtype
 
     def _sparse_num_heads(self, h_q: int) -> int:
@@ -844,7 +856,7 @@ class MLAConformance:
             pytest.skip(f"{self.backend.name} declares no dense decoding case for these dtypes/head dims")
         inputs = self._inputs(dense_case, dtype=dtype)
         out, lse = self._decode(inputs)
-        ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
+        ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs(), accum_dtype=self.oracle_accum_dtype)
         _assert_no_nan(ref_out, ref_lse)
         assert_mla_close("out", out, ref_out)
         assert_mla_lse_close("lse", lse, ref_lse)
@@ -854,7 +866,7 @@ class MLAConformance:
             pytest.skip(f"{self.backend.name} does not declare sparse decoding with the FP8 cache")
         inputs = self._inputs(sparse_case)
         out, lse = self._decode(inputs)
-        ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs())
+        ref_out, ref_lse = mla.flash_mla_with_kvcache(**inputs.kwargs(), accum_dtype=self.oracle_accum_dtype)
         _assert_no_nan(ref_out, ref_lse)
         # FlashMLA's sparse tests allow abs 1e-3 on out (FP8 dequantization in bf16 inside the kernel).
         assert_mla_close("out", out, ref_out, abs_tol=1e-3)
@@ -865,7 +877,9 @@ class MLAConformance:
             pytest.skip(f"{self.backend.name} has no flash_mla_sparse_fwd")
         inputs = self._inputs(prefill_case)
         out, max_logits, lse = self.backend.flash_mla_sparse_fwd(**inputs.kwargs())
-        ref_out, ref_max, ref_lse = mla.flash_mla_sparse_fwd(**inputs.kwargs())
+        ref_out, ref_max, ref_lse = mla.flash_mla_sparse_fwd(
+            **inputs.kwargs(), accum_dtype=self.oracle_accum_dtype
+        )
         _assert_no_nan(ref_out, ref_max, ref_lse)
         # FlashMLA's prefill tests: out rel 3.01/128 and cosine 7e-6; max_logits and lse rel 2.01/65536.
         assert_mla_close("out", out, ref_out, abs_tol=8e-4, rel_tol=3.01 / 128, cos_diff_tol=7e-6)
@@ -894,7 +908,9 @@ class MLAConformance:
                 meta[1],
                 **lk,
             )
-            ref_out, ref_lse = mla.flash_mla_with_kvcache(**layer.kwargs())
+            ref_out, ref_lse = mla.flash_mla_with_kvcache(
+                **layer.kwargs(), accum_dtype=self.oracle_accum_dtype
+            )
             assert_mla_close(f"out (call {seed})", out, ref_out)
             assert_mla_lse_close(f"lse (call {seed})", lse, ref_lse)
 
@@ -1004,6 +1020,13 @@ def _with(kw: dict, **changes) -> dict:
     return {**kw, **changes}
 
 
+def _strided(t: torch.Tensor) -> torch.Tensor:
+    # The same values, every other element of a buffer twice as long: FlashMLA requires stride 1.
+    wide = torch.empty(2 * t.shape[0], dtype=t.dtype, device=t.device)
+    wide[::2] = t
+    return wide[::2]
+
+
 def _drop_q_head(kw: dict) -> dict:
     # h_q = 3 with h_kv = 2: not a whole number of query heads per KV head.
     return _with(kw, q=kw["q"][:, :, :3].contiguous())
@@ -1028,6 +1051,7 @@ _BAD_DENSE_ARGS: dict[str, Callable[[dict], dict]] = {
         kw, topk_length=torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device)
     ),
     "fp8-in-dense": lambda kw: _with(kw, is_fp8_kvcache=True),
+    "cache_seqlens-strided": lambda kw: _with(kw, cache_seqlens=_strided(kw["cache_seqlens"])),
 }
 
 _BAD_SPARSE_ARGS: dict[str, Callable[[dict], dict]] = {
@@ -1046,6 +1070,12 @@ _BAD_SPARSE_ARGS: dict[str, Callable[[dict], dict]] = {
         kw, topk_length=torch.full((kw["q"].shape[0],), 1 << 20, dtype=torch.int32, device=kw["q"].device)
     ),
     "extra_indices-without-cache": lambda kw: _with(kw, extra_indices_in_kvcache=kw["indices"]),
+    "attn_sink-strided": lambda kw: _with(
+        kw, attn_sink=_strided(torch.zeros(kw["q"].shape[2], device=kw["q"].device))
+    ),
+    "topk_length-strided": lambda kw: _with(
+        kw, topk_length=_strided(torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device))
+    ),
 }
 
 _BAD_PREFILL_ARGS: dict[str, Callable[[dict], dict]] = {
@@ -1059,5 +1089,11 @@ _BAD_PREFILL_ARGS: dict[str, Callable[[dict], dict]] = {
     "attn_sink-wrong-shape": lambda kw: _with(kw, attn_sink=torch.zeros(1000, device=kw["q"].device)),
     "topk_length-wrong-shape": lambda kw: _with(
         kw, topk_length=torch.zeros(1000, dtype=torch.int32, device=kw["q"].device)
+    ),
+    "attn_sink-strided": lambda kw: _with(
+        kw, attn_sink=_strided(torch.zeros(kw["q"].shape[1], device=kw["q"].device))
+    ),
+    "topk_length-strided": lambda kw: _with(
+        kw, topk_length=_strided(torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device))
     ),
 }
