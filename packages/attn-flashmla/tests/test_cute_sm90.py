@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -14,27 +15,31 @@ import torch
 
 from attn_flashmla.decode_fwd_sm90 import cute_supports
 
-# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first, lean)
+# name: (causal, watchdog, warpgroups per CTA, split S, seesaw, h_q with one KV head, cross_first, lean,
+# fp16 instead of bf16)
 VARIANTS = {
-    "noncausal": (False, False, 1, False, False, 16, False, False),
-    "causal": (True, False, 1, False, False, 16, False, False),
-    "watchdog": (False, True, 1, False, False, 16, False, False),
-    "two_warpgroups": (True, False, 2, False, False, 16, False, False),
-    "split_s": (True, False, 2, True, False, 16, False, False),
-    "seesaw": (False, False, 3, False, True, 16, False, False),
-    "seesaw_causal": (True, False, 3, False, True, 16, False, False),
-    "seesaw_pairs": (
-        False,
+    "noncausal": (False, False, 1, False, False, 16, False, False, False),
+    "causal": (True, False, 1, False, False, 16, False, False, False),
+    "watchdog": (False, True, 1, False, False, 16, False, False, False),
+    "two_warpgroups": (True, False, 2, False, False, 16, False, False, False),
+    "split_s": (True, False, 2, True, False, 16, False, False, False),
+    "seesaw": (False, False, 3, False, True, 16, False, False, False),
+    "seesaw_causal": (True, False, 3, False, True, 16, False, False, False),
+    # two row blocks: a cluster of two CTAs
+    "seesaw_pairs": (False, False, 3, False, True, 128, False, False, False),
+    "seesaw_pairs_cross_first": (
+        True,
         False,
         3,
         False,
         True,
         128,
+        True,
         False,
         False,
-    ),  # two row blocks: a cluster of two CTAs
-    "seesaw_pairs_cross_first": (True, False, 3, False, True, 128, True, False),  # R's cross product first
-    "seesaw_pairs_lean": (True, False, 3, False, True, 128, False, True),  # the opt-in lean softmax
+    ),  # R's cross product first
+    "seesaw_pairs_lean": (True, False, 3, False, True, 128, False, True, False),  # the opt-in lean softmax
+    "seesaw_pairs_causal_fp16": (True, False, 3, False, True, 128, False, False, True),  # f16 wgmma
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -48,15 +53,16 @@ COMPILE = textwrap.dedent(
     m._cute()
     print(f"import of the CuTe DSL: {time.perf_counter() - start:.1f} s")
     dump = pathlib.Path(sys.argv[1])
-    args = [sys.argv[i::9] for i in range(2, 11)]
-    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, lean in zip(*args):
+    args = [sys.argv[i::10] for i in range(2, 12)]
+    for name, causal, watchdog, wgs, split, seesaw, h_q, cross, lean, fp16 in zip(*args):
+        dtype = torch.float16 if fp16 == "1" else torch.bfloat16
         flags = dict(
             causal=causal == "1", watchdog=watchdog == "1", warpgroups=int(wgs), split_s=split == "1",
             seesaw=seesaw == "1",
         )
-        m.compile_for_sm90(torch.bfloat16, **flags, h_q=int(h_q), cross_first=cross == "1", lean=lean == "1")
+        m.compile_for_sm90(dtype, **flags, h_q=int(h_q), cross_first=cross == "1", lean=lean == "1")
         key = m.kernel_key(
-            torch.bfloat16, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1",
+            dtype, *flags.values(), cluster=m.seesaw_cluster(-(-int(h_q) // 64)), cross_first=cross == "1",
             lean=lean == "1",
         )
         (dump / name).mkdir()
@@ -126,7 +132,7 @@ def test_kernel_assembles_without_spills_or_serialised_wgmma(
 @pytest.mark.parametrize("variant", FIRST_KERNEL)
 def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], variant: str):
     ptx = sm90a_ptx[variant]
-    _, watchdog, wgs, split, _, _, _, _ = VARIANTS[variant]
+    _, watchdog, wgs, split, _, _, _, _, _ = VARIANTS[variant]
     assert ".target sm_90a" in ptx
     # S = Q K^T: 36 k-steps of m64n64k16 (d = 576; split S: m64n32k16, 32 of the tile's tokens);
     # O += P V: 4 k-steps of m64n256k16 (split S: 2 with this warpgroup's P from registers, 2 with the
@@ -152,9 +158,7 @@ def test_kernel_compiles_for_sm90a_to_tma_and_wgmma(sm90a_ptx: dict[str, str], v
 
 
 @needs_cute_dsl
-@pytest.mark.parametrize(
-    "variant", ["seesaw", "seesaw_causal", "seesaw_pairs", "seesaw_pairs_cross_first", "seesaw_pairs_lean"]
-)
+@pytest.mark.parametrize("variant", [name for name, v in VARIANTS.items() if v[4]])
 def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], variant: str):
     """The seesaw kernel: each consumer computes the whole S of its tile (36 m64n64k16 each, none of
     m64n32), multiplies two tiles' P by its V half (4 m64n256k16 per tile), hands m_a, P1 and P0' over by
@@ -164,9 +168,10 @@ def test_seesaw_kernel_compiles_to_its_schedule(sm90a_ptx: dict[str, str], varia
 
     ptx = sm90a_ptx[variant]
     assert ".target sm_90a" in ptx
-    assert ptx.count("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16") == 2 * 36
+    ab = "f16.f16" if VARIANTS[variant][8] else "bf16.bf16"
+    assert ptx.count(f"wgmma.mma_async.sync.aligned.m64n64k16.f32.{ab}") == 2 * 36
     assert "m64n32k16" not in ptx
-    assert ptx.count("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") == 2 * 2 * 4
+    assert ptx.count(f"wgmma.mma_async.sync.aligned.m64n256k16.f32.{ab}") == 2 * 2 * 4
     assert len(re.findall(r"bar\.arrive\s+[123], 256;", ptx)) == 3
     assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+24;", ptx)
     assert re.search(r"setmaxnreg\.inc\.sync\.aligned\.u32\s+240;", ptx)
@@ -273,24 +278,84 @@ def test_cute_supports_states_its_limits():
         assert "softmax_scale must be > 0" in cute_supports(q, 64, scale)
 
 
-def test_tma_copies_are_issued_by_a_whole_warp():
-    """A TMA ``cute.copy`` elects its issuing lane with ``elect.sync`` over the full warp, so it must not sit
-    under a one-thread condition such as ``tidx == 0``: there lane 0 waits for lanes that are spinning on the
-    barrier the copy should complete (the first-launch hang of 2026-11-22). Checked on the source, no GPU."""
+# A condition or block that leaves one thread (or one lane of each warp or quad) running.
+_ONE_THREAD = re.compile(r"tidx\s*==\s*0|%\s*(32|4)\s*==\s*0|lane\w*\s*==\s*0|elect_one")
+
+
+def _tma_copy_guards(module) -> dict[str, list[str]]:
+    """Each TMA ``cute.copy`` of ``module`` (a call with ``tma_bar_ptr=``), and each call of a method that
+    issues one, mapped to the ``if`` tests and ``with`` items around it in its function."""
     import ast
     import inspect
 
-    from attn_flashmla import decode_fwd_sm90 as m
+    tree = ast.parse(inspect.getsource(module))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
-    tree = ast.parse(inspect.getsource(m))
-    copies = 0
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "tidx == 0" in ast.unparse(node.test):
-            inner = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-            assert not any(ast.unparse(c.func) == "cute.copy" for c in inner), ast.unparse(node.test)
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "cute.copy":
-            copies += 1
-    assert copies == 3  # Q, the K prologue, the K refill
+    def is_tma_copy(call) -> bool:
+        return ast.unparse(call.func) == "cute.copy" and any(k.arg == "tma_bar_ptr" for k in call.keywords)
+
+    def enclosing_function(node):
+        while node in parents and not isinstance(node, ast.FunctionDef):
+            node = parents[node]
+        return node
+
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    issuers = {enclosing_function(c).name for c in calls if is_tma_copy(c)}
+    guards = {}
+    for call in calls:
+        func = ast.unparse(call.func)
+        if not (is_tma_copy(call) or func.removeprefix("self.") in issuers - {"kernel"}):
+            continue
+        around, node = [], call
+        while node in parents and not isinstance(node, ast.FunctionDef):
+            node = parents[node]
+            if isinstance(node, ast.If):
+                around.append(ast.unparse(node.test))
+            elif isinstance(node, ast.With):
+                around += [ast.unparse(item.context_expr) for item in node.items]
+        guards[f"{func} (line {call.lineno})"] = around
+    return guards
+
+
+@pytest.mark.parametrize("module_name", ["decode_fwd_sm90", "decode_fwd_sm90_seesaw"])
+def test_tma_copies_are_issued_by_a_whole_warp(module_name):
+    """A TMA ``cute.copy`` elects its issuing lane with ``elect.sync`` over the full warp, so it must not sit
+    under a one-thread condition such as ``tidx == 0`` or inside ``elect_one()``, in its own function or
+    around a call of a method that issues one: there lane 0 waits for lanes that are spinning on the
+    barrier the copy should complete (the first-launch hang of 2026-11-22). Checked on the source, no GPU."""
+    module = importlib.import_module(f"attn_flashmla.{module_name}")
+    guards = _tma_copy_guards(module)
+    copies = [site for site in guards if site.startswith("cute.copy")]
+    # decode_fwd_sm90: Q, the K prologue, the K refill; seesaw: Q and the refill of a channel group
+    assert len(copies) == {"decode_fwd_sm90": 3, "decode_fwd_sm90_seesaw": 2}[module_name], guards
+    for site, around in guards.items():
+        bad = [test for test in around if _ONE_THREAD.search(test)]
+        assert not bad, f"{module_name}: {site} under {bad}"
+
+
+def test_the_whole_warp_check_sees_a_copy_under_one_thread(tmp_path, monkeypatch):
+    """The check above fails on a copy under ``tidx == 0``, one in ``elect_one()``, and a call of an
+    issuing method under ``lane == 0``."""
+    source = textwrap.dedent(
+        """
+        class K:
+            def load(self, tma, bar):
+                cute.copy(tma, 0, 1, tma_bar_ptr=bar)
+
+            def kernel(self, tidx, lane, tma, bar):
+                if tidx == 0:
+                    cute.copy(tma, 0, 1, tma_bar_ptr=bar)
+                with cute.arch.elect_one():
+                    cute.copy(tma, 0, 1, tma_bar_ptr=bar)
+                if lane == 0:
+                    self.load(tma, bar)
+        """
+    )
+    (tmp_path / "fake_tma_module.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    guards = _tma_copy_guards(importlib.import_module("fake_tma_module"))
+    flagged = sorted(site for site, around in guards.items() if any(_ONE_THREAD.search(t) for t in around))
+    assert len(flagged) == 3 and any(site.startswith("self.load") for site in flagged), guards
 
 
 def test_cute_form_switches(monkeypatch):
@@ -387,21 +452,35 @@ on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 @on_gpu
 @needs_cute_dsl
 @pytest.mark.parametrize(
-    ("s_q", "h_q", "causal"), [(1, 128, False), (2, 128, True), (4, 64, True), (2, 64, False)]
+    ("s_q", "h_q", "causal", "dtype"),
+    [
+        (1, 128, False, torch.bfloat16),
+        (2, 128, True, torch.float16),
+        (4, 64, True, torch.bfloat16),
+        (2, 64, False, torch.float16),
+    ],
 )
-def test_lengths_at_tile_edges_match_the_reference(monkeypatch, s_q, h_q, causal):
+def test_lengths_at_tile_edges_match_the_reference(monkeypatch, s_q, h_q, causal, dtype):
     """The seesaw kernel masks only the tiles where some row's limit falls (the sequence end, or the causal
     diagonal of the block's first query token): lengths one short of, at and one past a tile's end, for
-    each row block, against the reference."""
+    each row block, in both dtypes, against the reference. The inputs are made for those lengths, so the slots past each
+    end are NaN and the block-table entries past it garbage, as the masks must ignore."""
     from attn_reference import mla
     from attn_reference.testing.mla import assert_mla_close, assert_mla_lse_close, mla_decode_inputs
 
     monkeypatch.setenv("ATTN_FLASHMLA_PATH", "cute")
     lens = [1, 2, 3, 63, 64, 65, 66, 127, 128, 129, 130, 191, 192, 193, 255, 256, 257, 1000]
     inputs = mla_decode_inputs(
-        len(lens), s_q, h_q, 1, max(lens), dtype=torch.bfloat16, device="cuda", causal=causal
+        len(lens),
+        s_q,
+        h_q,
+        1,
+        max(lens),
+        dtype=dtype,
+        device="cuda",
+        causal=causal,
+        seqlens=[max(n, s_q) for n in lens],
     )
-    inputs.cache_seqlens = torch.tensor([max(n, s_q) for n in lens], dtype=torch.int32, device="cuda")
     import attn_flashmla as flash_mla
 
     meta, _ = flash_mla.get_mla_metadata()

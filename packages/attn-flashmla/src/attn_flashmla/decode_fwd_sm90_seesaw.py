@@ -113,10 +113,22 @@ def kernel_class():
     import cutlass.cute as cute
     import cutlass.utils as utils
     import cutlass.utils.hopper_helpers as sm90_utils
+    from cutlass._mlir.dialects import llvm
     from cutlass.cute.nvgpu import cpasync, warp, warpgroup
+    from cutlass.cutlass_dsl import T, dsl_user_op
 
     Float32, Int32 = cutlass.Float32, cutlass.Int32
     helpers, operands = device_helpers(), launch_operands()
+
+    @dsl_user_op
+    def pinned(word, *, loc=None, ip=None):
+        """``word`` through an empty asm with side effects (CUTLASS's warpgroup_fence_operand): it must be
+        computed at this point, not sunk by the compiler to its use."""
+        value = llvm.inline_asm(
+            T.i32(), [Int32(word).ir_value(loc=loc, ip=ip)], "", "=r,0", has_side_effects=True, loc=loc, ip=ip
+        )
+        return Int32(value)
+
     n_groups = STAGES * len(GROUPS)
     # mbarriers: full[stage, group], empty[stage, group], then Q's full and empty.
     FULL, EMPTY, Q_FULL, Q_EMPTY = 0, n_groups, 2 * n_groups, 2 * n_groups + 1
@@ -563,7 +575,14 @@ def kernel_class():
                 cute.autovec_copy(tPsP, r_acc)
 
         @cute.jit
-        def pv(self, mma, acc_o, a, b):
+        def pv(self, mma, acc_o, a, b, a_in_registers: cutlass.Constexpr = False):
+            if cutlass.const_expr(a_in_registers and self.dtype is cutlass.Float16):
+                # P's conversion to 16 bits before the fence: left to the compiler, the fp16 build had it
+                # sunk between the wgmmas that read it, and ptxas then serialised them (C7519). The bf16
+                # build is left as it was measured on the GPU (pinning reorders its SASS as well).
+                words = cute.recast_tensor(a, Int32)
+                for i in cutlass.range_constexpr(cute.size(words)):
+                    words[i] = pinned(words[i])
             warpgroup.fence()
             for k in cutlass.range_constexpr(cute.size(a, mode=[2])):
                 mma.set(warpgroup.Field.ACCUMULATE, True)
@@ -602,7 +621,7 @@ def kernel_class():
             valid = seqlen - t0 * BLOCK_N
             if valid < BLOCK_N:
                 self.zero_tail(sK, 0, 0, valid, wg_tidx)
-            self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 0))
+            self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 0), True)
 
             # --8<-- [start:seesaw-left]
             # R's maximum and P1 (R has read m_a by now: it arrived here after that).
@@ -632,7 +651,7 @@ def kernel_class():
                 valid = seqlen - (t0 + 1) * BLOCK_N
                 if valid < BLOCK_N:
                     self.zero_tail(sK, 1, 0, valid, wg_tidx)
-                self.pv(pv_mma, acc_o, r_p1, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 1))
+                self.pv(pv_mma, acc_o, r_p1, self.v_operand(sK, v_layout, 0, pv_mma, thr_pv, 1), True)
                 warpgroup.wait_group(0)
                 self.release(bars, wg_tidx, rank, 1, "A")
             # --8<-- [end:seesaw-left]
@@ -720,7 +739,7 @@ def kernel_class():
             valid = seqlen - (t0 + 1) * BLOCK_N
             if valid < BLOCK_N:
                 self.zero_tail(sK, 1, 1, valid, wg_tidx)
-            self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 1, pv_mma, thr_pv, 1))
+            self.pv(pv_mma, acc_o, r_p, self.v_operand(sK, v_layout, 1, pv_mma, thr_pv, 1), True)
 
         @cute.jit
         def pv_cross(

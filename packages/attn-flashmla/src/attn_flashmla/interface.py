@@ -279,7 +279,8 @@ def flash_mla_with_kvcache(
         )
     if num_splits is not None:
         raise AttentionArgumentError(
-            "num_splits: must be None (the schedule lives in tile_scheduler_metadata, as in FlashMLA >= 2026)"
+            "num_splits: must be None (the schedule lives in tile_scheduler_metadata, as in FlashMLA >= 2026);"
+            f" got {num_splits!r}"
         )
     first = not sched.have_initialized
     # Argument values (lengths, block tables, indices) are read on the host only when the schedule is made,
