@@ -162,3 +162,186 @@ def test_memory_suite_builds_its_inputs_and_runner_on_cpu():
     assert out.shape == inp["q"].shape
     row = engine._measure_memory(suite, case, _attention, inp, {}, engine.Options(mode="cpu"))
     assert row["status"] == "skipped" and "CUDA" in row["message"]
+
+
+# --- MLA checks: every output FlashMLA returns, under its own rules, dtype included ----------------------
+
+
+def _mla_decode(q, k_cache, block_table, cache_seqlens, head_dim_v, *, softmax_scale, causal):
+    from attn_reference import mla
+
+    return mla.flash_mla_with_kvcache(
+        q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale=softmax_scale, causal=causal
+    )
+
+
+def _mla_sparse(q, kv, indices, sm_scale, d_v):
+    from attn_reference import mla
+
+    return mla.flash_mla_sparse_fwd(q, kv, indices, sm_scale, d_v)
+
+
+def _replacing(fn, index, change):
+    """``fn`` with output ``index`` of its tuple replaced by ``change(that output)``."""
+
+    def wrong(*args, **kwargs):
+        outputs = list(fn(*args, **kwargs))
+        outputs[index] = change(outputs[index])
+        return tuple(outputs)
+
+    return wrong
+
+
+def _mla_rows(op, variants):
+    fake = Backend(name="fake", devices=("cpu",), impls={op: variants})
+    inv = engine.Inventory([Discovered("fake", "tests:fake", backend=fake)], [])
+    suite = {"mla_decode": "mla-decode", "mla_sparse": "mla-sparse"}[op]
+    doc = engine.run(engine.Options(mode="cpu", suites=(suite,), quick=True, peers=[]), inv=inv)
+    assert len(doc["rows"]) == len(variants)  # one quick case
+    return {r["variant"]: r for r in doc["rows"]}
+
+
+def _assert_failed(row, *words):
+    assert row["status"] == "check_failed" and row["check"]["status"] == "fail", row
+    assert row["ms"] is None  # never timed
+    assert all(w in row["message"] for w in words), row["message"]
+
+
+def test_mla_decode_checks_out_lse_and_dtypes():
+    rows = _mla_rows(
+        "mla_decode",
+        {
+            "good": _mla_decode,
+            "out_only": lambda *a, **k: _mla_decode(*a, **k)[0],
+            "wrong_out": _replacing(_mla_decode, 0, lambda out: out + 0.01),
+            "bad_lse": _replacing(_mla_decode, 1, lambda lse: torch.full_like(lse, 123.0)),
+            "fp64_out": _replacing(_mla_decode, 0, lambda out: out.double()),
+            "fp16_lse": _replacing(_mla_decode, 1, lambda lse: lse.half()),
+            "extra": lambda *a, **k: (*_mla_decode(*a, **k), torch.zeros(1)),
+        },
+    )
+    good = rows["good"]
+    assert good["status"] == "ok" and good["check"]["status"] == "pass" and good["check"]["detail"] == ""
+    assert good["ms"] > 0
+    # out alone is the op's convention too: it passes on out, and says lse went unchecked.
+    only = rows["out_only"]
+    assert only["status"] == "ok" and only["check"]["status"] == "pass"
+    assert only["check"]["detail"] == "lse not returned: not checked"
+    _assert_failed(rows["wrong_out"], "out:", "beyond abs")
+    _assert_failed(rows["bad_lse"], "lse:", "beyond abs")
+    assert "out:" not in rows["bad_lse"]["message"]
+    _assert_failed(rows["fp64_out"], "out: dtype torch.float64 != expected torch.float32")
+    _assert_failed(rows["fp16_lse"], "lse: dtype torch.float16 != expected torch.float32")
+    _assert_failed(rows["extra"], "expected at most 2 outputs (out, lse), got 3")
+
+
+def test_mla_sparse_checks_out_max_logits_lse_and_dtypes():
+    rows = _mla_rows(
+        "mla_sparse",
+        {
+            "good": _mla_sparse,
+            "out_only": lambda *a: _mla_sparse(*a)[0],
+            "wrong_out": _replacing(_mla_sparse, 0, lambda out: out * 1.1),
+            "bad_max_logits": _replacing(_mla_sparse, 1, lambda m: m + 1.0),
+            "bad_lse": _replacing(_mla_sparse, 2, lambda lse: torch.full_like(lse, 123.0)),
+            "fp64_out": _replacing(_mla_sparse, 0, lambda out: out.double()),
+        },
+    )
+    assert rows["good"]["status"] == "ok" and rows["good"]["check"]["status"] == "pass"
+    assert rows["good"]["check"]["detail"] == ""
+    only = rows["out_only"]
+    assert only["status"] == "ok" and only["check"]["detail"] == "max_logits, lse not returned: not checked"
+    _assert_failed(rows["wrong_out"], "out:")
+    _assert_failed(rows["bad_max_logits"], "max_logits:")
+    _assert_failed(rows["bad_lse"], "lse:")
+    assert "max_logits" not in rows["bad_lse"]["message"]
+    _assert_failed(rows["fp64_out"], "out: dtype torch.float64 != expected torch.float32")
+
+
+def test_mla_lse_is_held_to_flashmlas_lse_tolerance():
+    """An lse off by 1e-3 relative passes FlashMLA's out rule (rel 2.01/128) but not its lse rule (rel
+    8.01/65536): lse is checked under the latter."""
+    from attn_bench.checks import compare_mla
+
+    out = torch.rand(2, 1, 16, 512) + 0.5
+    lse = torch.rand(2, 16, 1) + 5.0
+    assert compare_mla((out, lse), (out, lse), ("out", "lse")).status == "pass"
+    off = compare_mla((out, lse * (1 + 1e-3)), (out, lse), ("out", "lse"))
+    assert off.status == "fail" and off.detail.startswith("lse:")
+    assert compare_mla((out * (1 + 1e-3), lse), (out, lse), ("out", "lse")).status == "pass"
+
+
+# --- a prepared op: prepared once per row, and the callable checked is the callable timed -----------------
+
+
+class _CountedPrepare:
+    """A preparable op whose every ``prepare`` hands out a new callable: wrong ones after the first of a row
+    would pass unnoticed if the check and the timing prepared separately."""
+
+    def __init__(self, good):
+        self.good, self.prepared, self.calls = good, [], []
+
+    def prepare(self, *args, **kwargs):
+        index = len(self.prepared)
+        self.prepared.append(index)
+
+        def run():
+            self.calls.append(index)
+            return self.good(*args, **kwargs)
+
+        return run
+
+
+def test_a_prepared_op_is_prepared_once_and_the_checked_callable_is_timed():
+    op = _CountedPrepare(_attention)
+    fake = Backend(name="fake", devices=("cpu",), impls={"attention_fwd": {"prepared": op}})
+    inv = engine.Inventory([Discovered("fake", "tests:fake", backend=fake)], [])
+    doc = engine.run(engine.Options(mode="cpu", suites=("attention-fwd",), quick=True, peers=[]), inv=inv)
+    assert all(r["status"] == "ok" and r["check"]["status"] == "pass" for r in doc["rows"])
+    assert len(op.prepared) == len(doc["rows"]) == 4
+    # Row i's check call and its timed calls (1 warm-up + 1 with fast_timing) all go to callable i.
+    assert op.calls == [i for i in range(4) for _ in range(3)]
+
+
+def test_a_prepared_backward_is_prepared_once_per_row_and_checked_through_its_own_gradients():
+    op = _CountedPrepare(_attention)
+    wrong = _CountedPrepare(lambda q, k, v, **kw: _attention(q, k, v, **kw) * 1.01)
+    impls = {"attention_bwd": {"prepared": op, "wrong": wrong}}
+    fake = Backend(name="fake", devices=("cpu",), impls=impls)
+    inv = engine.Inventory([Discovered("fake", "tests:fake", backend=fake)], [])
+    opts = engine.Options(
+        mode="cpu", suites=("attention-bwd",), quick=True, peers=[], where={"head_dim": "32"}
+    )
+    doc = engine.run(opts, inv=inv)
+    rows = {(r["case"], r["variant"]): r for r in doc["rows"]}
+    good = [r for (_, v), r in rows.items() if v == "prepared"]
+    assert len(good) == 8 and all(r["status"] == "ok" and r["check"]["status"] == "pass" for r in good)
+    assert len(op.prepared) == 8  # bwd and fwd+bwd rows of a shape each prepare (and check) their own
+    bad = [r for (_, v), r in rows.items() if v == "wrong"]
+    assert all(r["status"] == "check_failed" and r["message"].startswith("dq") for r in bad)
+
+
+# --- rows whose check could not run: timed, and saying so ------------------------------------------------
+
+
+def test_a_failing_reference_leaves_rows_timed_but_marked_unchecked(inventory, monkeypatch):
+    from attn_bench import report
+    from attn_bench.suites import SUITES
+
+    def broken(case, inp, lowp):
+        raise RuntimeError("oracle unavailable")
+
+    monkeypatch.setattr(SUITES["attention-fwd"], "reference", broken)
+    doc = engine.run(
+        engine.Options(mode="cpu", suites=("attention-fwd",), quick=True, peers=[]), inv=inventory
+    )
+    rows = [r for r in doc["rows"] if r["variant"] in ("good", "wrong") and not r["shape"]["causal"]]
+    assert rows
+    for r in rows:
+        assert r["status"] == "ok" and r["ms"] > 0
+        assert r["check"]["status"] == "unchecked"
+        assert r["check"]["detail"] == "reference failed: RuntimeError: oracle unavailable"
+        cells = report.cells(r)
+        assert cells["check"] == "UNCHECKED"
+        assert cells["note"].startswith("UNCHECKED: reference failed: RuntimeError: oracle unavailable")
+    assert "UNCHECKED: reference failed" in report.markdown(doc)

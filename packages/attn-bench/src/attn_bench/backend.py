@@ -27,15 +27,19 @@ these attributes (all but ``name`` and ``ops`` optional):
     - ``decode_kvcache(q, k_cache, v_cache, *, cache_seqlens, softmax_scale) -> out``: flash-attn's
       ``flash_attn_with_kvcache`` convention, q of shape (batch, 1, heads_q, head_dim).
     - ``mla_decode(q, k_cache, block_table, cache_seqlens, head_dim_v, *, softmax_scale, causal)
-      -> out`` (or ``(out, lse)``): FlashMLA's convention without the scheduler metadata.
-    - ``mla_sparse(q, kv, indices, sm_scale, d_v) -> out`` (or a tuple starting with out): FlashMLA's
+      -> (out, lse)``: FlashMLA's convention without the scheduler metadata.
+    - ``mla_sparse(q, kv, indices, sm_scale, d_v) -> (out, max_logits, lse)``: FlashMLA's
       ``flash_mla_sparse_fwd`` convention.
+
+    The MLA ops' every returned output is checked, dtype included (``out`` in q's dtype, the rest fp32);
+    an op may return ``out`` alone (or fewer outputs), and the row's check then records the outputs it
+    did not return as not checked.
     - ``vector_add(x, y)``, ``softmax(x)`` (rows, last dim), ``matmul(a, b)``: the ``basics`` suite.
 
     An op may instead be an object with ``prepare(*args, **kwargs) -> zero-arg callable``: the bench calls
-    ``prepare`` once, outside the timed region (scheduler metadata, workspaces, plans), and times the
-    callable it returns. If that callable has a ``description`` attribute (a short string: the kernel
-    path and tile config it chose, say), a timed row records it as its ``message``.
+    ``prepare`` once per row, outside the timed region (scheduler metadata, workspaces, plans), checks the
+    callable it returns and times that same callable. If it has a ``description`` attribute (a short
+    string: the kernel path and tile config it chose, say), a timed row records it as its ``message``.
     An op's default variant (what a user gets) is the one named ``default``, else the first listed.
 ``ablations``
     optional ``{op: {variant: callable}}``, shaped like ``ops``: the same op with one optimisation switched

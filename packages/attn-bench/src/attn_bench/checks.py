@@ -3,7 +3,8 @@
 Attention-type suites follow flash-attn's rule (``attn_reference.testing.tolerance``): the error against
 a high-precision reference (fp64 on the CPU and for fp32 inputs, fp32 otherwise) is at most twice the
 error of the same computation in the inputs' own dtype, plus the dtype's rounding step. MLA suites follow
-FlashMLA's rule (``attn_reference.testing.mla.assert_mla_close``) against the fp32 reference.
+FlashMLA's rules (``attn_reference.testing.mla``: ``assert_mla_close`` for ``out``, ``assert_mla_lse_close``
+for ``lse`` and ``max_logits``) against the fp32 reference, dtypes included.
 
 The references are attn-reference's materialised-softmax attention, run in chunks of (batch, KV head
 group) so that published shapes (16k tokens, 32 heads) fit in memory and run as a few large matmuls; the
@@ -46,7 +47,7 @@ def _max_err(a: torch.Tensor, r: torch.Tensor) -> float:
 
 
 def _as_tuple(x):
-    return (x,) if isinstance(x, torch.Tensor) else tuple(x)
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
 def compare(actual, reference, lowp_reference, names=("out",)) -> CheckResult:
@@ -91,20 +92,50 @@ def _passes_on_device(a: torch.Tensor, r: torch.Tensor, lo: torch.Tensor) -> boo
     return attention_error(a, r) <= bound
 
 
+def _mla_tolerances() -> dict[str, tuple[float, float, float]]:
+    """(abs, rel, cosine) per output name: FlashMLA's ``out`` rule, and its ``lse`` rule, which
+    ``assert_mla_lse_close`` also applies to ``max_logits``."""
+    from attn_reference.testing import mla
+
+    lse = (mla.LSE_ABS_TOL, mla.LSE_REL_TOL, mla.LSE_COS_DIFF_TOL)
+    return {"out": (mla.OUT_ABS_TOL, mla.OUT_REL_TOL, mla.OUT_COS_DIFF_TOL), "lse": lse, "max_logits": lse}
+
+
 def compare_mla(actual, reference, names=("out",)) -> CheckResult:
-    """FlashMLA's rule (abs or rel per element, and cosine similarity) against the fp32 reference."""
+    """FlashMLA's rule (abs or rel per element, and cosine similarity) against the high-precision reference,
+    output by output: ``out`` under its tolerances, ``lse`` and ``max_logits`` under the lse ones.
+
+    The reference is not cast to the actual dtype: an output in another dtype than FlashMLA returns (q's
+    dtype for ``out``, fp32 for the rest) fails. The op conventions let an implementation return ``out``
+    alone, or fewer outputs than the reference: the missing trailing ones are named in ``detail`` as not
+    checked; more outputs than the reference has, or a non-tensor, fail.
+    """
     from attn_reference.testing.mla import mla_mismatch
 
     actual, reference = _as_tuple(actual), _as_tuple(reference)
+    names = tuple(names) + tuple(f"out{i}" for i in range(len(names), len(reference)))
+    if not actual or len(actual) > len(reference):
+        expected = ", ".join(names[: len(reference)])
+        return CheckResult(
+            "fail", detail=f"expected at most {len(reference)} outputs ({expected}), got {len(actual)}"
+        )
+    tolerances = _mla_tolerances()
     errs, failures = [], []
-    for i, (a, r) in enumerate(zip(actual, reference, strict=True)):
-        name = names[i] if i < len(names) else f"out{i}"
+    for name, a, r in zip(names, actual, reference, strict=False):
+        if not isinstance(a, torch.Tensor):
+            failures.append(f"{name}: not a tensor ({type(a).__name__})")
+            continue
         if tuple(a.shape) == tuple(r.shape):
             errs.append(_max_err(a, r))
-        why = mla_mismatch(a.detach(), r.to(a.dtype))
+        why = mla_mismatch(a.detach(), r, *tolerances.get(name, tolerances["out"]))
         if why is not None:
             failures.append(f"{name}: {why}"[:240])
-    return CheckResult("fail" if failures else "pass", max(errs) if errs else None, None, "; ".join(failures))
+    missing = names[len(actual) : len(reference)]
+    if failures:
+        detail = "; ".join(failures)
+    else:
+        detail = f"{', '.join(missing)} not returned: not checked" if missing else ""
+    return CheckResult("fail" if failures else "pass", max(errs) if errs else None, None, detail)
 
 
 # --- references -------------------------------------------------------------------------------------
@@ -171,28 +202,28 @@ def kvcache(q, k_cache, v_cache, cache_seqlens, *, softmax_scale: float | None, 
 
 
 def mla_decode(q, k_cache, block_table, cache_seqlens, head_dim_v, *, softmax_scale, causal):
-    """attn-reference's FlashMLA-signature oracle, accumulating in high precision."""
+    """attn-reference's FlashMLA-signature oracle, accumulating in high precision: (out, lse), in the dtypes
+    FlashMLA returns (q's, fp32)."""
     from attn_reference import mla
 
-    out, _ = mla.flash_mla_with_kvcache(
+    return mla.flash_mla_with_kvcache(
         q, k_cache, block_table, cache_seqlens, head_dim_v, None, None,
         softmax_scale=softmax_scale, causal=causal, accum_dtype=high_dtype(q),
     )  # fmt: skip
-    return out
 
 
 def mla_sparse(q, kv, indices, sm_scale: float, d_v: int, *, chunk_rows: int | None = None):
-    """attn-reference's ``flash_mla_sparse_fwd``, in chunks of query rows (each row gathers its own
-    top-k tokens, so the gathered tensor is s_q * topk * d without chunking)."""
+    """attn-reference's ``flash_mla_sparse_fwd`` (out, max_logits, lse), in chunks of query rows (each row
+    gathers its own top-k tokens, so the gathered tensor is s_q * topk * d without chunking)."""
     from attn_reference import mla
 
     s_q, _, d = q.shape
     topk = indices.shape[-1]
     rows = chunk_rows or max(1, CHUNK_SCORES // max(1, topk * d))
-    outs = []
-    for r0 in range(0, s_q, rows):
-        out, _, _ = mla.flash_mla_sparse_fwd(
+    parts = [
+        mla.flash_mla_sparse_fwd(
             q[r0 : r0 + rows], kv, indices[r0 : r0 + rows], sm_scale, d_v, accum_dtype=high_dtype(q)
         )
-        outs.append(out)
-    return torch.cat(outs)
+        for r0 in range(0, s_q, rows)
+    ]
+    return tuple(torch.cat(outputs) for outputs in zip(*parts, strict=True))

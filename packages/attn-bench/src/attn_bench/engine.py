@@ -209,7 +209,7 @@ class _ReferenceCache:
 
 
 def _check_key(case: Case) -> str:
-    # fwd+bwd and bwd rows of one shape share their gradients' check.
+    # fwd+bwd and bwd rows of one shape share their gradients' reference.
     return f"{case.suite}:{case.name.removesuffix(' fwd+bwd').removesuffix(' bwd')}"
 
 
@@ -220,10 +220,14 @@ def run_case(
     variant: str,
     inp: dict[str, Any],
     refs: _ReferenceCache,
-    checked: dict,
     opts: Options,
 ) -> dict[str, Any]:
-    """One row: check, then time (or measure memory)."""
+    """One row: prepare once, check that callable, then time the same one (or measure memory).
+
+    A failed check is ``check_failed`` and never timed. A row whose check could not run (the reference
+    raised or outlived the row timeout, or ``--no-check``) is timed, with check status ``unchecked`` and
+    the reason in its check's ``detail``, which the report shows beside its figures.
+    """
     device = "cuda" if opts.mode == "gpu" else "cpu"
     fn = backend.impls[case.op][variant]
     row = _row_base(case, backend, variant)
@@ -236,18 +240,20 @@ def run_case(
         return _measure_memory(suite, case, fn, inp, row, opts)
 
     first_call_s = None
-    ck = (backend.label(variant), _check_key(case))
-    if opts.check and ck in checked:
-        row["check"] = dataclasses.asdict(checked[ck])
-    elif opts.check:
-        try:
+    try:
+        # Every row has its own runner (no check is shared between rows): what is timed below is what
+        # was checked, prepared once.
+        runner = suite.runner(fn, case, inp)
+        if opts.check:
             t0 = time.perf_counter()
-            out = suite.outputs(fn, case, inp)
+            out = suite.outputs(runner, case, inp)
             _sync(opts.mode)
             first_call_s = time.perf_counter() - t0
-        except Exception as exc:
-            row.update(status=_status_of(exc), message=f"{type(exc).__name__}: {exc}"[:300])
-            return row
+    except Exception as exc:
+        _clear_grads(inp)
+        row.update(status=_status_of(exc), message=f"{type(exc).__name__}: {exc}"[:300])
+        return row
+    if opts.check:
         ref = refs.get(suite, case, inp, _check_key(case))
         if isinstance(ref, Exception):
             result = CheckResult("unchecked", detail=f"reference failed: {type(ref).__name__}: {ref}"[:300])
@@ -258,16 +264,15 @@ def run_case(
                 else compare_mla(out, ref[0], suite.names)
             )
         del out
-        checked[ck] = result
-        row["check"] = dataclasses.asdict(result)
     else:
-        row["check"] = dataclasses.asdict(CheckResult("unchecked", detail="--no-check"))
-    if row["check"]["status"] == "fail":
-        row.update(status="check_failed", message=row["check"]["detail"])
+        result = CheckResult("unchecked", detail="--no-check")
+    row["check"] = dataclasses.asdict(result)
+    if result.status == "fail":
+        _clear_grads(inp)
+        row.update(status="check_failed", message=result.detail)
         return row
 
     try:
-        runner = suite.runner(fn, case, inp)
         if opts.mode == "gpu":
             ms, timer = timing.time_gpu(
                 runner.fn, runner.grad_to_none, cuda_graph=opts.cuda_graphs, first_call_s=first_call_s
@@ -278,9 +283,7 @@ def run_case(
         row.update(status=_status_of(exc), message=f"{type(exc).__name__}: {exc}"[:300])
         return row
     finally:
-        for t in ("q", "k", "v"):
-            if isinstance(inp.get(t), torch.Tensor):
-                inp[t].grad = None
+        _clear_grads(inp)
     row.update(status="ok", ms=ms, timer=timer)
     if suite.kernel_time and opts.mode == "gpu":
         try:
@@ -293,6 +296,13 @@ def run_case(
     if description:
         row["message"] = str(description)[:300]
     return row
+
+
+def _clear_grads(inp: dict[str, Any]) -> None:
+    # The case's inputs are shared by its rows: one row's gradients must not reach the next.
+    for t in ("q", "k", "v"):
+        if isinstance(inp, dict) and isinstance(inp.get(t), torch.Tensor):
+            inp[t].grad = None
 
 
 def _measure_memory(suite, case, fn, inp, row, opts):
@@ -560,7 +570,6 @@ def run(
         stop: str | None = None  # why no further row starts: "time budget" or a lost CUDA context
         for suite, triples in work:
             refs = _ReferenceCache()
-            checked: dict = {}
             current: Case | None = None
             inp: dict[str, Any] | Exception = {}
             for case, backend, variant in triples:
@@ -575,9 +584,7 @@ def run(
                     continue
                 if progress:
                     progress(f"{suite.name} {case.name} {backend.label(variant)}", done, total)
-                row = _guarded_row(
-                    suite, case, backend, variant, refs, checked, opts, deadline, clock, current, inp
-                )
+                row = _guarded_row(suite, case, backend, variant, refs, opts, deadline, clock, current, inp)
                 if row.pop("_new_inputs", False):
                     current, inp = case, row.pop("_inputs")
                 else:
@@ -650,7 +657,7 @@ def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _guarded_row(suite, case, backend, variant, refs, checked, opts, deadline, clock, current, inp):
+def _guarded_row(suite, case, backend, variant, refs, opts, deadline, clock, current, inp):
     """One row under the per-row guard: its inputs (shared by the case's rows), check and timing.
 
     Any exception becomes an ``error`` row; the row's time limit (``opts.row_timeout``, and what is left
@@ -676,16 +683,14 @@ def _guarded_row(suite, case, backend, variant, refs, checked, opts, deadline, c
                 row = _row_base(case, backend, variant)
                 row.update(status=_status_of(inp), message=f"inputs: {type(inp).__name__}: {inp}"[:300])
             else:
-                row = run_case(suite, case, backend, variant, inp, refs, checked, opts)
+                row = run_case(suite, case, backend, variant, inp, refs, opts)
     except RowInterrupted as exc:
         row = _row_base(case, backend, variant)
         if exc.reason == "budget":
             row.update(status="skipped", message="time budget")
         else:
             row.update(status="error", message=f"row timeout: over {opts.row_timeout:g} s (compile included)")
-        for t in ("q", "k", "v"):
-            if isinstance(inp, dict) and isinstance(inp.get(t), torch.Tensor):
-                inp[t].grad = None
+        _clear_grads(inp)
     except Exception as exc:  # a bug in an adapter or a suite: this row only
         row = _row_base(case, backend, variant)
         row.update(status=_status_of(exc), message=f"{type(exc).__name__}: {exc}"[:300])

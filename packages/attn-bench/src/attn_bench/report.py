@@ -43,8 +43,15 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
     status = row["status"]
     if status == "ok":
         state = check.get("status", "-") if check else "-"
+        state = "UNCHECKED" if state == "unchecked" else state
     else:
         state = STATUS_TEXT.get(status, status)
+    note = row.get("message") or ""
+    if status == "ok" and check.get("status") == "unchecked":
+        # Timed without a passing check: the row must say so where its figures are read.
+        note = "; ".join(filter(None, (f"UNCHECKED: {check.get('detail') or 'no reason recorded'}", note)))
+    elif status == "ok" and check.get("detail"):  # passed on what it returned (e.g. lse not returned)
+        note = "; ".join(filter(None, (check["detail"], note)))
     mem = row.get("peak_memory_bytes")
     ratio = row.get("ratio_to_best_peer")
     own = row.get("ratio_to_baseline")
@@ -62,7 +69,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         "baseline": "-" if own is None else f"{own:.2f}x {row.get('baseline')}",
         "memory": "-" if mem is None else f"{mem / 2**20:,.0f} MiB",
         "kernel": _kernel_cell(row),
-        "note": (row.get("message") or "")[:80],
+        "note": note[:120],
     }
 
 
@@ -161,7 +168,8 @@ def markdown(doc: dict[str, Any], plots: list[str] | None = None) -> str:
         "% ceiling: the nearer roofline (c = compute, m = memory); vs best peer: best peer's time over "
         "this row's (above 1 is faster than the best peer); vs baseline: the time of the variant named (the "
         "backend's default unless the variant names another) over this row's on the same case (above 1: this "
-        "variant is faster)."
+        "variant is faster). check UNCHECKED: timed without a check against attn-reference (the note says "
+        "why: the reference failed or ran out of time, or --no-check); CHECK FAILED rows are never timed."
     )
     return "\n".join(out) + "\n"
 

@@ -1,8 +1,9 @@
 """The suites: grids of shapes, their FLOP/byte counts, inputs, how to call an op, and its reference.
 
 A suite answers four questions for a case: which shapes (``cases``), which random inputs (``inputs``),
-how to run an implementation once (``runner``, the thing timed) and what it must produce (``outputs`` vs
-``reference``). Grids exist for two modes: ``gpu`` (the published shapes, bf16) and ``cpu`` (tiny, fp32).
+how to run an implementation once (``runner``: a prepared op's ``prepare`` runs there, once per row) and
+what that runner must produce (``outputs`` vs ``reference``); the runner checked is the runner timed.
+Grids exist for two modes: ``gpu`` (the published shapes, bf16) and ``cpu`` (tiny, fp32).
 """
 
 from __future__ import annotations
@@ -93,12 +94,13 @@ class Suite:
         return f(*args, **kwargs, **extra)
 
     def runner(self, fn, case: Case, inp: dict[str, Any]) -> Runner:
+        """The row's timed callable; a prepared op's ``prepare`` runs here, so call this once per row."""
         args, kwargs = self.args(case, inp)
         return Runner(bind(fn, *args, **kwargs))
 
-    def outputs(self, fn, case: Case, inp: dict[str, Any]):
-        """Run once and return what is checked (a tensor or a tuple of them)."""
-        return first(self.runner(fn, case, inp).fn())
+    def outputs(self, runner: Runner, case: Case, inp: dict[str, Any]):
+        """Call ``runner`` once and return what is checked (a tensor or a tuple of them)."""
+        return first(runner.fn())
 
     def reference(self, case: Case, inp: dict[str, Any], lowp: bool):
         """The expected output in high precision, or (``lowp``) in the inputs' own dtype."""
@@ -106,7 +108,7 @@ class Suite:
 
     #: names of the checked outputs, for messages
     names: tuple[str, ...] = ("out",)
-    #: "attention": flash-attn's rule (needs the lowp reference); "mla": FlashMLA's rule (high only)
+    #: "attention": flash-attn's rule (needs the lowp reference); "mla": FlashMLA's rules, every output
     rule: str = "attention"
 
     def _case(self, name, shape, dtype, flops, nbytes, x, series, *, op=None, extra=None) -> Case:
@@ -234,19 +236,23 @@ class AttentionBwd(Suite):
 
     args = AttentionFwd.args
 
-    def _fwd(self, fn, case, inp):
-        return first(self.call(fn, case, inp))
-
     def runner(self, fn, case, inp):
         leaves = [inp["q"], inp["k"], inp["v"]]
+        forward = super().runner(fn, case, inp).fn
         if case.shape["pass"] == "bwd":
-            out = self._fwd(fn, case, inp)
+            out = first(forward())
             return Runner(lambda: out.backward(inp["dout"], retain_graph=True), leaves)
-        return Runner(lambda: self._fwd(fn, case, inp).backward(inp["dout"]), leaves)
+        return Runner(lambda: first(forward()).backward(inp["dout"]), leaves)
 
-    def outputs(self, fn, case, inp):
-        q, k, v = inp["q"], inp["k"], inp["v"]
-        return torch.autograd.grad(self._fwd(fn, case, inp), (q, k, v), inp["dout"])
+    def outputs(self, runner, case, inp):
+        # The gradients the timed call itself leaves behind, fresh: it accumulates into .grad.
+        for t in runner.grad_to_none:
+            t.grad = None
+        runner.fn()
+        grads = tuple(t.grad for t in runner.grad_to_none)
+        for t in runner.grad_to_none:
+            t.grad = None
+        return grads
 
     def reference(self, case, inp, lowp):
         return self.call(checks.attention, case, inp, lowp=lowp, dout=inp["dout"])
@@ -293,6 +299,11 @@ class DecodeKVCache(Suite):
 MLA_D, MLA_DV, MLA_BLOCK = 576, 512, 64
 
 
+def _every_output(self, runner: Runner, case: Case, inp: dict[str, Any]):
+    # FlashMLA's calls return (out, lse) or (out, max_logits, lse): all of them are checked, not only out.
+    return runner.fn()
+
+
 def mla_cache_seqlens(batch: int, mean: int, seqlen_q: int, seed: int = 0) -> list[int]:
     """FlashMLA's varlen benchmark lengths: normal with mean s_k and sd s_k/2, at least s_q."""
     rng = random.Random(seed * 1_000_003 + mean * 131 + batch)
@@ -301,6 +312,8 @@ def mla_cache_seqlens(batch: int, mean: int, seqlen_q: int, seed: int = 0) -> li
 
 class MLADecode(Suite):
     rule = "mla"
+    names = ("out", "lse")
+    outputs = _every_output
     name = "mla-decode"
     op = "mla_decode"
     # FlashMLA's published figures count its main kernel only: every row reports its own beside the call.
@@ -369,6 +382,8 @@ class MLADecode(Suite):
 
 class MLASparse(Suite):
     rule = "mla"
+    names = ("out", "max_logits", "lse")
+    outputs = _every_output
     name = "mla-sparse"
     op = "mla_sparse"
     description = "DeepSeek sparse MLA prefill (each query attends its top-k tokens), FlashMLA's layout"
