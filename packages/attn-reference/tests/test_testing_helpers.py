@@ -15,7 +15,12 @@ from attn_reference.testing.inputs import (
     unpad,
     varlen_inputs,
 )
-from attn_reference.testing.tolerance import assert_attention_close, rounding_atol
+from attn_reference.testing.tolerance import (
+    assert_attention_close,
+    assert_matches_reference,
+    attention_references,
+    rounding_atol,
+)
 
 
 def test_generators_are_seeded():
@@ -80,6 +85,33 @@ def test_tolerance_rule_accepts_fp32_result_and_rejects_a_wrong_one():
         AssertionError, match=r"1 NaN entries where the reference is finite \(first at \(1, 0, 0, 0\)\)"
     ):
         assert_attention_close(nan, ref, low)
+
+
+def test_attention_references_give_the_rules_two_baselines_and_gradients():
+    q, k, v = attention_inputs(1, 9, 13, 4, 2, 32, dtype=torch.float16, seed=6)
+    dout = torch.randn(1, 9, 4, 32, dtype=torch.float16)
+    (ref_out, ref_lse, *ref_g), (low_out, low_lse, *low_g) = attention_references(q, k, v, dout, causal=True)
+    assert ref_out.dtype == torch.float64 and low_out.dtype == torch.float16  # CPU: fp64, and q's own
+    exact, exact_lse = attention_naive(
+        *(t.double() for t in (q, k, v)), causal=True, accum_dtype=torch.float64, return_lse=True
+    )
+    assert torch.equal(ref_out, exact) and torch.equal(ref_lse, exact_lse)
+    assert [g.shape for g in ref_g] == [q.shape, k.shape, v.shape] == [g.shape for g in low_g]
+    assert len(attention_references(q, k, v)[0]) == 2  # without dout: out and lse only
+
+
+def test_assert_matches_reference_checks_each_result_it_is_given():
+    q, k, v = attention_inputs(1, 9, 13, 2, 2, 32, dtype=torch.float16, seed=7, requires_grad=True)
+    out, lse = attention_naive(q, k, v, return_lse=True)
+    dout = torch.randn_like(out)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
+    assert_matches_reference({"out": out, "lse": lse, "dq": dq, "dk": dk, "dv": dv}, q, k, v, dout)
+    with pytest.raises(AssertionError, match=r"dk \(label\): max error"):
+        assert_matches_reference({"dk": dk + 0.1}, q, k, v, dout, label="label")
+    with pytest.raises(ValueError, match="dout"):
+        assert_matches_reference({"dq": dq}, q, k, v)  # gradients need the output gradient
+    with pytest.raises(ValueError, match="unknown result names"):
+        assert_matches_reference({"o": out}, q, k, v)
 
 
 def test_tolerance_rule_checks_infinite_positions():

@@ -31,9 +31,8 @@ import pytest
 import torch
 
 from ..errors import AttentionArgumentError
-from ..naive import attention_naive
 from .inputs import attention_inputs, kvcache_inputs, varlen_inputs
-from .tolerance import assert_attention_close, reference_dtype
+from .tolerance import assert_attention_close, attention_references
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)
@@ -220,14 +219,8 @@ class AttentionConformance:
 
     def _references(self, q, k, v, case: Case, backward_of=None):
         """(reference, same-precision reference) outputs and lses; with ``backward_of`` a dout, grads too."""
-        results = []
-        for accum in (reference_dtype(q.device), None):
-            dt = accum or q.dtype
-            ins = [t.detach().to(dt).requires_grad_(backward_of is not None) for t in (q, k, v)]
-            out, lse = attention_naive(*ins, accum_dtype=accum, **case.kwargs(return_lse=True))
-            grads = torch.autograd.grad(out, ins, backward_of.to(dt)) if backward_of is not None else None
-            results.append((out, lse, grads))
-        return results
+        both = attention_references(q, k, v, backward_of, **case.kwargs(return_lse=True))
+        return [(out, lse, tuple(grads) if grads else None) for out, lse, *grads in both]
 
     def _call(self, q, k, v, case: Case, return_lse: bool):
         return self.backend.flash_attn_func(q, k, v, **case.kwargs(return_lse))

@@ -92,3 +92,43 @@ def assert_attention_close(
 def reference_dtype(device) -> torch.dtype:
     """float64 on the CPU; float32 on GPUs, where float64 is slow and float32 is already far more exact."""
     return torch.float64 if torch.device(device).type == "cpu" else torch.float32
+
+
+#: The results :func:`attention_references` gives, in order.
+RESULT_NAMES = ("out", "lse", "dq", "dk", "dv")
+
+
+def attention_references(q, k, v, dout=None, **kwargs) -> tuple[tuple, tuple]:
+    """What the rule compares a kernel's results with: ``(reference, lowp_reference)``, each ``(out, lse)``,
+    or with ``dout`` (the output's gradient) ``(out, lse, dq, dk, dv)``.
+
+    ``reference`` accumulates in :func:`reference_dtype` of q's device, ``lowp_reference`` in the inputs'
+    own dtype. q, k, v are ``(batch, seqlen, heads, headdim)`` (fewer KV heads for GQA); ``kwargs`` go to
+    :func:`attn_reference.attention_naive` (``causal``, ``window_size``, ``softcap``, ``softmax_scale``).
+    """
+    from attn_reference.naive import attention_naive
+
+    results = []
+    for accum in (reference_dtype(q.device), None):
+        dt = accum or q.dtype
+        ins = [t.detach().to(dt).requires_grad_(dout is not None) for t in (q, k, v)]
+        out, lse = attention_naive(*ins, accum_dtype=accum, **{**kwargs, "return_lse": True})
+        grads = torch.autograd.grad(out, ins, dout.to(dt)) if dout is not None else ()
+        results.append((out.detach(), lse.detach(), *grads))
+    return results[0], results[1]
+
+
+def assert_matches_reference(got: dict, q, k, v, dout=None, *, label: str = "", **kwargs) -> None:
+    """Each of ``got``'s entries (by :data:`RESULT_NAMES`: ``out``, ``lse``, ``dq``, ``dk``, ``dv``; None
+    skips one) within the rule of :func:`attention_references` ``(q, k, v, dout, **kwargs)``."""
+    unknown = set(got) - set(RESULT_NAMES)
+    if unknown:
+        raise ValueError(f"got: unknown result names {sorted(unknown)}; expected some of {RESULT_NAMES}")
+    needs_grads = any(got.get(name) is not None for name in RESULT_NAMES[2:])
+    if needs_grads and dout is None:
+        raise ValueError("dout: the gradients are checked against the reference's for dout, and it is None")
+    ref, low = attention_references(q, k, v, dout if needs_grads else None, **kwargs)
+    where = f" ({label})" if label else ""
+    for name, r, lw in zip(RESULT_NAMES, ref, low):
+        if got.get(name) is not None:
+            assert_attention_close(got[name], r, lw, name=name + where)
