@@ -3,6 +3,8 @@ interpreter's bf16 dot is wrong), the GPU tiers on CUDA tensors (bf16 too)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -61,7 +63,21 @@ def test_matmul_transposed_input(device):
 
 
 def test_bad_input():
-    with pytest.raises(ValueError):
+    """Each refusal names the argument, what it was and what is allowed."""
+    with pytest.raises(
+        ValueError, match=r"matmul: a and b must be 2-D .* a of shape \(3, 4\) and b of shape \(5, 6\)"
+    ):
         matmul(torch.randn(3, 4), torch.randn(5, 6))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"matmul: .*float32, got a torch\.float32 and b torch\.float64"):
+        matmul(torch.randn(3, 4), torch.randn(4, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"vector_add: x and y .* x of shape \(3,\).* y of shape \(4,\)"):
         vector_add(torch.randn(3), torch.randn(4))
+    with pytest.raises(ValueError, match=r"vector_add: .* got x on cpu and y on meta"):
+        vector_add(torch.randn(3), torch.randn(3, device="meta"))
+    with pytest.raises(ValueError, match=r"softmax: x must be a 2-D tensor, got x of shape \(3,\)"):
+        softmax(torch.randn(3))
+    # int32 used to come back as zeros and float64 rounded through fp32, both silently
+    for dtype in (torch.int32, torch.float64):
+        allowed = re.escape(f"x must be float16, bfloat16 or float32, got x of dtype {dtype}")
+        with pytest.raises(ValueError, match=f"softmax: {allowed}"):
+            softmax(torch.ones(2, 3, dtype=dtype))

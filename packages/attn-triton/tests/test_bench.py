@@ -80,19 +80,52 @@ def test_launch_order_variant_is_the_other_choice(monkeypatch):
     assert seen == [False, True]
 
 
+#: What each forward ablation changes in the interpreter's launch of the tile-level kernel, against its
+#: baseline's launch ("tma" for pointer_loads, the default for the rest).
+FORWARD_CHANGES = {
+    "tiles": {},  # fwd_gluon=False: the Gluon kernel takes CUDA tensors only, so on the CPU nothing changes
+    "pointer_loads": {"USE_TMA": False},
+    "unfolded_scale": {"FOLD_SCALE": False},
+    **{f"stages_{n}": dict(bench.STAGES_TILE, num_stages=n) for n in (1, 2, 3)},
+}
+
+
 @interp
 @pytest.mark.parametrize("causal", [False, True])
-def test_forward_variants_match_the_default(causal):
+def test_forward_variants_match_the_reference(launches, assert_matches_reference, causal):
+    """Every forward ablation the CPU can run, against the reference under the tolerance rule, and launched
+    with the one choice it takes back (``FORWARD_CHANGES``). ``pointer_loads`` is also compared with the TMA
+    path it replaces on Hopper, which ``force_path="sm90"`` runs through the interpreter (the CPU path is
+    pointer loads already). Not exercised here: ``tiles`` is the default itself on the CPU; ``stages_*``
+    run their forced 128 x 128 tile, but ``num_stages`` only changes what a GPU compiles; the Gluon
+    variants are Hopper only (test_flash_fwd_sm90 checks the Gluon kernel's configs there)."""
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(1, 150, 2, 64, generator=g) for _ in range(3))
+    kw = dict(causal=causal, softmax_scale=0.2)
+    seen = launches("flash_fwd", "_fwd_kernel")
     before = _runtime.knobs()
-    want = bench._fwd(q, k, v, causal=causal, softmax_scale=0.2)
-    for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
-        if name in bench.GLUON_VARIANTS:
-            continue  # Hopper only (test_flash_fwd_sm90 checks the Gluon kernel's configs there)
-        got = fn(q, k, v, causal=causal, softmax_scale=0.2)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    runs = {"default": bench._fwd, "tma": bench._forward_with(force_path="sm90")}
+    runs.update(
+        (name, fn)
+        for name, fn in bench.backend()["ablations"]["attention_fwd"].items()
+        if name not in bench.GLUON_VARIANTS
+    )
+    outs, launched = {}, {}
+    for name, fn in runs.items():
+        seen.clear()
+        outs[name] = fn(q, k, v, **kw)
+        (launched[name],) = seen
+        assert_matches_reference(dict(out=outs[name]), q, k, v, **kw)
     assert _runtime.knobs() is before
+    changes = {**FORWARD_CHANGES, "all_heads_order": {"HEAVY_FIRST": True} if causal else {}}
+    assert set(changes) | {"default", "tma"} == set(runs)
+    assert launched["tma"]["USE_TMA"] and not launched["default"]["USE_TMA"]
+    for name, want in changes.items():
+        base = launched["tma" if name == "pointer_loads" else "default"]
+        got = {key: val for key, val in launched[name].items() if key != "grid" and base.get(key) != val}
+        assert got == want, name
+    # the same arithmetic, tiles by pointers or by descriptors
+    torch.testing.assert_close(outs["pointer_loads"], outs["tma"], atol=1e-6, rtol=1e-6)
 
 
 @interp
@@ -150,16 +183,31 @@ def test_knobs_come_back_after_an_error():
 
 @interp
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_pointer_loads_match_the_default(causal):
+def test_backward_pointer_loads_against_the_tma_backward(
+    monkeypatch, profile, launches, assert_matches_reference, causal
+):
+    """``attention_bwd/pointer_loads`` (``Knobs.bwd_tma=False`` around the backward) against the TMA
+    backward, both through the interpreter with the path forced to "sm90" (on the CPU path both would be
+    pointer loads), and both against the reference. The TMA side needs ``bwd_tma=True`` (v2's choice)
+    turned on: the default profile has it off, so on Hopper this variant runs what the default runs."""
+    profile(dataclasses.replace(_runtime.knobs(), bwd_tma=True))
+    for module in ("flash_fwd", "flash_bwd"):
+        monkeypatch.setattr(f"attn_triton.{module}.path_for", lambda device: "sm90")
+    kernels = launches("flash_bwd", "_bwd_dkdv"), launches("flash_bwd", "_bwd_dq")
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(1, 70, 2, 32, generator=g) for _ in range(3))
     dout = torch.randn(1, 70, 2, 32, generator=g)
-    grads = []
+    grads, tma = [], []
     for fn in (bench._fwd, bench.backend()["ablations"]["attention_bwd"]["pointer_loads"]):
         leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
         out = fn(*leaves, causal=causal, softmax_scale=0.2)
-        out.backward(dout)
-        grads.append((out.detach(), *(t.grad for t in leaves)))
+        grads.append((out.detach(), *torch.autograd.grad(out, leaves, dout)))
+        # "auto" on Hopper at head dim 32: dQ in its own kernel, which streams K/V by TMA too
+        tma.append([seen.pop()["USE_TMA"] for seen in kernels])
+        assert not any(kernels), "one launch of each kernel per backward"
+        names = ("out", "dq", "dk", "dv")
+        assert_matches_reference(dict(zip(names, grads[-1])), q, k, v, dout, causal=causal, softmax_scale=0.2)
+    assert tma == [[True, True], [False, False]]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    assert _runtime.knobs().bwd_tma == _runtime.PROFILES[_runtime.DEFAULT_PROFILE].bwd_tma
+    assert _runtime.knobs().bwd_tma is True

@@ -1,18 +1,19 @@
-"""What the conformance suite does not cover: the Hopper (TMA) code path run through the interpreter,
-split-KV decoding with several splits, page-sized decode tiles, the v1 profile, both causal launch
-orders, torch.compile, the CPU-device rule, and the bench registration."""
+"""What the conformance suite does not cover: the Hopper (TMA) code path run through the interpreter (dense
+and varlen), split-KV decoding with several splits, page-sized decode tiles, the performance profiles,
+both causal launch orders, torch.compile, the CPU-device rule, and the bench registration."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
 
 import attn_triton
-from attn_reference import attention_naive
 from attn_reference.errors import AttentionArgumentError
 from attn_reference.interface import gather_kvcache
+from attn_reference.testing.inputs import kvcache_inputs, varlen_inputs
 from attn_triton import _runtime
 from attn_triton._runtime import interpreting
 from attn_triton.flash_bwd import flash_bwd, separate_dq
@@ -31,14 +32,14 @@ def _qkv(b, sq, sk, hq, hk, d, dtype=torch.float32, seed=0):
 @pytest.mark.parametrize(
     ("d", "window", "dtype"), [(32, (-1, 0), torch.float32), (64, (9, 4), torch.float16)]
 )
-def test_tma_path_forward_under_interpreter(d, window, dtype):
+def test_tma_path_forward_under_interpreter(launches, assert_matches_reference, d, window, dtype):
+    seen = launches("flash_fwd", "_fwd_kernel")
     q, k, v = _qkv(2, 37, 45, 4, 2, d, dtype)
     out, lse = flash_fwd(
         q, k, v, softmax_scale=d**-0.5, left=window[0], right=window[1], softcap=0.0, force_path="sm90"
     )
-    ref, ref_lse = attention_naive(q.float(), k.float(), v.float(), window_size=window, return_lse=True)
-    torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
-    torch.testing.assert_close(lse, ref_lse, atol=1e-4, rtol=1e-4)
+    assert [launch["USE_TMA"] for launch in seen] == [True]
+    assert_matches_reference(dict(out=out, lse=lse), q, k, v, window_size=window)
 
 
 @interp
@@ -53,50 +54,121 @@ def test_atomic_and_deterministic_backward_agree():
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture
-def profile():
-    """Switch attn_triton's performance knobs for one test, restoring them afterwards."""
-    old = _runtime.knobs()
-    yield _runtime.set_profile
-    _runtime.set_profile(old)
-
-
 @interp
-def test_tma_path_backward_under_interpreter(profile):
+def test_tma_path_backward_under_interpreter(profile, launches, assert_matches_reference):
     # dK/dV and dQ kernels with TMA loads (the atomic dQ store does not touch TMA; the conformance
-    # suite covers it on the pointer path).
+    # suite covers it on the pointer path, the varlen test below beside TMA loads).
     profile(_runtime.Knobs(bwd_dq="separate"))
+    bwd = launches("flash_bwd", "_bwd_dkdv"), launches("flash_bwd", "_bwd_dq")
     q, k, v = _qkv(1, 41, 50, 4, 2, 32)
     kw = dict(softmax_scale=0.25, left=-1, right=0, softcap=0.0)
     out, lse = flash_fwd(q, k, v, force_path="sm90", **kw)
     do = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
-    grads = flash_bwd(do, q, k, v, out, lse, force_path="sm90", **kw)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    ref = attention_naive(*leaves, softmax_scale=0.25, causal=True)
-    for g, r in zip(grads, torch.autograd.grad(ref, leaves, do)):
-        torch.testing.assert_close(g, r, atol=2e-4, rtol=2e-4)
+    dq, dk, dv = flash_bwd(do, q, k, v, out, lse, force_path="sm90", **kw)
+    assert [launch["USE_TMA"] for seen in bwd for launch in seen] == [True, True]
+    assert_matches_reference(dict(dq=dq, dk=dk, dv=dv), q, k, v, do, softmax_scale=0.25, causal=True)
+
+
+def _nan_packed(x: torch.Tensor, extra_rows: int = 5) -> torch.Tensor:
+    """Packed ``x`` (total, heads, d) as a view into a NaN buffer with more rows and one more head, so that
+    a read past the last sequence's end or into a neighbouring head shows up as NaN."""
+    total, heads, d = x.shape
+    buf = torch.full((total + extra_rows, heads + 1, d), float("nan"), dtype=x.dtype)
+    buf[:total, :heads] = x
+    return buf[:total, :heads]
 
 
 @interp
+@pytest.mark.parametrize(
+    ("window", "softcap", "bwd_dq"),
+    [((-1, 0), 0.0, "auto"), ((9, 4), 3.0, "atomic")],
+    ids=["causal", "window_softcap"],
+)
+def test_tma_path_varlen_under_interpreter(
+    profile, launches, assert_matches_reference, window, softcap, bwd_dq
+):
+    """Packed sequences through the TMA path: every descriptor covers one (sequence, head) slice, so tiles
+    past a sequence's end must read zeros, not the next sequence. NaN-padded inputs, a sequence without
+    queries, rows without keys; forward and backward, dQ by the separate kernel ("auto" on Hopper at head
+    dim 32) and by atomics from the dK/dV kernel."""
+    profile(dataclasses.replace(_runtime.knobs(), bwd_tma=True, bwd_dq=bwd_dq))
+    kernels = [launches(*m) for m in (("flash_fwd", "_fwd_kernel"), ("flash_bwd", "_bwd_dkdv"))]
+    dq_kernel = launches("flash_bwd", "_bwd_dq")
+    x = varlen_inputs([37, 0, 65, 20], [50, 12, 65, 7], 4, 2, 32, dtype=torch.float32, seed=7)
+    q, k, v = (_nan_packed(t) for t in (x.q, x.k, x.v))
+    kw = dict(softmax_scale=0.3, left=window[0], right=window[1], softcap=softcap)
+    lens = dict(
+        cu_seqlens_q=x.cu_seqlens_q,
+        cu_seqlens_k=x.cu_seqlens_k,
+        max_seqlen_q=x.max_seqlen_q,
+        max_seqlen_k=x.max_seqlen_k,
+    )
+    out, lse = flash_fwd(q, k, v, force_path="sm90", **kw, **lens)
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(8))
+    dq, dk, dv = flash_bwd(dout, q, k, v, out, lse, force_path="sm90", **kw, **lens)
+    assert [launch["USE_TMA"] for seen in kernels for launch in seen] == [True, True]
+    assert [launch["USE_TMA"] for launch in dq_kernel] == ([True] if bwd_dq == "auto" else [])
+    assert_matches_reference(
+        dict(out=out, lse=lse, dq=dq, dk=dk, dv=dv),
+        q,
+        k,
+        v,
+        dout,
+        cu_seqlens=(x.cu_seqlens_q, x.cu_seqlens_k),
+        softmax_scale=0.3,
+        window_size=window,
+        softcap=softcap,
+    )
+
+
+def _force_sm90(monkeypatch):
+    """Send the public API's calls down the Hopper path (TMA loads, Hopper's dQ choice), run by the
+    interpreter: from the device alone, CPU tensors always take the "interpret" path."""
+    for module in ("flash_fwd", "flash_bwd"):
+        monkeypatch.setattr(f"attn_triton.{module}.path_for", lambda device: "sm90")
+
+
+@interp
+@pytest.mark.parametrize("softcap", [0.0, 5.0])
 @pytest.mark.parametrize("name", ["v1", "v1b", "v1c", "v1d", "v2"])
-def test_profile_forward_backward(profile, name):
-    """Every performance profile (v1c the default, v2 the newer choices) computes the right thing."""
+def test_profile_forward_backward(profile, monkeypatch, launches, assert_matches_reference, name, softcap):
+    """Every performance profile (v1d the default, v2 the newer choices) computes the right thing, and the
+    knobs that change what the interpreter runs reach the kernels: ``fwd_fold_scale`` (without softcap:
+    softcap forces unfolded scores), ``fwd_heavy_first``, ``bwd_tma``, ``bwd_lse2`` and ``bwd_dq``. The
+    path is forced to "sm90" so that ``bwd_tma`` and ``bwd_dq="auto"`` (v1b's change) take effect; 113
+    causal rows are four query blocks of 32, the last three with an unmasked middle span of keys, the hot
+    loop's own code (21 rows were one masked block).
+
+    Not exercised here: ``fwd_gluon`` (the Gluon kernel takes CUDA tensors only, so v1d runs v1c's kernels
+    on the CPU; test_flash_fwd_sm90 covers it on Hopper), the autotune lists ``fwd_configs`` /
+    ``bwd_configs`` / ``decode_configs`` (the interpreter runs fixed tiles), and ``decode_page_tile``
+    (test_paged_decode_page_tiles)."""
     profile(name)
-    q, k, v = _qkv(1, 21, 21, 2, 1, 32, seed=4)
-    q.requires_grad_()
-    out = attn_triton.flash_attn_func(q, k, v, causal=True, softcap=5.0)
-    (dq,) = torch.autograd.grad(out.sum(), q)
-    leaf = q.detach().clone().requires_grad_()
-    ref = attention_naive(leaf, k, v, causal=True, softcap=5.0)
-    (rdq,) = torch.autograd.grad(ref.sum(), leaf)
-    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(dq, rdq, atol=2e-4, rtol=2e-4)
+    kn = _runtime.knobs()
+    _force_sm90(monkeypatch)
+    fwd, dkdv, dq_kernel = (
+        launches(*m)
+        for m in (("flash_fwd", "_fwd_kernel"), ("flash_bwd", "_bwd_dkdv"), ("flash_bwd", "_bwd_dq"))
+    )
+    q, k, v = (t.requires_grad_() for t in _qkv(1, 113, 113, 2, 1, 32, seed=4))
+    dout = torch.randn(q.shape, generator=torch.Generator().manual_seed(5))
+    out, lse = attn_triton.flash_attn_func(q, k, v, causal=True, softcap=softcap, return_lse=True)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
+    assert_matches_reference(
+        dict(out=out, lse=lse, dq=dq, dk=dk, dv=dv), q, k, v, dout, causal=True, softcap=softcap
+    )
+    ((f,), (b,)) = fwd, dkdv
+    assert f["USE_TMA"] and f["FOLD_SCALE"] == (kn.fwd_fold_scale and softcap == 0)
+    assert f["HEAVY_FIRST"] == kn.fwd_heavy_first
+    assert b["USE_TMA"] == kn.bwd_tma and b["LSE_LOG2"] == kn.bwd_lse2
+    separate = kn.bwd_dq != "atomic"  # "auto": the separate kernel on Hopper at head dim 32
+    assert b["ATOMIC_DQ"] is not separate and len(dq_kernel) == separate
 
 
 @interp
 @pytest.mark.parametrize("heavy_first", [False, True])
 @pytest.mark.parametrize("varlen", [False, True])
-def test_causal_launch_orders(profile, heavy_first, varlen):
+def test_causal_launch_orders(profile, assert_matches_reference, heavy_first, varlen):
     """Both causal launch orders (``Knobs.fwd_heavy_first``: per head, the default, or the longest program
     of every head first) against the reference: several query blocks, batch, GQA, bottom-right causal."""
     assert _runtime.PROFILES[_runtime.DEFAULT_PROFILE].fwd_heavy_first is False
@@ -113,19 +185,11 @@ def test_causal_launch_orders(profile, heavy_first, varlen):
         out, lse = flash_fwd(
             *packed, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=70, max_seqlen_k=90, **kw
         )
-        for i in range(2):
-            sq, sk = slice(cu_q[i], cu_q[i + 1]), slice(cu_k[i], cu_k[i + 1])
-            ref, ref_lse = attention_naive(
-                *(t[None] for t in (packed[0][sq], packed[1][sk], packed[2][sk])),
-                softmax_scale=0.3, causal=True, return_lse=True,
-            )  # fmt: skip
-            torch.testing.assert_close(out[sq][None], ref, atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(lse[:, sq][None], ref_lse, atol=1e-4, rtol=1e-4)
+        got = dict(out=out, lse=lse)
+        assert_matches_reference(got, *packed, cu_seqlens=(cu_q, cu_k), softmax_scale=0.3, causal=True)
     else:
         out, lse = flash_fwd(q, k, v, **kw)
-        ref, ref_lse = attention_naive(q, k, v, softmax_scale=0.3, causal=True, return_lse=True)
-        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(lse, ref_lse, atol=1e-4, rtol=1e-4)
+        assert_matches_reference(dict(out=out, lse=lse), q, k, v, softmax_scale=0.3, causal=True)
 
 
 def test_separate_dq_choice():
@@ -136,15 +200,16 @@ def test_separate_dq_choice():
     assert separate_dq("sm80", 256, "separate") and not separate_dq("sm90", 32, "atomic")
 
 
-def _paged_decode(seed, page, d, num_splits, *, poison_spare, config=None):
+def _paged_decode(check, seed, page, d, num_splits, *, poison_spare, config=None):
     """Causal decoding of two query tokens per sequence (one sequence empty) from K/V pools in shuffled
-    pages, plus one spare page. ``poison_spare``: the spare is NaN and the block table's unused entries
-    point at it, so a read past a sequence's pages shows; otherwise they point at page 0.
-
-    Returns flash_decode's ``out`` and ``lse``, and ``attention_naive``'s (out, lse) of each sequence.
+    pages, plus one spare page, checked against attention_naive under the tolerance rule (``check``:
+    the ``assert_matches_reference`` fixture), out and lse. ``poison_spare``: the spare is NaN and the block
+    table's unused entries point at it, so a read past a sequence's pages shows; otherwise they point at
+    page 0. Lengths over 256: a split is a whole number of 128-key chunks (flash_decode), so with shorter
+    caches any num_splits collapses to one and the combine kernel never runs.
     """
     b, hq, hk = 3, 4, 2
-    lens = [100, 0, 37]
+    lens = [300, 0, 137]
     g = torch.Generator().manual_seed(seed)
     pages = [-(-n // page) for n in lens]
     k_cache = torch.randn(sum(pages) + 1, page, hk, d, generator=g)
@@ -173,29 +238,45 @@ def _paged_decode(seed, page, d, num_splits, *, poison_spare, config=None):
         num_splits=num_splits,
         config=config,
     )
-    refs = []
     for i, n in enumerate(lens):
         kk, vv = (gather_kvcache(cache, table, i, n)[None] for cache in (k_cache, v_cache))
-        refs.append(attention_naive(q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True, return_lse=True))
-    return out, lse, refs
+        got = dict(out=out[i : i + 1], lse=lse[i : i + 1])
+        check(got, q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True)
+
+
+def _decode_launches(launches):
+    return launches("flash_decode", "_decode_kernel"), launches("flash_decode", "_combine_kernel")
 
 
 @interp
 @pytest.mark.parametrize(("page", "block_n", "num_splits", "d"), [(16, 16, 1, 32), (32, 16, 3, 24)])
-def test_paged_decode_page_tiles(page, block_n, num_splits, d):
-    """Key tiles inside a page (one block-table read per tile), with a poisoned spare page."""
-    out, _, refs = _paged_decode(5, page, d, num_splits, poison_spare=True, config={"BLOCK_N": block_n})
-    for i, (ref, _) in enumerate(refs):
-        torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
+def test_paged_decode_page_tiles(profile, launches, assert_matches_reference, page, block_n, num_splits, d):
+    """Key tiles inside a page (``Knobs.decode_page_tile``: one block-table read per tile; off in the
+    default profile, so turned on here), with a poisoned spare page, one split and three."""
+    profile(dataclasses.replace(_runtime.knobs(), decode_page_tile=True))
+    decode, combine = _decode_launches(launches)
+    _paged_decode(
+        assert_matches_reference, 5, page, d, num_splits, poison_spare=True, config={"BLOCK_N": block_n}
+    )
+    (launch,) = decode
+    # the kernel takes the page-tile loads when PAGE_SIZE > 0 and BLOCK_N divides it
+    assert launch["PAGE_SIZE"] == page and page % launch["BLOCK_N"] == 0
+    assert launch["grid"][0] == num_splits and len(combine) == (num_splits > 1)
 
 
 @interp
-@pytest.mark.parametrize("num_splits", [1, 3])
-def test_split_kv_decode(num_splits):
-    out, lse, refs = _paged_decode(1, 16, 32, num_splits, poison_spare=False)
-    for i, (ref, ref_lse) in enumerate(refs):
-        torch.testing.assert_close(out[i : i + 1], torch.nan_to_num(ref), atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(lse[i : i + 1], ref_lse, atol=1e-4, rtol=1e-4)
+@pytest.mark.parametrize(("num_splits", "splits"), [(1, 1), (3, 3), (0, 2)])
+def test_split_kv_decode(profile, launches, assert_matches_reference, num_splits, splits):
+    """Split-KV decoding on the general paged path (one table read per key row), merged by the combine
+    kernel: one split, three asked for, and 0, the occupancy heuristic's choice (two here: 6 programs
+    against a nominal 132 SMs, 300 keys). The empty sequence and the 137-key one, whose third split is
+    empty, check the combine's handling of splits with no keys."""
+    profile(dataclasses.replace(_runtime.knobs(), decode_page_tile=False))
+    decode, combine = _decode_launches(launches)
+    _paged_decode(assert_matches_reference, 1, 16, 32, num_splits, poison_spare=False)
+    (launch,) = decode
+    assert launch["PAGE_SIZE"] == 0 and launch["SPLIT"] == (splits > 1) and launch["grid"][0] == splits
+    assert len(combine) == (splits > 1)
 
 
 def test_num_splits_heuristic():
@@ -204,20 +285,65 @@ def test_num_splits_heuristic():
     assert choose_num_splits(programs=8, sms=132, key_blocks=1) == 1
 
 
+@pytest.mark.parametrize("num_splits", [-1, 1.5, True, "2"])
+def test_bad_num_splits_raises(num_splits):
+    x = kvcache_inputs(1, [20], 2, 1, 32, dtype=torch.float32)
+    allowed = re.escape(f"num_splits must be an int >= 0 (0: chosen by occupancy), got {num_splits!r}")
+    with pytest.raises(AttentionArgumentError, match=f"flash_attn_with_kvcache: {allowed}"):
+        attn_triton.flash_attn_with_kvcache(
+            x.q, x.k_cache, x.v_cache, cache_seqlens=x.cache_seqlens, num_splits=num_splits
+        )
+
+
 @interp
-def test_torch_compile_fullgraph():
-    q, k, v = _qkv(1, 17, 17, 2, 2, 32)
-    q.requires_grad_()
+def test_torch_compile_fullgraph(assert_matches_reference):
+    """flash_attn_func traced whole (the custom ops' fake implementations), forward and backward."""
+    q, k, v = (t.requires_grad_() for t in _qkv(1, 33, 40, 4, 2, 32, seed=9))
+    dout = torch.randn(q.shape, generator=torch.Generator().manual_seed(10))
 
     def f(q, k, v):
-        return attn_triton.flash_attn_func(q, k, v, causal=True).sum()
+        return attn_triton.flash_attn_func(q, k, v, causal=True, return_lse=True)
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    loss = compiled(q, k, v)
-    loss.backward()
-    ref = attention_naive(q.detach(), k, v, causal=True).sum()
-    torch.testing.assert_close(loss, ref, atol=1e-4, rtol=1e-4)
-    assert q.grad is not None and torch.isfinite(q.grad).all()
+    out, lse = torch.compile(f, fullgraph=True, backend="aot_eager")(q, k, v)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
+    assert_matches_reference(dict(out=out, lse=lse, dq=dq, dk=dk, dv=dv), q, k, v, dout, causal=True)
+
+
+@interp
+def test_torch_compile_varlen_and_kvcache_break_the_graph(assert_matches_reference):
+    """The varlen and kvcache entry points validate cu_seqlens / cache_seqlens on the host
+    (attn_reference.validation), which is data-dependent control flow: fullgraph=True refuses them, as the
+    README and interface.py say. Compiled with graph breaks they compute the right thing, gradients
+    included. (If the validation becomes traceable, the pytest.raises below fails: update those docs.)"""
+    x = varlen_inputs([17, 0, 30], [25, 9, 30], 4, 2, 32, dtype=torch.float32, seed=11, requires_grad=True)
+    dout = torch.randn(x.q.shape, generator=torch.Generator().manual_seed(12))
+
+    def varlen(*args):
+        return attn_triton.flash_attn_varlen_func(*args, causal=True, return_lse=True)
+
+    kv = kvcache_inputs(2, [40, 23], 4, 2, 32, page_size=16, dtype=torch.float32, seed=13)
+
+    def decode(q, k_cache, v_cache, lens, table):
+        return attn_triton.flash_attn_with_kvcache(
+            q, k_cache, v_cache, cache_seqlens=lens, block_table=table, causal=True, return_lse=True
+        )
+
+    kv_args = (kv.q, kv.k_cache, kv.v_cache, kv.cache_seqlens, kv.block_table)
+    for fn, args in ((varlen, x.args()), (decode, kv_args)):
+        torch._dynamo.reset()
+        with pytest.raises(torch._dynamo.exc.Unsupported):
+            torch.compile(fn, fullgraph=True, backend="aot_eager")(*args)
+    torch._dynamo.reset()
+    out, lse = torch.compile(varlen, backend="aot_eager")(*x.args())
+    dq, dk, dv = torch.autograd.grad(out, (x.q, x.k, x.v), dout)
+    got = dict(out=out, lse=lse, dq=dq, dk=dk, dv=dv)
+    assert_matches_reference(
+        got, x.q, x.k, x.v, dout, cu_seqlens=(x.cu_seqlens_q, x.cu_seqlens_k), causal=True
+    )
+    out, lse = torch.compile(decode, backend="aot_eager")(*kv_args)
+    for i in range(2):
+        got = dict(out=out[i : i + 1], lse=lse[i : i + 1])
+        assert_matches_reference(got, kv.q[i : i + 1], kv.k[i][None], kv.v[i][None], causal=True)
 
 
 def test_cpu_tensors_need_the_interpreter(monkeypatch):

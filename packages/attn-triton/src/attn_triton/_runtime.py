@@ -174,18 +174,24 @@ def gluon_available() -> bool:
     return True
 
 
-def check_device(fn: str, *tensors: torch.Tensor) -> None:
-    """Kernels run on CUDA tensors, or on CPU tensors only under the interpreter."""
-    dev = tensors[0].device
-    for t in tensors:
+def check_device(fn: str, **tensors: torch.Tensor) -> None:
+    """Kernels run on CUDA tensors, or on CPU tensors only under the interpreter.
+
+    ``tensors`` by argument name (``check_device(fn, q=q, k=k)``), so the message can say which one is off.
+    """
+    (first, t0), *rest = tensors.items()
+    dev = t0.device
+    for name, t in rest:
         if t.device != dev:
-            raise AttentionArgumentError(f"{fn}: all tensors must be on one device, got {dev} and {t.device}")
+            raise AttentionArgumentError(
+                f"{fn}: all tensors must be on one device, got {first} on {dev} and {name} on {t.device}"
+            )
     if dev.type == "cuda":
         return
     if dev.type == "cpu" and interpreting():
         return
     raise AttentionArgumentError(
-        f"{fn}: tensors are on device {dev}; attn-triton runs on CUDA devices "
+        f"{fn}: {', '.join(tensors)} on device {dev}; attn-triton runs on CUDA devices "
         "(or on CPU only under TRITON_INTERPRET=1)"
     )
 

@@ -1,9 +1,15 @@
 """The flash-attn API: validation, dispatch to the kernels, autograd, and torch.library registration.
 
 Each kernel entry point is a ``torch.library.custom_op`` with a fake (meta) implementation, so that
-``torch.compile(fullgraph=True)`` can trace through calls without running Triton, and the backward is
-attached with ``register_autograd`` (the op-level equivalent of an ``autograd.Function``: the forward op
-saves q, k, v, out and lse, and varlen's cu_seqlens; the backward op recomputes probabilities from lse).
+``torch.compile`` can trace the ops without running Triton, and the backward is attached with
+``register_autograd`` (the op-level equivalent of an ``autograd.Function``: the forward op saves q, k, v,
+out and lse, and varlen's cu_seqlens; the backward op recomputes probabilities from lse).
+
+Under ``torch.compile``: :func:`flash_attn_func` compiles with ``fullgraph=True``, forward and backward.
+:func:`flash_attn_varlen_func` and :func:`flash_attn_with_kvcache` do not: their validation
+(``attn_reference.validation``) reads ``cu_seqlens`` / ``cache_seqlens`` on the host to check them (and
+kvcache takes the longest cache length from them), which is data-dependent control flow, so they
+graph-break there and compile only without ``fullgraph`` (the op itself still lands in a graph).
 
 No Python-level state decides the path: :func:`attn_triton._runtime.path_for` looks at the device when a
 kernel launches (Hopper: tensor descriptors; sm80+: pointers; CPU under ``TRITON_INTERPRET=1``: the
@@ -13,7 +19,7 @@ interpreter).
 import torch
 
 from attn_reference.capability import device_guard
-from attn_reference.errors import UnsupportedFeatureError
+from attn_reference.errors import AttentionArgumentError
 from attn_reference.validation import (
     check_kvcache,
     check_options,
@@ -190,7 +196,7 @@ def flash_attn_func(
     """
     fn = "flash_attn_func"
     shape = check_qkv(q, k, v, fn=fn, dtypes=DTYPES, head_dims=HEAD_DIMS, head_dim_v_must_match=True)
-    check_device(fn, q, k, v)
+    check_device(fn, q=q, k=k, v=v)
     (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     out, lse = _fwd(q, k, v, None, None, 0, 0, scale, left, right, softcap, bool(deterministic))
     return (out, lse) if return_lse else out
@@ -229,7 +235,7 @@ def flash_attn_varlen_func(
         head_dims=HEAD_DIMS,
         head_dim_v_must_match=True,
     )
-    check_device(fn, q, k, v, cu_seqlens_q, cu_seqlens_k)
+    check_device(fn, q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
     (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     out, lse = _fwd(
         q,
@@ -281,9 +287,13 @@ def flash_attn_with_kvcache(
         page_size_multiple=PAGE_SIZE_MULTIPLE,
         head_dim_v_must_match=True,
     )
-    check_device(fn, q, k_cache, v_cache)
-    if not isinstance(num_splits, int) or num_splits < 0:
-        raise UnsupportedFeatureError(f"{fn}: num_splits must be an int >= 0, got {num_splits!r}")
+    # bool is an int to isinstance, but True as a split count is a caller's mistake, not a request for one
+    if not isinstance(num_splits, int) or isinstance(num_splits, bool) or num_splits < 0:
+        raise AttentionArgumentError(
+            f"{fn}: num_splits must be an int >= 0 (0: chosen by occupancy), got {num_splits!r} "
+            f"({type(num_splits).__name__})"
+        )
+    check_device(fn, q=q, k_cache=k_cache, v_cache=v_cache)
     (left, right), softcap, scale = check_options(
         softmax_scale, causal, window_size, softcap, kv.attn.head_dim
     )

@@ -143,10 +143,15 @@ def _tuned(path: str):
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for 2-D fp16/bf16 (or fp32) tensors; accumulates in fp32, returns ``a.dtype``."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"matmul: incompatible shapes {tuple(a.shape)} @ {tuple(b.shape)}")
+        raise ValueError(
+            f"matmul: a and b must be 2-D with a.shape[1] == b.shape[0], got a of shape {tuple(a.shape)} "
+            f"and b of shape {tuple(b.shape)}"
+        )
     if a.dtype != b.dtype or a.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise ValueError(f"matmul: expected matching fp16/bf16/fp32 dtypes, got {a.dtype} and {b.dtype}")
-    check_device("matmul", a, b)
+        raise ValueError(
+            f"matmul: a and b must share one dtype of float16, bfloat16, float32, got a {a.dtype} and b {b.dtype}"
+        )
+    check_device("matmul", a=a, b=b)
     M, K = a.shape
     N = b.shape[1]
     c = torch.empty((M, N), dtype=a.dtype, device=a.device)

@@ -16,6 +16,8 @@ import triton.language as tl
 
 from attn_triton._runtime import check_device, interpreting
 
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
 
 @triton.jit
 def _softmax_kernel(x_ptr, out_ptr, n_rows, n_cols, stride_x, stride_out, BLOCK: tl.constexpr):
@@ -38,8 +40,12 @@ def _softmax_kernel(x_ptr, out_ptr, n_rows, n_cols, stride_x, stride_out, BLOCK:
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dimension of a 2-D tensor (fp16, bf16 or fp32; math in fp32)."""
     if x.ndim != 2:
-        raise ValueError(f"softmax: expected a 2-D tensor, got shape {tuple(x.shape)}")
-    check_device("softmax", x)
+        raise ValueError(f"softmax: x must be a 2-D tensor, got x of shape {tuple(x.shape)}")
+    # The kernel computes in fp32 and stores in x's dtype: integers would come back truncated (mostly 0)
+    # and float64 rounded through fp32, both without a word, so refuse them.
+    if x.dtype not in DTYPES:
+        raise ValueError(f"softmax: x must be float16, bfloat16 or float32, got x of dtype {x.dtype}")
+    check_device("softmax", x=x)
     if x.stride(-1) != 1:
         x = x.contiguous()
     n_rows, n_cols = x.shape

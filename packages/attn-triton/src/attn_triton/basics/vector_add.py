@@ -30,9 +30,10 @@ def vector_add(x: torch.Tensor, y: torch.Tensor, *, block: int = 1024) -> torch.
     """``x + y`` for two tensors of one shape and dtype."""
     if x.shape != y.shape or x.dtype != y.dtype:
         raise ValueError(
-            f"vector_add: shapes/dtypes differ: {tuple(x.shape)} {x.dtype} vs {tuple(y.shape)} {y.dtype}"
+            f"vector_add: x and y must have one shape and dtype, got x of shape {tuple(x.shape)}, {x.dtype} "
+            f"and y of shape {tuple(y.shape)}, {y.dtype}"
         )
-    check_device("vector_add", x, y)
+    check_device("vector_add", x=x, y=y)
     x, y = x.contiguous(), y.contiguous()
     out = torch.empty_like(x)
     n = x.numel()
