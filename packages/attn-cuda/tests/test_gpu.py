@@ -17,10 +17,13 @@ import torch
 import attn_cuda
 from attn_cuda import basics, catalog, flash, runtime
 from attn_cuda.basics.matmul import MMA_LAYOUTS, MMA_ORDERS, MMA_TILES
-from attn_reference import attention_naive
 from attn_reference.testing.conformance import AttentionConformance, Backend, Features
 from attn_reference.testing.inputs import attention_inputs
-from attn_reference.testing.tolerance import assert_attention_close
+from attn_reference.testing.tolerance import (
+    assert_attention_close,
+    assert_matches_reference,
+    attention_references,
+)
 
 pytestmark = pytest.mark.sm90
 
@@ -113,10 +116,51 @@ class TestCudaMmaConformance(TestCudaConformance):
         monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "mma")
 
 
-def _reference(q, k, v, causal):
-    hi = attention_naive(q, k, v, causal=causal, return_lse=True)  # fp32 accumulation
-    lo = attention_naive(q, k, v, causal=causal, return_lse=True, accum_dtype=None)  # the inputs' precision
-    return hi, lo
+def _reference(q, k, v, causal, softmax_scale=None):
+    """((out, lse) fp32-accumulated, (out, lse) in the inputs' precision): what the tolerance rule takes."""
+    return attention_references(q, k, v, causal=causal, softmax_scale=softmax_scale)
+
+
+def _check_backward(q, k, v, causal, label):
+    """flash_attn_func's forward and backward on (q, k, v) against the reference, every gradient."""
+    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+    out = attn_cuda.flash_attn_func(q, k, v, causal=causal)
+    dout = torch.randn_like(out)
+    out.backward(dout)
+    for name, grad in (("dq", q.grad), ("dk", k.grad), ("dv", v.grad)):
+        assert grad.device == q.device, f"{name} on {grad.device} ({label})"
+    got = {"out": out.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
+    assert_matches_reference(got, q, k, v, dout, causal=causal, label=label)
+
+
+# The default backward and the one sm86/sm89 fall back to (the other variants run the suite's classes).
+@pytest.mark.parametrize("variant", [flash.DEFAULT_BWD_VARIANT, flash.FALLBACK_BWD_VARIANT])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_backward_in_every_dtype_and_head_dim_matches_the_reference(
+    monkeypatch, dtype, head_dim, causal, variant
+):
+    """The backward in both dtypes and head dims (the suite's backward tests run at head dim 64, and its
+    head-dim test in fp16 only): ragged lengths on both sides, GQA and MQA, every gradient."""
+    monkeypatch.setenv("ATTN_CUDA_BWD_VARIANT", variant)
+    for b, sq, sk, hq, hk in ((2, 203, 113, 4, 2), (1, 300, 517, 3, 1), (2, 129, 129, 2, 2)):
+        q, k, v = attention_inputs(b, sq, sk, hq, hk, head_dim, dtype=dtype, device="cuda", seed=sq)
+        _check_backward(q, k, v, causal, f"{variant}, sq {sq}, sk {sk}, hq {hq}, hk {hk}")
+
+
+@pytest.mark.parametrize("kernel", ["mma", "wgmma"])
+@pytest.mark.parametrize("scale", [-0.2, 0.0])
+def test_a_scale_that_is_not_positive_matches_the_reference(kernel, scale):
+    """The wide mma forward folds the scale into its running maximum and hands a non-positive scale to
+    the ``base`` tiling; whichever kernel runs, the result must be the reference's."""
+    if kernel == "wgmma" and flash.device_arch(torch.device("cuda")) != "sm_90a":
+        pytest.skip("the wgmma forward runs on sm_90a only")
+    q, k, v = attention_inputs(2, 203, 113, 4, 2, 128, dtype=torch.bfloat16, device="cuda", seed=11)
+    out, lse = flash.flash_fwd(q, k, v, scale, True, kernel=kernel)
+    (ref, ref_lse), (low, low_lse) = _reference(q, k, v, True, softmax_scale=scale)
+    assert_attention_close(out, ref, low, name=f"out ({kernel}, scale {scale})")
+    assert_attention_close(lse, ref_lse, low_lse, name=f"lse ({kernel}, scale {scale})")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two GPUs")
@@ -128,10 +172,9 @@ def test_tensors_on_another_gpu_than_the_current_one():
         out = attn_cuda.flash_attn_func(q, k, v, causal=True)
         out.sum().backward()
     torch.cuda.synchronize(1)
-    assert out.device == q.grad.device == torch.device("cuda", 1)
-    (ref, _), (low, _) = _reference(q.detach(), k.detach(), v.detach(), True)
-    assert_attention_close(out.detach(), ref, low, name="out")
-    assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all() and torch.isfinite(v.grad).all()
+    assert out.device == torch.device("cuda", 1)
+    with torch.cuda.device(0):  # the checks too, with the other GPU current
+        _check_backward(q, k, v, True, "cuda:1 while cuda:0 is current")
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -283,11 +326,16 @@ def test_hello_prints(capfd):
     assert "tag 42" in capfd.readouterr().out
 
 
-def test_dynamic_shared_memory_above_48k_is_allowed():
+def test_dynamic_shared_memory_above_48k_is_allowed(monkeypatch):
+    """The mma forward at hd128 needs more than the default 48 KB of dynamic shared memory: it launches
+    (which it could not without the attribute) and computes the reference's result."""
     cfg = attn_cuda.flash.FWD_CONFIGS[128]
     assert cfg.smem_bytes() > runtime.DEFAULT_SMEM_LIMIT
+    monkeypatch.setenv("ATTN_CUDA_FWD_KERNEL", "mma")  # the kernel whose config is checked above
     q, k, v = attention_inputs(1, 64, 64, 1, 1, 128, dtype=torch.float16, device="cuda")
-    attn_cuda.flash_attn_func(q, k, v)  # would fail to launch without the attribute
+    out = attn_cuda.flash_attn_func(q, k, v)
+    (ref, _), (low, _) = _reference(q, k, v, False)
+    assert_attention_close(out, ref, low, name="out")
 
 
 SANITIZE = Path(__file__).resolve().parents[1] / "tools" / "sanitize.py"

@@ -132,6 +132,21 @@ def test_matmul_options_are_validated_with_the_allowed_values(kw, message):
         basics.matmul(a, b, **kw)
 
 
+@pytest.mark.parametrize(
+    ("x", "got"),
+    [
+        (torch.zeros(3), "shape (3,), dtype torch.float32, device cpu"),
+        (torch.zeros(2, dtype=torch.float16), "dtype torch.float16"),
+        ([1.0, 2.0], "got list"),
+    ],
+)
+def test_reduce_sum_names_what_it_was_given(x, got):
+    with pytest.raises(
+        ValueError, match=re.escape("reduce_sum: x must be a float32 CUDA tensor; ") + ".*" + re.escape(got)
+    ):
+        basics.reduce_sum(x)
+
+
 def test_backward_variant_selection(monkeypatch):
     monkeypatch.delenv("ATTN_CUDA_BWD_VARIANT", raising=False)
     assert flash.bwd_variant() == flash.DEFAULT_BWD_VARIANT == "tiled"

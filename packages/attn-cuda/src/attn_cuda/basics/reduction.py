@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from attn_reference.errors import describe
+
 from ..runtime import i64, launch
 from ._common import module
 
@@ -33,7 +35,8 @@ def reduce_sum(x: torch.Tensor, variant: str = "v5_multi") -> torch.Tensor:
     if variant not in REDUCTION_VARIANTS:
         raise ValueError(f"variant must be one of {REDUCTION_VARIANTS}, got {variant!r}")
     if not isinstance(x, torch.Tensor) or x.device.type != "cuda" or x.dtype != torch.float32:
-        raise ValueError("reduce_sum: x must be a float32 CUDA tensor")
+        got = describe(x) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"reduce_sum: x must be a float32 CUDA tensor; got {got}")
     cur = x.contiguous().reshape(-1)
     if cur.numel() == 0:
         return torch.zeros((), dtype=torch.float32, device=x.device)
