@@ -32,6 +32,21 @@ def test_non_positive_scale_is_refused_without_softcap(scale):
         attn_cutlass.flash_attn_func(*_qkv(), softmax_scale=scale, softcap=2.0)
 
 
+@pytest.mark.parametrize("varlen", [False, True], ids=["fixed", "varlen"])
+def test_deterministic_is_refused_before_the_device_check(varlen):
+    # CPU tensors: a refusal that came after the device check would be the "CUDA" AttentionArgumentError
+    if varlen:
+        q, k, v = (torch.randn(12, 2, 64, dtype=torch.bfloat16) for _ in range(3))
+        cu = torch.tensor([0, 5, 12], dtype=torch.int32)
+        call = lambda **kw: attn_cutlass.flash_attn_varlen_func(q, k, v, cu, cu, 7, 7, **kw)
+    else:
+        call = lambda **kw: attn_cutlass.flash_attn_func(*_qkv(), **kw)
+    with pytest.raises(UnsupportedFeatureError, match=r"deterministic=True.*atomics"):
+        call(deterministic=True)
+    with pytest.raises(AttentionArgumentError, match="CUDA"):  # False is the default and goes on
+        call(deterministic=False)
+
+
 def test_float64_is_refused():
     with pytest.raises(AttentionArgumentError):
         attn_cutlass.flash_attn_func(*_qkv(dtype=torch.float64))
@@ -56,7 +71,10 @@ def test_requires_grad_tensors_export_to_cute():
 
     t = torch.randn(2, 8, 2, 64, requires_grad=True)
     view = _to_cute(t)
-    assert tuple(view.shape) == tuple(t.shape)
+    assert tuple(view.shape) == tuple(t.shape) and tuple(view.stride) == t.stride()
+    # the kernels write outputs through these views: a copy would leave the caller's tensor untouched.
+    # (The DSL's runtime pointer has no public integer accessor: its toint() raises NotImplementedError.)
+    assert view.iterator._pointer == t.data_ptr()
 
 
 def _naive_forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, softcap):
@@ -303,3 +321,73 @@ def test_compile_cache_builds_each_key_once_and_kernels_take_the_mask_flags(monk
         t.join()
     assert results == [1] * 8 and compiled == [(kernels[0], (1, 2))]
     assert interface._compiled(("other",), lambda: kernels[1], 3) == 2
+
+
+def _mat(m, n, dtype=torch.bfloat16):
+    return torch.randn(m, n).to(dtype)
+
+
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        (_mat(4, 8)[None], _mat(8, 3), r"a must be a 2-D tensor, got shape \(1, 4, 8\)"),
+        (_mat(4, 8), _mat(8, 3)[0], r"b must be a 2-D tensor, got shape \(3,\)"),
+        (_mat(4, 8), _mat(7, 3), r"same K, got a shape \(4, 8\).*b shape \(7, 3\)"),
+        (_mat(4, 8, torch.float32), _mat(8, 3, torch.float32), r"a must be float16 or bfloat16.*float32"),
+        (_mat(4, 8), _mat(8, 3, torch.float16), r"b must have a's dtype \(torch.bfloat16\).*float16"),
+        (_mat(4, 8), _mat(8, 3), r"a must be a CUDA tensor, got .*device cpu"),
+    ],
+)
+def test_matmul_refuses_bad_arguments_naming_them(a, b, match):
+    with pytest.raises(AttentionArgumentError, match=match):
+        attn_cutlass.matmul(a, b)
+
+
+@pytest.mark.parametrize("mnk", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0)])
+def test_sm90_matmul_answers_empty_shapes_without_a_launch(mnk):
+    """No kernel for these (a grid of no tiles, or a k-loop of none): on the CPU, so nothing can launch."""
+    from attn_cutlass.gemm import _matmul_sm90
+
+    m, n, k = mnk
+    c = _matmul_sm90(_mat(m, k), _mat(k, n))
+    assert c.shape == (m, n) and c.dtype == torch.bfloat16
+    assert torch.equal(c, torch.zeros(m, n, dtype=torch.bfloat16))
+
+
+def _tma_legal(x):
+    return x.data_ptr() % 16 == 0 and any(
+        x.stride(d) == 1 and x.stride(1 - d) % 8 == 0 and x.stride(1 - d) >= x.shape[d] for d in (0, 1)
+    )
+
+
+@pytest.mark.parametrize("b_major", ["row", "col"])
+@pytest.mark.parametrize(
+    "m, n, k", [(33, 65, 7), (1, 1, 1), (5, 3, 8), (300, 520, 200), (16, 24, 13), (1, 40, 9)]
+)
+def test_sm90_matmul_operands_are_tma_legal_and_keep_the_product(m, n, k, b_major):
+    """The host side of the sm90 GEMM: K zero-padded to 8 and copies wherever a row stride or the base is
+    not 16-byte aligned, so every TMA descriptor is legal, and the padded product is a @ b."""
+    from attn_cutlass.gemm import _sm90_operands
+
+    a, b = torch.randn(m, k, dtype=torch.float64), torch.randn(k, n, dtype=torch.float64)
+    a16, b16 = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    if b_major == "col":
+        b16 = b16.t().contiguous().t()
+    ap, bt = _sm90_operands(a16, b16)
+    kp = -(-k // 8) * 8
+    assert ap.shape == (m, kp) and bt.shape == (n, kp)
+    assert ap.stride(1) == 1 and _tma_legal(ap) and _tma_legal(bt)
+    assert (ap[:, k:] == 0).all() and (bt[:, k:] == 0).all()
+    torch.testing.assert_close(ap.double() @ bt.double().t(), a16.double() @ b16.double())
+
+
+def test_sm90_matmul_operands_copy_misaligned_and_broadcast_views():
+    from attn_cutlass.gemm import _sm90_operands
+
+    flat = torch.randn(1 + 24 * 16, dtype=torch.bfloat16)
+    a = flat[1:].view(24, 16)  # contiguous and K a multiple of 8, but its base 2 bytes off 16
+    b = torch.randn(1, 8, dtype=torch.bfloat16).expand(16, 8)  # stride 0 along K: no TMA stride
+    assert a.is_contiguous() and a.data_ptr() % 16 and b.stride() == (0, 1)
+    ap, bt = _sm90_operands(a, b)
+    assert _tma_legal(ap) and torch.equal(ap, a)
+    assert _tma_legal(bt) and torch.equal(bt, b.t())

@@ -13,7 +13,7 @@ import os
 import torch
 
 from attn_reference import capability
-from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
+from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError, describe
 
 _cache: dict[tuple, object] = {}
 #: The sm90 GEMM's output tile.
@@ -26,15 +26,23 @@ def _num_sms(index: int) -> int:
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for 2-D fp16/bf16 CUDA tensors: a (M, K) row-major, b (K, N) row- or column-major."""
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
-        raise AttentionArgumentError(f"matmul: need (M, K) @ (K, N), got {tuple(a.shape)} @ {tuple(b.shape)}")
-    if a.dtype not in (torch.float16, torch.bfloat16) or b.dtype != a.dtype:
+    """``a @ b`` for 2-D fp16/bf16 CUDA tensors a (M, K) and b (K, N), any strides, any M, N, K >= 0
+    (empty M or N: an empty result; K = 0: zeros)."""
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            raise AttentionArgumentError(f"matmul: {name} must be a 2-D tensor, got {describe(t)}")
+    if a.shape[1] != b.shape[0]:
         raise AttentionArgumentError(
-            f"matmul: a and b must share dtype float16 or bfloat16, got {a.dtype}, {b.dtype}"
+            f"matmul: need a (M, K) and b (K, N) with the same K, got a {describe(a)} and b {describe(b)}"
         )
-    if a.device.type != "cuda" or b.device != a.device:
-        raise AttentionArgumentError(f"matmul: need CUDA tensors on one device, got {a.device}, {b.device}")
+    if a.dtype not in (torch.float16, torch.bfloat16):
+        raise AttentionArgumentError(f"matmul: a must be float16 or bfloat16, got {describe(a)}")
+    if b.dtype != a.dtype:
+        raise AttentionArgumentError(f"matmul: b must have a's dtype ({a.dtype}), got {describe(b)}")
+    if a.device.type != "cuda":
+        raise AttentionArgumentError(f"matmul: a must be a CUDA tensor, got {describe(a)}")
+    if b.device != a.device:
+        raise AttentionArgumentError(f"matmul: b must be on a's device ({a.device}), got {describe(b)}")
     cap = capability.cuda_capability(a.device)
     if cap is None or cap < (8, 0):
         raise UnsupportedFeatureError(f"matmul: the CuTe DSL GEMMs need an sm80+ GPU, got capability {cap}")
@@ -43,23 +51,73 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _matmul_sm90(a, b)
 
 
+def _trivial_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """``a @ b`` where there is nothing to launch: M or N empty (an empty result; a grid of no tiles) or
+    K empty (zeros; a k-loop of no tiles would leave the accumulator unwritten). None otherwise."""
+    (m, k), n = a.shape, b.shape[1]
+    if m == 0 or n == 0:
+        return torch.empty((m, n), dtype=a.dtype, device=a.device)
+    if k == 0:
+        return torch.zeros((m, n), dtype=a.dtype, device=a.device)
+    return None
+
+
+#: TMA's global strides must be multiples of 16 bytes: 8 elements of 16 bits.
+_TMA_ALIGN = 8
+
+
+def _tma_ready(x: torch.Tensor, major: int) -> bool:
+    """Whether 2-D ``x``, contiguous along dim ``major``, can back a TMA descriptor as it is: a 16-byte
+    aligned base and the other dim's stride a positive multiple of 16 bytes (a broadcast stride 0 is not)."""
+    other = x.stride(1 - major)
+    return (
+        x.stride(major) == 1
+        and other >= x.shape[major]
+        and other % _TMA_ALIGN == 0
+        and x.data_ptr() % 16 == 0
+    )
+
+
+def _fresh_row_major(x: torch.Tensor) -> torch.Tensor:
+    # Not .contiguous(): it returns a misaligned view, or one with odd strides on size-1 dims, unchanged.
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
+
+
+def _sm90_operands(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A (M, K'), B^T (N, K')) as the sm90 kernel's TMA descriptors need them, K' = K rounded up to 8:
+    the zero columns of K' - K add nothing to the products, and copies only where the strides or the base
+    are not TMA's. A stays K-major; B^T keeps whichever major it has if that one is TMA-ready."""
+    k = a.shape[1]
+    kp = -(-k // _TMA_ALIGN) * _TMA_ALIGN
+    a, b = a.detach(), b.detach()
+    if kp != k:
+        a = torch.nn.functional.pad(a, (0, kp - k))
+        b = torch.nn.functional.pad(b, (0, 0, 0, kp - k))
+    a = a if _tma_ready(a, 1) else _fresh_row_major(a)
+    bt = b.t()  # (N, K'): wgmma's B operand
+    if not (_tma_ready(bt, 1) or _tma_ready(bt, 0)):
+        bt = _fresh_row_major(bt)
+    return a, bt
+
+
 def _matmul_sm90(
     a: torch.Tensor, b: torch.Tensor, num_ctas: int | None = None, cluster_m: int | None = None
 ) -> torch.Tensor:
-    """The persistent Hopper GEMM on checked inputs. ``num_ctas`` (default: one CTA per SM, at most one
-    per tile) is the grid; ``tools/gpu_check.py`` passes the tile count to time a non-persistent launch.
-    ``cluster_m`` (default 2 where the M tiles pair up, else 1; ``ATTN_CUTLASS_GEMM_CLUSTER=1`` turns
-    the pairs off) is how many CTAs along M share each B tile by TMA multicast."""
+    """The persistent Hopper GEMM on checked inputs (any M, N, K: see :func:`_trivial_product` and
+    :func:`_sm90_operands`). ``num_ctas`` (default: one CTA per SM, at most one per tile) is the grid;
+    ``tools/gpu_check.py`` passes the tile count to time a non-persistent launch. ``cluster_m`` (default 2
+    where the M tiles pair up, else 1; ``ATTN_CUTLASS_GEMM_CLUSTER=1`` turns the pairs off) is how many
+    CTAs along M share each B tile by TMA multicast."""
+    trivial = _trivial_product(a, b)
+    if trivial is not None:
+        return trivial
     import cuda.bindings.driver as cuda
     import cutlass
     import cutlass.cute as cute
     from cutlass.cute.runtime import from_dlpack
 
-    a = a if a.stride(1) == 1 and a.stride(0) % 8 == 0 else a.contiguous()
-    bt = b.t()  # (N, K): wgmma's B operand
-    if not ((bt.stride(1) == 1 and bt.stride(0) % 8 == 0) or (bt.stride(0) == 1 and bt.stride(1) % 8 == 0)):
-        bt = bt.contiguous()
-    m, n = a.shape[0], b.shape[1]
+    a, bt = _sm90_operands(a, b)
+    m, n = a.shape[0], bt.shape[0]
     c = torch.empty((m, n), dtype=a.dtype, device=a.device)
     b_lead = 1 if bt.stride(1) == 1 else 0
     m_tiles, n_tiles = -(-m // TILE_M), -(-n // TILE_N)
@@ -75,8 +133,8 @@ def _matmul_sm90(
     if wide_c:
         c_arg = c_arg.mark_compact_shape_dynamic(mode=1, stride_order=(0, 1), divisibility=8)
     args = [
-        from_dlpack(a.detach(), assumed_align=16).mark_layout_dynamic(leading_dim=1),
-        from_dlpack(bt.detach(), assumed_align=16).mark_layout_dynamic(leading_dim=b_lead),
+        from_dlpack(a, assumed_align=16).mark_layout_dynamic(leading_dim=1),
+        from_dlpack(bt, assumed_align=16).mark_layout_dynamic(leading_dim=b_lead),
         c_arg,
     ]
     index = a.device.index if a.device.index is not None else torch.cuda.current_device()
@@ -119,7 +177,7 @@ def _matmul_sm80(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if kp != k:
         a2 = torch.nn.functional.pad(a2, (0, kp - k))
         bt = torch.nn.functional.pad(bt, (0, kp - k))
-    a2, bt = (x if x.is_contiguous() and x.data_ptr() % 16 == 0 else x.contiguous() for x in (a2, bt))
+    a2, bt = (x if x.is_contiguous() and x.data_ptr() % 16 == 0 else _fresh_row_major(x) for x in (a2, bt))
 
     def operand(x):
         return (

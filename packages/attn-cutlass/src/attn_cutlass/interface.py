@@ -243,6 +243,30 @@ def fwd_tma_store(varlen: bool) -> bool:
     return _env_choice("ATTN_CUTLASS_FWD_STORE", STORE_MODES, DEFAULT_STORE) == "tma" and not varlen
 
 
+def fwd_sm90_options(dtype: torch.dtype, head_dim: int, varlen: bool) -> dict:
+    """The sm90 forward's build options beyond the mask flags, as a call picks them now (each from its
+    variable, read per call): what ``_forward`` builds and keys its cache on, and what the CPU tier's
+    compile tests build, so that they check the kernels calls run."""
+    return dict(
+        pingpong=fwd_pingpong(),
+        lazy_rescale=fwd_rescale() == "lazy",
+        consumer_wgs=fwd_consumer_wgs(head_dim),
+        unroll=fwd_unroll(dtype, head_dim),
+        tma_store=fwd_tma_store(varlen),
+    )
+
+
+def bwd_sm90_options(head_dim: int, varlen: bool) -> dict:
+    """The sm90 backward's build options beyond the mask flags, as a call picks them now (see
+    :func:`fwd_sm90_options`). Varlen always adds dQ by atomics: a TMA or bulk box would overrun into the
+    next sequence."""
+    return dict(
+        dq_reduce="atomic" if varlen else bwd_dq_reduce(head_dim),
+        schedule=bwd_schedule(),
+        stats_ahead=bwd_prefetch_stats(),
+    )
+
+
 def _mask_flags(causal: bool, left: int, right: int, softcap: float, varlen: bool) -> dict:
     """The compile-time flags every attention kernel takes (its compile cache keys on the same ones)."""
     return dict(
@@ -302,13 +326,10 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     from .kernels.flash_fwd_sm90 import FlashAttentionForwardSm90, softmax_scale_args, tile_config
 
     dt = _cute_dtype(q.dtype)
-    flags, pingpong = _mask_flags(causal, left, right, softcap, varlen), fwd_pingpong()
-    lazy = fwd_rescale() == "lazy"
-    wgs = fwd_consumer_wgs(head_dim)
-    unroll = fwd_unroll(q.dtype, head_dim)
-    tma_store = fwd_tma_store(varlen)
-    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), pingpong, lazy, wgs, unroll, tma_store)
-    tile_m = tile_config(head_dim, wgs)[0]
+    flags = _mask_flags(causal, left, right, softcap, varlen)
+    options = fwd_sm90_options(q.dtype, head_dim, varlen)
+    key = ("fwd_sm90", q.dtype, head_dim, *flags.values(), *options.values())
+    tile_m = tile_config(head_dim, options["consumer_wgs"])[0]
     num_m_blocks = max(1, math.ceil(seqlen_q / tile_m))
     num_tiles = num_m_blocks * heads * batch
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
@@ -342,16 +363,7 @@ def _forward(q, k, v, cu_q, cu_k, max_seqlen_q, scale, causal, left, right, soft
     stream = cuda.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
 
     def make_kernel():
-        return FlashAttentionForwardSm90(
-            dt,
-            head_dim,
-            **flags,
-            pingpong=pingpong,
-            lazy_rescale=lazy,
-            consumer_wgs=wgs,
-            unroll=unroll,
-            tma_store=tma_store,
-        )
+        return FlashAttentionForwardSm90(dt, head_dim, **flags, **options)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     return out, lse
@@ -508,7 +520,8 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
     dev = q.device
     d_buf, lse_buf = backward_statistics(out, dout, lse, varlen, tile_m)
     pad = d_buf.shape[-1]
-    dq_reduce = "atomic" if varlen else bwd_dq_reduce(head_dim)
+    options = bwd_sm90_options(head_dim, varlen)
+    dq_reduce = options["dq_reduce"]
     if varlen:
         dq_acc = torch.zeros((pad, hq, head_dim), dtype=torch.float32, device=dev)
         batch = cu_q.numel() - 1
@@ -560,15 +573,11 @@ def _backward(dout, q, k, v, out, lse, cu_q, cu_k, max_seqlen_k, scale, causal, 
         batch,
     )
     stream = cuda.CUstream(torch.cuda.current_stream(dev).cuda_stream)
-    schedule = bwd_schedule()
-    prefetch = bwd_prefetch_stats()
     flags = _mask_flags(causal, left, right, softcap, varlen)
-    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), dq_reduce, schedule, prefetch)
+    key = ("bwd_sm90", q.dtype, head_dim, *flags.values(), *options.values())
 
     def make_kernel():
-        return FlashAttentionBackwardSm90(
-            dt, head_dim, **flags, dq_reduce=dq_reduce, schedule=schedule, stats_ahead=prefetch
-        )
+        return FlashAttentionBackwardSm90(dt, head_dim, **flags, **options)
 
     _compiled(key, make_kernel, *tensors, *scalars, stream)(*tensors, *scalars, stream)
     # dQ arrives scaled by the kernel ("bulk": scaled by the un-permuting pass)
@@ -619,6 +628,17 @@ def _check_scale(scale: float, softcap: float) -> None:
         )
 
 
+def _check_deterministic(deterministic: bool, fn: str) -> None:
+    # flash-attn's flag asks for a bitwise reproducible backward. The sm90 backward sums dQ over the key
+    # blocks' CTAs by fp32 atomics or TMA/bulk reduce-adds in L2, in whatever order the CTAs finish, so
+    # it cannot promise that; refusing beats silently ignoring the flag.
+    if deterministic:
+        raise UnsupportedFeatureError(
+            f"{fn}: deterministic=True is not supported by attn-cutlass: its backward adds dQ by fp32 "
+            "atomics / reduce-adds in an order that varies from run to run; pass deterministic=False"
+        )
+
+
 def flash_attn_func(
     q,
     k,
@@ -630,10 +650,13 @@ def flash_attn_func(
     return_lse=False,
     deterministic=False,
 ):
-    """flash-attn's ``flash_attn_func``: q (b, s_q, h, d), k/v (b, s_k, h_k, d) -> out (and lse (b, h, s_q))."""
+    """flash-attn's ``flash_attn_func``: q (b, s_q, h, d), k/v (b, s_k, h_k, d) -> out (and lse (b, h, s_q)).
+
+    ``deterministic=True`` raises UnsupportedFeatureError: the backward's dQ sum is not reproducible."""
     shape = check_qkv(q, k, v, dtypes=DTYPES, head_dims=HEAD_DIMS, head_dim_v_must_match=True)
     (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     _check_scale(scale, softcap)
+    _check_deterministic(deterministic, "flash_attn_func")
     _check_cuda(q, "flash_attn_func")
     # A right window of 0 is causal; keep the flag so the kernel's schedule knows.
     is_causal = causal or (right == 0 and left < 0)
@@ -658,7 +681,9 @@ def flash_attn_varlen_func(
     return_lse=False,
     deterministic=False,
 ):
-    """flash-attn's varlen API: packed (total, h, d) with int32 cu_seqlens; lse is (h, total_q)."""
+    """flash-attn's varlen API: packed (total, h, d) with int32 cu_seqlens; lse is (h, total_q).
+
+    ``deterministic=True`` raises UnsupportedFeatureError, as in :func:`flash_attn_func`."""
     shape, _, _ = check_varlen_qkv(
         q,
         k,
@@ -673,6 +698,7 @@ def flash_attn_varlen_func(
     )
     (left, right), softcap, scale = check_options(softmax_scale, causal, window_size, softcap, shape.head_dim)
     _check_scale(scale, softcap)
+    _check_deterministic(deterministic, "flash_attn_varlen_func")
     _check_cuda(q, "flash_attn_varlen_func")
     is_causal = causal or (right == 0 and left < 0)
     out, lse = _FlashAttnFunc.apply(
