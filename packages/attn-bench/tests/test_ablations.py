@@ -163,7 +163,7 @@ def test_ablations_preset_selects_the_guide_pairs():
         "cuda/mma", "cuda/bwd_base", "cuda/bwd_wide8", "cuda/bwd_wide8q", "cuda/bwd_wide8v", "cuda/bwd_wide8qv",
         "cutlass",
         "cutlass/dq_atomic", "cutlass/dq_tma", "cutlass/dq_bulk", "cutlass/prefetch", "cutlass/serial",
-        "triton", "triton/deterministic", "triton/atomic_dq", "triton/pointer_loads",
+        "triton", "triton/deterministic", "triton/atomic_dq", "triton/tma_loads",
     }  # fmt: skip
     assert impls["decode-kvcache"] == {"triton", "triton/one_split"}
     assert impls["mla-decode"] == {

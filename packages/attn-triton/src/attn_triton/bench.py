@@ -25,11 +25,11 @@ Ablation variants (attn-bench's ``ablations`` preset only), each one choice of t
   1, 2 or 3 K/V pipeline stages, the autotuner bypassed (``stages_3`` is measured against the default);
 * ``attention_bwd/atomic_dq``: dQ added with fp32 atomics from the dK/dV kernel (``Knobs.bwd_dq="atomic"``)
   where the default takes the separate dQ kernel (Hopper: head dims 64 and 256, and 128 without a mask;
-  at 128 causal both are the atomics); ``attention_bwd/pointer_loads``: the backward's streamed tiles by
-  pointers instead of tensor descriptors (``Knobs.bwd_tma=False``). The default profile already runs the
-  backward by pointers (``bwd_tma=False`` since ``v1``; ``v2`` has the descriptors), so on Hopper this
-  variant runs what the default runs (the H200 ablations of 2026-12-03: 0.99x-1.01x). Backward knobs are read
-  when the backward runs, so they are switched around the backward only;
+  at 128 causal both are the atomics); ``attention_bwd/tma_loads``: the backward's streamed tiles by
+  tensor descriptors (``Knobs.bwd_tma=True``, v2's choice; Hopper only) instead of the default's pointers
+  (``bwd_tma=False`` since ``v1``). It replaces ``pointer_loads`` (``bwd_tma=False``), which ran what the
+  default runs (the H200 ablations of 2026-12-03: 0.99x-1.01x, a measurement of nothing). Backward knobs
+  are read when the backward runs, so they are switched around the backward only;
 * ``decode_kvcache/one_split``: split-KV decoding with ``num_splits=1`` (one program per sequence and KV
   head walks the whole cache) against the default's automatic split count.
 
@@ -216,11 +216,11 @@ def supports(op: str, variant: str, shape: dict, device: str) -> str | None:
         return f"the forced 128 x 128 tile's K/V stages do not fit shared memory at head dim {d}"
     if variant in GLUON_VARIANTS and (device != "cuda" or d not in GLUON_VARIANTS[variant]):
         return f"the Gluon forward's {variant}: Hopper, head dims {GLUON_VARIANTS[variant]}"
-    if variant == "pointer_loads" and device == "cuda":
+    if variant in ("pointer_loads", "tma_loads") and device == "cuda":
         import torch
 
         if torch.cuda.get_device_capability() != (9, 0):
-            return "the pointer path is already the default below Hopper"
+            return "tensor descriptors (TMA) are Hopper's: below it both run pointer loads"
     return None
 
 
@@ -251,7 +251,7 @@ def backend() -> dict:
                 "stages_2": _stages(2, baseline="stages_3"),
                 "stages_1": _stages(1, baseline="stages_3"),
             },
-            "attention_bwd": {"atomic_dq": _atomic_dq, "pointer_loads": _backward_with(bwd_tma=False)},
+            "attention_bwd": {"atomic_dq": _atomic_dq, "tma_loads": _backward_with(bwd_tma=True)},
             "decode_kvcache": {"one_split": _decode_one_split},
         },
         "supports": supports,
