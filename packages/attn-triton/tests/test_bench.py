@@ -129,7 +129,7 @@ def test_forward_variants_match_the_reference(launches, assert_matches_reference
 
 
 @interp
-def test_one_split_decoding_matches_the_default():
+def test_one_split_decoding_matches_the_default(assert_matches_reference):
     g = torch.Generator().manual_seed(2)
     q = torch.randn(2, 1, 4, 64, generator=g)
     kc, vc = (torch.randn(2, 300, 2, 64, generator=g) for _ in range(2))
@@ -137,6 +137,9 @@ def test_one_split_decoding_matches_the_default():
     want = bench._decode(q, kc, vc, cache_seqlens=seqlens, softmax_scale=0.125)
     got = bench._decode_one_split(q, kc, vc, cache_seqlens=seqlens, softmax_scale=0.125)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for i, n in enumerate(seqlens.tolist()):  # and the reference's, sequence by sequence
+        kv = kc[i : i + 1, :n], vc[i : i + 1, :n]
+        assert_matches_reference({"out": got[i : i + 1]}, q[i : i + 1], *kv, softmax_scale=0.125)
 
 
 @pytest.fixture
@@ -157,7 +160,9 @@ def separate_knobs(monkeypatch):
 
 @interp
 @pytest.mark.parametrize("causal", [False, True])
-def test_atomic_dq_matches_the_default_and_restores_the_knobs(separate_knobs, causal):
+def test_atomic_dq_matches_the_default_and_restores_the_knobs(
+    separate_knobs, assert_matches_reference, causal
+):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 40, 2, 32, generator=g) for _ in range(3))
     dout = torch.randn(1, 40, 2, 32, generator=g)
@@ -171,6 +176,9 @@ def test_atomic_dq_matches_the_default_and_restores_the_knobs(separate_knobs, ca
     assert _runtime.knobs().bwd_dq == "separate"
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for result in grads:
+        got = dict(zip(("out", "dq", "dk", "dv"), result))
+        assert_matches_reference(got, q, k, v, dout, causal=causal, softmax_scale=0.2)
 
 
 def test_knobs_come_back_after_an_error():

@@ -43,7 +43,7 @@ def test_tma_path_forward_under_interpreter(launches, assert_matches_reference, 
 
 
 @interp
-def test_atomic_and_deterministic_backward_agree():
+def test_atomic_and_deterministic_backward_agree(assert_matches_reference):
     q, k, v = _qkv(1, 33, 50, 2, 1, 32)
     kw = dict(softmax_scale=0.2, left=-1, right=0, softcap=3.0)
     out, lse = flash_fwd(q, k, v, **kw)
@@ -52,6 +52,10 @@ def test_atomic_and_deterministic_backward_agree():
     b = flash_bwd(do, q, k, v, out, lse, deterministic=True, **kw)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    # agreeing is not enough: both must be the reference's gradients
+    for grads in (a, b):
+        got = dict(zip(("dq", "dk", "dv"), grads))
+        assert_matches_reference(got, q, k, v, do, softmax_scale=0.2, causal=True, softcap=3.0)
 
 
 @interp
