@@ -7,7 +7,8 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue tg (attn-triton's Gluon forward on an H200; its tests passed on an H100,
+# Owed, most telling first: queue lean (attn-flashmla's opt-in lean softmax), queue audit (the 2026-12-08
+# test audit's GPU tests), queue tg (attn-triton's Gluon forward on an H200; its tests passed on an H100,
 # 2026-12-07, ninth session), queue mg (attn-flashmla's Gluon kernel on an H200 beside the CuTe path; its rows ran on an H100 in the tenth
 # session, the tier is owed), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
@@ -298,6 +299,19 @@ queue_lean() {  # attn-flashmla's opt-in lean softmax (2026-12-07, twelfth sessi
     ATTN_FLASHMLA_CUTE_LEAN=1 step lean-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests --tier sm90 -q \
         -k "not TestFlashMLATritonSm90 and not TestFlashMLAGluonSm90"
     step lean-ab 150 python3 packages/attn-flashmla/tools/cute_ab.py --forms seesaw,seesaw_lean
+}
+
+queue_audit() {  # the GPU tests the thirteenth session's test audit added (2026-12-08, never run on a GPU),
+    # each small: attn-cutlass's suite at hd128/hd256 and its rule-based checks, attn-cuda's backward in every
+    # dtype and head dim and its non-positive scales, attn-flashmla's tile edges in both dtypes (fp16: the
+    # seesaw build with P pinned, new SASS)
+    export CUDA_VISIBLE_DEVICES=0
+    step audit-cutlass 240 python3 -m pytest "${xdist[@]}" packages/attn-cutlass/tests/test_sm90.py --tier sm90 -q \
+        -k "Hd128 or Hd256 or at_2k or non_positive_scale or gemm_sm90_matches_torch"
+    step audit-cuda 150 python3 -m pytest "${xdist[@]}" packages/attn-cuda/tests/test_gpu.py --tier sm90 -q \
+        -k "every_dtype_and_head_dim or not_positive or above_48k"
+    step audit-flashmla 120 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests/test_cute_sm90.py \
+        --tier sm90 -q -k "tile_edges or not_positive"
 }
 
 queue_ab() {  # hd64's ablations now that three consumer warpgroups are its default (2026-12-06, fourth session):
