@@ -5,7 +5,7 @@ import torch
 
 import attn_reference as ar
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
-from attn_reference.testing.inputs import attention_inputs, kvcache_inputs, varlen_inputs
+from attn_reference.testing.inputs import attention_inputs, kvcache_inputs, strided_view, varlen_inputs
 from attn_reference.validation import (
     check_kvcache,
     check_options,
@@ -175,3 +175,28 @@ def test_kvcache_errors():
         f(flat.q[:1], flat.k_cache, flat.v_cache)
     with pytest.raises(AttentionArgumentError, match=r"k_cache and v_cache must have the same leading dims"):
         f(flat.q, flat.k_cache, flat.v_cache[:, :4])
+
+
+def test_strided_lengths_and_block_tables_are_refused():
+    """The kernels read entry i of a length vector or block-table row at base + i (flash-attn checks the
+    same): a strided view would be read as other values, so it is refused, naming it and its strides. A
+    block table's rows may be a slice of a wider table (the row stride is passed)."""
+    x = kvcache_inputs(1, [20, 7], 2, 2, 16, page_size=16)
+    f = ar.flash_attn_with_kvcache
+    for kw, name in (
+        (dict(cache_seqlens=strided_view(x.cache_seqlens), block_table=x.block_table), "cache_seqlens"),
+        (dict(cache_seqlens=x.cache_seqlens, block_table=strided_view(x.block_table)), "block_table"),
+    ):
+        with pytest.raises(
+            AttentionArgumentError, match=rf"{name} must be contiguous .* strides \(\d+, ?\d*\)"
+        ):
+            f(x.q, x.k_cache, x.v_cache, **kw)
+    wide = torch.zeros(2, x.block_table.shape[1] + 4, dtype=torch.int32)
+    wide[:, : x.block_table.shape[1]] = x.block_table
+    f(x.q, x.k_cache, x.v_cache, cache_seqlens=x.cache_seqlens, block_table=wide[:, : x.block_table.shape[1]])
+    v = varlen_inputs([5, 7], [6, 8], 2, 2, 16)
+    for i, name in enumerate(("cu_seqlens_q", "cu_seqlens_k")):
+        cu = [v.cu_seqlens_q, v.cu_seqlens_k]
+        cu[i] = strided_view(cu[i])
+        with pytest.raises(AttentionArgumentError, match=rf"{name} must be contiguous"):
+            ar.flash_attn_varlen_func(v.q, v.k, v.v, *cu, 7, 8)

@@ -58,6 +58,16 @@ def _check_tensor(fn: str, name: str, t, rank: int, layout: str) -> None:
         )
 
 
+def _require_unit_stride(fn: str, name: str, t: torch.Tensor) -> None:
+    # flash-attn's CHECK_CONTIGUOUS on lengths and its contiguous last dim of block_table: the kernels read
+    # entry i of a row at base + i, so a strided view would be read as other values (or past its end).
+    if t.shape[-1] > 1 and t.stride(-1) != 1:
+        raise AttentionArgumentError(
+            f"{fn}: {name} must be contiguous in its last dimension (stride 1), got {describe(t)} "
+            f"with strides {t.stride()}"
+        )
+
+
 def _check_common(fn, q, k, v, dtypes, head_dims, device_type, head_dim_v_must_match) -> None:
     if q.dtype != k.dtype or q.dtype != v.dtype:
         raise AttentionArgumentError(
@@ -199,6 +209,7 @@ def check_cu_seqlens(cu_seqlens, name: str, *, total: int, device: torch.device,
         raise AttentionArgumentError(
             f"{fn}: {name} must be on q's device {device}, got {describe(cu_seqlens)}"
         )
+    _require_unit_stride(fn, name, cu_seqlens)
     host = cu_seqlens.to("cpu", torch.int64)
     if host[0].item() != 0:
         raise AttentionArgumentError(f"{fn}: {name}[0] must be 0, got {host[0].item()}")
@@ -333,6 +344,7 @@ def check_kvcache(
             raise AttentionArgumentError(
                 f"{fn}: block_table must be on q's device {q.device}, got {describe(block_table)}"
             )
+        _require_unit_stride(fn, "block_table", block_table)
         page_size, num_pages = k_cache.shape[1], k_cache.shape[0]
         if page_size_multiple and page_size % page_size_multiple:
             raise UnsupportedFeatureError(
@@ -361,6 +373,7 @@ def check_kvcache(
             raise AttentionArgumentError(
                 f"{fn}: cache_seqlens must be on q's device {q.device}, got {describe(cache_seqlens)}"
             )
+        _require_unit_stride(fn, "cache_seqlens", cache_seqlens)
         lengths = cache_seqlens.to("cpu", torch.int64)
     else:
         raise AttentionArgumentError(

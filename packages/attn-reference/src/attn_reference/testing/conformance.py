@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from ..errors import AttentionArgumentError
-from .inputs import attention_inputs, kvcache_inputs, varlen_inputs
+from .inputs import attention_inputs, kvcache_inputs, strided_view, varlen_inputs
 from .tolerance import assert_attention_close, attention_references
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -553,6 +553,8 @@ class AttentionConformance:
                 g(x.q, x.k, x.v, x.cu_seqlens_q.long(), x.cu_seqlens_k, 7, 8)
             with pytest.raises(ValueError, match="cu_seqlens_k"):
                 g(x.q, x.k, x.v, x.cu_seqlens_q, x.cu_seqlens_k.flip(0), 7, 8)
+            with pytest.raises(ValueError, match=r"cu_seqlens_q.*stride"):  # read as contiguous by kernels
+                g(x.q, x.k, x.v, strided_view(x.cu_seqlens_q), x.cu_seqlens_k, 7, 8)
         if self.features.paged_kvcache and self.backend.flash_attn_with_kvcache is not None:
             x = kvcache_inputs(
                 1,
@@ -570,6 +572,14 @@ class AttentionConformance:
                 self.backend.flash_attn_with_kvcache(
                     x.q, x.k_cache, x.v_cache, cache_seqlens=x.cache_seqlens, block_table=bad
                 )
+            for name, lens, table in (
+                ("cache_seqlens", strided_view(x.cache_seqlens), x.block_table),
+                ("block_table", x.cache_seqlens, strided_view(x.block_table)),
+            ):
+                with pytest.raises(ValueError, match=rf"{name}.*stride"):
+                    self.backend.flash_attn_with_kvcache(
+                        x.q, x.k_cache, x.v_cache, cache_seqlens=lens, block_table=table
+                    )
 
 
 __all__ = ["AttentionArgumentError", "AttentionConformance", "Backend", "Case", "Features"]

@@ -30,6 +30,14 @@ def _nan_padded(x: torch.Tensor, pad: int) -> torch.Tensor:
     return buf[:, : x.shape[1]]
 
 
+def strided_view(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s values as a view with stride 2 in its last dimension (every other element of a buffer twice
+    as wide): for the checks that refuse index and length tensors the kernels would misread."""
+    wide = torch.zeros((*t.shape[:-1], 2 * t.shape[-1]), dtype=t.dtype, device=t.device)
+    wide[..., ::2] = t
+    return wide[..., ::2]
+
+
 def attention_inputs(
     batch: int,
     seqlen_q: int,

@@ -35,6 +35,7 @@ import torch
 from attn_reference import mla
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError
 from attn_reference.fp8_kvcache import dequantize_kvcache_fp8, quantize_kvcache_fp8
+from attn_reference.testing.inputs import strided_view
 
 #: What FlashMLA's decoding tests allow between a kernel's ``out`` and the reference's.
 OUT_ABS_TOL = 8e-4
@@ -1020,13 +1021,6 @@ def _with(kw: dict, **changes) -> dict:
     return {**kw, **changes}
 
 
-def _strided(t: torch.Tensor) -> torch.Tensor:
-    # The same values, every other element of a buffer twice as long: FlashMLA requires stride 1.
-    wide = torch.empty(2 * t.shape[0], dtype=t.dtype, device=t.device)
-    wide[::2] = t
-    return wide[::2]
-
-
 def _drop_q_head(kw: dict) -> dict:
     # h_q = 3 with h_kv = 2: not a whole number of query heads per KV head.
     return _with(kw, q=kw["q"][:, :, :3].contiguous())
@@ -1051,7 +1045,7 @@ _BAD_DENSE_ARGS: dict[str, Callable[[dict], dict]] = {
         kw, topk_length=torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device)
     ),
     "fp8-in-dense": lambda kw: _with(kw, is_fp8_kvcache=True),
-    "cache_seqlens-strided": lambda kw: _with(kw, cache_seqlens=_strided(kw["cache_seqlens"])),
+    "cache_seqlens-strided": lambda kw: _with(kw, cache_seqlens=strided_view(kw["cache_seqlens"])),
 }
 
 _BAD_SPARSE_ARGS: dict[str, Callable[[dict], dict]] = {
@@ -1071,10 +1065,10 @@ _BAD_SPARSE_ARGS: dict[str, Callable[[dict], dict]] = {
     ),
     "extra_indices-without-cache": lambda kw: _with(kw, extra_indices_in_kvcache=kw["indices"]),
     "attn_sink-strided": lambda kw: _with(
-        kw, attn_sink=_strided(torch.zeros(kw["q"].shape[2], device=kw["q"].device))
+        kw, attn_sink=strided_view(torch.zeros(kw["q"].shape[2], device=kw["q"].device))
     ),
     "topk_length-strided": lambda kw: _with(
-        kw, topk_length=_strided(torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device))
+        kw, topk_length=strided_view(torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device))
     ),
 }
 
@@ -1091,9 +1085,9 @@ _BAD_PREFILL_ARGS: dict[str, Callable[[dict], dict]] = {
         kw, topk_length=torch.zeros(1000, dtype=torch.int32, device=kw["q"].device)
     ),
     "attn_sink-strided": lambda kw: _with(
-        kw, attn_sink=_strided(torch.zeros(kw["q"].shape[1], device=kw["q"].device))
+        kw, attn_sink=strided_view(torch.zeros(kw["q"].shape[1], device=kw["q"].device))
     ),
     "topk_length-strided": lambda kw: _with(
-        kw, topk_length=_strided(torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device))
+        kw, topk_length=strided_view(torch.ones(kw["q"].shape[0], dtype=torch.int32, device=kw["q"].device))
     ),
 }
