@@ -152,7 +152,7 @@ def test_ablations_preset_selects_the_guide_pairs():
         impls.setdefault(suite, set()).add(impl)
     # Each op's default and every other variant of the backends with ablations; no peer, no reference.
     assert impls["attention-fwd"] == {
-        "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
+        "cuda/mma", "cuda/scalar", "cuda/scalar_v1", "cuda/mma_kernel", "cuda/base", "cuda/wide", "cuda/wide8", "cuda/wide256",
         "cuda/wide48", "cuda/wide48c", "cuda/wide64c", "cuda/causal_per_head", "cuda/always_rescale", "cutlass", "cutlass/causal_sections",
         "cutlass/no_pingpong", "cutlass/always_rescale", "cutlass/two_consumers", "cutlass/unroll2", "cutlass/rolled", "cutlass/register_store",
         "triton", "triton/tiles", "triton/pingpong", "triton/gluon_stages_3", "triton/gluon_hd256",

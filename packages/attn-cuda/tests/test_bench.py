@@ -13,8 +13,15 @@ from attn_reference import attention_naive
 def test_ablation_tables_hold_every_other_choice():
     abl = bench.backend()["ablations"]
     assert set(abl["attention_fwd"]) == set(flash.FWD_VARIANTS) - {flash.DEFAULT_FWD_VARIANT} | {
+        "mma_kernel",
         "causal_per_head",
         f"{flash.other_rescale()}_rescale",
+    }
+    # the mma kernel's choices are measured against the mma kernel (on sm_90a the op's default is wgmma's)
+    fwd = abl["attention_fwd"]
+    assert not hasattr(fwd["mma_kernel"], "baseline")
+    assert {getattr(fn, "baseline", None) for name, fn in fwd.items() if name != "mma_kernel"} == {
+        "mma_kernel"
     }
     assert set(abl["attention_bwd"]) == {f"bwd_{v}" for v in flash.BWD_VARIANTS} - {
         f"bwd_{flash.DEFAULT_BWD_VARIANT}"
@@ -54,7 +61,9 @@ def test_forward_variants_pass_their_tiling(fake_kernels):
     for name, fn in bench.backend()["ablations"]["attention_fwd"].items():
         fn(q, k, v, causal=True, softmax_scale=None)
         want = ("fwd", name, None)
-        if name == "causal_per_head":
+        if name == "mma_kernel":
+            want = ("fwd", None, None)
+        elif name == "causal_per_head":
             want = ("fwd", None, "per_head")
         elif name.endswith("_rescale"):
             want = ("fwd", None, None, name.removesuffix("_rescale"))

@@ -6,11 +6,14 @@ Ops: ``attention_fwd`` (tensor-core FA-2, plus the scalar teaching kernels: FA-2
 ``matmul`` in its four steps. The reduction and stream-overlap lessons are not ops of the bench protocol;
 ``tools/gpu_check.py`` measures them.
 
-Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): every other forward
-tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
+Ablation variants (run by attn-bench's ``ablations`` preset only, beside the default): ``mma_kernel``, the
+mma forward on its defaults (on sm_90a the op's default is the wgmma kernel; elsewhere the two are one
+kernel), and against it every
+other forward tiling of ``flash.FWD_VARIANTS`` (named as there), every other backward tiling of ``flash.BWD_VARIANTS``
 (``bwd_<name>``), vector add with 4-byte loads (``scalar_loads``) and uncoalesced (``chunked``), the causal
-launch order ``causal_per_head`` (the non-default of ``flash.CAUSAL_ORDERS``; causal shapes only), the
-other O rescale mode (``lazy_rescale`` or ``always_rescale``: the non-default of ``flash.RESCALE_MODES``), and the
+launch order ``causal_per_head`` (the non-default of ``flash.CAUSAL_ORDERS``; causal shapes only) and the
+other O rescale mode (``lazy_rescale`` or ``always_rescale``: the non-default of ``flash.RESCALE_MODES``),
+both also against ``mma_kernel``, and the
 tensor-core matmul's other block tiles and orders (``mma_<tile>_<order>``) and shared-memory layouts
 (``mma_<layout>_smem``). Each passes its choice as an explicit argument, so no environment variable is
 touched.
@@ -43,7 +46,9 @@ def _scalar(version):
 
 
 def _fwd_with(**choices):
-    """The tensor-core forward with ``choices`` (``variant=``, ``order=``) passed to ``flash.flash_fwd``."""
+    """The mma forward with ``choices`` (``variant=``, ``order=``, ``rescale=``) passed to ``flash.flash_fwd``,
+    measured against ``mma_kernel`` (the mma kernel on its own defaults): on sm_90a the op's default runs
+    the wgmma kernel, which is not what these choices vary."""
 
     def run(q, k, v, *, causal, softmax_scale):
         from . import flash
@@ -52,7 +57,9 @@ def _fwd_with(**choices):
         # the choices are the mma kernel's: name it, whatever $ATTN_CUDA_FWD_KERNEL says
         return flash.flash_fwd(q, k, v, scale, causal, kernel="mma", **choices)[0]
 
-    run.__name__ = "flash_fwd_" + "_".join(str(c) for c in choices.values())
+    run.__name__ = "flash_fwd_mma_" + "_".join(str(c) for c in choices.values())
+    if choices:
+        run.baseline = "mma_kernel"
     return run
 
 
@@ -184,6 +191,8 @@ def backend() -> dict:
         },
         "ablations": {
             "attention_fwd": {
+                # the mma kernel as it is by default (against the op's default: wgmma on sm_90a)
+                "mma_kernel": _fwd_with(),
                 **{v: _fwd_with(variant=v) for v in FWD_VARIANTS if v != DEFAULT_FWD_VARIANT},
                 "causal_per_head": _fwd_with(order="per_head"),
                 f"{other_rescale()}_rescale": _fwd_with(rescale=other_rescale()),
