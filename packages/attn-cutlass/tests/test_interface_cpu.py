@@ -391,3 +391,22 @@ def test_sm90_matmul_operands_copy_misaligned_and_broadcast_views():
     ap, bt = _sm90_operands(a, b)
     assert _tma_legal(ap) and torch.equal(ap, a)
     assert _tma_legal(bt) and torch.equal(bt, b.t())
+
+
+def test_tma_operands_are_copied_where_a_descriptor_cannot_describe_them():
+    """A misaligned base (``.contiguous()`` would keep it), a stride that is not a multiple of 16 bytes and
+    a broadcast (stride 0) dimension each get a fresh, aligned copy with the same values; a tensor TMA can
+    describe as it is (a (b, h, s, d) transpose) is passed through."""
+    from attn_cutlass.interface import _ensure_tma_strides
+
+    buf = torch.randn(2 * 5 * 4 * 64 + 1, dtype=torch.bfloat16)
+    misaligned = buf[1:].view(2, 5, 4, 64)
+    assert misaligned.is_contiguous() and misaligned.data_ptr() % 16
+    odd = torch.randn(2, 5, 4, 65, dtype=torch.bfloat16)[..., :64]  # row stride 65 elements
+    broadcast = torch.randn(1, 5, 4, 64, dtype=torch.bfloat16).expand(2, 5, 4, 64)
+    for t in (misaligned, odd, broadcast):
+        fixed = _ensure_tma_strides(t)
+        assert fixed.data_ptr() != t.data_ptr() and fixed.data_ptr() % 16 == 0
+        assert all(s > 0 and s % 8 == 0 for s in fixed.stride()[:-1]) and torch.equal(fixed, t)
+    fine = torch.randn(2, 4, 5, 64, dtype=torch.bfloat16).transpose(1, 2)
+    assert _ensure_tma_strides(fine) is fine

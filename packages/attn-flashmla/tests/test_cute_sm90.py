@@ -267,6 +267,23 @@ def test_seesaw_compiles_once_per_cluster_size(monkeypatch):
         m.seesaw_cluster(2)
 
 
+def test_launch_operands_are_copied_where_they_are_misaligned_or_strided():
+    """What the CuTe launcher hands the DSL is assumed 16-byte aligned and contiguous: a block table of
+    part of the batch (``block_table[1:]``: a row of 5 int32 is 20 bytes), a length vector at an odd
+    offset and a pool sliced by blocks get fresh copies with the same values; aligned ones pass as they are."""
+    from attn_flashmla.decode_fwd_sm90 import _aligned
+
+    table = torch.arange(15, dtype=torch.int32).view(3, 5)
+    lens = torch.tensor([7, 8, 9], dtype=torch.int32)
+    pool = torch.randn(6, 64, 1, 576, dtype=torch.bfloat16)
+    for t in (table[1:], lens[1:], pool[::2]):
+        fixed = _aligned(t)
+        assert fixed.is_contiguous() and fixed.data_ptr() % 16 == 0 and torch.equal(fixed, t)
+        assert fixed.data_ptr() != t.data_ptr()
+    for t in (table, lens, pool):
+        assert _aligned(t) is t
+
+
 def test_cute_supports_states_its_limits():
     q = torch.empty(1, 1, 16, 576, dtype=torch.bfloat16)
     assert cute_supports(q, 64) is None

@@ -125,10 +125,12 @@ def _cute_dtype(dtype: torch.dtype):
 
 
 def _ensure_tma_strides(t: torch.Tensor) -> torch.Tensor:
-    # TMA descriptors need 16-byte aligned base and strides (8 elements of 16 bits).
-    if t.data_ptr() % 16 or any(s % 8 for s in t.stride()[:-1]):
-        return t.contiguous()
-    return t
+    """``t``, or a fresh copy of it where a TMA descriptor could not describe it: a 16-byte aligned base
+    and strides that are positive multiples of 16 bytes (8 elements of 16 bits). Not ``.contiguous()``:
+    it returns a contiguous tensor as it is, misaligned base included."""
+    if t.data_ptr() % 16 == 0 and all(s > 0 and s % 8 == 0 for s in t.stride()[:-1]):
+        return t
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
 
 
 # The causal schedule walks (head, batch) pairs in sections whose K/V fit this much L2 (H100/H200: 50 MB,

@@ -841,6 +841,15 @@ def compiled_kernel(key: tuple, args: tuple):
     return kernel
 
 
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if it is contiguous with a 16-byte aligned base (what :func:`_dyn` tells the compiler), else a
+    fresh copy. Not ``.contiguous()``: a contiguous view at an odd offset (``block_table[1:]``, a pool
+    sliced by blocks) would come back as it is."""
+    if t.is_contiguous() and t.data_ptr() % 16 == 0:
+        return t
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+
+
 def _dyn(t: torch.Tensor, leading_dim: int):
     from cutlass.cute.runtime import from_dlpack
 
@@ -884,14 +893,16 @@ def prepare_inputs(
         q_rows = q.view(b, s_q, h_kv, group, d).permute(0, 2, 1, 3, 4).reshape(b, h_kv, rows, d)
         q_packed = torch.zeros(b, h_kv, rows_pad, d, dtype=q.dtype, device=q.device)
         q_packed[:, :, :rows] = q_rows
-    k_view = k_cache.view(num_blocks * page, h_kv, d).permute(0, 2, 1)  # (tokens, d, h_kv)
+    # One TMA descriptor views the whole pool: a strided or misaligned one (FlashMLA allows any pool whose
+    # channels are contiguous) is copied, correct but not fast.
+    k_view = _aligned(k_cache).view(num_blocks * page, h_kv, d).permute(0, 2, 1)  # (tokens, d, h_kv)
     o_acc = torch.empty(total_splits * h_kv * rows_pad, HEAD_DIM_V, dtype=torch.float32, device=q.device)
     lse_acc = torch.empty(total_splits * h_kv * rows_pad, dtype=torch.float32, device=q.device)
     tensors = (
         _dyn(q_packed.view(-1, d), 1),
         _dyn(k_view, 1),
-        _dyn(block_table.contiguous(), 1),
-        _dyn(cache_seqlens.contiguous(), 0),
+        _dyn(_aligned(block_table), 1),
+        _dyn(_aligned(cache_seqlens), 0),
         _dyn(parts, 1),
         _dyn(split_offsets, 0),
         _dyn(o_acc, 1),
