@@ -15,8 +15,9 @@ guide quotes, and nothing else (no peers, no other backend):
   tilings and causal launch order, attn-cutlass's causal tile schedule, attn-triton's pointer loads
   against TMA, causal launch order, scale folding and pipeline stages;
 * attention backward (``bwd`` and ``fwd+bwd``) at 16k, hd 64/128/256, and hd128 causal: attn-triton's dQ
-  by atomics against its own kernel (``deterministic``) and pointer loads against TMA, attn-cuda's
-  backward tilings, attn-cutlass's dQ by atomics against a TMA reduce-add;
+  by atomics against its own kernel (``deterministic``) and its tiles loaded by TMA (``tma_loads``,
+  ``bwd_tma=True``) against the default's pointer loads, attn-cuda's backward tilings, attn-cutlass's dQ
+  by atomics and by either reduce-add against the default's, its LSE prefetch and serial schedule;
 * decoding against a KV cache of 8k and 32k tokens (b 64, 32/8 heads, d 128): attn-triton's split-KV
   against one split;
 * FlashMLA decoding, b 128, s_q 1, h_q 16/128, s_k 8k/32k: Triton's TMA K tiles against the gather, the
