@@ -1,53 +1,13 @@
-"""Fixtures shared by attn-triton's tests: the oracle under the project's tolerance rule, the knobs, and a
-record of what the kernels were launched with."""
+"""Fixtures shared by attn-triton's tests: the knobs, and a record of what the kernels were launched with.
+(The oracle under the tolerance rule is attn_reference.testing.tolerance.assert_matches_reference.)"""
 
 from __future__ import annotations
 
 import importlib
 
 import pytest
-import torch
 
-from attn_reference.testing import tolerance
-from attn_reference.testing.tolerance import RESULT_NAMES, assert_attention_close, attention_references
 from attn_triton import _runtime
-
-
-def _packed_references(q, k, v, dout, cu_q, cu_k, kw):
-    """attention_references of packed (total, heads, d) tensors, sequence by sequence, packed again (lse
-    (heads, total_q))."""
-    per_seq = []
-    bounds = list(zip(cu_q.tolist(), cu_q.tolist()[1:], cu_k.tolist(), cu_k.tolist()[1:]))
-    for q0, q1, k0, k1 in bounds:
-        sub = (q[q0:q1][None], k[k0:k1][None], v[k0:k1][None])
-        per_seq.append(attention_references(*sub, None if dout is None else dout[q0:q1][None], **kw))
-    packed = []
-    for which in (0, 1):
-        parts = [r[which] for r in per_seq]
-        # out, dq, dk, dv: (1, s, h, d) -> (s, h, d); lse: (1, h, s) -> (h, s)
-        packed.append(
-            [torch.cat([p[i][0] for p in parts], dim=1 if i == 1 else 0) for i in range(len(parts[0]))]
-        )
-    return packed
-
-
-@pytest.fixture
-def assert_matches_reference():
-    """``check(got, q, k, v, dout=None, cu_seqlens=None, **attention_naive_kwargs)``: each of ``got``'s
-    entries (``out``, ``lse``, ``dq``, ``dk``, ``dv``; None to skip one) against the reference under the
-    tolerance rule of :mod:`attn_reference.testing.tolerance`. ``cu_seqlens=(cu_q, cu_k)``: packed inputs."""
-
-    def check(got: dict, q, k, v, dout=None, cu_seqlens=None, **kw):
-        if cu_seqlens is None:
-            tolerance.assert_matches_reference(got, q, k, v, dout, **kw)
-            return
-        assert set(got) <= set(RESULT_NAMES), sorted(got)
-        ref, low = _packed_references(q, k, v, dout, *cu_seqlens, kw)
-        for i, name in enumerate(RESULT_NAMES[: len(ref)]):
-            if got.get(name) is not None:
-                assert_attention_close(got[name], ref[i], low[i], name=name)
-
-    return check
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import importlib
 import pytest
 import torch
 
+from attn_reference.testing.tolerance import assert_matches_reference
 from attn_triton import _runtime, bench, interface
 from attn_triton._runtime import interpreting
 
@@ -92,7 +93,7 @@ FORWARD_CHANGES = {
 
 @interp
 @pytest.mark.parametrize("causal", [False, True])
-def test_forward_variants_match_the_reference(launches, assert_matches_reference, causal):
+def test_forward_variants_match_the_reference(launches, causal):
     """Every forward ablation the CPU can run, against the reference under the tolerance rule, and launched
     with the one choice it takes back (``FORWARD_CHANGES``). ``pointer_loads`` is also compared with the TMA
     path it replaces on Hopper, which ``force_path="sm90"`` runs through the interpreter (the CPU path is
@@ -129,7 +130,7 @@ def test_forward_variants_match_the_reference(launches, assert_matches_reference
 
 
 @interp
-def test_one_split_decoding_matches_the_default(assert_matches_reference):
+def test_one_split_decoding_matches_the_default():
     g = torch.Generator().manual_seed(2)
     q = torch.randn(2, 1, 4, 64, generator=g)
     kc, vc = (torch.randn(2, 300, 2, 64, generator=g) for _ in range(2))
@@ -160,9 +161,7 @@ def separate_knobs(monkeypatch):
 
 @interp
 @pytest.mark.parametrize("causal", [False, True])
-def test_atomic_dq_matches_the_default_and_restores_the_knobs(
-    separate_knobs, assert_matches_reference, causal
-):
+def test_atomic_dq_matches_the_default_and_restores_the_knobs(separate_knobs, causal):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 40, 2, 32, generator=g) for _ in range(3))
     dout = torch.randn(1, 40, 2, 32, generator=g)
@@ -191,9 +190,7 @@ def test_knobs_come_back_after_an_error():
 
 @interp
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_tma_loads_against_the_default_pointer_loads(
-    monkeypatch, launches, assert_matches_reference, causal
-):
+def test_backward_tma_loads_against_the_default_pointer_loads(monkeypatch, launches, causal):
     """``attention_bwd/tma_loads`` (``Knobs.bwd_tma=True`` around the backward) against the default's
     pointer loads, both through the interpreter with the path forced to "sm90" (on the CPU path both would
     be pointer loads), and both against the reference."""

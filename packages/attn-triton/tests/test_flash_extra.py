@@ -14,6 +14,7 @@ import attn_triton
 from attn_reference.errors import AttentionArgumentError
 from attn_reference.interface import gather_kvcache
 from attn_reference.testing.inputs import kvcache_inputs, varlen_inputs
+from attn_reference.testing.tolerance import assert_matches_reference
 from attn_triton import _runtime
 from attn_triton._runtime import interpreting
 from attn_triton.flash_bwd import flash_bwd, separate_dq
@@ -32,7 +33,7 @@ def _qkv(b, sq, sk, hq, hk, d, dtype=torch.float32, seed=0):
 @pytest.mark.parametrize(
     ("d", "window", "dtype"), [(32, (-1, 0), torch.float32), (64, (9, 4), torch.float16)]
 )
-def test_tma_path_forward_under_interpreter(launches, assert_matches_reference, d, window, dtype):
+def test_tma_path_forward_under_interpreter(launches, d, window, dtype):
     seen = launches("flash_fwd", "_fwd_kernel")
     q, k, v = _qkv(2, 37, 45, 4, 2, d, dtype)
     out, lse = flash_fwd(
@@ -43,7 +44,7 @@ def test_tma_path_forward_under_interpreter(launches, assert_matches_reference, 
 
 
 @interp
-def test_atomic_and_deterministic_backward_agree(assert_matches_reference):
+def test_atomic_and_deterministic_backward_agree():
     q, k, v = _qkv(1, 33, 50, 2, 1, 32)
     kw = dict(softmax_scale=0.2, left=-1, right=0, softcap=3.0)
     out, lse = flash_fwd(q, k, v, **kw)
@@ -59,7 +60,7 @@ def test_atomic_and_deterministic_backward_agree(assert_matches_reference):
 
 
 @interp
-def test_tma_path_backward_under_interpreter(profile, launches, assert_matches_reference):
+def test_tma_path_backward_under_interpreter(profile, launches):
     # dK/dV and dQ kernels with TMA loads (the atomic dQ store does not touch TMA; the conformance
     # suite covers it on the pointer path, the varlen test below beside TMA loads).
     profile(_runtime.Knobs(bwd_dq="separate"))
@@ -88,9 +89,7 @@ def _nan_packed(x: torch.Tensor, extra_rows: int = 5) -> torch.Tensor:
     [((-1, 0), 0.0, "auto"), ((9, 4), 3.0, "atomic")],
     ids=["causal", "window_softcap"],
 )
-def test_tma_path_varlen_under_interpreter(
-    profile, launches, assert_matches_reference, window, softcap, bwd_dq
-):
+def test_tma_path_varlen_under_interpreter(profile, launches, window, softcap, bwd_dq):
     """Packed sequences through the TMA path: every descriptor covers one (sequence, head) slice, so tiles
     past a sequence's end must read zeros, not the next sequence. NaN-padded inputs, a sequence without
     queries, rows without keys; forward and backward, dQ by the separate kernel ("auto" on Hopper at head
@@ -135,7 +134,7 @@ def _force_sm90(monkeypatch):
 @interp
 @pytest.mark.parametrize("softcap", [0.0, 5.0])
 @pytest.mark.parametrize("name", ["v1", "v1b", "v1c", "v1d", "v2"])
-def test_profile_forward_backward(profile, monkeypatch, launches, assert_matches_reference, name, softcap):
+def test_profile_forward_backward(profile, monkeypatch, launches, name, softcap):
     """Every performance profile (v1d the default, v2 the newer choices) computes the right thing, and the
     knobs that change what the interpreter runs reach the kernels: ``fwd_fold_scale`` (without softcap:
     softcap forces unfolded scores), ``fwd_heavy_first``, ``bwd_tma``, ``bwd_lse2`` and ``bwd_dq``. The
@@ -172,7 +171,7 @@ def test_profile_forward_backward(profile, monkeypatch, launches, assert_matches
 @interp
 @pytest.mark.parametrize("heavy_first", [False, True])
 @pytest.mark.parametrize("varlen", [False, True])
-def test_causal_launch_orders(profile, assert_matches_reference, heavy_first, varlen):
+def test_causal_launch_orders(profile, heavy_first, varlen):
     """Both causal launch orders (``Knobs.fwd_heavy_first``: per head, the default, or the longest program
     of every head first) against the reference: several query blocks, batch, GQA, bottom-right causal."""
     assert _runtime.PROFILES[_runtime.DEFAULT_PROFILE].fwd_heavy_first is False
@@ -204,10 +203,9 @@ def test_separate_dq_choice():
     assert separate_dq("sm80", 256, "separate") and not separate_dq("sm90", 32, "atomic")
 
 
-def _paged_decode(check, seed, page, d, num_splits, *, poison_spare, config=None):
+def _paged_decode(seed, page, d, num_splits, *, poison_spare, config=None):
     """Causal decoding of two query tokens per sequence (one sequence empty) from K/V pools in shuffled
-    pages, plus one spare page, checked against attention_naive under the tolerance rule (``check``:
-    the ``assert_matches_reference`` fixture), out and lse. ``poison_spare``: the spare is NaN and the block
+    pages, plus one spare page, checked against attention_naive under the tolerance rule, out and lse. ``poison_spare``: the spare is NaN and the block
     table's unused entries point at it, so a read past a sequence's pages shows; otherwise they point at
     page 0. Lengths over 256: a split is a whole number of 128-key chunks (flash_decode), so with shorter
     caches any num_splits collapses to one and the combine kernel never runs.
@@ -245,7 +243,7 @@ def _paged_decode(check, seed, page, d, num_splits, *, poison_spare, config=None
     for i, n in enumerate(lens):
         kk, vv = (gather_kvcache(cache, table, i, n)[None] for cache in (k_cache, v_cache))
         got = dict(out=out[i : i + 1], lse=lse[i : i + 1])
-        check(got, q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True)
+        assert_matches_reference(got, q[i : i + 1], kk, vv, softmax_scale=0.3, causal=True)
 
 
 def _decode_launches(launches):
@@ -254,14 +252,12 @@ def _decode_launches(launches):
 
 @interp
 @pytest.mark.parametrize(("page", "block_n", "num_splits", "d"), [(16, 16, 1, 32), (32, 16, 3, 24)])
-def test_paged_decode_page_tiles(profile, launches, assert_matches_reference, page, block_n, num_splits, d):
+def test_paged_decode_page_tiles(profile, launches, page, block_n, num_splits, d):
     """Key tiles inside a page (``Knobs.decode_page_tile``: one block-table read per tile; off in the
     default profile, so turned on here), with a poisoned spare page, one split and three."""
     profile(dataclasses.replace(_runtime.knobs(), decode_page_tile=True))
     decode, combine = _decode_launches(launches)
-    _paged_decode(
-        assert_matches_reference, 5, page, d, num_splits, poison_spare=True, config={"BLOCK_N": block_n}
-    )
+    _paged_decode(5, page, d, num_splits, poison_spare=True, config={"BLOCK_N": block_n})
     (launch,) = decode
     # the kernel takes the page-tile loads when PAGE_SIZE > 0 and BLOCK_N divides it
     assert launch["PAGE_SIZE"] == page and page % launch["BLOCK_N"] == 0
@@ -270,14 +266,14 @@ def test_paged_decode_page_tiles(profile, launches, assert_matches_reference, pa
 
 @interp
 @pytest.mark.parametrize(("num_splits", "splits"), [(1, 1), (3, 3), (0, 2)])
-def test_split_kv_decode(profile, launches, assert_matches_reference, num_splits, splits):
+def test_split_kv_decode(profile, launches, num_splits, splits):
     """Split-KV decoding on the general paged path (one table read per key row), merged by the combine
     kernel: one split, three asked for, and 0, the occupancy heuristic's choice (two here: 6 programs
     against a nominal 132 SMs, 300 keys). The empty sequence and the 137-key one, whose third split is
     empty, check the combine's handling of splits with no keys."""
     profile(dataclasses.replace(_runtime.knobs(), decode_page_tile=False))
     decode, combine = _decode_launches(launches)
-    _paged_decode(assert_matches_reference, 1, 16, 32, num_splits, poison_spare=False)
+    _paged_decode(1, 16, 32, num_splits, poison_spare=False)
     (launch,) = decode
     assert launch["PAGE_SIZE"] == 0 and launch["SPLIT"] == (splits > 1) and launch["grid"][0] == splits
     assert len(combine) == (splits > 1)
@@ -300,7 +296,7 @@ def test_bad_num_splits_raises(num_splits):
 
 
 @interp
-def test_torch_compile_fullgraph(assert_matches_reference):
+def test_torch_compile_fullgraph():
     """flash_attn_func traced whole (the custom ops' fake implementations), forward and backward."""
     q, k, v = (t.requires_grad_() for t in _qkv(1, 33, 40, 4, 2, 32, seed=9))
     dout = torch.randn(q.shape, generator=torch.Generator().manual_seed(10))
@@ -314,7 +310,7 @@ def test_torch_compile_fullgraph(assert_matches_reference):
 
 
 @interp
-def test_torch_compile_varlen_and_kvcache_break_the_graph(assert_matches_reference):
+def test_torch_compile_varlen_and_kvcache_break_the_graph():
     """The varlen and kvcache entry points validate cu_seqlens / cache_seqlens on the host
     (attn_reference.validation), which is data-dependent control flow: fullgraph=True refuses them, as the
     README and interface.py say. Compiled with graph breaks they compute the right thing, gradients

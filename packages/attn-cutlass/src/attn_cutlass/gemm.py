@@ -15,6 +15,8 @@ import torch
 from attn_reference import capability
 from attn_reference.errors import AttentionArgumentError, UnsupportedFeatureError, describe
 
+from ._tma import fresh_copy, tma_ready
+
 _cache: dict[tuple, object] = {}
 #: The sm90 GEMM's output tile.
 TILE_M, TILE_N = 128, 256
@@ -67,20 +69,9 @@ _TMA_ALIGN = 8
 
 
 def _tma_ready(x: torch.Tensor, major: int) -> bool:
-    """Whether 2-D ``x``, contiguous along dim ``major``, can back a TMA descriptor as it is: a 16-byte
-    aligned base and the other dim's stride a positive multiple of 16 bytes (a broadcast stride 0 is not)."""
-    other = x.stride(1 - major)
-    return (
-        x.stride(major) == 1
-        and other >= x.shape[major]
-        and other % _TMA_ALIGN == 0
-        and x.data_ptr() % 16 == 0
-    )
-
-
-def _fresh_row_major(x: torch.Tensor) -> torch.Tensor:
-    # Not .contiguous(): it returns a misaligned view, or one with odd strides on size-1 dims, unchanged.
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
+    """Whether 2-D ``x``, contiguous along dim ``major``, can back a TMA descriptor as it is, its rows not
+    overlapping."""
+    return tma_ready(x, major) and x.stride(1 - major) >= x.shape[major]
 
 
 def _sm90_operands(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,10 +84,10 @@ def _sm90_operands(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torc
     if kp != k:
         a = torch.nn.functional.pad(a, (0, kp - k))
         b = torch.nn.functional.pad(b, (0, 0, 0, kp - k))
-    a = a if _tma_ready(a, 1) else _fresh_row_major(a)
+    a = a if _tma_ready(a, 1) else fresh_copy(a)
     bt = b.t()  # (N, K'): wgmma's B operand
     if not (_tma_ready(bt, 1) or _tma_ready(bt, 0)):
-        bt = _fresh_row_major(bt)
+        bt = fresh_copy(bt)
     return a, bt
 
 
@@ -177,7 +168,7 @@ def _matmul_sm80(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if kp != k:
         a2 = torch.nn.functional.pad(a2, (0, kp - k))
         bt = torch.nn.functional.pad(bt, (0, kp - k))
-    a2, bt = (x if x.is_contiguous() and x.data_ptr() % 16 == 0 else _fresh_row_major(x) for x in (a2, bt))
+    a2, bt = (x if x.is_contiguous() and x.data_ptr() % 16 == 0 else fresh_copy(x) for x in (a2, bt))
 
     def operand(x):
         return (

@@ -29,6 +29,8 @@ from attn_reference.validation import (
     check_varlen_qkv,
 )
 
+from ._tma import fresh_copy, tma_ready
+
 DTYPES = (torch.float16, torch.bfloat16)
 HEAD_DIMS = (64, 128, 256)
 SM80_HEAD_DIMS = (64, 128)  # the sm80 forward (kernels/flash_fwd_sm80.py)
@@ -125,12 +127,9 @@ def _cute_dtype(dtype: torch.dtype):
 
 
 def _ensure_tma_strides(t: torch.Tensor) -> torch.Tensor:
-    """``t``, or a fresh copy of it where a TMA descriptor could not describe it: a 16-byte aligned base
-    and strides that are positive multiples of 16 bytes (8 elements of 16 bits). Not ``.contiguous()``:
-    it returns a contiguous tensor as it is, misaligned base included."""
-    if t.data_ptr() % 16 == 0 and all(s > 0 and s % 8 == 0 for s in t.stride()[:-1]):
-        return t
-    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+    """``t``, or a fresh copy where a TMA descriptor could not describe it (a misaligned base, a stride not
+    a multiple of 16 bytes, a broadcast stride 0)."""
+    return t if tma_ready(t) else fresh_copy(t)
 
 
 # The causal schedule walks (head, batch) pairs in sections whose K/V fit this much L2 (H100/H200: 50 MB,

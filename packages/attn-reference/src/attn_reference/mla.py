@@ -137,8 +137,7 @@ def _check_vector(name: str, t, length: int, q: torch.Tensor, meaning: str, dtyp
     _require_device(name, t, q)
     # FlashMLA's CHECK_CONTIGUOUS: the kernels read entry i at base + i, so a strided view would be
     # read as some other tensor's values.
-    if length > 1 and t.stride(0) != 1:
-        _fail(f"{name}: must be contiguous (stride 1); got {describe(t)} with strides {t.stride()}")
+    _require_last_dim_contiguous(name, t)
 
 
 def _check_scale(name: str, scale) -> float:

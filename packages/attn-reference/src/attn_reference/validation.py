@@ -52,16 +52,13 @@ def _check_tensor(fn: str, name: str, t, rank: int, layout: str) -> None:
         raise AttentionArgumentError(f"{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != rank:
         raise AttentionArgumentError(f"{fn}: {name} must have rank {rank} {layout}, got {describe(t)}")
-    if t.numel() and t.stride(-1) != 1:
-        raise AttentionArgumentError(
-            f"{fn}: {name} must be contiguous in its last dimension (stride 1), got strides {t.stride()}"
-        )
+    _require_unit_stride(fn, name, t)
 
 
 def _require_unit_stride(fn: str, name: str, t: torch.Tensor) -> None:
-    # flash-attn's CHECK_CONTIGUOUS on lengths and its contiguous last dim of block_table: the kernels read
-    # entry i of a row at base + i, so a strided view would be read as other values (or past its end).
-    if t.shape[-1] > 1 and t.stride(-1) != 1:
+    # flash-attn's checks (contiguous last dim of q/k/v and block_table, CHECK_CONTIGUOUS on lengths): the
+    # kernels read entry i of a row at base + i, so a strided view would be read as other values.
+    if t.numel() and t.shape[-1] > 1 and t.stride(-1) != 1:
         raise AttentionArgumentError(
             f"{fn}: {name} must be contiguous in its last dimension (stride 1), got {describe(t)} "
             f"with strides {t.stride()}"

@@ -420,33 +420,14 @@ class AttentionConformance:
         out, lse = res if self.features.lse else (res, None)
         dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(5)).to(out) if grad else None
         grads = torch.autograd.grad(out, (x.q, x.k, x.v), dout) if grad else None
-        # The reference, sequence by sequence.
-        refs = {0: [], 1: []}
-        q0 = k0 = 0
-        for nq, nk in zip(lens_q, lens_k):
-            sl_q, sl_k = slice(q0, q0 + nq), slice(k0, k0 + nk)
-            sub = [t[s].unsqueeze(0) for t, s in ((x.q, sl_q), (x.k, sl_k), (x.v, sl_k))]
-            d_sub = dout[sl_q].unsqueeze(0) if grad else None
-            for i, (o, l, g) in enumerate(self._references(*sub, c, backward_of=d_sub)):
-                refs[i].append((o[0], l[0], g))
-            q0, k0 = q0 + nq, k0 + nk
-        packed = []
-        for i in (0, 1):
-            o = torch.cat([r[0] for r in refs[i]])
-            l = torch.cat([r[1] for r in refs[i]], dim=1)
-            packed.append((o, l))
-        _tol_check(out, packed[0][0], packed[1][0], "out")
+        cu = (x.cu_seqlens_q, x.cu_seqlens_k)
+        ref, low = attention_references(x.q, x.k, x.v, dout, cu_seqlens=cu, **c.kwargs(return_lse=True))
+        _tol_check(out, ref[0], low[0], "out")
         if lse is not None:
-            _tol_check(lse, packed[0][1], packed[1][1], "lse")
+            _tol_check(lse, ref[1], low[1], "lse")
         if grad:
-            for j, name in enumerate(("dq", "dk", "dv")):
-                ref_g = self._cat_grads(refs[0], j, lens_q, lens_k)
-                low_g = self._cat_grads(refs[1], j, lens_q, lens_k)
-                _tol_check(grads[j], ref_g, low_g, name)
-
-    @staticmethod
-    def _cat_grads(refs, j, lens_q, lens_k):
-        return torch.cat([r[2][j][0] for r in refs])
+            for name, g, r, lw in zip(("dq", "dk", "dv"), grads, ref[2:], low[2:]):
+                _tol_check(g, r, lw, name)
 
     # -- kvcache -------------------------------------------------------------------------------------------
     @pytest.mark.parametrize("case", list(KVCACHE_CASES))

@@ -98,14 +98,18 @@ def reference_dtype(device) -> torch.dtype:
 RESULT_NAMES = ("out", "lse", "dq", "dk", "dv")
 
 
-def attention_references(q, k, v, dout=None, **kwargs) -> tuple[tuple, tuple]:
+def attention_references(q, k, v, dout=None, *, cu_seqlens=None, **kwargs) -> tuple[tuple, tuple]:
     """What the rule compares a kernel's results with: ``(reference, lowp_reference)``, each ``(out, lse)``,
     or with ``dout`` (the output's gradient) ``(out, lse, dq, dk, dv)``.
 
     ``reference`` accumulates in :func:`reference_dtype` of q's device, ``lowp_reference`` in the inputs'
-    own dtype. q, k, v are ``(batch, seqlen, heads, headdim)`` (fewer KV heads for GQA); ``kwargs`` go to
+    own dtype. q, k, v are ``(batch, seqlen, heads, headdim)`` (fewer KV heads for GQA), or with
+    ``cu_seqlens=(cu_seqlens_q, cu_seqlens_k)`` packed ``(total, heads, headdim)`` (lse then
+    ``(heads, total_q)``), computed sequence by sequence; ``kwargs`` go to
     :func:`attn_reference.attention_naive` (``causal``, ``window_size``, ``softcap``, ``softmax_scale``).
     """
+    if cu_seqlens is not None:
+        return _packed_references(q, k, v, dout, *cu_seqlens, kwargs)
     from attn_reference.naive import attention_naive
 
     results = []
@@ -118,16 +122,38 @@ def attention_references(q, k, v, dout=None, **kwargs) -> tuple[tuple, tuple]:
     return results[0], results[1]
 
 
-def assert_matches_reference(got: dict, q, k, v, dout=None, *, label: str = "", **kwargs) -> None:
+def _packed_references(q, k, v, dout, cu_q, cu_k, kwargs) -> tuple[tuple, tuple]:
+    """:func:`attention_references` of each packed sequence, its results put end to end again."""
+    per_seq = []
+    for q0, q1, k0, k1 in zip(cu_q.tolist(), cu_q.tolist()[1:], cu_k.tolist(), cu_k.tolist()[1:]):
+        seq_dout = None if dout is None else dout[q0:q1][None]
+        per_seq.append(
+            attention_references(q[q0:q1][None], k[k0:k1][None], v[k0:k1][None], seq_dout, **kwargs)
+        )
+    packed = []
+    for which in (0, 1):  # the reference, then the same-precision one
+        results = [seq[which] for seq in per_seq]
+        # out, dq, dk, dv: (1, s, h, d) end to end along s; lse: (1, h, s) along its last dim
+        packed.append(
+            tuple(
+                torch.cat([r[i][0] for r in results], dim=1 if i == 1 else 0) for i in range(len(results[0]))
+            )
+        )
+    return packed[0], packed[1]
+
+
+def assert_matches_reference(
+    got: dict, q, k, v, dout=None, *, cu_seqlens=None, label: str = "", **kwargs
+) -> None:
     """Each of ``got``'s entries (by :data:`RESULT_NAMES`: ``out``, ``lse``, ``dq``, ``dk``, ``dv``; None
-    skips one) within the rule of :func:`attention_references` ``(q, k, v, dout, **kwargs)``."""
+    skips one) within the rule of :func:`attention_references` ``(q, k, v, dout, cu_seqlens, **kwargs)``."""
     unknown = set(got) - set(RESULT_NAMES)
     if unknown:
         raise ValueError(f"got: unknown result names {sorted(unknown)}; expected some of {RESULT_NAMES}")
     needs_grads = any(got.get(name) is not None for name in RESULT_NAMES[2:])
     if needs_grads and dout is None:
         raise ValueError("dout: the gradients are checked against the reference's for dout, and it is None")
-    ref, low = attention_references(q, k, v, dout if needs_grads else None, **kwargs)
+    ref, low = attention_references(q, k, v, dout if needs_grads else None, cu_seqlens=cu_seqlens, **kwargs)
     where = f" ({label})" if label else ""
     for name, r, lw in zip(RESULT_NAMES, ref, low):
         if got.get(name) is not None:
