@@ -7,8 +7,8 @@
 #
 # QUEUES="a b" (default both) picks queues; a step that passes is what lets an opt-in path become a default
 # (see each package's README). What ran, and when: ci/GPU-RUNS.md.
-# Owed, most telling first: queue lean (attn-flashmla's opt-in lean softmax), queue audit (the 2026-12-08
-# test audit's GPU tests), queue tg (attn-triton's Gluon forward on an H200; its tests passed on an H100,
+# Owed, most telling first (queues lean and audit ran on an H100 on 2026-12-08: the lean softmax is now the
+# default), queue tg (attn-triton's Gluon forward on an H200; its tests passed on an H100,
 # 2026-12-07, ninth session), queue mg (attn-flashmla's Gluon kernel on an H200 beside the CuTe path; its rows ran on an H100 in the tenth
 # session, the tier is owed), queue bn (queues bq and bb ran on an H100, 2026-12-07, seventh session),
 # then queue e (attn-cutlass's whole sm90 tier on the defaults of 2026-12-06's fourth
@@ -292,8 +292,8 @@ queue_z2() {  # the default forward suite after the pinned conversion (every sm9
         --tier sm90 -q -k "TestCutlassConformanceSm90 or changes_the"
 }
 
-queue_lean() {  # attn-flashmla's opt-in lean softmax (2026-12-07, twelfth session, never run on a GPU): its
-    # correctness, then the same-process A/B against the default (cute_ab forms seesaw / seesaw_lean)
+queue_lean() {  # attn-flashmla's lean softmax (ran on an H100 on 2026-12-08, now the default; kept to repeat
+    # on an H200): its correctness, then the same-process A/B against it off (cute_ab forms seesaw / seesaw_lean)
     export CUDA_VISIBLE_DEVICES=0
     ATTN_FLASHMLA_CUTE_LEAN=1 step lean-check 150 python3 packages/attn-flashmla/tools/gpu_check.py --cute-only --correctness-only
     ATTN_FLASHMLA_CUTE_LEAN=1 step lean-sm90 300 python3 -m pytest "${xdist[@]}" packages/attn-flashmla/tests --tier sm90 -q \

@@ -38,8 +38,18 @@ VARIANTS = {
         False,
         False,
     ),  # R's cross product first
-    "seesaw_pairs_lean": (True, False, 3, False, True, 128, False, True, False),  # the opt-in lean softmax
-    "seesaw_pairs_causal_fp16": (True, False, 3, False, True, 128, False, False, True),  # f16 wgmma
+    "seesaw_pairs_lean": (True, False, 3, False, True, 128, False, True, False),  # the lean softmax (default)
+    "seesaw_pairs_causal_fp16": (
+        True,
+        False,
+        3,
+        False,
+        True,
+        128,
+        False,
+        True,
+        True,
+    ),  # f16, the default form
 }
 FIRST_KERNEL = [name for name, v in VARIANTS.items() if not v[4]]
 
@@ -248,7 +258,7 @@ def test_seesaw_compiles_once_per_cluster_size(monkeypatch):
     monkeypatch.setattr(m, "_COMPILED", {})
     monkeypatch.setattr(m, "COMPILE_SECONDS", {})
     monkeypatch.setattr(combine, "combine_splits", lambda *a, **k: None)
-    for name in ("ATTN_FLASHMLA_CUTE_SEESAW", "ATTN_FLASHMLA_CUTE_CLUSTER"):
+    for name in ("ATTN_FLASHMLA_CUTE_SEESAW", "ATTN_FLASHMLA_CUTE_CLUSTER", "ATTN_FLASHMLA_CUTE_LEAN"):
         monkeypatch.delenv(name, raising=False)
     for b, s_q, h_q, h_kv in ((2, 1, 16, 1), (5, 2, 64, 2), (3, 1, 128, 1), (2, 2, 128, 1), (4, 1, 192, 1)):
         q, k, table, lens, parts, offsets, total, max_splits = m.example_inputs(
@@ -257,8 +267,10 @@ def test_seesaw_compiles_once_per_cluster_size(monkeypatch):
         m.dense_decode_cute(q, k, table, lens, parts, offsets, total, max_splits, 0.1, False)
     # 1 row block, 1 (64 rows per KV head), 2, 4 (pairs), 3 (odd: single CTAs)
     assert compiles == [
-        m.KernelKey(torch.bfloat16, False, False, 3, False, True, 1, False),
-        m.KernelKey(torch.bfloat16, False, False, 3, False, True, 2, False),
+        m.KernelKey(
+            torch.bfloat16, False, False, 3, False, True, 1, False, True
+        ),  # the lean softmax: default
+        m.KernelKey(torch.bfloat16, False, False, 3, False, True, 2, False, True),
     ]
     monkeypatch.setenv("ATTN_FLASHMLA_CUTE_CLUSTER", "1")
     assert m.seesaw_cluster(2) == 1

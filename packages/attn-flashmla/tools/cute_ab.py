@@ -6,7 +6,8 @@
 
 Forms are environment settings that the kernel reads per call (each compiles once, outside the timing):
 ``split_s`` (the first kernel, the default until 2026-12-04), the seesaw kernel with single CTAs
-(``seesaw_single``) and ``seesaw`` (the default: clusters of two CTAs where the row blocks pair up);
+(``seesaw_single``), ``seesaw`` (clusters of two CTAs where the row blocks pair up, the lean softmax off) and
+``seesaw_lean`` (the same with it: the default since 2026-12-08);
 ``flash_mla`` is DeepSeek's FlashMLA itself where it is importable (built from source beside this run).
 Each form is timed twice: the whole call (``gpu_check.time_call``) and its main kernel alone
 (``attn_bench.timing.main_kernel_ms``, what FlashMLA's own figures count). Each row reports every form's

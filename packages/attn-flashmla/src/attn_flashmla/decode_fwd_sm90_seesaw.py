@@ -147,8 +147,8 @@ def kernel_class():
             # half of every K box and multicast it into both (module docstring, "Pairs").
             self.cluster = cluster
             self.cross_first = cross_first
-            # Opt-in (decode_fwd_sm90.lean_softmax): masks only where needed, scale folded into one FFMA,
-            # P by stmatrix/ldmatrix. Off, the kernel is the one that passed its GPU checks.
+            # The default (decode_fwd_sm90.lean_softmax): masks only where needed, scale folded into one
+            # FFMA, P by stmatrix/ldmatrix. Off, the kernel of 2026-12-04 to 2026-12-07.
             self.lean = lean
             self.s_order = S_ORDER_CROSS_FIRST if cross_first else S_ORDER
             self.load_order = LOAD_ORDER_CROSS_FIRST if cross_first else LOAD_ORDER
